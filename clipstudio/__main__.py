@@ -1,0 +1,5 @@
+import sys
+
+from clipstudio.cli import main
+
+sys.exit(main())

@@ -1,0 +1,107 @@
+"""Image-text models: ``load_model(spec)`` for the built-in model, a saved folder, or a Hugging Face id.
+
+Importing this package is cheap and never imports Qt; transformers is imported when a model loads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from clipstudio.engine.errors import ConfigError, ModelError
+from clipstudio.engine.models.base import ImageTextModel
+from clipstudio.engine.models.hub import FALLBACK_ADVICE, fetch_model_folder, looks_like_hub_id
+from clipstudio.engine.models.manifest import MANIFEST_NAME, read_manifest
+
+__all__ = ["ImageTextModel", "load_model", "resolve_device", "BUILTIN"]
+
+BUILTIN = "builtin"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA if available, else CPU. Otherwise a torch device string, checked for availability."""
+    if device in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"Device {device!r} was requested but no CUDA GPU is available; use auto or cpu.")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"Device {device!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)."
+        )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"Device {device!r} was requested but MPS is not available; use auto or cpu.")
+    return resolved
+
+
+def _load_hf_clip(folder: Path, device: torch.device, source: str = "") -> ImageTextModel:
+    from clipstudio.engine.models.hf_clip import HFClipModel
+
+    return HFClipModel.load(folder, device, source=source)
+
+
+def _load_dual_encoder(folder: Path, device: torch.device, source: str = "") -> ImageTextModel:
+    from clipstudio.engine.models.dual_encoder import DualEncoderModel
+
+    return DualEncoderModel.load(folder, device)
+
+
+# clipstudio_model.json "kind" -> loader. Add a model kind by adding its loader here.
+LOADERS: dict[str, Callable[[Path, torch.device, str], ImageTextModel]] = {
+    "hf_clip": _load_hf_clip,
+    "dual_encoder": _load_dual_encoder,
+}
+
+
+def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
+    """Load ``"builtin"``, a model folder (CLIP Studio or Hugging Face CLIP), or a Hugging Face Hub id.
+
+    Raises ModelError with one sentence naming the problem when the model can't be loaded.
+    """
+    target = resolve_device(device)
+    spec = str(spec).strip()
+    if spec == BUILTIN:
+        from clipstudio.engine.models.builtin import load_builtin
+
+        return load_builtin(target)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return load_model_folder(path, target)
+    if looks_like_hub_id(spec):
+        return _load_hf_clip(fetch_model_folder(spec), target, source=spec)
+    raise ModelError(
+        f"Model {spec!r} is neither a folder nor a Hugging Face id like openai/clip-vit-base-patch32; {FALLBACK_ADVICE}."
+    )
+
+
+def load_model_folder(folder: Path, device: torch.device) -> ImageTextModel:
+    """A saved CLIP Studio model (``clipstudio_model.json``) or a Hugging Face CLIP folder (``config.json``)."""
+    expected = f'a CLIP Studio model ({MANIFEST_NAME}) or a Hugging Face CLIP model (config.json with model_type "clip")'
+    if not folder.is_dir():
+        raise ModelError(
+            f"{str(folder)!r} is a file, not a model folder; expected a folder holding {expected}."
+        )
+    if (folder / MANIFEST_NAME).is_file():
+        kind = read_manifest(folder)["kind"]
+        loader = LOADERS.get(kind)
+        if loader is None:
+            raise ModelError(
+                f"{str(folder)!r} holds a model of unknown kind {kind!r}; expected one of {sorted(LOADERS)}."
+            )
+        return loader(folder, device, str(folder))
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ModelError(f"{str(folder)!r} is not a model folder; expected {expected}.")
+    try:
+        model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        raise ModelError(f"{config_path} is not a valid Hugging Face config; expected {expected}.") from None
+    if model_type != "clip":
+        raise ModelError(f"{str(folder)!r} holds a {model_type!r} model, not CLIP; expected {expected}.")
+    return _load_hf_clip(folder, device, str(folder))

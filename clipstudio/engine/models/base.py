@@ -1,0 +1,90 @@
+"""The one interface every image-text model in CLIP Studio implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+
+class ImageTextModel(ABC):
+    """A CLIP-style dual encoder.
+
+    ``encode_images`` / ``encode_texts`` return L2-normalised ``(N, D)`` float tensors on CPU.
+    ``preprocess`` turns decoded RGB PIL images into the pixel batch ``encode_images`` takes, so
+    callers can decode/resize once (and cache) and encode many times.
+    """
+
+    kind: str  # "builtin" | "hf_clip" | "dual_encoder"
+
+    @property
+    @abstractmethod
+    def embed_dim(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def logit_scale(self) -> float:
+        """exp(learned temperature): multiplies cosine similarities into logits."""
+
+    @property
+    @abstractmethod
+    def max_text_tokens(self) -> int:
+        """Longest text (in tokens, with specials) the text encoder sees; longer texts are truncated."""
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device: ...
+
+    @abstractmethod
+    def to(self, device: str | torch.device) -> ImageTextModel: ...
+
+    @abstractmethod
+    def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
+        """RGB PIL images -> float pixel batch (N, 3, H, W), normalised for this model."""
+
+    @abstractmethod
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def encode_texts(self, texts: list[str]) -> torch.Tensor: ...
+
+    @abstractmethod
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Token counts (with specials, before truncation), for the health report."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A stable hex digest of the weights and preprocessing; keys the embedding cache."""
+
+    @abstractmethod
+    def save(self, folder: str | Path) -> Path:
+        """Write the model (safetensors + JSON) so ``clipstudio.engine.models.load_model(folder)`` reloads it."""
+
+    # --- Training hooks (non-abstract so existing implementations keep working) -----------------
+    # ``encode_*`` run under inference_mode and return CPU tensors; training needs differentiable
+    # features on the model's device. These expose exactly that, and nothing more.
+
+    @property
+    def torch_module(self) -> torch.nn.Module:
+        """The ``nn.Module`` holding every trainable weight (image tower, text tower, projections, temperature)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be trained")
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Texts -> padded, truncated token tensors on ``self.device`` for ``forward_texts``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be trained")
+
+    def forward_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Differentiable L2-normalised image embeddings on ``self.device`` (respects train/eval mode)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be trained")
+
+    def forward_texts(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Differentiable L2-normalised text embeddings on ``self.device`` from ``tokenize`` output."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be trained")
+
+    def logit_scale_tensor(self) -> torch.Tensor:
+        """exp(learned temperature) as a differentiable tensor, clamped at 100 like CLIP."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be trained")

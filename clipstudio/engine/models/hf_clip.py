@@ -1,0 +1,134 @@
+"""Hugging Face CLIP (openai/clip-*, vinid/plip, ...) behind the ``ImageTextModel`` interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clipstudio.engine.atomic import atomic_write_json
+from clipstudio.engine.errors import ModelError
+from clipstudio.engine.models.fingerprint import tokenizer_digest
+from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME
+from clipstudio.engine.models.torch_model import TorchImageTextModel
+
+SAFETENSORS_NAMES = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def check_safetensors_folder(folder: Path) -> None:
+    """Refuse a HF model folder whose weights are only in pickle (.bin) form: we never unpickle them."""
+    if any((folder / name).is_file() for name in SAFETENSORS_NAMES):
+        return
+    if any((folder / name).is_file() for name in PICKLE_NAMES):
+        raise ModelError(
+            f"{str(folder)!r} has only pytorch_model.bin weights, which CLIP Studio won't load because "
+            "unpickling can run code; convert them to model.safetensors first."
+        )
+    raise ModelError(f"{str(folder)!r} has a config.json but no model.safetensors weights.")
+
+
+class HFClipModel(TorchImageTextModel):
+    """transformers ``CLIPModel`` + its tokenizer + the PIL-based ``CLIPImageProcessorPil`` (no torchvision)."""
+
+    kind = "hf_clip"
+
+    def __init__(self, model: Any, tokenizer: Any, image_processor: Any, *, source: str = "") -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.source = source
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | torch.device = "cpu", *, source: str = "") -> HFClipModel:
+        """Load a HF CLIP folder (config.json with model_type "clip", safetensors weights, tokenizer, preprocessor)."""
+        from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
+
+        folder = Path(folder)
+        check_safetensors_folder(folder)
+        if not (folder / "preprocessor_config.json").is_file():
+            raise ModelError(
+                f"{str(folder)!r} has no preprocessor_config.json (the CLIP image preprocessing)."
+            )
+        try:
+            model, info = CLIPModel.from_pretrained(
+                folder, use_safetensors=True, local_files_only=True, output_loading_info=True
+            )
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            # The PIL backend: the default CLIPImageProcessor in transformers 5 needs torchvision.
+            processor = CLIPImageProcessorPil.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"Can't load the CLIP model in {str(folder)!r}: {exc}") from None
+        if info.get("missing_keys"):
+            # Randomly initialised weights would make embeddings (and fingerprints) differ run to run.
+            raise ModelError(f"{str(folder)!r} lacks weights for {sorted(info['missing_keys'])[:5]}.")
+        model.eval()
+        return cls(model, tokenizer, processor, source=source or str(folder)).to(device)
+
+    # --- properties ------------------------------------------------------------------------------
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    @property
+    def max_text_tokens(self) -> int:
+        return int(self.model.config.text_config.max_position_embeddings)
+
+    @property
+    def torch_module(self) -> torch.nn.Module:
+        return self.model
+
+    # --- encoding --------------------------------------------------------------------------------
+    def preprocess(self, images: list) -> torch.Tensor:
+        if not images:
+            crop = self.image_processor.crop_size
+            return torch.zeros(0, 3, crop["height"], crop["width"])
+        rgb = [im.convert("RGB") for im in images]
+        return self.image_processor(images=rgb, return_tensors="pt")["pixel_values"].float()
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
+        )
+        return {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask") if k in batch}
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        ids = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+        return [len(x) for x in ids]
+
+    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.model.get_image_features(pixel_values=pixel_values.to(self.model.dtype))
+        return _features(out)
+
+    def _text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        return _features(self.model.get_text_features(**tokens))
+
+    def _log_logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale
+
+    def _fingerprint_extra(self) -> dict[str, Any]:
+        return {
+            "preprocessing": self.image_processor.to_dict(),
+            "tokenizer": tokenizer_digest(self.tokenizer),
+            "max_text_tokens": self.max_text_tokens,
+        }
+
+    # --- save ------------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder)  # safetensors (transformers 5 writes nothing else)
+        self.tokenizer.save_pretrained(folder)
+        self.image_processor.save_pretrained(folder)
+        manifest = {"kind": "hf_clip", "format_version": FORMAT_VERSION, "source": self.source}
+        atomic_write_json(folder / MANIFEST_NAME, manifest)  # last: marks the folder complete
+        return folder
+
+
+def _features(out: Any) -> torch.Tensor:
+    """transformers 5 returns a ModelOutput (projected features in ``pooler_output``); 4.x a tensor."""
+    if isinstance(out, torch.Tensor):
+        return out
+    return out.pooler_output

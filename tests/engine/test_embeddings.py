@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from clipstudio.engine.embeddings import EmbeddingCache, encode_image_files, encode_texts
+from clipstudio.engine.events import ProgressUpdated
+from tests.engine.fake_model import COLOURS, FakeModel, text_vector, write_png
+
+
+@pytest.fixture
+def colour_files(tmp_path):
+    names = ["red", "green", "blue", "yellow", "cyan", "magenta"]
+    return [write_png(tmp_path / "imgs" / f"{n}.png", COLOURS[n]) for n in names]
+
+
+def _expected(rgb):
+    v = np.array([*(np.array(rgb) / 255.0), 0.01, 0.01, 0.01])
+    return v / np.linalg.norm(v)
+
+
+def test_encodes_images_in_input_order(colour_files):
+    model = FakeModel()
+    out = encode_image_files(model, colour_files, batch_size=4)
+    assert out.indices == list(range(6))
+    assert out.embeddings.shape == (6, 6) and out.embeddings.dtype == np.float32
+    assert (out.n_cached, out.n_encoded, out.problems, out.cancelled) == (0, 6, [], False)
+    for row, path in zip(out.embeddings, colour_files, strict=True):
+        np.testing.assert_allclose(row, _expected(COLOURS[path.stem]), atol=1e-6)
+    assert model.image_calls == 2  # batches of 4 + 2
+
+
+def test_second_run_with_the_same_model_reads_the_cache(colour_files):
+    first = encode_image_files(FakeModel(), colour_files, cache=EmbeddingCache())
+    model = FakeModel()
+    second = encode_image_files(model, colour_files, cache=EmbeddingCache())
+    assert model.image_calls == 0
+    assert (second.n_cached, second.n_encoded) == (6, 0)
+    np.testing.assert_array_equal(second.embeddings, first.embeddings)
+    assert second.indices == first.indices
+
+
+def test_cache_lives_under_cache_dir_per_fingerprint(colour_files, _isolated_home):
+    encode_image_files(FakeModel("abc123"), colour_files[:1], cache=EmbeddingCache())
+    assert (_isolated_home / "cache" / "embeddings" / "abc123").is_dir()
+
+
+def test_another_model_does_not_reuse_vectors(colour_files):
+    encode_image_files(FakeModel("model-a"), colour_files, cache=EmbeddingCache())
+    other = FakeModel("model-b")
+    out = encode_image_files(other, colour_files, cache=EmbeddingCache())
+    assert out.n_cached == 0 and other.images_encoded == 6
+
+
+def test_changed_file_is_re_encoded(colour_files):
+    cache = EmbeddingCache()
+    encode_image_files(FakeModel(), colour_files, cache=cache)
+    changed = colour_files[0]
+    write_png(changed, COLOURS["white"], size=12)  # new content and size
+    touched = colour_files[1]
+    st = touched.stat()
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # same bytes, newer mtime
+
+    model = FakeModel()
+    out = encode_image_files(model, colour_files, cache=cache)
+    assert (out.n_cached, out.n_encoded) == (4, 2)
+    assert model.images_encoded == 2
+    np.testing.assert_allclose(out.embeddings[0], _expected(COLOURS["white"]), atol=1e-6)
+
+    again = FakeModel()
+    encode_image_files(again, colour_files, cache=cache)
+    assert again.images_encoded == 0  # the fresh vectors replaced the stale ones
+
+
+def test_corrupt_cache_is_discarded_and_rebuilt(colour_files, caplog):
+    cache = EmbeddingCache()
+    encode_image_files(FakeModel(), colour_files, cache=cache)
+    db = cache.db_path("fake0001")
+    db.write_bytes(b"this is not a database" * 100)
+
+    model = FakeModel()
+    with caplog.at_level(logging.WARNING, logger="clipstudio.engine.embeddings"):
+        out = encode_image_files(model, colour_files, cache=EmbeddingCache())
+    assert out.n_encoded == 6 and out.indices == list(range(6))
+    assert any("corrupt" in r.getMessage() for r in caplog.records)
+
+    rebuilt = FakeModel()
+    assert encode_image_files(rebuilt, colour_files, cache=EmbeddingCache()).n_cached == 6
+    assert rebuilt.image_calls == 0
+
+
+def test_unwritable_cache_only_costs_speed(colour_files, tmp_path, caplog):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING, logger="clipstudio.engine.embeddings"):
+        out = encode_image_files(FakeModel(), colour_files, cache=EmbeddingCache(blocker), batch_size=2)
+    assert out.n_encoded == 6 and out.indices == list(range(6))
+    warnings = [r for r in caplog.records if "continuing without it" in r.getMessage()]
+    assert len(warnings) == 1  # said once, not once per batch
+
+
+def test_unreadable_images_are_skipped_and_listed(colour_files, tmp_path):
+    broken = tmp_path / "imgs" / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    missing = tmp_path / "imgs" / "missing.png"
+    paths = [colour_files[0], broken, colour_files[1], missing, colour_files[2]]
+
+    out = encode_image_files(FakeModel(), paths, cache=EmbeddingCache(), batch_size=2)
+    assert out.indices == [0, 2, 4]
+    assert out.embeddings.shape == (3, 6)
+    np.testing.assert_allclose(out.embeddings[1], _expected(COLOURS["green"]), atol=1e-6)
+    assert [p.path for p in out.problems] == [str(broken), str(missing)]
+    assert all(p.reason for p in out.problems)
+
+
+def test_no_readable_images_gives_an_empty_result(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"junk")
+    out = encode_image_files(FakeModel(), [bad])
+    assert out.embeddings.shape == (0, 6) and out.indices == [] and len(out.problems) == 1
+
+
+def test_cancelling_returns_the_work_done_so_far(colour_files):
+    calls = {"n": 0}
+
+    def should_stop():
+        calls["n"] += 1
+        return calls["n"] > 2  # stop after the first batch of 2
+
+    cache = EmbeddingCache()
+    out = encode_image_files(FakeModel(), colour_files, cache=cache, batch_size=2, should_stop=should_stop)
+    assert out.cancelled
+    assert out.indices == [0, 1] and out.embeddings.shape == (2, 6)
+
+    resumed = encode_image_files(FakeModel(), colour_files, cache=cache, batch_size=2)
+    assert not resumed.cancelled
+    assert (resumed.n_cached, resumed.n_encoded) == (2, 4)
+
+
+def test_progress_reaches_the_total_and_never_goes_back(colour_files):
+    events = []
+    cache = EmbeddingCache()
+    encode_image_files(FakeModel(), colour_files[:2], cache=cache)
+    encode_image_files(FakeModel(), colour_files, cache=cache, batch_size=1, callback=events.append)
+    assert events and all(isinstance(e, ProgressUpdated) for e in events)
+    assert {e.stage for e in events} == {"encode images"}
+    assert all(e.total == 6 for e in events)
+    done = [e.done for e in events]
+    assert done == sorted(done) and len(set(done)) == len(done)
+    assert done[0] == 2 and done[-1] == 6
+
+
+def test_progress_is_throttled(tmp_path):
+    paths = [write_png(tmp_path / f"{i}.png", (i, i, i)) for i in range(60)]
+    events = []
+    encode_image_files(FakeModel(), paths, batch_size=1, callback=events.append)
+    assert events[-1].done == 60
+    assert len(events) < 30
+
+
+def test_encode_texts_batches_and_keeps_order():
+    model = FakeModel()
+    texts = ["red", "green lesion", "blue", "肺炎", "yellow"]
+    emb = encode_texts(model, texts, batch_size=2)
+    assert model.text_calls == 3
+    assert emb.shape == (5, 6) and emb.dtype == np.float32
+    np.testing.assert_allclose(emb[1], text_vector("green lesion"), atol=1e-6)
+    assert encode_texts(model, []).shape == (0, 6)
