@@ -30,7 +30,12 @@ def run_demo(*, model_spec: str = "builtin", device: str = "auto", out: str | Pa
     from clipstudio.engine.evaluate import search_text, zero_shot_from_embeddings
     from clipstudio.engine.models import load_model
     from clipstudio.engine.paths import samples_dir, user_data_dir
-    from clipstudio.engine.prompts import DEFAULT_TEMPLATES, PromptSet, class_text_embeddings, compare_prompt_sets
+    from clipstudio.engine.prompts import (
+        DEFAULT_TEMPLATES,
+        PromptSet,
+        class_text_embeddings,
+        compare_prompt_sets,
+    )
 
     t_start = time.perf_counter()
     sample = samples_dir() / "chest_xray"

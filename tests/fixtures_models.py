@@ -20,7 +20,11 @@ CAT_IDS = [49406, 320, 1125, 539, 320, 2368, 49407]  # openai/clip-vit-base-patc
 
 def _bytes_to_unicode() -> dict[int, str]:
     """OpenAI CLIP's reversible byte -> printable-unicode table (same as GPT-2's)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -28,7 +32,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
+    return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
 def write_clip_vocab(folder: Path) -> None:
@@ -40,7 +44,9 @@ def write_clip_vocab(folder: Path) -> None:
     vocab += ["".join(m.split()) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False), "utf-8")
+    (folder / "vocab.json").write_text(
+        json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False), "utf-8"
+    )
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", "utf-8")
 
 
@@ -61,7 +67,9 @@ def build_tiny_clip(folder: Path, seed: int = 0) -> Path:
     model = CLIPModel(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        folder
+    )
     return folder
 
 

@@ -160,3 +160,145 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}.")
         return value
     return value
+
+
+# --- Fine-tuning -------------------------------------------------------------------------------
+# Every default below is the documented one: the GUI shows these comments as tooltips.
+
+TRAIN_METHODS = ("full", "lock_image", "lock_text", "linear_probe", "lora")
+LOSSES = ("multi_positive", "clip")
+AUGMENTATIONS = ("none", "minimal", "standard")
+MONITORS = ("val_acc", "val_loss")
+
+# Learning rate used when ``TrainConfig.learning_rate`` is None, per method. Small on purpose:
+# a few hundred to a few thousand clinical images overfit fast and can wipe out what the
+# pretrained model knows when the weights move far.
+DEFAULT_LEARNING_RATES = {
+    "full": 1e-5,  # every weight moves: keep steps tiny
+    "lock_image": 1e-5,  # LiT: one tower frozen, the other fine-tuned as in "full"
+    "lock_text": 1e-5,
+    "lora": 1e-4,  # only small adapters train, so they can take larger steps
+    "linear_probe": 1e-3,  # one C x D matrix on frozen embeddings
+}
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters (method "lora") on the attention projections of the towers that have them."""
+
+    rank: int = 8  # rank r of each adapter (B @ A); 4-16 is typical
+    alpha: float = 8.0  # adapter output is scaled by alpha / rank: 8 / 8 = 1, as in CLIP-Finetune
+    dropout: float = 0.05  # dropout on the adapter input during training
+    # Module names to adapt (matched against the end of each module's name). None: automatic -
+    # q_proj/k_proj/v_proj/out_proj in CLIP, query/key/value/attention.output.dense in BERT/MiniLM;
+    # a tower without attention (EfficientNet) stays frozen except its projection.
+    target_modules: list[str] | None = None
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """Stop when the validation metric stops improving."""
+
+    patience: int | None = None  # None: never stop early; N: stop after N epochs without improvement
+    min_delta: float = 0.0  # an epoch must beat the best by more than this to count as improving
+    # "val_acc": balanced accuracy for class data, mean recall (R@1/5/10, both directions) for
+    # image-text pairs, higher is better. "val_loss": validation loss, lower is better.
+    # The same metric picks checkpoint_best.
+    monitor: str = "val_acc"
+
+
+@dataclass
+class CrossValConfig:
+    """k-fold cross-validation (run by the cross-validation driver, one Trainer per fold)."""
+
+    use_cv: bool = False  # False: one train/val split
+    n_splits: int = 5  # k: number of folds
+    random_state: int = 42  # seed of the fold assignment
+
+
+@dataclass
+class TrainConfig:
+    """One fine-tuning run. Saved as ``config.json`` in the run folder; reloads with ``load_config``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    output: str = ""  # the run folder; "" -> <user data>/runs/<timestamp>-<method>
+    # "full": fine-tune both towers (contrastive). "lock_image" / "lock_text": LiT, one tower frozen.
+    # "linear_probe": encoders frozen, a class head initialised from the prompt embeddings (class
+    # data only). "lora": low-rank adapters on the attention layers, merged into the saved model.
+    method: str = "full"
+    epochs: int = 10  # passes over the training images
+    batch_size: int = 32  # images per step (contrastive: also texts per step)
+    learning_rate: float | None = None  # None: the method's default (DEFAULT_LEARNING_RATES)
+    weight_decay: float = 0.1  # AdamW decoupled weight decay; never on biases, norms or temperature
+    warmup_steps: int = 50  # optimizer steps of linear warm-up before the cosine decay
+    img_size: int | None = None  # None: the model's own input size
+    augmentation: str = "minimal"  # "none" | "minimal" | "standard" (training images only)
+    embed_dim: int = 512  # only when creating a new dual encoder: shared embedding size
+    temperature: float = 0.07  # only when creating a new dual encoder: initial temperature
+    amp: bool = True  # mixed precision: bf16 on CPU and recent GPUs, fp16 + loss scaling on older GPUs
+    grad_clip: float | None = 1.0  # clip the gradient norm to this; None: no clipping
+    grad_accum: int = 1  # batches per optimizer step (each batch stays its own contrastive batch)
+    # "multi_positive": images sharing a class (or an identical caption) are positives of each
+    # other, not negatives. "clip": plain CLIP loss, only the diagonal is positive.
+    loss: str = "multi_positive"
+    seed: int = 42  # data order, augmentation, text sampling and any random initialisation
+    num_workers: int = 2  # threads decoding images (once, into the image cache)
+    gpu_id: int = 0  # which CUDA GPU when model.device is "auto"
+    log_every_steps: int = 10  # progress events and metrics.jsonl lines every N optimizer steps
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    save_best: bool = True  # keep checkpoint_best (best monitored metric) besides checkpoint_latest
+    resume_from: str | None = None  # a run folder: continue from its checkpoint_latest exactly
+    cv: CrossValConfig = field(default_factory=CrossValConfig)
+
+    def resolved_learning_rate(self) -> float:
+        """The learning rate actually used: the configured one, else the method's default."""
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return DEFAULT_LEARNING_RATES.get(self.method, DEFAULT_LEARNING_RATES["full"])
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first invalid setting."""
+        choices = {
+            "method": (self.method, TRAIN_METHODS),
+            "loss": (self.loss, LOSSES),
+            "augmentation": (self.augmentation, AUGMENTATIONS),
+            "early_stopping.monitor": (self.early_stopping.monitor, MONITORS),
+        }
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)} (got {value!r}).")
+        positive = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "grad_accum": self.grad_accum,
+            "log_every_steps": self.log_every_steps,
+            "lora.rank": self.lora.rank,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1 (got {value}).")
+        non_negative = {
+            "weight_decay": self.weight_decay,
+            "warmup_steps": self.warmup_steps,
+            "num_workers": self.num_workers,
+            "gpu_id": self.gpu_id,
+            "early_stopping.min_delta": self.early_stopping.min_delta,
+        }
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ConfigError(f"{name} must not be negative (got {value}).")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be positive (got {self.learning_rate}).")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be positive or null (got {self.grad_clip}).")
+        if self.img_size is not None and self.img_size < 8:
+            raise ConfigError(f"img_size must be at least 8 pixels or null (got {self.img_size}).")
+        if not 0 <= self.lora.dropout < 1:
+            raise ConfigError(f"lora.dropout must be in [0, 1) (got {self.lora.dropout}).")
+        if self.early_stopping.patience is not None and self.early_stopping.patience < 1:
+            raise ConfigError(
+                f"early_stopping.patience must be at least 1 or null (got {self.early_stopping.patience})."
+            )

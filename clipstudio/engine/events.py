@@ -28,6 +28,81 @@ class MessageLogged:
     text: str
 
 
+# --- Training (emitted by clipstudio.engine.trainer.Trainer, in this order) ----------------------
+
+
+@dataclass(frozen=True)
+class TrainStarted:
+    """Data and model are ready; the first optimizer step is next."""
+
+    run_dir: str
+    method: str  # TrainConfig.method
+    epochs: int
+    steps_per_epoch: int  # optimizer steps
+    total_steps: int
+    n_train: int  # training images
+    n_val: int  # validation images (0: no validation)
+    device: str  # e.g. "cuda:0", "cpu"
+    start_epoch: int = 1  # > 1 when resuming
+    start_step: int = 0  # optimizer steps already done (resume)
+
+
+@dataclass(frozen=True)
+class StepEnded:
+    """An optimizer step finished. Throttled: every ``log_every_steps`` steps and at most ~10 per second."""
+
+    epoch: int  # 1-based
+    step: int  # optimizer steps done so far in the whole run
+    total_steps: int
+    loss: float  # mean training loss of the batches since the previous StepEnded
+    lr: float
+    images_per_s: float
+
+
+@dataclass(frozen=True)
+class EpochEnded:
+    """An epoch (training + validation) finished. A metric is None where it does not apply."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float  # in-batch: the image's most similar text is one of its positives
+    val_loss: float | None
+    val_acc: float | None  # accuracy (class data) or image->text R@1 (pairs)
+    val_balanced_acc: float | None  # class data only
+    val_mean_recall: float | None  # pairs only: mean of R@1/5/10 in both directions
+    lr: float
+    seconds: float  # wall time of the epoch
+
+
+@dataclass(frozen=True)
+class EvalEnded:
+    """Validation metrics (epoch 0: before any training, i.e. the starting model)."""
+
+    epoch: int
+    metrics: tuple[tuple[str, float], ...]  # (name, value) pairs, e.g. ("val_acc", 0.8)
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.metrics)
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    path: str
+    kind: str  # "latest" | "best"
+    epoch: int
+    step: int
+
+
+@dataclass(frozen=True)
+class TrainEnded:
+    """Always the last event of a run, whatever happened."""
+
+    status: str  # "completed" | "cancelled" | "early_stopped" | "failed"
+    run_dir: str
+    best_metric: float | None  # best value of the monitored metric (None: no validation)
+    message: str  # one sentence for the user
+
+
 class Callback(Protocol):
     def __call__(self, event: object) -> None: ...
 

@@ -290,7 +290,9 @@ def _plural(n: int, one: str, many: str) -> str:
 def _warnings(dataset: Dataset, report: HealthReport, *, n_checked: int) -> list[str]:
     out = []
     if not report.complete:
-        out.append(f"Check stopped early: {n_checked} of {len({s.path for s in dataset.samples})} files checked")
+        out.append(
+            f"Check stopped early: {n_checked} of {len({s.path for s in dataset.samples})} files checked"
+        )
     if report.n_unreadable:
         out.append(f"{_plural(report.n_unreadable, 'file', 'files')} could not be read")
     n_skipped = len(dataset.problems)
@@ -319,7 +321,7 @@ def _warnings(dataset: Dataset, report: HealthReport, *, n_checked: int) -> list
 
     leaks = Counter(tuple(g.splits) for g in report.duplicates if g.leakage)
     if len(leaks) == 1:
-        (splits, n), = leaks.items()
+        ((splits, n),) = leaks.items()
         word = "both " if len(splits) == 2 else ""
         out.append(f"{_plural(n, 'image appears', 'images appear')} in {word}{_join(list(splits))} (leakage)")
     elif leaks:
@@ -328,13 +330,17 @@ def _warnings(dataset: Dataset, report: HealthReport, *, n_checked: int) -> list
     inside = [g for g in report.duplicates if not g.leakage]
     if inside:
         n_files = sum(len(g.paths) for g in inside)
-        out.append(f"{_plural(len(inside), 'image is', 'images are')} stored more than once ({n_files} files)")
+        out.append(
+            f"{_plural(len(inside), 'image is', 'images are')} stored more than once ({n_files} files)"
+        )
     labels_of: dict[str, set] = defaultdict(set)
     for sample in dataset.samples:
         labels_of[str(sample.path)].add(sample.label)
     conflicting = sum(len(set().union(*(labels_of[p] for p in g.paths))) > 1 for g in report.duplicates)
     if conflicting:
-        out.append(f"{_plural(conflicting, 'duplicated image has', 'duplicated images have')} conflicting labels")
+        out.append(
+            f"{_plural(conflicting, 'duplicated image has', 'duplicated images have')} conflicting labels"
+        )
 
     caps = report.captions
     if caps.get("n_images_without"):

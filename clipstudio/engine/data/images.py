@@ -56,7 +56,7 @@ def image_size(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tup
     """(width, height) of the upright image, from the header only (no pixel decoding).
 
     Besides the header checks of :func:`load_image`, PNG and JPEG files are checked for their
-    end marker, which catches most truncated downloads without decoding.
+    end marker, which catches most truncated downloads; only a file without one is decoded.
     """
     path = Path(path)
     with _open_file(path) as f:
@@ -65,7 +65,13 @@ def image_size(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tup
             ds = _read_dicom(path, f, head, header_only=True)
             return _dicom_size(path, ds, max_pixels)
         with _open_pil(path, f, head, max_pixels) as im:
-            _check_end_marker(path, f, im.format)
+            if not _ends_with_marker(path, f, im.format):
+                # Probably cut short, but some cameras append data after the end marker:
+                # decode this one file to be sure.
+                try:
+                    im.load()
+                except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as e:
+                    raise ImageError(f"{path}: {_decode_reason(e)}") from None
             width, height = im.size
             if _exif_orientation(im) in _ORIENTATION_SWAPS_AXES:
                 width, height = height, width
@@ -171,22 +177,20 @@ def _check_pixel_count(path: Path, width: int, height: int, max_pixels: int) -> 
         )
 
 
-def _check_end_marker(path: Path, f: BinaryIO, fmt: str | None) -> None:
-    """Cheap truncation check: PNG and JPEG files end with a marker we can look for."""
+def _ends_with_marker(path: Path, f: BinaryIO, fmt: str | None) -> bool:
+    """Cheap truncation check: PNG and JPEG files end with a marker; other formats pass."""
     if fmt == "PNG":
         marker = b"IEND"
     elif fmt in ("JPEG", "MPO"):
         marker = b"\xff\xd9"
     else:
-        return
+        return True
     try:
         size = f.seek(0, 2)
         f.seek(max(0, size - _TAIL_BYTES))
-        tail = f.read(_TAIL_BYTES)
+        return marker in f.read(_TAIL_BYTES)
     except OSError as e:
         raise ImageError(f"{path}: cannot read the file ({e.strerror or e})") from None
-    if marker not in tail:
-        raise ImageError(f"{path}: truncated image data (no end-of-image marker)")
 
 
 def _exif_orientation(im: Image.Image) -> int:
@@ -360,7 +364,10 @@ def _dicom_grey_to_uint8(pixels: np.ndarray, ds) -> np.ndarray:
     except ImportError:  # pydicom 2.x
         from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi, apply_voi_lut
 
-    values = apply_modality_lut(pixels, ds)
+    try:
+        values = apply_modality_lut(pixels, ds)
+    except (ValueError, AttributeError, TypeError, IndexError, KeyError):
+        values = pixels  # a malformed rescale: the stored values still make a viewable image
     has_lut = bool(ds.get("VOILUTSequence"))
     has_window = "WindowCenter" in ds and "WindowWidth" in ds
     if not (has_lut or has_window):

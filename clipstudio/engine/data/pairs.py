@@ -321,6 +321,8 @@ def _add_csv(collector, path, resolver, split, image_key, caption_key) -> None:
     text = read_text(path)
     first_line = text.split("\n", 1)[0]
     delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(first_line)
+    # Long radiology reports exceed the csv module's 128 KiB default field limit.
+    csv.field_size_limit(max(csv.field_size_limit(), 16 * 1024 * 1024))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = [h.strip() for h in next(reader, [])]
@@ -407,6 +409,7 @@ def _label_order(name: str) -> tuple[int, int, str]:
 
 
 def json_type_name(value: object) -> str:
+    """How a parsed JSON value is named in messages ("null", "a number", "an object", ...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -65,6 +65,7 @@ def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
     Raises ModelError with one sentence naming the problem when the model can't be loaded.
     """
     target = resolve_device(device)
+    _quiet_transformers()
     spec = str(spec).strip()
     if spec == BUILTIN:
         from clipstudio.engine.models.builtin import load_builtin
@@ -78,6 +79,14 @@ def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
     raise ModelError(
         f"Model {spec!r} is neither a folder nor a Hugging Face id like openai/clip-vit-base-patch32; {FALLBACK_ADVICE}."
     )
+
+
+def _quiet_transformers() -> None:
+    """transformers' own weight-loading bars and notices would interleave with ours (CLI) or go nowhere (GUI)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def load_model_folder(folder: Path, device: torch.device) -> ImageTextModel:

@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from clipstudio.engine.models.image_preprocessing import ImageInputSpec
+
 
 class ImageTextModel(ABC):
     """A CLIP-style dual encoder.
@@ -63,6 +65,10 @@ class ImageTextModel(ABC):
     @abstractmethod
     def save(self, folder: str | Path) -> Path:
         """Write the model (safetensors + JSON) so ``clipstudio.engine.models.load_model(folder)`` reloads it."""
+
+    def image_input_spec(self) -> ImageInputSpec:
+        """Square input size and mean/std of ``preprocess``, to normalise cached uint8 crops without PIL."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its image input")
 
     # --- Training hooks (non-abstract so existing implementations keep working) -----------------
     # ``encode_*`` run under inference_mode and return CPU tensors; training needs differentiable

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from clipstudio.engine.errors import ModelError
@@ -93,7 +94,7 @@ def load_builtin(device: str | torch.device = "cpu") -> DualEncoderModel:
         model.module.text_projection.load_state_dict(
             {"weight": projection["text_projection.weight"], "bias": projection["text_projection.bias"]}
         )
-    except (OSError, KeyError, RuntimeError) as exc:
+    except (OSError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ModelError(
             f"The built-in model's text projection can't be read ({exc}); reinstall CLIP Studio."
         ) from None

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -18,7 +19,7 @@ from clipstudio.engine.atomic import atomic_write, atomic_write_json
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.backbones import backbone_spec, build_backbone
 from clipstudio.engine.models.fingerprint import tokenizer_digest
-from clipstudio.engine.models.image_preprocessing import ImagePreprocessing
+from clipstudio.engine.models.image_preprocessing import ImageInputSpec, ImagePreprocessing
 from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest
 from clipstudio.engine.models.torch_model import TorchImageTextModel
 
@@ -170,6 +171,10 @@ class DualEncoderModel(TorchImageTextModel):
     def preprocess(self, images: list) -> torch.Tensor:
         return self.preprocessing(images)
 
+    def image_input_spec(self) -> ImageInputSpec:
+        p = self.preprocessing
+        return ImageInputSpec(size=p.image_size, mean=tuple(p.mean), std=tuple(p.std))
+
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
@@ -256,7 +261,7 @@ class DualEncoderModel(TorchImageTextModel):
         )
         try:
             module.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=True)
-        except (RuntimeError, OSError) as exc:
+        except (RuntimeError, OSError, SafetensorError) as exc:
             raise ModelError(
                 f"Weights in {str(folder / WEIGHTS_NAME)!r} don't match its manifest: {exc}"
             ) from None

@@ -38,7 +38,9 @@ def tokenizer_digest(tokenizer: Any) -> str:
     """sha256 of the tokenizer's vocabulary and rules (they decide token ids, hence embeddings)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        text = backend.to_str()
+        # truncation/padding are call-time state the tokenizer remembers after use, not its identity.
+        state = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        text = json.dumps(state, sort_keys=True, ensure_ascii=False)
     else:
         text = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

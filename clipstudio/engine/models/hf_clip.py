@@ -10,6 +10,7 @@ import torch
 from clipstudio.engine.atomic import atomic_write_json
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.fingerprint import tokenizer_digest
+from clipstudio.engine.models.image_preprocessing import ImageInputSpec
 from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME
 from clipstudio.engine.models.torch_model import TorchImageTextModel
 
@@ -87,6 +88,24 @@ class HFClipModel(TorchImageTextModel):
             return torch.zeros(0, 3, crop["height"], crop["width"])
         rgb = [im.convert("RGB") for im in images]
         return self.image_processor(images=rgb, return_tensors="pt")["pixel_values"].float()
+
+    def image_input_spec(self) -> ImageInputSpec:
+        proc = self.image_processor
+        box = proc.crop_size if getattr(proc, "do_center_crop", True) else proc.size
+        box = {k: v for k, v in dict(box).items() if v is not None}  # a dict, or a SizeDict in some versions
+        if "height" in box and "width" in box:
+            height, width = int(box["height"]), int(box["width"])
+        else:
+            height = width = int(box["shortest_edge"])
+        if height != width:
+            raise ModelError(
+                f"This CLIP model takes {width}x{height} images; only square inputs are supported."
+            )
+        return ImageInputSpec(
+            size=height,
+            mean=tuple(float(v) for v in proc.image_mean),
+            std=tuple(float(v) for v in proc.image_std),
+        )
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(

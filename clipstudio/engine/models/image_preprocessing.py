@@ -26,6 +26,27 @@ _RESAMPLE = {
 
 
 @dataclass(frozen=True)
+class ImageInputSpec:
+    """The square pixel input a model takes: ``size`` x ``size`` RGB, normalised as (x / 255 - mean) / std."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def resize_center_crop(image: Image.Image, size: int, *, resample: str = "bicubic") -> Image.Image:
+    """Shorter side resized to ``size``, then the centre ``size`` x ``size`` RGB square, as models do."""
+    image = image.convert("RGB")
+    w, h = image.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), _RESAMPLE[resample])
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+@dataclass(frozen=True)
 class ImagePreprocessing:
     """Resize the shorter side to ``resize_size`` (default ``image_size``), centre-crop ``image_size``, normalise."""
 

@@ -35,7 +35,9 @@ def _patch_png_size(path: Path, width: int, height: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def _write_dicom(path: Path, pixels: np.ndarray, *, photometric="MONOCHROME2", preamble=True, **attrs) -> Path:
+def _write_dicom(
+    path: Path, pixels: np.ndarray, *, photometric="MONOCHROME2", preamble=True, **attrs
+) -> Path:
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -298,7 +300,12 @@ def test_dicom_window_center_and_width_are_applied(tmp_path):
 def test_dicom_rescale_is_applied_before_the_window(tmp_path):
     # CT-style: stored 0..1000, HU = stored - 1000; the window is given in HU.
     path = _write_dicom(
-        tmp_path / "ct.dcm", _ramp(), RescaleSlope=1, RescaleIntercept=-1000, WindowCenter=-500, WindowWidth=200
+        tmp_path / "ct.dcm",
+        _ramp(),
+        RescaleSlope=1,
+        RescaleIntercept=-1000,
+        WindowCenter=-500,
+        WindowWidth=200,
     )
     out = np.asarray(load_image(path))[0, :, 0]
     assert out[75] == 0 and out[200] == 255 and 120 <= out[125] <= 135
@@ -368,3 +375,11 @@ def test_permission_error_is_reported_even_as_root(tmp_path, monkeypatch):
     monkeypatch.setattr(images, "open", refuse, raising=False)
     with pytest.raises(ImageError, match=r"locked\.png: permission denied"):
         image_size(path)
+
+
+def test_jpeg_with_data_after_the_end_marker_is_fine(tmp_path):
+    # Some phones append several KB of metadata after the JPEG end marker.
+    path = _save(tmp_path / "phone.jpg", Image.new("RGB", (12, 9), GREEN))
+    path.write_bytes(path.read_bytes() + b"SEFH" + bytes(4096))
+    assert image_size(path) == (12, 9)
+    assert load_image(path).size == (12, 9)

@@ -96,7 +96,9 @@ def test_groups_never_span_two_splits(seed):
     samples = []
     for patient in range(60):
         for j in range(1 + patient % 5):
-            samples.append(Sample(path=Path(f"/d/p{patient}_{j}.png"), label=(patient + j) % 3, group=f"P{patient}"))
+            samples.append(
+                Sample(path=Path(f"/d/p{patient}_{j}.png"), label=(patient + j) % 3, group=f"P{patient}")
+            )
     samples += [Sample(path=Path(f"/d/loose_{i}.png"), label=i % 3) for i in range(20)]
     data = Dataset(root=Path("/d"), format="csv", samples=samples, class_names=["a", "b", "c"])
 
@@ -139,11 +141,15 @@ def test_bad_fractions_are_refused(val, test, message):
 
 
 def _named(*names: str) -> Dataset:
-    return Dataset(root=Path("/x"), format="folders", samples=[Sample(path=Path("/x/sub_42") / n) for n in names])
+    return Dataset(
+        root=Path("/x"), format="folders", samples=[Sample(path=Path("/x/sub_42") / n) for n in names]
+    )
 
 
 def test_group_from_first_capture_group():
-    data = apply_group_regex(_named("patient12_view1.png", "patient12_view2.png", "scan.png"), r"patient(\d+)_")
+    data = apply_group_regex(
+        _named("patient12_view1.png", "patient12_view2.png", "scan.png"), r"patient(\d+)_"
+    )
     assert [s.group for s in data.samples] == ["12", "12", None]
 
 

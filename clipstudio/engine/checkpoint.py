@@ -1,0 +1,143 @@
+"""Checkpoint folders, swapped in atomically, and the training state as safetensors + JSON.
+
+A checkpoint is a folder (``checkpoint_latest``, ``checkpoint_best``) holding the model exactly
+as ``ImageTextModel.save`` writes it, so ``load_model(<checkpoint>)`` works on it, plus the
+training state: ``train_state.safetensors`` (every tensor: optimizer moments, RNG states...) and
+``train_state.json`` (everything else). Nothing is pickled.
+
+Writing: the whole new folder is built beside the old one (``<name>.tmp-<pid>``), then the old
+folder is renamed to ``<name>.old``, the new one renamed into place and ``.old`` deleted. No
+step renames onto an existing folder (Windows can't), and a crash at any point leaves a complete
+checkpoint under ``<name>`` or ``<name>.old``; ``find_checkpoint`` looks in both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from clipstudio.engine.atomic import atomic_write, atomic_write_json
+from clipstudio.engine.errors import ConfigError
+
+STATE_JSON = "train_state.json"  # written last: its presence marks a complete checkpoint
+STATE_TENSORS = "train_state.safetensors"
+STATE_FORMAT = 1
+
+LATEST = "checkpoint_latest"
+BEST = "checkpoint_best"
+
+
+def write_checkpoint_folder(final: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_folder)`` to fill a new folder, then swap it in for ``final``."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    old = final.with_name(f"{final.name}.old")
+    _remove_tree(tmp)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if not (tmp / STATE_JSON).is_file():
+            raise RuntimeError(f"checkpoint writer left no {STATE_JSON} in {tmp}")
+        if final.exists():
+            # A leftover .old next to a complete folder is stale; one next to a missing folder is
+            # the only good copy and stays until the new folder is in place.
+            _remove_tree(old)
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except BaseException:
+        _remove_tree(tmp)
+        raise
+    _remove_tree(old)
+    return final
+
+
+def find_checkpoint(run_dir: str | os.PathLike, name: str = LATEST) -> Path | None:
+    """The complete checkpoint folder ``run_dir/name``, else its ``.old`` copy, else None."""
+    run_dir = Path(run_dir)
+    for candidate in (run_dir / name, run_dir / f"{name}.old"):
+        if (candidate / STATE_JSON).is_file():
+            return candidate
+    return None
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+# --- Training state: nested dicts/lists of plain values and tensors <-> JSON + safetensors --------
+
+
+def save_train_state(folder: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write ``state`` (tensors and numpy arrays anywhere inside) as safetensors + JSON."""
+    folder = Path(folder)
+    tensors: dict[str, torch.Tensor] = {}
+    document = {"format": STATE_FORMAT, "state": _flatten(state, tensors)}
+    atomic_write(folder / STATE_TENSORS, lambda p: save_file(tensors, str(p)))
+    atomic_write_json(folder / STATE_JSON, document)
+
+
+def load_train_state(folder: str | os.PathLike) -> dict[str, Any]:
+    """Read what ``save_train_state`` wrote (tensors on CPU)."""
+    folder = Path(folder)
+    try:
+        document = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
+        tensors = load_file(str(folder / STATE_TENSORS)) if (folder / STATE_TENSORS).is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{folder}: the training state can't be read ({exc}).") from None
+    if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
+        raise ConfigError(f"{folder / STATE_JSON}: unknown training-state format.")
+    return _unflatten(document["state"], tensors)
+
+
+def _flatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        # clone: safetensors refuses tensors sharing storage, and the caller keeps training.
+        tensors[key] = obj.detach().to("cpu").contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(obj, np.ndarray):
+        key = f"t{len(tensors)}"
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(obj).copy())
+        return {"__ndarray__": key}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj) and not any(k.startswith("__") for k in obj):
+            return {k: _flatten(v, tensors) for k, v in obj.items()}
+        # Optimizer state is keyed by int parameter ids; JSON would turn them into strings.
+        return {"__items__": [[_flatten(k, tensors), _flatten(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, list | tuple):
+        return [_flatten(v, tensors) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    raise TypeError(f"can't store {type(obj).__name__} in a training state")
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__ndarray__" in obj:
+            return tensors[obj["__ndarray__"]].numpy()
+        if "__items__" in obj:
+            return {_hashable(_unflatten(k, tensors)): _unflatten(v, tensors) for k, v in obj["__items__"]}
+        return {k: _unflatten(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    return obj
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key

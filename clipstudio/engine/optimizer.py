@@ -1,0 +1,88 @@
+"""Optimisation settings shared by every training method: AdamW groups, the LR schedule, mixed precision.
+
+AdamW (betas 0.9/0.98, eps 1e-6, CLIP's values) with weight decay only on matrices: biases,
+norm weights (every parameter with fewer than 2 dimensions) and the temperature are not decayed.
+The learning rate warms up linearly for ``warmup_steps`` optimizer steps, then follows a cosine
+down to 0 at the last step. It is a pure function of the step, so a resumed run needs no
+scheduler state beyond the step count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+BETAS = (0.9, 0.98)
+EPS = 1e-6
+
+
+def no_decay(name: str, param: torch.Tensor) -> bool:
+    """Biases, norms (ndim < 2) and the temperature keep their scale: decaying them only hurts."""
+    return param.ndim < 2 or "logit_scale" in name
+
+
+def make_optimizer(
+    named_params: list[tuple[str, torch.nn.Parameter]], *, lr: float, weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW over the given (trainable) parameters, in two groups: decayed and not decayed."""
+    decay = [p for n, p in named_params if not no_decay(n, p)]
+    keep = [p for n, p in named_params if no_decay(n, p)]
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay})
+    if keep:
+        groups.append({"params": keep, "weight_decay": 0.0})
+    if not groups:
+        raise ValueError("no trainable parameters")
+    # foreach=False: the same arithmetic on every device, which exact resumes rely on.
+    return torch.optim.AdamW(groups, lr=lr, betas=BETAS, eps=EPS, foreach=False)
+
+
+def cosine_lr(step: int, *, base_lr: float, total_steps: int, warmup_steps: int) -> float:
+    """The learning rate for optimizer step ``step`` (0-based): linear warm-up, then cosine to 0."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+@dataclass(frozen=True)
+class AmpPolicy:
+    """How to run the forward pass: autocast dtype (None: full fp32) and whether to scale the loss."""
+
+    device_type: str
+    dtype: torch.dtype | None
+    use_scaler: bool
+
+    @property
+    def name(self) -> str:
+        if self.dtype is None:
+            return "fp32"
+        return "fp16+scaler" if self.use_scaler else str(self.dtype).removeprefix("torch.")
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+
+def amp_policy(device: torch.device, enabled: bool) -> AmpPolicy:
+    """bf16 on CPU and CUDA sm80+, fp16 with a GradScaler on older CUDA GPUs, fp32 elsewhere or when off.
+
+    Master weights stay fp32 in every case; autocast only lowers the precision of the matmuls.
+    """
+    if not enabled:
+        return AmpPolicy(device.type, None, False)
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return AmpPolicy("cuda", torch.bfloat16, False)
+        return AmpPolicy("cuda", torch.float16, True)
+    if device.type == "cpu":
+        return AmpPolicy("cpu", torch.bfloat16, False)
+    return AmpPolicy(device.type, None, False)  # MPS autocast is still patchy: stay in fp32

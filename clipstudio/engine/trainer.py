@@ -1,0 +1,509 @@
+"""The Trainer: one fine-tuning run from a TrainConfig to a self-describing run folder.
+
+    trainer = Trainer(cfg, callbacks=[on_event], should_stop=lambda: cancel_requested)
+    result = trainer.fit()          # TrainResult(status, run_dir, best_metric, history, ...)
+
+Events (``clipstudio.engine.events``): ProgressUpdated while images are decoded/encoded, then
+TrainStarted, EvalEnded(epoch=0) for the starting model, per step StepEnded (throttled), per
+epoch EvalEnded, EpochEnded and CheckpointSaved, and always TrainEnded last. ``should_stop`` is
+checked after every optimizer step and every validation batch; stopping saves checkpoint_latest
+and ends with status "cancelled" (not an error). A non-finite loss ends with "failed" and keeps
+the last good checkpoint. User errors raise ClipStudioError after TrainEnded("failed").
+
+Cross-validation: pass ``train_indices``/``val_indices`` (sample indices of the dataset, e.g.
+from ``kfold_indices``) and an ``output`` per fold; the test split is then up to the caller.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clipstudio.engine.checkpoint import (
+    BEST,
+    LATEST,
+    find_checkpoint,
+    load_train_state,
+    save_train_state,
+    write_checkpoint_folder,
+)
+from clipstudio.engine.config import TrainConfig, save_config
+from clipstudio.engine.data.dataset import Dataset
+from clipstudio.engine.errors import ClipStudioError, ConfigError, DataError
+from clipstudio.engine.events import (
+    CheckpointSaved,
+    EpochEnded,
+    EvalEnded,
+    MessageLogged,
+    ShouldStop,
+    StepEnded,
+    TrainEnded,
+    TrainStarted,
+    never_stop,
+)
+from clipstudio.engine.models.base import ImageTextModel
+from clipstudio.engine.optimizer import AmpPolicy, amp_policy, cosine_lr, make_optimizer, set_lr
+from clipstudio.engine.runs import (
+    CONFIG_FILE,
+    SPLITS_FILE,
+    append_metrics_line,
+    is_run_folder,
+    read_run_info,
+    truncate_metrics,
+    write_history,
+    write_run_info,
+)
+
+COMPLETED, CANCELLED, EARLY_STOPPED, FAILED = "completed", "cancelled", "early_stopped", "failed"
+_STEP_EVENT_INTERVAL_S = 0.1
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed" | "cancelled" | "early_stopped" | "failed"
+    run_dir: Path
+    best_metric: float | None  # best value of the monitored metric; None without validation
+    history: dict[str, Any] = field(default_factory=dict)
+    epochs_completed: int = 0
+    message: str = ""
+
+
+@dataclass
+class _Position:
+    """Where the run is; saved in checkpoint_latest so a resume continues exactly here."""
+
+    epoch: int = 1  # the epoch in progress (1-based)
+    batch_pos: int = 0  # batches of that epoch already trained
+    step: int = 0  # optimizer steps done in the whole run
+    loss_sum: float = 0.0  # image-weighted training loss / accuracy sums of the epoch so far
+    acc_sum: float = 0.0
+    seen: int = 0
+    elapsed: float = 0.0  # wall seconds of earlier sessions
+    best: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+
+
+def training_device(cfg: TrainConfig) -> torch.device:
+    """``model.device`` "auto": CUDA GPU ``gpu_id``, else Apple MPS, else CPU; anything else as given."""
+    from clipstudio.engine.models import resolve_device
+
+    if cfg.model.device in ("auto", ""):
+        if torch.cuda.is_available():
+            if cfg.gpu_id >= torch.cuda.device_count():
+                raise ConfigError(
+                    f"gpu_id {cfg.gpu_id} does not exist; this machine has {torch.cuda.device_count()} GPU(s)."
+                )
+            return torch.device(f"cuda:{cfg.gpu_id}")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return resolve_device(cfg.model.device)
+
+
+class Trainer:
+    """Fine-tunes a model as ``cfg`` says; ``model``/``dataset`` may be passed in already loaded."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        callbacks: Sequence[Callable[[object], None]] = (),
+        should_stop: ShouldStop = never_stop,
+        model: ImageTextModel | None = None,
+        dataset: Dataset | None = None,
+        train_indices: list[int] | None = None,
+        val_indices: list[int] | None = None,
+    ) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.callbacks = list(callbacks)
+        self.should_stop = should_stop
+        self._model, self._dataset = model, dataset
+        self._train_indices, self._val_indices = train_indices, val_indices
+        self.run_dir: Path | None = None
+        self.history: dict[str, Any] = {}
+        self.pos = _Position()
+
+    # --- events ----------------------------------------------------------------------------------
+    def _emit(self, event: object) -> None:
+        for callback in self.callbacks:
+            callback(event)
+
+    def _log(self, text: str, level: str = "info") -> None:
+        self._emit(MessageLogged(level=level, text=text))
+
+    def _end(self, status: str, message: str) -> TrainResult:
+        run_dir = str(self.run_dir) if self.run_dir else ""
+        self._emit(TrainEnded(status=status, run_dir=run_dir, best_metric=self.pos.best, message=message))
+        return TrainResult(
+            status=status,
+            run_dir=self.run_dir or Path(),
+            best_metric=self.pos.best,
+            history=self.history,
+            epochs_completed=len(self.history.get("train_loss", [])),
+            message=message,
+        )
+
+    # --- the run ---------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Train until done, stopped early, cancelled or failed; see the module docstring."""
+        try:
+            return self._fit()
+        except ClipStudioError as exc:
+            self._end(FAILED, str(exc))
+            raise
+
+    def _fit(self) -> TrainResult:
+        from clipstudio.engine import train_setup as setup
+
+        cfg = self.cfg
+        self.run_dir, resume = setup.prepare_run_dir(cfg)
+        _seed_everything(cfg.seed)
+        device = training_device(cfg)
+        data = setup.load_training_data(
+            cfg,
+            self._dataset,
+            train_indices=self._train_indices,
+            val_indices=self._val_indices,
+            resume_info=read_run_info(resume) if resume else None,
+        )
+        for note in data.notes:
+            self._log(note)
+        model = self._model if self._model is not None else setup.load_start_model(cfg, data.start_spec, device)
+        model.to(device)
+        self.method = setup.build_method(
+            cfg, model, data, callback=self._emit, should_stop=self.should_stop, device=device
+        )
+        if self.method is None:
+            return self._end(CANCELLED, "Cancelled while preparing the images; nothing was trained.")
+        for note in getattr(self.method, "notes", []):
+            self._log(note, "warning")
+        self.amp: AmpPolicy = amp_policy(device, cfg.amp and self.method.use_amp)
+        self.base_lr = cfg.resolved_learning_rate()
+        self.optimizer = make_optimizer(self.method.trainable(), lr=self.base_lr, weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler(device.type) if self.amp.use_scaler else None
+        self.batches_per_epoch = self.method.micro_batches_per_epoch
+        if self.batches_per_epoch < 1:
+            raise DataError("Training needs at least 2 readable training images.")
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.monitor_higher = cfg.early_stopping.monitor == "val_acc"
+        self.has_val = data.n_val(self.method) > 0
+        if cfg.early_stopping.patience is not None and not self.has_val:
+            raise ConfigError("Early stopping needs validation images; set data.val_fraction above 0.")
+
+        save_config(setup.recorded_config(cfg, data), self.run_dir / CONFIG_FILE)
+        write_run_info(self.run_dir, setup.run_info(cfg, data, self.method))
+        setup.write_splits(self.run_dir / SPLITS_FILE, data, self.method)
+        if hasattr(self.method, "save_base_model"):
+            self.method.save_base_model(self.run_dir)
+
+        if resume:
+            self._restore(resume)
+        else:
+            self.history = _empty_history(cfg, data.kind)
+            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            initial = self.method.evaluate(self.should_stop)
+            if initial is None:
+                return self._cancel("Cancelled during the first validation; nothing was trained.")
+            if initial:
+                self.history["initial"] = initial
+                self._emit(EvalEnded(epoch=0, metrics=_pairs(initial)))
+
+        self._emit(
+            TrainStarted(
+                run_dir=str(self.run_dir),
+                method=cfg.method,
+                epochs=cfg.epochs,
+                steps_per_epoch=self.steps_per_epoch,
+                total_steps=self.total_steps,
+                n_train=data.n_train(self.method),
+                n_val=data.n_val(self.method),
+                device=str(device),
+                start_epoch=self.pos.epoch,
+                start_step=self.pos.step,
+            )
+        )
+        self._session_start = time.monotonic()
+        return self._epochs()
+
+    def _epochs(self) -> TrainResult:
+        cfg = self.cfg
+        while self.pos.epoch <= cfg.epochs:
+            epoch = self.pos.epoch
+            started = time.monotonic()
+            outcome = self._train_epoch(epoch)
+            if outcome == CANCELLED:
+                return self._cancel(f"Cancelled in epoch {epoch} after {self.pos.step} steps.")
+            if outcome == FAILED:
+                return self._end(
+                    FAILED,
+                    f"The training loss became NaN or infinite in epoch {epoch} (step {self.pos.step + 1}); "
+                    "the last good checkpoint is kept. Try a lower learning rate or amp off.",
+                )
+            metrics = self.method.evaluate(self.should_stop)
+            if metrics is None:
+                return self._cancel(f"Cancelled during validation of epoch {epoch}.")
+            improved = self._record_epoch(epoch, metrics, time.monotonic() - started)
+            self.pos = _Position(
+                epoch=epoch + 1,
+                step=self.pos.step,
+                elapsed=self.pos.elapsed,
+                best=self.pos.best,
+                best_epoch=self.pos.best_epoch,
+                bad_epochs=self.pos.bad_epochs,
+            )
+            if improved and cfg.save_best:
+                self._save(BEST, epoch)
+            self._save(LATEST, epoch)
+            patience = cfg.early_stopping.patience
+            if patience is not None and self.pos.bad_epochs >= patience and epoch < cfg.epochs:
+                return self._end(
+                    EARLY_STOPPED,
+                    f"Stopped early after epoch {epoch}: no improvement of {cfg.early_stopping.monitor} "
+                    f"for {patience} epoch(s); best was epoch {self.pos.best_epoch}.",
+                )
+        return self._end(COMPLETED, f"Finished {cfg.epochs} epoch(s).")
+
+    def _cancel(self, message: str) -> TrainResult:
+        self._save(LATEST, self.pos.epoch)
+        return self._end(CANCELLED, message)
+
+    # --- one epoch -------------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int) -> str | None:
+        cfg, method, pos = self.cfg, self.method, self.pos
+        params = [p for _, p in method.trainable()]
+        n_batches, accum = self.batches_per_epoch, cfg.grad_accum
+        window = {"loss": 0.0, "batches": 0, "images": 0, "start": time.monotonic()}
+        last_event = -math.inf
+        method.set_train_mode()
+        with method.batches(epoch, pos.batch_pos) as batches:
+            stream = iter(batches)
+            while pos.batch_pos < n_batches:
+                group_end = min(n_batches, (pos.batch_pos // accum + 1) * accum)
+                group = group_end - pos.batch_pos
+                self.optimizer.zero_grad(set_to_none=True)
+                for _ in range(group):
+                    _, batch = next(stream)
+                    loss, acc, n = method.step_loss(batch)
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
+                        return FAILED
+                    scaled = loss / group
+                    (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                    pos.loss_sum += value * n
+                    pos.acc_sum += acc * n
+                    pos.seen += n
+                    window["loss"] += value
+                    window["batches"] += 1
+                    window["images"] += n
+                lr = cosine_lr(
+                    pos.step, base_lr=self.base_lr, total_steps=self.total_steps, warmup_steps=cfg.warmup_steps
+                )
+                set_lr(self.optimizer, lr)
+                if self.scaler:
+                    self.scaler.unscale_(self.optimizer)
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                if self.scaler:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                pos.step += 1
+                pos.batch_pos = group_end
+                if pos.step % cfg.log_every_steps == 0 or pos.batch_pos == n_batches:
+                    now = time.monotonic()
+                    seconds = max(now - window["start"], 1e-9)
+                    record = {
+                        "epoch": epoch,
+                        "step": pos.step,
+                        "loss": window["loss"] / max(window["batches"], 1),
+                        "lr": lr,
+                        "images_per_s": window["images"] / seconds,
+                    }
+                    append_metrics_line(self.run_dir, record)
+                    if now - last_event >= _STEP_EVENT_INTERVAL_S or pos.batch_pos == n_batches:
+                        last_event = now
+                        self._emit(StepEnded(total_steps=self.total_steps, **record))
+                    window = {"loss": 0.0, "batches": 0, "images": 0, "start": now}
+                if self.should_stop():
+                    return CANCELLED
+        return None
+
+    def _record_epoch(self, epoch: int, metrics: dict[str, float], seconds: float) -> bool:
+        """Append the epoch to the history, emit EvalEnded/EpochEnded; True when the monitored metric improved."""
+        pos, h = self.pos, self.history
+        train_loss = pos.loss_sum / max(pos.seen, 1)
+        train_acc = pos.acc_sum / max(pos.seen, 1)
+        lr = self.optimizer.param_groups[0]["lr"]
+        wall = pos.elapsed + time.monotonic() - self._session_start
+        h["epoch"].append(epoch)
+        h["train_loss"].append(train_loss)
+        h["train_acc"].append(train_acc)
+        h["lr"].append(lr)
+        h["wall_time"].append(wall)
+        for key in h["val_keys"]:
+            h[key].append(metrics.get(key))
+        if metrics:
+            self._emit(EvalEnded(epoch=epoch, metrics=_pairs(metrics)))
+        self._emit(
+            EpochEnded(
+                epoch=epoch,
+                train_loss=train_loss,
+                train_acc=train_acc,
+                val_loss=metrics.get("val_loss"),
+                val_acc=metrics.get("val_acc"),
+                val_balanced_acc=metrics.get("val_balanced_acc"),
+                val_mean_recall=metrics.get("val_mean_recall"),
+                lr=lr,
+                seconds=seconds,
+            )
+        )
+        value = metrics.get(h["monitor_key"]) if metrics else None
+        improved = False
+        if value is not None and math.isfinite(value):
+            delta = self.cfg.early_stopping.min_delta
+            if pos.best is None:
+                improved = True
+            elif self.monitor_higher:
+                improved = value > pos.best + delta
+            else:
+                improved = value < pos.best - delta
+        if improved:
+            pos.best, pos.best_epoch, pos.bad_epochs = value, epoch, 0
+        elif value is not None:
+            pos.bad_epochs += 1
+        h["best_epoch"], h["best_metric"] = pos.best_epoch, pos.best
+        write_history(self.run_dir, h)
+        return improved
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def _save(self, kind: str, epoch: int) -> None:
+        state = {"kind": kind, "epoch": epoch, "step": self.pos.step, "method": self.cfg.method}
+        if kind == LATEST:
+            state.update(
+                position=vars(self.pos) | {"elapsed": self.pos.elapsed + self._elapsed_this_session()},
+                history=self.history,
+                optimizer=self.optimizer.state_dict(),
+                scaler=self.scaler.state_dict() if self.scaler else None,
+                rng=_rng_state(),
+                extra=self.method.extra_state(),
+            )
+        else:
+            state.update(best_metric=self.pos.best, monitor=self.cfg.early_stopping.monitor)
+
+        def write(folder: Path) -> None:
+            self.method.save_model(folder)
+            save_train_state(folder, state)
+
+        path = write_checkpoint_folder(self.run_dir / kind, write)
+        self._emit(CheckpointSaved(path=str(path), kind=kind.removeprefix("checkpoint_"), epoch=epoch, step=self.pos.step))
+
+    def _elapsed_this_session(self) -> float:
+        start = getattr(self, "_session_start", None)
+        return 0.0 if start is None else time.monotonic() - start
+
+    def _restore(self, resume: Path) -> None:
+        checkpoint = find_checkpoint(resume, LATEST)
+        if checkpoint is None:
+            raise ConfigError(f"{resume} has no checkpoint_latest to resume from.")
+        state = load_train_state(checkpoint)
+        if state.get("method") != self.cfg.method:
+            raise ConfigError(
+                f"{resume} was trained with method {state.get('method')!r}; resume it with that method."
+            )
+        self.method.load_weights(checkpoint)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.method.load_extra_state(state.get("extra") or {})
+        self.pos = _Position(**state["position"])
+        self.history = state["history"]
+        _set_rng_state(state["rng"])
+        truncate_metrics(self.run_dir, self.pos.step)
+        self._log(f"Resuming {resume} at epoch {self.pos.epoch}, step {self.pos.step}.")
+
+
+def _empty_history(cfg: TrainConfig, kind: str) -> dict[str, Any]:
+    from clipstudio.engine.contrastive import RECALL_KS
+    from clipstudio.engine.train_data import CLASSES
+
+    if kind == CLASSES or cfg.method == "linear_probe":
+        val_keys = ["val_loss", "val_acc", "val_balanced_acc"]
+        monitor_key = "val_balanced_acc"
+    else:
+        recalls = [f"val_{d}_R@{k}" for d in ("i2t", "t2i") for k in RECALL_KS]
+        val_keys = ["val_loss", "val_acc", "val_mean_recall", *recalls]
+        monitor_key = "val_mean_recall"
+    if cfg.early_stopping.monitor == "val_loss":
+        monitor_key = "val_loss"
+    history: dict[str, Any] = {
+        "epoch": [],
+        "train_loss": [],
+        "train_acc": [],
+        "lr": [],
+        "wall_time": [],
+        "val_keys": val_keys,
+        "monitor": cfg.early_stopping.monitor,
+        "monitor_key": monitor_key,
+        "best_epoch": None,
+        "best_metric": None,
+    }
+    history.update({key: [] for key in val_keys})
+    return history
+
+
+def _pairs(metrics: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    return tuple((k, float(v)) for k, v in metrics.items() if v is not None)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": list(np.random.get_state()),
+        "python": list(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(tuple(state["numpy"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def default_run_dir(method: str) -> Path:
+    from clipstudio.engine.paths import user_data_dir
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = user_data_dir() / "runs" / f"{stamp}-{method}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+__all__ = ["Trainer", "TrainResult", "training_device", "is_run_folder", "default_run_dir"]
