@@ -23,6 +23,8 @@ def run(command: str, args: argparse.Namespace, cfg: StudioConfig) -> int:
         "retrieve": cmd_retrieve,
         "search": cmd_search,
         "demo": cmd_demo,
+        "train": _cmd_train,
+        "eval": _cmd_eval,
     }[command]
     return handler(args, cfg)
 
@@ -331,6 +333,18 @@ def cmd_search(args: argparse.Namespace, cfg: StudioConfig) -> int:
         for rank, hit in enumerate(caption_hits, 1):
             print(f"{rank:>4}  {hit.score:>6.3f}  {hit.captions[0] if hit.captions else ''}  [{Path(hit.path).name}]")
     return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace, cfg: StudioConfig) -> int:
+    from clipstudio.train_commands import cmd_train
+
+    return cmd_train(args, cfg)
+
+
+def _cmd_eval(args: argparse.Namespace, cfg: StudioConfig) -> int:
+    from clipstudio.train_commands import cmd_eval
+
+    return cmd_eval(args, cfg)
 
 
 def cmd_demo(args: argparse.Namespace, cfg: StudioConfig) -> int:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,13 +53,25 @@ def write_checkpoint_folder(final: str | os.PathLike, write: Callable[[Path], No
             # A leftover .old next to a complete folder is stale; one next to a missing folder is
             # the only good copy and stays until the new folder is in place.
             _remove_tree(old)
-            os.replace(final, old)
-        os.replace(tmp, final)
+            _replace(final, old)
+        _replace(tmp, final)
     except BaseException:
         _remove_tree(tmp)
         raise
     _remove_tree(old)
     return final
+
+
+def _replace(src: Path, dst: Path, attempts: int = 5) -> None:
+    """os.replace, retried briefly when Windows reports the folder busy (virus scanner, indexer)."""
+    for attempt in range(attempts):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
 
 
 def find_checkpoint(run_dir: str | os.PathLike, name: str = LATEST) -> Path | None:
@@ -141,3 +155,35 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def _hashable(key: Any) -> Any:
     return tuple(key) if isinstance(key, list) else key
+
+
+# --- Global random number generators -----------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every GPU)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The global random states (torch, CUDA, numpy, python) for a checkpoint."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": list(np.random.get_state()),
+        "python": list(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back what ``capture_rng_state`` returned (after a JSON + safetensors round trip)."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(tuple(state["numpy"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

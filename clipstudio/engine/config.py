@@ -233,8 +233,8 @@ class TrainConfig:
     learning_rate: float | None = None  # None: the method's default (DEFAULT_LEARNING_RATES)
     weight_decay: float = 0.1  # AdamW decoupled weight decay; never on biases, norms or temperature
     warmup_steps: int = 50  # optimizer steps of linear warm-up before the cosine decay
-    img_size: int | None = None  # None: the model's own input size
-    augmentation: str = "minimal"  # "none" | "minimal" | "standard" (training images only)
+    img_size: int | None = None  # None: the model's own input size (ViT models: must be left None)
+    augmentation: str = "minimal"  # "none" | "minimal" | "standard" (training images; not linear_probe)
     embed_dim: int = 512  # only when creating a new dual encoder: shared embedding size
     temperature: float = 0.07  # only when creating a new dual encoder: initial temperature
     amp: bool = True  # mixed precision: bf16 on CPU and recent GPUs, fp16 + loss scaling on older GPUs

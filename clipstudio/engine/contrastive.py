@@ -22,8 +22,8 @@ from clipstudio.engine.augment import BatchTransform
 from clipstudio.engine.embeddings import encode_texts, l2_normalise
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.evaluate import retrieval_from_embeddings, zero_shot_from_embeddings
-from clipstudio.engine.losses import contrastive_loss, in_batch_accuracy
 from clipstudio.engine.lora import LoraAdapters, apply_lora, merged_copy
+from clipstudio.engine.losses import contrastive_loss, in_batch_accuracy
 from clipstudio.engine.prompts import class_text_embeddings
 from clipstudio.engine.train_data import (
     CLASSES,
@@ -97,6 +97,22 @@ class ContrastiveMethod:
         self.eval_transform = BatchTransform("none", spec, train=False)
         self.pin = model.device.type == "cuda"
 
+    @property
+    def n_train(self) -> int:
+        return len(self.train)
+
+    @property
+    def n_val(self) -> int:
+        return len(self.val) if self.val is not None else 0
+
+    @property
+    def used_train(self) -> list[int]:
+        return list(self.train.dataset_indices)
+
+    @property
+    def used_val(self) -> list[int]:
+        return list(self.val.dataset_indices) if self.val is not None else []
+
     # --- which parameters train ------------------------------------------------------------------
     def _setup_parameters(self) -> None:
         method = self.cfg.method
@@ -144,7 +160,9 @@ class ContrastiveMethod:
             # Seeded per batch: the prefetch thread may run ahead without disturbing a resume.
             self.train_transform.generator.manual_seed(augment_seed(self.cfg.seed, epoch, k))
             rng = text_rng(self.cfg.seed, epoch, k)
-            return make_batch(self.train, plan[k], self.texts, self.pool, self.train_transform, rng, pin=self.pin)
+            return make_batch(
+                self.train, plan[k], self.texts, self.pool, self.train_transform, rng, pin=self.pin
+            )
 
         return Prefetcher(make, start, len(plan))
 
@@ -153,7 +171,9 @@ class ContrastiveMethod:
         pixels = batch.pixels.to(device, non_blocking=True)
         tokens = {k: v.to(device, non_blocking=True) for k, v in batch.tokens.items()}
         with self.amp.autocast():
-            with torch.no_grad() if "image" in self.frozen_towers and self.adapters is None else nullcontext():
+            with (
+                torch.no_grad() if "image" in self.frozen_towers and self.adapters is None else nullcontext()
+            ):
                 img = self.model.forward_images(pixels)
             with torch.no_grad() if "text" in self.frozen_towers and self.adapters is None else nullcontext():
                 txt = self.model.forward_texts(tokens)
@@ -252,7 +272,10 @@ class ContrastiveMethod:
             self.model.save(folder)
             return
         merged_copy(self.model, self.adapters).save(folder)
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.adapters.trainable_state(self.module).items()}
+        state = {
+            k: v.detach().cpu().contiguous().clone()
+            for k, v in self.adapters.trainable_state(self.module).items()
+        }
         atomic_write(folder / ADAPTER_FILE, lambda p: save_file(state, str(p)))
 
     def load_weights(self, checkpoint: Path) -> None:

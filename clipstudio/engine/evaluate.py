@@ -233,7 +233,7 @@ def evaluate_zero_shot(
         raise DataError(f"{where}: no images to evaluate.")
 
     # Texts first: a bad prompt should fail before minutes of image encoding, not after.
-    text_emb = class_text_embeddings(model, dataset.class_names, prompts)
+    text_emb = _class_embeddings(model, dataset.class_names, prompts)
     encoded = encode_image_files(
         model, dataset.paths, cache=cache, batch_size=batch_size, callback=callback, should_stop=should_stop
     )
@@ -250,6 +250,16 @@ def evaluate_zero_shot(
     result.problems = list(encoded.problems)
     result.cancelled = encoded.cancelled
     return result
+
+
+def _class_embeddings(model: ImageTextModel, class_names: list[str], prompts: PromptSet) -> np.ndarray:
+    """(C, D) class rows: a model's own trained class head (linear-probe runs), else the prompt ensemble."""
+    own = getattr(model, "class_embeddings", None)
+    if callable(own):
+        rows = own(list(class_names))
+        if rows is not None:  # None: the head lacks one of these classes
+            return np.asarray(rows, dtype=np.float32)
+    return class_text_embeddings(model, class_names, prompts)
 
 
 def _require_some_images(encoded, dataset: Dataset) -> None:

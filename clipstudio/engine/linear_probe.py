@@ -44,7 +44,9 @@ BASE_MODEL_DIR = "base_model"
 def save_head(folder: Path, weight: torch.Tensor, class_names: list[str], logit_scale: float) -> None:
     tensor = weight.detach().float().cpu().contiguous().clone()
     atomic_write(folder / HEAD_WEIGHTS, lambda p: save_file({"weight": tensor}, str(p)))
-    atomic_write_json(folder / HEAD_INFO, {"class_names": list(class_names), "logit_scale": float(logit_scale)})
+    atomic_write_json(
+        folder / HEAD_INFO, {"class_names": list(class_names), "logit_scale": float(logit_scale)}
+    )
 
 
 def load_head(folder: Path) -> tuple[torch.Tensor, list[str], float]:
@@ -93,7 +95,9 @@ class LinearProbeMethod:
         self.train_x, self.train_y, self.train_indices = self._encode(
             dataset, train_indices, cache, callback, should_stop
         )
-        self.val_x, self.val_y, self.val_indices = self._encode(dataset, val_indices, cache, callback, should_stop)
+        self.val_x, self.val_y, self.val_indices = self._encode(
+            dataset, val_indices, cache, callback, should_stop
+        )
         if not self.cancelled and not len(self.train_x):
             raise DataError("None of the training images could be read.")
         device = model.device
@@ -129,6 +133,14 @@ class LinearProbeMethod:
     @property
     def n_val(self) -> int:
         return len(self.val_x)
+
+    @property
+    def used_train(self) -> list[int]:
+        return list(self.train_indices)
+
+    @property
+    def used_val(self) -> list[int]:
+        return list(self.val_indices)
 
     def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [("linear_head.weight", self.head)]
@@ -191,7 +203,9 @@ class LinearProbeMethod:
     def load_weights(self, checkpoint: Path) -> None:
         weight, names, _ = load_head(checkpoint)
         if names != self.class_names:
-            raise ConfigError(f"{checkpoint}: its classes {names} differ from this dataset's {self.class_names}.")
+            raise ConfigError(
+                f"{checkpoint}: its classes {names} differ from this dataset's {self.class_names}."
+            )
         with torch.no_grad():
             self.head.copy_(weight.to(self.head.device))
 

@@ -69,7 +69,9 @@ class AmpPolicy:
         return "fp16+scaler" if self.use_scaler else str(self.dtype).removeprefix("torch.")
 
     def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+        return torch.autocast(
+            self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
+        )
 
 
 def amp_policy(device: torch.device, enabled: bool) -> AmpPolicy:

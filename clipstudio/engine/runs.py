@@ -216,9 +216,9 @@ class LinearProbeModel(ImageTextModel):
 
     def save(self, folder: str | Path) -> Path:
         """The frozen model (loadable with load_model) plus the head files beside it."""
-        from clipstudio.engine.linear_probe import save_head
-
         import torch as _torch
+
+        from clipstudio.engine.linear_probe import save_head
 
         folder = Path(folder)
         self.base.save(folder)

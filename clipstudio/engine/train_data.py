@@ -92,7 +92,11 @@ def training_splits(
     val = _indices_of(dataset, "val")
     if not val and data.val_fraction > 0:
         carved = assign_splits(
-            dataset.subset(train), val_fraction=data.val_fraction, test_fraction=0.0, seed=data.seed, overwrite=True
+            dataset.subset(train),
+            val_fraction=data.val_fraction,
+            test_fraction=0.0,
+            seed=data.seed,
+            overwrite=True,
         )
         val = [train[i] for i, s in enumerate(carved.samples) if s.split == "val"]
         train = [train[i] for i, s in enumerate(carved.samples) if s.split == "train"]
@@ -111,7 +115,9 @@ def data_kind(dataset: Dataset) -> str:
         return PAIRS
     where = dataset.source or dataset.root
     if dataset.class_names and len(dataset.class_names) < 2:
-        raise DataError(f"{where}: training on classes needs at least 2 classes; found {len(dataset.class_names)}.")
+        raise DataError(
+            f"{where}: training on classes needs at least 2 classes; found {len(dataset.class_names)}."
+        )
     raise DataError(f"{where}: training needs class folders (2+ classes) or images with captions.")
 
 
@@ -187,14 +193,18 @@ class TrainingTexts:
                 index.setdefault(caption, len(index))
         return cls(PAIRS, list(dataset.class_names), {}, list(index)), index
 
-    def choose(self, split: ImageSplit, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def choose(
+        self, split: ImageSplit, rows: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(text id, positive key) per row. Class data: one text per class for the whole batch."""
         if self.kind == CLASSES:
             labels = split.labels[rows]
             pick = {int(c): int(rng.integers(len(self.class_text_ids[c]))) for c in np.unique(labels)}
             ids = np.array([self.class_text_ids[c][pick[int(c)]] for c in labels], dtype=np.int64)
             return ids, labels.astype(np.int64)
-        ids = np.array([caps[rng.integers(len(caps))] for caps in (split.captions[r] for r in rows)], dtype=np.int64)
+        ids = np.array(
+            [caps[rng.integers(len(caps))] for caps in (split.captions[r] for r in rows)], dtype=np.int64
+        )
         return ids, ids  # identical captions share a text id, hence are positives of each other
 
 
@@ -219,7 +229,9 @@ def image_split(
     captions = []
     if caption_ids is not None:
         captions = [
-            np.array([caption_ids[c] for c in dataset.samples[i].captions if c in caption_ids], dtype=np.int64)
+            np.array(
+                [caption_ids[c] for c in dataset.samples[i].captions if c in caption_ids], dtype=np.int64
+            )
             for i in kept
         ]
     return ImageSplit(array=array, dataset_indices=kept, labels=labels, captions=captions)
@@ -317,4 +329,6 @@ def problems_summary(problems: list[Problem]) -> str:
     if not problems:
         return ""
     first = problems[0]
-    return f"{len(problems)} image(s) could not be read and are left out (first: {first.path}: {first.reason})."
+    return (
+        f"{len(problems)} image(s) could not be read and are left out (first: {first.path}: {first.reason})."
+    )

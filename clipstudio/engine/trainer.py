@@ -4,11 +4,12 @@
     result = trainer.fit()          # TrainResult(status, run_dir, best_metric, history, ...)
 
 Events (``clipstudio.engine.events``): ProgressUpdated while images are decoded/encoded, then
-TrainStarted, EvalEnded(epoch=0) for the starting model, per step StepEnded (throttled), per
+TrainStarted, EvalEnded(epoch=0) for the starting model (not when resuming), per step StepEnded (throttled), per
 epoch EvalEnded, EpochEnded and CheckpointSaved, and always TrainEnded last. ``should_stop`` is
 checked after every optimizer step and every validation batch; stopping saves checkpoint_latest
 and ends with status "cancelled" (not an error). A non-finite loss ends with "failed" and keeps
-the last good checkpoint. User errors raise ClipStudioError after TrainEnded("failed").
+the last good checkpoint. Errors are raised after TrainEnded("failed"): ClipStudioError for
+what the user can fix (data, paths, settings), anything else is a bug.
 
 Cross-validation: pass ``train_indices``/``val_indices`` (sample indices of the dataset, e.g.
 from ``kfold_indices``) and an ``output`` per fold; the test split is then up to the caller.
@@ -17,23 +18,24 @@ from ``kfold_indices``) and an ``output`` per fold; the test split is then up to
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from clipstudio.engine import train_setup as setup
 from clipstudio.engine.checkpoint import (
     BEST,
     LATEST,
+    capture_rng_state,
     find_checkpoint,
     load_train_state,
+    restore_rng_state,
     save_train_state,
+    seed_everything,
     write_checkpoint_folder,
 )
 from clipstudio.engine.config import TrainConfig, save_config
@@ -51,9 +53,10 @@ from clipstudio.engine.events import (
     never_stop,
 )
 from clipstudio.engine.models.base import ImageTextModel
-from clipstudio.engine.optimizer import AmpPolicy, amp_policy, cosine_lr, make_optimizer, set_lr
+from clipstudio.engine.optimizer import AmpPolicy, cosine_lr, make_optimizer, set_lr
 from clipstudio.engine.runs import (
     CONFIG_FILE,
+    METRICS_FILE,
     SPLITS_FILE,
     append_metrics_line,
     is_run_folder,
@@ -62,6 +65,7 @@ from clipstudio.engine.runs import (
     write_history,
     write_run_info,
 )
+from clipstudio.engine.train_setup import default_run_dir, training_device
 
 COMPLETED, CANCELLED, EARLY_STOPPED, FAILED = "completed", "cancelled", "early_stopped", "failed"
 _STEP_EVENT_INTERVAL_S = 0.1
@@ -93,25 +97,17 @@ class _Position:
     bad_epochs: int = 0
 
 
-def training_device(cfg: TrainConfig) -> torch.device:
-    """``model.device`` "auto": CUDA GPU ``gpu_id``, else Apple MPS, else CPU; anything else as given."""
-    from clipstudio.engine.models import resolve_device
-
-    if cfg.model.device in ("auto", ""):
-        if torch.cuda.is_available():
-            if cfg.gpu_id >= torch.cuda.device_count():
-                raise ConfigError(
-                    f"gpu_id {cfg.gpu_id} does not exist; this machine has {torch.cuda.device_count()} GPU(s)."
-                )
-            return torch.device(f"cuda:{cfg.gpu_id}")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return resolve_device(cfg.model.device)
-
-
 class Trainer:
-    """Fine-tunes a model as ``cfg`` says; ``model``/``dataset`` may be passed in already loaded."""
+    """Fine-tunes a model as ``cfg`` says. One Trainer runs ``fit`` once.
+
+    callbacks: each gets every event (see the module docstring).
+    should_stop: polled after each optimizer step and validation batch; True cancels cleanly.
+    model: the already-loaded model of ``cfg.model.spec`` (GUI, tests); it is trained in place
+        (LoRA injects its adapters into it). None: loaded from the spec (or the resumed run's).
+    dataset: an already-read dataset; None: read from ``cfg.data``.
+    train_indices, val_indices: explicit sample indices (a cross-validation fold) instead of
+        the dataset's splits.
+    """
 
     def __init__(
         self,
@@ -133,6 +129,11 @@ class Trainer:
         self.run_dir: Path | None = None
         self.history: dict[str, Any] = {}
         self.pos = _Position()
+
+    @property
+    def steps_done(self) -> int:
+        """Optimizer steps done so far in the whole run (resumed steps included)."""
+        return self.pos.step
 
     # --- events ----------------------------------------------------------------------------------
     def _emit(self, event: object) -> None:
@@ -159,17 +160,17 @@ class Trainer:
         """Train until done, stopped early, cancelled or failed; see the module docstring."""
         try:
             return self._fit()
-        except ClipStudioError as exc:
-            self._end(FAILED, str(exc))
+        except Exception as exc:
+            # The UI learns the run is over either way; the exception carries the details.
+            message = str(exc) if isinstance(exc, ClipStudioError) else f"Training failed: {exc!r}"
+            self._end(FAILED, message)
             raise
 
     def _fit(self) -> TrainResult:
-        from clipstudio.engine import train_setup as setup
-
         cfg = self.cfg
         self.run_dir, resume = setup.prepare_run_dir(cfg)
-        _seed_everything(cfg.seed)
-        device = training_device(cfg)
+        seed_everything(cfg.seed)
+        device = setup.training_device(cfg)
         data = setup.load_training_data(
             cfg,
             self._dataset,
@@ -179,7 +180,9 @@ class Trainer:
         )
         for note in data.notes:
             self._log(note)
-        model = self._model if self._model is not None else setup.load_start_model(cfg, data.start_spec, device)
+        model = (
+            self._model if self._model is not None else setup.load_start_model(cfg, data.start_spec, device)
+        )
         model.to(device)
         self.method = setup.build_method(
             cfg, model, data, callback=self._emit, should_stop=self.should_stop, device=device
@@ -188,9 +191,11 @@ class Trainer:
             return self._end(CANCELLED, "Cancelled while preparing the images; nothing was trained.")
         for note in getattr(self.method, "notes", []):
             self._log(note, "warning")
-        self.amp: AmpPolicy = amp_policy(device, cfg.amp and self.method.use_amp)
+        self.amp: AmpPolicy = self.method.amp
         self.base_lr = cfg.resolved_learning_rate()
-        self.optimizer = make_optimizer(self.method.trainable(), lr=self.base_lr, weight_decay=cfg.weight_decay)
+        self.optimizer = make_optimizer(
+            self.method.trainable(), lr=self.base_lr, weight_decay=cfg.weight_decay
+        )
         self.scaler = torch.amp.GradScaler(device.type) if self.amp.use_scaler else None
         self.batches_per_epoch = self.method.micro_batches_per_epoch
         if self.batches_per_epoch < 1:
@@ -198,7 +203,7 @@ class Trainer:
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum)
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.monitor_higher = cfg.early_stopping.monitor == "val_acc"
-        self.has_val = data.n_val(self.method) > 0
+        self.has_val = self.method.n_val > 0
         if cfg.early_stopping.patience is not None and not self.has_val:
             raise ConfigError("Early stopping needs validation images; set data.val_fraction above 0.")
 
@@ -212,14 +217,7 @@ class Trainer:
             self._restore(resume)
         else:
             self.history = _empty_history(cfg, data.kind)
-            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
-            initial = self.method.evaluate(self.should_stop)
-            if initial is None:
-                return self._cancel("Cancelled during the first validation; nothing was trained.")
-            if initial:
-                self.history["initial"] = initial
-                self._emit(EvalEnded(epoch=0, metrics=_pairs(initial)))
-
+            (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
         self._emit(
             TrainStarted(
                 run_dir=str(self.run_dir),
@@ -227,14 +225,21 @@ class Trainer:
                 epochs=cfg.epochs,
                 steps_per_epoch=self.steps_per_epoch,
                 total_steps=self.total_steps,
-                n_train=data.n_train(self.method),
-                n_val=data.n_val(self.method),
+                n_train=self.method.n_train,
+                n_val=self.method.n_val,
                 device=str(device),
                 start_epoch=self.pos.epoch,
                 start_step=self.pos.step,
             )
         )
         self._session_start = time.monotonic()
+        if not resume:
+            initial = self.method.evaluate(self.should_stop)
+            if initial is None:
+                return self._cancel("Cancelled during the first validation; nothing was trained.")
+            if initial:
+                self.history["initial"] = initial
+                self._emit(EvalEnded(epoch=0, metrics=_pairs(initial)))
         return self._epochs()
 
     def _epochs(self) -> TrainResult:
@@ -308,7 +313,10 @@ class Trainer:
                     window["batches"] += 1
                     window["images"] += n
                 lr = cosine_lr(
-                    pos.step, base_lr=self.base_lr, total_steps=self.total_steps, warmup_steps=cfg.warmup_steps
+                    pos.step,
+                    base_lr=self.base_lr,
+                    total_steps=self.total_steps,
+                    warmup_steps=cfg.warmup_steps,
                 )
                 set_lr(self.optimizer, lr)
                 if self.scaler:
@@ -397,7 +405,7 @@ class Trainer:
                 history=self.history,
                 optimizer=self.optimizer.state_dict(),
                 scaler=self.scaler.state_dict() if self.scaler else None,
-                rng=_rng_state(),
+                rng=capture_rng_state(),
                 extra=self.method.extra_state(),
             )
         else:
@@ -408,7 +416,11 @@ class Trainer:
             save_train_state(folder, state)
 
         path = write_checkpoint_folder(self.run_dir / kind, write)
-        self._emit(CheckpointSaved(path=str(path), kind=kind.removeprefix("checkpoint_"), epoch=epoch, step=self.pos.step))
+        self._emit(
+            CheckpointSaved(
+                path=str(path), kind=kind.removeprefix("checkpoint_"), epoch=epoch, step=self.pos.step
+            )
+        )
 
     def _elapsed_this_session(self) -> float:
         start = getattr(self, "_session_start", None)
@@ -430,7 +442,7 @@ class Trainer:
         self.method.load_extra_state(state.get("extra") or {})
         self.pos = _Position(**state["position"])
         self.history = state["history"]
-        _set_rng_state(state["rng"])
+        restore_rng_state(state["rng"])
         truncate_metrics(self.run_dir, self.pos.step)
         self._log(f"Resuming {resume} at epoch {self.pos.epoch}, step {self.pos.step}.")
 
@@ -468,42 +480,4 @@ def _pairs(metrics: dict[str, float]) -> tuple[tuple[str, float], ...]:
     return tuple((k, float(v)) for k, v in metrics.items() if v is not None)
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": list(np.random.get_state()),
-        "python": list(random.getstate()),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(tuple(state["numpy"]))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def default_run_dir(method: str) -> Path:
-    from clipstudio.engine.paths import user_data_dir
-
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = user_data_dir() / "runs" / f"{stamp}-{method}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
-__all__ = ["Trainer", "TrainResult", "training_device", "is_run_folder", "default_run_dir"]
+__all__ = ["Trainer", "TrainResult", "default_run_dir", "is_run_folder", "training_device"]

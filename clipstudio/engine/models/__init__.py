@@ -60,7 +60,9 @@ LOADERS: dict[str, Callable[[Path, torch.device, str], ImageTextModel]] = {
 
 
 def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
-    """Load ``"builtin"``, a model folder (CLIP Studio or Hugging Face CLIP), or a Hugging Face Hub id.
+    """Load ``"builtin"``, a model folder (CLIP Studio or Hugging Face CLIP), a training run folder, or a Hub id.
+
+    A run folder gives its trained model: checkpoint_best, else checkpoint_latest (see ``runs.load_run_model``).
 
     Raises ModelError with one sentence naming the problem when the model can't be loaded.
     """
@@ -73,6 +75,11 @@ def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
         return load_builtin(target)
     path = Path(spec).expanduser()
     if path.exists():
+        # Imported here: runs imports this package (models.base), so a top-level import would cycle.
+        from clipstudio.engine.runs import is_run_folder, load_run_model
+
+        if is_run_folder(path):
+            return load_run_model(path, "best", device=str(target))
         return load_model_folder(path, target)
     if looks_like_hub_id(spec):
         return _load_hf_clip(fetch_model_folder(spec), target, source=spec)

@@ -1,0 +1,65 @@
+"""Training test helpers: small coloured class folders / pairs and a TrainConfig factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
+
+
+@pytest.fixture
+def class_data(tmp_path, make_class_folders) -> Path:
+    """3 classes x 6 images (one colour per class), no split folders."""
+    return make_class_folders(tmp_path / "classes", {"red": 6, "green": 6, "blue": 6})
+
+
+@pytest.fixture
+def pair_data(tmp_path, make_clip_finetune) -> Path:
+    """CLIP-Finetune layout: 12 train + 6 val image-caption pairs."""
+    return make_clip_finetune(tmp_path / "pairs", {"train": 12, "val": 6})
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """``make_cfg(data, model_dir, **overrides)`` -> a small, fast, deterministic TrainConfig."""
+
+    def make(data: Path, model_dir: Path, *, name: str = "run", **overrides) -> TrainConfig:
+        settings = dict(
+            output=str(tmp_path / name),
+            epochs=2,
+            batch_size=8,
+            learning_rate=1e-3,
+            warmup_steps=1,
+            amp=False,
+            num_workers=1,
+            log_every_steps=1,
+            save_best=False,
+        )
+        settings.update(overrides)
+        return TrainConfig(
+            data=DataConfig(path=str(data), val_fraction=0.34, seed=0),
+            model=ModelConfig(spec=str(model_dir), device="cpu"),
+            **settings,
+        )
+
+    return make
+
+
+class Recorder:
+    """A callback that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def __call__(self, event: object) -> None:
+        self.events.append(event)
+
+    def of(self, cls: type) -> list:
+        return [e for e in self.events if isinstance(e, cls)]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
