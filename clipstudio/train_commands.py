@@ -74,6 +74,7 @@ class TrainProgress:
         self._bar: Any = None
         self._epochs = 0
         self._initial = ""
+        self._started = False
 
     def __call__(self, event: object) -> None:
         if isinstance(event, TrainStarted):
@@ -83,10 +84,14 @@ class TrainProgress:
         elif isinstance(event, EpochEnded):
             self.on_epoch(event)
         elif isinstance(event, EvalEnded):
-            if event.epoch == 0:  # the starting model; shown under the TrainStarted line that follows
+            if event.epoch == 0:  # the starting model, evaluated just before or after TrainStarted
                 self._initial = "before training: " + _metrics_text(event.as_dict())
+                if self._started:
+                    self._write(self._initial)
+                    self._initial = ""
         elif isinstance(event, TrainEnded):
             self.close()
+            self._started = False
         else:
             self.others(event)
 
@@ -102,6 +107,7 @@ class TrainProgress:
         if self._initial:
             self._write(self._initial)
             self._initial = ""
+        self._started = True
         disable = None if self._enabled is None else not self._enabled
         self._bar = tqdm(
             total=event.total_steps,

@@ -207,7 +207,9 @@ def _contrastive(cfg, model, data: RunData, *, callback, should_stop, device):
     native = model.image_input_spec().size
     if cfg.img_size and cfg.img_size != native and model.kind == "hf_clip":
         # A ViT's position embeddings are sized for its own input; CNN backbones take any size.
-        raise ConfigError(f"This CLIP model takes {native} px images; leave img_size empty (got {cfg.img_size}).")
+        raise ConfigError(
+            f"This CLIP model takes {native} px images; leave img_size empty (got {cfg.img_size})."
+        )
     size = cfg.img_size or native
     wanted = data.train_indices + data.val_indices
     decoded = decode_to_array(

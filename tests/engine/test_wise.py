@@ -42,7 +42,7 @@ def runs(tmp_path_factory, tiny_clip_dir):
         mp.setenv("CLIPSTUDIO_CACHE_DIR", str(root / "home" / "cache"))
         data = _colour_classes(root / "data")
         common = dict(data=DataConfig(path=str(data)), model=ModelConfig(spec=str(tiny_clip_dir), device="cpu"))
-        full = TrainConfig(**common, output=str(root / "full"), epochs=2, batch_size=6, learning_rate=1e-3,
+        full = TrainConfig(**common, output=str(root / "full"), epochs=1, batch_size=6, learning_rate=1e-3,
                            warmup_steps=0, amp=False)
         probe = TrainConfig(**common, output=str(root / "probe"), method="linear_probe", epochs=4,
                             batch_size=8, learning_rate=0.2, warmup_steps=0, weight_decay=0.0)

@@ -22,9 +22,12 @@ BUILTIN = "builtin"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA if available, else CPU. Otherwise a torch device string, checked for availability."""
+    """``auto``: CUDA, then Apple MPS, then CPU. Otherwise a torch device string, checked for availability."""
     if device in ("auto", "", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
@@ -67,7 +70,7 @@ def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
     Raises ModelError with one sentence naming the problem when the model can't be loaded.
     """
     target = resolve_device(device)
-    _quiet_transformers()
+    quiet_transformers()
     spec = str(spec).strip()
     if spec == BUILTIN:
         from clipstudio.engine.models.builtin import load_builtin
@@ -88,7 +91,7 @@ def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
     )
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """transformers' own weight-loading bars and notices would interleave with ours (CLI) or go nowhere (GUI)."""
     from transformers.utils import logging as hf_logging
 

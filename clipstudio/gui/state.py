@@ -1,0 +1,59 @@
+"""What the screens share: the open dataset, the chosen model, prompts, the latest run and results.
+
+Screens read ``AppState`` and listen to its signals; they never reach into each other. Heavy objects
+(datasets, models) are created by workers and handed over with the ``set_*`` methods on the GUI thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from clipstudio.engine.data import Dataset
+from clipstudio.engine.prompts import PromptSet
+
+
+class AppState(QObject):
+    dataset_changed = Signal(object)  # Dataset | None
+    health_changed = Signal(object)  # dict (HealthReport.to_dict()) | None
+    model_changed = Signal(object)  # ImageTextModel | None
+    prompts_changed = Signal(object)  # PromptSet
+    run_changed = Signal(str)  # run folder of the latest / opened training run ("" = none)
+    status_posted = Signal(str)  # a short line for the status bar
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.dataset: Dataset | None = None
+        self.dataset_path: str = ""
+        self.health: dict[str, Any] | None = None
+        self.model: Any = None  # ImageTextModel
+        self.model_spec: str = "builtin"
+        self.prompts: PromptSet = PromptSet()
+        self.run_dir: str = ""
+        self.split_settings: dict[str, Any] = {"val_fraction": 0.2, "test_fraction": 0.0, "seed": 0,
+                                               "group_regex": None, "k_folds": 0}
+
+    def set_dataset(self, dataset: Dataset | None, path: str = "") -> None:
+        self.dataset, self.dataset_path = dataset, path
+        self.health = None
+        self.dataset_changed.emit(dataset)
+
+    def set_health(self, health: dict[str, Any] | None) -> None:
+        self.health = health
+        self.health_changed.emit(health)
+
+    def set_model(self, model: Any, spec: str) -> None:
+        self.model, self.model_spec = model, spec
+        self.model_changed.emit(model)
+
+    def set_prompts(self, prompts: PromptSet) -> None:
+        self.prompts = prompts
+        self.prompts_changed.emit(prompts)
+
+    def set_run(self, run_dir: str) -> None:
+        self.run_dir = run_dir
+        self.run_changed.emit(run_dir)
+
+    def post_status(self, text: str) -> None:
+        self.status_posted.emit(text)

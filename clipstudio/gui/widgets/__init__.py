@@ -1,0 +1,1 @@
+"""Reusable widgets the screens are built from."""

@@ -1,0 +1,315 @@
+"""An image grid like a photo browser: a QListView in icon mode whose thumbnails decode lazily.
+
+Only the tiles Qt actually paints ask for their thumbnail; decoding (PIL, so DICOM and EXIF
+orientation work as everywhere else in the app) runs in a small thread pool, and finished
+thumbnails come back to the GUI thread as QImages. ``ThumbnailGrid`` shows any list of tiles
+(e.g. search hits); ``PredictionGrid`` shows zero-shot predictions with a green or red border and
+filters them (misclassified only, by class, by confusion-matrix cell).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QRect,
+    QRunnable,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    QThreadPool,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QWidget
+
+THUMB_PX = 96
+_TEXT_LINES = 3
+_MAX_THUMBNAILS = 1500  # decoded thumbnails kept (about 37 kB each)
+OK_COLOUR = QColor("#2e9d4f")
+WRONG_COLOUR = QColor("#d43c3c")
+
+TileRole = Qt.ItemDataRole.UserRole + 1
+
+
+@dataclass
+class Tile:
+    """One image in the grid: its lines of text, tooltip and verdict (None: no border colour)."""
+
+    path: str
+    lines: list[str] = field(default_factory=list)
+    tooltip: str = ""
+    correct: bool | None = None
+    true: str | None = None
+    pred: str | None = None
+
+
+class _Decoded(QObject):
+    done = Signal(str, QImage)  # path, thumbnail (a null image when the file can't be read)
+
+
+class _DecodeTask(QRunnable):
+    def __init__(self, path: str, size: int, signals: _Decoded) -> None:
+        super().__init__()
+        self._path, self._size, self._signals = path, size, signals
+
+    def run(self) -> None:  # in a pool thread; QImage (unlike QPixmap) is safe here
+        image = QImage()
+        try:
+            from clipstudio.engine.data.images import load_image
+
+            pil = load_image(self._path)
+            pil.thumbnail((self._size, self._size))
+            pil = pil.convert("RGB")
+            data = pil.tobytes()
+            image = QImage(data, pil.width, pil.height, 3 * pil.width, QImage.Format.Format_RGB888).copy()
+        except Exception:  # noqa: BLE001 - an unreadable file just shows as "can't read"
+            image = QImage()
+        self._signals.done.emit(self._path, image)
+
+
+class ThumbnailLoader(QObject):
+    """Decodes thumbnails in a private thread pool and keeps the most recent ones."""
+
+    loaded = Signal(str)  # path
+
+    def __init__(self, size: int = THUMB_PX, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._size = size
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(4)
+        self._pool.setExpiryTimeout(2000)
+        self._signals = _Decoded(self)
+        self._signals.done.connect(self._on_decode_done)
+        self._images: OrderedDict[str, QImage] = OrderedDict()
+        self._pending: set[str] = set()
+
+    def image(self, path: str) -> QImage | None:
+        """The thumbnail if decoded (null when unreadable); otherwise queue it and return None."""
+        found = self._images.get(path)
+        if found is not None:
+            self._images.move_to_end(path)
+            return found
+        if path not in self._pending:
+            self._pending.add(path)
+            self._pool.start(_DecodeTask(path, self._size, self._signals))
+        return None
+
+    def _on_decode_done(self, path: str, image: QImage) -> None:
+        self._pending.discard(path)
+        self._images[path] = image
+        while len(self._images) > _MAX_THUMBNAILS:
+            self._images.popitem(last=False)
+        self.loaded.emit(path)
+
+    def cancel_pending(self) -> None:
+        self._pool.clear()
+        self._pending.clear()
+
+    def shutdown(self) -> None:
+        self._pool.clear()
+        self._pool.waitForDone()
+        self._pending.clear()
+
+
+class TileModel(QAbstractListModel):
+    def __init__(self, loader: ThumbnailLoader, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._loader = loader
+        self._tiles: list[Tile] = []
+        self._rows_of: dict[str, list[int]] = {}
+        loader.loaded.connect(self._on_loader_loaded)
+
+    def set_tiles(self, tiles: list[Tile]) -> None:
+        self.beginResetModel()
+        self._tiles = list(tiles)
+        self._rows_of = {}
+        for row, tile in enumerate(self._tiles):
+            self._rows_of.setdefault(tile.path, []).append(row)
+        self.endResetModel()
+
+    def tiles(self) -> list[Tile]:
+        return list(self._tiles)
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
+        return 0 if parent.isValid() else len(self._tiles)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        tile = self._tiles[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return "\n".join(tile.lines)
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._loader.image(tile.path)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return tile.tooltip or tile.path
+        if role == TileRole:
+            return tile
+        return None
+
+    def _on_loader_loaded(self, path: str) -> None:
+        for row in self._rows_of.get(path, []):
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+
+
+class PredictionFilter(QSortFilterProxyModel):
+    """Misclassified only; one true class; one confusion-matrix cell (true, predicted)."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.misclassified_only = False
+        self.class_name: str | None = None
+        self.cell: tuple[str, str] | None = None
+
+    def update(self) -> None:
+        self.beginFilterChange()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:
+        tile: Tile = self.sourceModel().index(row, 0, parent).data(TileRole)
+        if self.misclassified_only and tile.correct is not False:
+            return False
+        if self.class_name is not None and tile.true != self.class_name:
+            return False
+        return self.cell is None or (tile.true, tile.pred) == self.cell
+
+
+class TileDelegate(QStyledItemDelegate):
+    """A thumbnail framed in green (right) or red (wrong) with a check/cross badge, text below."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.tile_size = QSize(THUMB_PX + 40, THUMB_PX + 14 + 16 * _TEXT_LINES)
+
+    def sizeHint(self, option, index) -> QSize:
+        return self.tile_size
+
+    def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
+        tile: Tile = index.data(TileRole)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = option.rect.adjusted(3, 3, -3, -3)
+        palette = option.palette
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(rect, palette.highlight().color().lighter(160))
+        thumb = QRect(rect.center().x() - THUMB_PX // 2, rect.top() + 4, THUMB_PX, THUMB_PX)
+        image = index.data(Qt.ItemDataRole.DecorationRole)
+        painter.fillRect(thumb, QColor("#20242a"))
+        if image is None:
+            painter.setPen(QColor("#9aa0a6"))
+            painter.drawText(thumb, Qt.AlignmentFlag.AlignCenter, "…")
+        elif image.isNull():
+            painter.setPen(QColor("#e8e8e8"))
+            painter.drawText(thumb, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, "can't\nread")
+        else:
+            scaled = image.size().scaled(thumb.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRect(0, 0, scaled.width(), scaled.height())
+            target.moveCenter(thumb.center())
+            painter.drawImage(target, image)
+        if tile.correct is not None:
+            colour = OK_COLOUR if tile.correct else WRONG_COLOUR
+            painter.setPen(QPen(colour, 4))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(thumb.adjusted(-1, -1, 1, 1))
+            badge = QRect(thumb.right() - 18, thumb.top() + 2, 16, 16)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(colour)
+            painter.drawEllipse(badge)
+            painter.setPen(QColor("white"))
+            bold = QFont(option.font)
+            bold.setBold(True)
+            painter.setFont(bold)
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, "✓" if tile.correct else "✗")
+        painter.setFont(option.font)
+        painter.setPen(palette.text().color())
+        metrics = option.fontMetrics
+        y = thumb.bottom() + 6
+        for line in tile.lines[:_TEXT_LINES]:
+            text_rect = QRect(rect.left() + 2, y, rect.width() - 4, metrics.height())
+            elided = metrics.elidedText(line, Qt.TextElideMode.ElideRight, text_rect.width())
+            painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, elided)
+            y += metrics.height() + 1
+        painter.restore()
+
+
+class ThumbnailGrid(QListView):
+    """Tiles of images in a wrapping, scrollable grid; thumbnails appear as they decode."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.loader = ThumbnailLoader(parent=self)
+        self.tile_model = TileModel(self.loader, self)
+        self.filter = PredictionFilter(self)
+        self.filter.setSourceModel(self.tile_model)
+        self.setModel(self.filter)
+        self.delegate = TileDelegate(self)
+        self.setItemDelegate(self.delegate)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)  # lets Qt lay out thousands of tiles without asking each one
+        self.setGridSize(self.delegate.tile_size + QSize(6, 6))
+        self.setSpacing(0)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.verticalScrollBar().setSingleStep(24)
+
+    def set_tiles(self, tiles: list[Tile]) -> None:
+        self.loader.cancel_pending()  # thumbnails of the old list nobody will see
+        self.tile_model.set_tiles(tiles)
+
+    def tiles(self) -> list[Tile]:
+        return self.tile_model.tiles()
+
+    def visible_tiles(self) -> list[Tile]:
+        """The tiles that pass the current filters, in grid order."""
+        return [self.filter.index(r, 0).data(TileRole) for r in range(self.filter.rowCount())]
+
+    def shutdown(self) -> None:
+        self.loader.shutdown()
+
+
+def prediction_tile(prediction: dict) -> Tile:
+    """A tile for one zero-shot prediction (``ZeroShotResult.predictions`` entry)."""
+    topk = prediction.get("topk") or []
+    correct = prediction["true"] == prediction["pred"]
+    top_prob = topk[0][1] if topk else None
+    probs = "\n".join(f"  {name}: {prob:.1%}" for name, prob in topk)
+    tooltip = (
+        f"{prediction['path']}\n\nTrue: {prediction['true']}\nPredicted: {prediction['pred']}"
+        f" ({'correct' if correct else 'wrong'})\n\nTop {len(topk)}:\n{probs}"
+    )
+    pred_line = f"pred: {prediction['pred']}" + (f" {top_prob:.0%}" if top_prob is not None else "")
+    return Tile(
+        path=str(prediction["path"]),
+        lines=[f"true: {prediction['true']}", pred_line],
+        tooltip=tooltip,
+        correct=correct,
+        true=prediction["true"],
+        pred=prediction["pred"],
+    )
+
+
+class PredictionGrid(ThumbnailGrid):
+    """Zero-shot predictions, framed green (right) or red (wrong), with the grid's filters."""
+
+    def set_predictions(self, predictions: list[dict]) -> None:
+        self.set_tiles([prediction_tile(p) for p in predictions])
+
+    def set_misclassified_only(self, on: bool) -> None:
+        self.filter.misclassified_only = bool(on)
+        self.filter.update()
+
+    def set_class_filter(self, class_name: str | None) -> None:
+        self.filter.class_name = class_name or None
+        self.filter.update()
+
+    def set_cell_filter(self, true: str | None, pred: str | None) -> None:
+        self.filter.cell = (true, pred) if true is not None and pred is not None else None
+        self.filter.update()
