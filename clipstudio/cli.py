@@ -272,8 +272,32 @@ def _given(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
+def gui_unavailable_reason() -> str:
+    """Why the window can't open here ("" when it can): no PySide6, or (on Linux) no display."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("PySide6") is None:
+        return "The CLIP Studio window needs PySide6, which is not installed."
+    display_vars = ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    if sys.platform.startswith("linux") and not any(os.environ.get(name) for name in display_vars):
+        return "No display was found for the CLIP Studio window."
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # a bare `clipstudio` opens the window, where there is a screen to open it on
+        reason = gui_unavailable_reason()
+        if not reason:
+            from clipstudio.gui.app import main as gui_main
+
+            return gui_main([])
+        parser.print_help()
+        print(f"\n{reason} Run 'clipstudio demo' for a headless end-to-end run on the bundled sample, "
+              "or 'clipstudio COMMAND --help' for a command's options.")
+        return EXIT_OK
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

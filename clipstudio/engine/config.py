@@ -232,7 +232,7 @@ class TrainConfig:
     batch_size: int = 32  # images per step (contrastive: also texts per step)
     learning_rate: float | None = None  # None: the method's default (DEFAULT_LEARNING_RATES)
     weight_decay: float = 0.1  # AdamW decoupled weight decay; never on biases, norms or temperature
-    warmup_steps: int = 50  # optimizer steps of linear warm-up before the cosine decay
+    warmup_steps: int = 50  # optimizer steps of linear warm-up before the cosine decay (at most 1/5 of the run)
     img_size: int | None = None  # None: the model's own input size (ViT models: must be left None)
     augmentation: str = "minimal"  # "none" | "minimal" | "standard" (training images; not linear_probe)
     embed_dim: int = 512  # only when creating a new dual encoder: shared embedding size

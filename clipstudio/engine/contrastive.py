@@ -146,6 +146,13 @@ class ContrastiveMethod:
                 if self.adapters is not None and "projection" in name:
                     continue  # a trainable projection is a Linear: no mode-dependent behaviour anyway
                 child.eval()
+        # BatchNorm keeps its pretrained running statistics while fine-tuning ("frozen BN", as in
+        # detection fine-tuning): small clinical batches of one modality would otherwise train with
+        # batch statistics far from the ImageNet ones used at eval time, and validation collapses.
+        # The BN affine weights still train.
+        for child in self.module.modules():
+            if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                child.eval()
 
     # --- training --------------------------------------------------------------------------------
     @property

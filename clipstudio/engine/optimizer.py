@@ -2,7 +2,8 @@
 
 AdamW (betas 0.9/0.98, eps 1e-6, CLIP's values) with weight decay only on matrices: biases,
 norm weights (every parameter with fewer than 2 dimensions) and the temperature are not decayed.
-The learning rate warms up linearly for ``warmup_steps`` optimizer steps, then follows a cosine
+The learning rate warms up linearly for ``warmup_steps`` optimizer steps (capped at a fifth of the
+run, so a short run on a small clinical dataset still reaches its peak rate), then follows a cosine
 down to 0 at the last step. It is a pure function of the step, so a resumed run needs no
 scheduler state beyond the step count.
 """
@@ -42,6 +43,7 @@ def make_optimizer(
 
 def cosine_lr(step: int, *, base_lr: float, total_steps: int, warmup_steps: int) -> float:
     """The learning rate for optimizer step ``step`` (0-based): linear warm-up, then cosine to 0."""
+    warmup_steps = min(warmup_steps, total_steps // 5)
     if warmup_steps > 0 and step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     decay_steps = max(1, total_steps - warmup_steps)

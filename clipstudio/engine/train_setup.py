@@ -211,6 +211,12 @@ def _contrastive(cfg, model, data: RunData, *, callback, should_stop, device):
             f"This CLIP model takes {native} px images; leave img_size empty (got {cfg.img_size})."
         )
     size = cfg.img_size or native
+    if size != native and hasattr(model, "preprocessing"):
+        # The fine-tuned model is used at the size it was trained at: its saved checkpoints (and so
+        # zero-shot, eval and retrieval with the run) preprocess images to `size`, not the original.
+        import dataclasses
+
+        model.preprocessing = dataclasses.replace(model.preprocessing, image_size=size, resize_size=None)
     wanted = data.train_indices + data.val_indices
     decoded = decode_to_array(
         [dataset.samples[i].path for i in wanted],

@@ -205,7 +205,7 @@ class MissingInputBanner(QFrame):
     def __init__(self, state: AppState, *, needs_model: bool = True, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._state = state
-        self._needs_model = needs_model
+        self.needs_model = needs_model
         self._jobs = ScreenJobs(self)
         self.setObjectName("MissingInputBanner")
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -229,7 +229,7 @@ class MissingInputBanner(QFrame):
         loading = self._jobs.busy()
         if self._state.dataset is None:
             text, show_button = NO_DATASET, False
-        elif self._needs_model and self._state.model is None:
+        elif self.needs_model and self._state.model is None:
             text = "Loading the built-in model…" if loading else f"{NO_MODEL} Load one on the Model screen, or:"
             show_button = True
         else:

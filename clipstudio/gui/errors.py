@@ -11,13 +11,23 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+import tempfile
 import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, QtMsgType, Signal, Slot, qInstallMessageHandler
-from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+from PySide6.QtCore import QObject, Qt, QThread, QtMsgType, QUrl, Signal, Slot, qInstallMessageHandler
+from PySide6.QtGui import QDesktopServices, QFontDatabase
+from PySide6.QtWidgets import (
+    QApplication,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.paths import user_data_dir
@@ -41,7 +51,11 @@ def setup_logging(level: int = logging.INFO) -> Path:
     replaces the previous file handler (tests point ``CLIPSTUDIO_HOME`` elsewhere between calls).
     """
     folder = log_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # an unwritable app-data folder must not stop the app from starting
+        folder = Path(tempfile.gettempdir()) / "clipstudio-logs"
+        folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOG_NAME
     root = logging.getLogger("clipstudio")
     for handler in list(root.handlers):
@@ -79,6 +93,43 @@ def show_error(parent: QWidget | None, message: str, details: str = "") -> None:
     box.exec()
 
 
+class ScreenErrorPage(QWidget):
+    """Shown instead of a screen that failed to load: what happened, and the traceback."""
+
+    def __init__(self, title: str, details: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = title
+        self.details = details
+        heading = QLabel(f"The {title} screen could not be loaded.")
+        heading.setObjectName("errorTitle")
+        hint = QLabel("The other screens still work. The details below are also in the log file.")
+        hint.setWordWrap(True)
+        text = QPlainTextEdit(details, objectName="errorDetails")
+        text.setReadOnly(True)
+        text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        open_logs = QPushButton("Open log folder")
+        open_logs.clicked.connect(open_log_folder)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(24, 24, 24, 24)
+        layout.addWidget(heading)
+        layout.addWidget(hint)
+        layout.addWidget(text, 1)
+        layout.addWidget(open_logs, 0, Qt.AlignmentFlag.AlignLeft)
+
+    def busy(self) -> bool:
+        return False
+
+    def shutdown(self) -> None:
+        pass
+
+
+def open_log_folder() -> None:
+    folder = log_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+
 class _DialogRelay(QObject):
     """Lives on the GUI thread; a queued signal brings errors from other threads to it."""
 
@@ -87,7 +138,7 @@ class _DialogRelay(QObject):
     def __init__(self) -> None:
         super().__init__()
         self._showing = False
-        self.error_raised.connect(self._on_self_error_raised)
+        self.error_raised.connect(self._on_self_error_raised, Qt.ConnectionType.QueuedConnection)
 
     @Slot(str, str)
     def _on_self_error_raised(self, message: str, details: str) -> None:
@@ -103,12 +154,12 @@ class _DialogRelay(QObject):
 _relay: _DialogRelay | None = None
 
 
-def report_error(message: str, details: str = "") -> None:
-    """Show an error dialog from any thread: at once on the GUI thread, queued from others."""
+def report_error(message: str, details: str = "", *, later: bool = False) -> None:
+    """Show an error dialog from any thread: at once on the GUI thread (unless ``later``), else queued."""
     app = QApplication.instance()
     if app is None or _relay is None:
         return
-    if QThread.currentThread() is app.thread():
+    if not later and QThread.currentThread() is app.thread():
         _relay._on_self_error_raised(message, details)
     else:
         _relay.error_raised.emit(message, details)
@@ -153,8 +204,11 @@ def _qt_message_handler(mode: QtMsgType, context, message: str) -> None:
     qt_log.log(level, "%s%s", message, where)
     if level >= logging.ERROR:
         for handler in logging.getLogger("clipstudio").handlers:
-            handler.flush()  # a fatal message aborts right after this handler returns
-        report_error("Qt reported an error; CLIP Studio may not work correctly until restarted.", message)
+            handler.flush()
+        # A fatal message aborts once this returns, so that dialog can't wait; a critical one may come
+        # from inside painting or layout, so its dialog waits for the event loop.
+        report_error("Qt reported an error; CLIP Studio may not work correctly until restarted.", message,
+                     later=mode != QtMsgType.QtFatalMsg)
 
 
 def install_exception_hooks() -> Callable[[], None]:

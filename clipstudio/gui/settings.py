@@ -45,10 +45,9 @@ class AppSettings:
         self._qs.sync()
 
     # -- window -------------------------------------------------------------------------------------
-    def save_window(self, window: QMainWindow, current_screen: str = "") -> None:
+    def save_window(self, window: QMainWindow) -> None:
         self._qs.setValue("window/geometry", window.saveGeometry())
         self._qs.setValue("window/state", window.saveState())
-        self._qs.setValue("window/screen", current_screen)
         self._qs.sync()
 
     def restore_window(self, window: QMainWindow) -> bool:
@@ -59,10 +58,6 @@ class AppSettings:
         if isinstance(state, QByteArray):
             window.restoreState(state)
         return bool(restored)
-
-    def last_screen(self) -> str:
-        value = self._qs.value("window/screen", "")
-        return value if isinstance(value, str) else ""
 
     # -- recent paths ---------------------------------------------------------------------------
     def recent_datasets(self) -> list[str]:

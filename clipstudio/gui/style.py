@@ -7,7 +7,7 @@ accent kept for what is selected or primary. Style sheets only where the palette
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from functools import cache
 
 from PySide6.QtGui import QColor, QFont, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
@@ -38,7 +38,7 @@ def icon(name: str) -> QIcon:
     return QIcon(path) if path else QIcon()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _icon_path(name: str) -> str:
     path = resources_dir() / "icons" / f"{name}.svg"
     if not path.is_file():

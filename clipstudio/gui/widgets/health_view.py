@@ -137,6 +137,8 @@ class HealthView(QWidget):
         layout.addWidget(self.chart_title)
         layout.addWidget(self.chart_box, 3)
         layout.addWidget(self.tabs, 2)
+        self._filler = QWidget()  # takes the spare height when there are no tables to show
+        layout.addWidget(self._filler, 1)
         self.set_report(None)
 
     # --- public ------------------------------------------------------------------------------------
@@ -151,22 +153,38 @@ class HealthView(QWidget):
             _fill(self.problems_table, [])
             _fill(self.duplicates_table, [])
             self._set_tab_counts(0, 0, 0)
+            self.tabs.hide()
+            self._filler.show()
             return
         self._show_summary(report)
         self._show_banner(report)
         self._show_stats(report)
-        self._show_warnings(report.get("warnings", []))
+        warnings = report.get("warnings", [])
+        if not self.banner.isHidden():  # the banner already says it, at length
+            warnings = [w for w in warnings if not w.startswith("Class imbalance")]
+        self._show_warnings(warnings, bool(report.get("warnings")))
         categories, series = chart_data(report)
         self._set_chart(categories, series)
         problems = report.get("problems", [])
         _fill(self.problems_table, [[p["path"], p["reason"]] for p in problems])
         duplicates = report.get("duplicates", [])
-        _fill(self.duplicates_table, [
-            ["Yes" if g["leakage"] else "No", ", ".join(g["splits"]) or "—", str(len(g["paths"])),
-             "  |  ".join(g["paths"])]
-            for g in duplicates
-        ])
+        _fill(
+            self.duplicates_table,
+            [
+                [
+                    "Yes" if g["leakage"] else "No",
+                    ", ".join(g["splits"]) or "—",
+                    str(len(g["paths"])),
+                    "  |  ".join(g["paths"]),
+                ]
+                for g in duplicates
+            ],
+        )
         self._set_tab_counts(len(problems), len(duplicates), report.get("n_leakage", 0))
+        self.tabs.setVisible(bool(problems or duplicates))
+        self._filler.setVisible(not (problems or duplicates))
+        if not problems and duplicates:
+            self.tabs.setCurrentIndex(1)
 
     def problem_paths(self) -> list[str]:
         return [self.problems_table.item(r, 0).text() for r in range(self.problems_table.rowCount())]
@@ -218,7 +236,10 @@ class HealthView(QWidget):
         self.stats.setText("\n".join(lines))
         self.stats.setVisible(bool(lines))
 
-    def _show_warnings(self, warnings: list[str]) -> None:
+    def _show_warnings(self, warnings: list[str], any_warning: bool = False) -> None:
+        if not warnings and any_warning:
+            self.warnings.clear()
+            return
         if not warnings:
             self.warnings.setText("<span style='color:#2e7d32'>✓ No problems found.</span>")
             return
@@ -239,28 +260,30 @@ class HealthView(QWidget):
             if self._plot is not None:
                 self._plot.clear()
             return
-        self.chart_title.setText(
-            "<b>Images per class</b>" if self.report and self.report.get("classes") else "<b>Images per split</b>"
-        )
+        title = "Images per class" if self.report and self.report.get("classes") else "Images per split"
+        if len(series) > 1:  # the legend, in the title line, where it can't cover a bar
+            title += "&nbsp;&nbsp;" + "&nbsp;&nbsp;".join(
+                f"<span style='color:{SPLIT_COLOURS[min(i, len(SPLIT_COLOURS) - 1)]}'>■</span> {_escape(name)}"
+                for i, name in enumerate(series)
+            )
+        self.chart_title.setText(f"<b>{title}</b>")
         plot = self._ensure_plot()
         plot.clear()
         import pyqtgraph as pg
 
         n = len(series)
         height = 0.8 / max(n, 1)
-        for s, (name, counts) in enumerate(series.items()):
+        for s, counts in enumerate(series.values()):
             ys = [i - 0.4 + height * (s + 0.5) for i in range(len(categories))]
             colour = SPLIT_COLOURS[min(s, len(SPLIT_COLOURS) - 1)]
-            bars = pg.BarGraphItem(x0=0, y=ys, height=height * 0.9, width=counts, brush=colour, pen=None,
-                                   name=name)
+            bars = pg.BarGraphItem(x0=0, y=ys, height=height * 0.9, width=counts, brush=colour, pen=None)
             plot.addItem(bars)
         plot.getAxis("left").setTicks([[(i, _short(c)) for i, c in enumerate(categories)]])
         plot.setYRange(-0.6, len(categories) - 0.4, padding=0)
         plot.setXRange(0, max((max(c) for c in series.values() if c), default=1) * 1.05, padding=0)
-        legend = plot.plotItem.legend
-        if legend is not None:
-            legend.setVisible(n > 1)
-        self.chart_box.setMinimumHeight(min(60 + 26 * len(categories) * max(1, n // 2 + 1), 420))
+        natural = 70 + 22 * len(categories) * n + 12 * len(categories)
+        self.chart_box.setMinimumHeight(min(natural, 180))
+        self.chart_box.setMaximumHeight(max(natural, 180))
 
     def _ensure_plot(self):
         if self._plot is None:
@@ -272,7 +295,6 @@ class HealthView(QWidget):
             plot.hideButtons()
             plot.invertY(True)
             plot.showGrid(x=True, y=False, alpha=0.25)
-            plot.addLegend(offset=(-10, 10))
             ink = self.palette().color(self.foregroundRole())
             for name in ("left", "bottom"):
                 axis = plot.getAxis(name)

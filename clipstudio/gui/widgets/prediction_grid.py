@@ -2,7 +2,7 @@
 
 Only the tiles Qt actually paints ask for their thumbnail; decoding (PIL, so DICOM and EXIF
 orientation work as everywhere else in the app) runs in a small thread pool, and finished
-thumbnails come back to the GUI thread as QImages. ``ThumbnailGrid`` shows any list of tiles
+thumbnails come back to the GUI thread as QImages. ``TileGrid`` shows any list of tiles
 (e.g. search hits); ``PredictionGrid`` shows zero-shot predictions with a green or red border and
 filters them (misclassified only, by class, by confusion-matrix cell).
 """
@@ -238,7 +238,7 @@ class TileDelegate(QStyledItemDelegate):
         painter.restore()
 
 
-class ThumbnailGrid(QListView):
+class TileGrid(QListView):
     """Tiles of images in a wrapping, scrollable grid; thumbnails appear as they decode."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -259,6 +259,20 @@ class ThumbnailGrid(QListView):
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.verticalScrollBar().setSingleStep(24)
+        self._empty_text = ""
+
+    def set_empty_text(self, text: str) -> None:
+        """What the empty grid says (e.g. "No images match these filters")."""
+        self._empty_text = text
+        self.viewport().update()
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        if self.model().rowCount() == 0 and self._empty_text:
+            painter = QPainter(self.viewport())
+            painter.setPen(QColor("#6b7785"))
+            painter.drawText(self.viewport().rect().adjusted(20, 20, -20, -20),
+                             Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._empty_text)
 
     def set_tiles(self, tiles: list[Tile]) -> None:
         self.loader.cancel_pending()  # thumbnails of the old list nobody will see
@@ -296,7 +310,7 @@ def prediction_tile(prediction: dict) -> Tile:
     )
 
 
-class PredictionGrid(ThumbnailGrid):
+class PredictionGrid(TileGrid):
     """Zero-shot predictions, framed green (right) or red (wrong), with the grid's filters."""
 
     def set_predictions(self, predictions: list[dict]) -> None:

@@ -1,7 +1,7 @@
 """A lazily decoded thumbnail grid that stays smooth at 10k+ images.
 
-The list view asks for an item's picture only when it paints that item (uniform item sizes,
-batched layout), so only visible tiles are ever decoded. Decoding (``load_image`` + PIL
+A decode is requested only when the delegate paints a tile (uniform item sizes, batched layout),
+so only visible tiles are ever decoded. Decoding (``load_image`` + PIL
 thumbnail) runs on a small private thread pool; the GUI thread turns the bytes into a QImage and
 keeps the pixmaps in a bounded LRU. Newest requests are served first, so scrolling fast does not
 leave the screen waiting behind tiles that have already scrolled away.
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
 from PySide6.QtCore import (
     QAbstractListModel,
     QModelIndex,
@@ -26,7 +27,15 @@ from PySide6.QtCore import (
     Signal,
 )
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QListView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QStyledItemDelegate,
+    QVBoxLayout,
+    QWidget,
+)
 
 THUMB_SIZE = 96
 CACHE_ITEMS = 1500  # ~55 MB of 96 px RGB pixmaps
@@ -56,7 +65,12 @@ def decode_thumbnail(path: str, size: int = THUMB_SIZE) -> Decoded:
     from clipstudio.engine.data.images import load_image
 
     image = load_image(path)
-    image.thumbnail((size, size))
+    if max(image.size) > size:
+        image.thumbnail((size, size), reducing_gap=2.0)
+    else:  # small images (e.g. 28 px MedMNIST) are scaled up so the tile is not a dot
+        scale = size / max(image.size)
+        target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(target, Image.Resampling.BICUBIC)
     return image.width, image.height, image.tobytes()
 
 
@@ -82,7 +96,7 @@ class _DecodeJob(QRunnable):
 
 def _short_reason(message: str, path: str) -> str:
     prefix = f"{path}: "
-    return message[len(prefix):] if message.startswith(prefix) else message or "unreadable"
+    return message[len(prefix) :] if message.startswith(prefix) else message or "unreadable"
 
 
 class ThumbnailModel(QAbstractListModel):
@@ -90,8 +104,14 @@ class ThumbnailModel(QAbstractListModel):
 
     decoded_count_changed = Signal(int)
 
-    def __init__(self, parent: QObject | None = None, *, decode: DecodeFn = decode_thumbnail,
-                 thumb_size: int = THUMB_SIZE, cache_items: int = CACHE_ITEMS) -> None:
+    def __init__(
+        self,
+        parent: QObject | None = None,
+        *,
+        decode: DecodeFn = decode_thumbnail,
+        thumb_size: int = THUMB_SIZE,
+        cache_items: int = CACHE_ITEMS,
+    ) -> None:
         super().__init__(parent)
         self._items: list[ThumbnailItem] = []
         self._row_of: dict[str, list[int]] = {}
@@ -163,15 +183,19 @@ class ThumbnailModel(QAbstractListModel):
 
     # --- decoding --------------------------------------------------------------------------------
     def pixmap(self, path: str) -> QPixmap:
-        """The cached thumbnail, the unreadable tile, or the placeholder (and a decode request)."""
+        """The cached thumbnail, the unreadable tile, or the placeholder. Never starts a decode."""
         if path in self._errors:
             return self._unreadable
         cached = self._cache.get(path)
         if cached is not None:
             self._cache.move_to_end(path)
             return cached
-        self._request(path)
         return self._placeholder
+
+    def request(self, path: str) -> None:
+        """Decode ``path`` soon (newest requests first) unless it is cached or known unreadable."""
+        if path not in self._cache and path not in self._errors:
+            self._request(path)
 
     def is_unreadable(self, path: str) -> bool:
         return path in self._errors
@@ -240,6 +264,20 @@ def _tile(size: int, fill: QColor, text: str = "", ink: QColor | None = None) ->
     return pixmap
 
 
+class _PaintRequestsDelegate(QStyledItemDelegate):
+    """Asks for a thumbnail when a tile is painted: views also query data to measure, not only to show."""
+
+    def __init__(self, model: ThumbnailModel, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._model = model
+
+    def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
+        path = index.data(PathRole)
+        if path:
+            self._model.request(path)
+        super().paint(painter, option, index)
+
+
 class ThumbnailFilter(QSortFilterProxyModel):
     """Keeps the rows of one class and/or one split ("" = any)."""
 
@@ -291,6 +329,7 @@ class ThumbnailGrid(QWidget):
         self.view.setSpacing(0)
         self.view.setSelectionMode(QListView.SelectionMode.ExtendedSelection)
         self.view.setModel(self.proxy)
+        self.view.setItemDelegate(_PaintRequestsDelegate(self.model, self.view))
 
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Class"))
@@ -306,8 +345,12 @@ class ThumbnailGrid(QWidget):
         layout.addWidget(self.view, 1)
         self._fill_combos([], [])
 
-    def set_items(self, items: list[ThumbnailItem], class_names: list[str] | None = None,
-                  split_names: list[str] | None = None) -> None:
+    def set_items(
+        self,
+        items: list[ThumbnailItem],
+        class_names: list[str] | None = None,
+        split_names: list[str] | None = None,
+    ) -> None:
         self.model.set_items(items)
         classes = class_names if class_names is not None else sorted({i.class_name for i in items} - {""})
         splits = split_names if split_names is not None else sorted({i.split for i in items} - {""})

@@ -1,0 +1,398 @@
+"""The main window: navigation on the left, one screen at a time on the right, menus and a status bar.
+
+Screens come from ``clipstudio.gui.screens.SCREENS`` and are built once, at start. A screen that fails
+to import or construct is replaced by an error page (and its traceback logged), so one broken screen
+never takes the app down. Nothing here imports torch: the device shown in the status bar is found by
+a worker after the window has painted.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import logging
+import os
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QStackedWidget,
+    QWidget,
+)
+
+from clipstudio import __version__
+from clipstudio.engine.paths import resources_dir, user_data_dir
+from clipstudio.gui.errors import ScreenErrorPage, log_dir, open_log_folder, show_error
+from clipstudio.gui.screens import SCREENS
+from clipstudio.gui.settings import AppSettings
+from clipstudio.gui.state import AppState
+from clipstudio.gui.style import icon
+from clipstudio.gui.workers import TaskWorker
+
+log = logging.getLogger(__name__)
+
+APP_TITLE = "CLIP Studio"
+ANNOTATION_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv")
+DEVICE_DETECT_DELAY_MS = 1500  # after the first paint, so importing torch never delays the window
+
+
+def detect_device(callback, should_stop) -> str:
+    """The device training will use by default, in words ("CPU", or the GPU's name)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "GPU: Apple MPS"
+    return "CPU"
+
+
+def is_run_folder(path: str) -> bool:
+    """Same test as ``engine.runs.is_run_folder``, without importing torch at start-up."""
+    return os.path.isfile(os.path.join(path, "run.json")) and os.path.isfile(os.path.join(path, "config.json"))
+
+
+def droppable_path(paths: list[str]) -> str | None:
+    """The first dropped path the app can open: a folder or an annotation file."""
+    for path in paths:
+        if os.path.isdir(path) or (os.path.isfile(path) and path.lower().endswith(ANNOTATION_SUFFIXES)):
+            return path
+    return None
+
+
+class MainWindow(QMainWindow):
+    """Left navigation + stacked screens. ``screens`` maps key -> screen for those that loaded."""
+
+    def __init__(self, state: AppState | None = None, parent: QWidget | None = None, *,
+                 detect_device: bool = True) -> None:
+        super().__init__(parent)
+        self.state = state if state is not None else AppState(self)
+        self.settings = AppSettings()
+        self.screens: dict[str, QWidget] = {}
+        self.screen_errors: dict[str, str] = {}  # key -> traceback, for screens shown as error pages
+        self._keys: list[str] = []
+        self._shut_down = False
+        self._device_worker: TaskWorker | None = None
+        self._device_timer: QTimer | None = None
+        if detect_device:
+            self._device_timer = QTimer(self, singleShot=True, interval=DEVICE_DETECT_DELAY_MS)
+            self._device_timer.timeout.connect(self._start_device_detection)
+
+        self.setWindowTitle(APP_TITLE)
+        self.setWindowIcon(icon("app"))
+        self.setAcceptDrops(True)
+        self.setMinimumSize(900, 600)
+
+        self.nav = QListWidget(objectName="navigation")
+        self.nav.setIconSize(QSize(22, 22))
+        self.nav.setFixedWidth(190)
+        self.nav.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.stack = QStackedWidget()
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.nav)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+        self._view_actions = QActionGroup(self)
+        self._build_screens()
+        self._build_menus()
+        self.nav.currentRowChanged.connect(self._on_nav_current_row_changed)
+
+        self.device_label = QLabel("Device: detecting…" if detect_device else "")
+        self.device_label.setToolTip("Where models run: training and encoding use this device by default.")
+        self.statusBar().addPermanentWidget(self.device_label)
+        self.state.status_posted.connect(self._on_state_status_posted)
+        self.state.dataset_changed.connect(self._on_state_dataset_changed)
+        self.state.run_changed.connect(self._on_state_run_changed)
+
+        if not self.settings.restore_window(self):
+            self._default_geometry()
+        self.nav.setCurrentRow(0)
+
+    # -- screens ------------------------------------------------------------------------------------
+    def _build_screens(self) -> None:
+        for index, (key, spec) in enumerate(SCREENS):
+            widget, title, icon_name = self._load_screen(key, spec)
+            self._keys.append(key)
+            self.stack.addWidget(widget)
+            item = QListWidgetItem(icon(icon_name), title)
+            item.setSizeHint(QSize(170, 42))
+            item.setToolTip(f"{title} (Ctrl+{index + 1})")
+            self.nav.addItem(item)
+            action = QAction(icon(icon_name), title, self, checkable=True)
+            action.setShortcut(QKeySequence(f"Ctrl+{index + 1}"))
+            action.triggered.connect(lambda _checked=False, k=key: self.show_screen(k))
+            self._view_actions.addAction(action)
+
+    def _load_screen(self, key: str, spec: str) -> tuple[QWidget, str, str]:
+        fallback_title = key.capitalize()
+        try:
+            module_name, class_name = spec.split(":")
+            cls = getattr(importlib.import_module(module_name), class_name)
+            title = str(getattr(cls, "title", fallback_title))
+            icon_name = str(getattr(cls, "icon_name", key))
+            widget = cls(self.state, self)
+        except Exception:
+            details = traceback.format_exc()
+            log.error("the %s screen (%s) could not be loaded:\n%s", key, spec, details)
+            self.screen_errors[key] = details
+            return ScreenErrorPage(fallback_title, details), fallback_title, key
+        self.screens[key] = widget
+        return widget, title, icon_name
+
+    def screen_for(self, key: str) -> QWidget | None:
+        """The screen widget for ``key`` (None if it failed to load)."""
+        return self.screens.get(key)
+
+    def page(self, key: str) -> QWidget:
+        """What the stack shows for ``key``: the screen, or its error page."""
+        return self.stack.widget(self._keys.index(key))
+
+    def current_screen_key(self) -> str:
+        index = self.stack.currentIndex()
+        return self._keys[index] if 0 <= index < len(self._keys) else ""
+
+    def show_screen(self, key: str) -> None:
+        self.nav.setCurrentRow(self._keys.index(key))
+
+    def _on_nav_current_row_changed(self, row: int) -> None:
+        if row < 0:
+            return
+        self.stack.setCurrentIndex(row)
+        self._view_actions.actions()[row].setChecked(True)
+
+    # -- menus --------------------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(icon("open-folder"), "Open &dataset folder…", QKeySequence("Ctrl+O"),
+                            self._on_open_folder_triggered)
+        file_menu.addAction(icon("open-file"), "Open &annotation file…", QKeySequence("Ctrl+Shift+O"),
+                            self._on_open_file_triggered)
+        self.recent_datasets_menu = file_menu.addMenu("Recent d&atasets")
+        self.recent_datasets_menu.aboutToShow.connect(self._on_recent_datasets_about_to_show)
+        file_menu.addSeparator()
+        file_menu.addAction(icon("results"), "Open &run…", self._on_open_run_triggered)
+        self.recent_runs_menu = file_menu.addMenu("Recent r&uns")
+        self.recent_runs_menu.aboutToShow.connect(self._on_recent_runs_about_to_show)
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction("&Quit", QKeySequence("Ctrl+Q"), self.close)
+        quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+
+        view_menu = self.menuBar().addMenu("&View")
+        view_menu.addActions(self._view_actions.actions())
+
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("&About CLIP Studio", self.show_about).setMenuRole(QAction.MenuRole.AboutRole)
+        help_menu.addAction("Open &log folder", open_log_folder)
+
+    def _fill_recent_menu(self, menu: QMenu, paths: list[str], open_fn) -> None:
+        menu.clear()
+        for path in paths:
+            action = menu.addAction(Path(path).name or path)
+            action.setToolTip(path)
+            action.setStatusTip(path)
+            action.triggered.connect(lambda _checked=False, p=path: open_fn(p))
+        if not paths:
+            menu.addAction("(none yet)").setEnabled(False)
+
+    def _on_recent_datasets_about_to_show(self) -> None:
+        self._fill_recent_menu(self.recent_datasets_menu, self.settings.recent_datasets(), self.open_dataset)
+
+    def _on_recent_runs_about_to_show(self) -> None:
+        self._fill_recent_menu(self.recent_runs_menu, self.settings.recent_runs(), self.open_run)
+
+    def _start_folder(self) -> str:
+        recent = self.settings.recent_datasets()
+        return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    def _on_open_folder_triggered(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open dataset folder", self._start_folder())
+        if path:
+            self.open_dataset(path)
+
+    def _on_open_file_triggered(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open annotation file", self._start_folder(),
+            "Annotation files (*.json *.jsonl *.ndjson *.csv *.tsv);;All files (*)")
+        if path:
+            self.open_dataset(path)
+
+    def _on_open_run_triggered(self) -> None:
+        runs = user_data_dir() / "runs"
+        recent = self.settings.recent_runs()
+        start = str(Path(recent[0]).parent) if recent else str(runs if runs.is_dir() else Path.home())
+        path = QFileDialog.getExistingDirectory(self, "Open training run folder", start)
+        if path:
+            self.open_run(path)
+
+    def show_about(self) -> None:
+        samples = resources_dir() / "samples" / "ATTRIBUTION.md"
+        model_readme = resources_dir() / "models" / "builtin" / "README.md"
+        link = lambda p, text: f'<a href="{QUrl.fromLocalFile(str(p)).toString()}">{html.escape(text)}</a>'  # noqa: E731
+        QMessageBox.about(self, "About CLIP Studio", f"""
+            <h3>CLIP Studio {html.escape(__version__)}</h3>
+            <p>Adapt CLIP-style image-text models to your own medical images.<br>
+            Licence: Apache-2.0. <b>A research tool, not for clinical diagnosis.</b></p>
+            <p><b>Built-in model</b> ({link(model_readme, 'details')}): EfficientNet-Lite0 image tower with
+            ImageNet weights (Apache-2.0) and the all-MiniLM-L6-v2 text tower (Apache-2.0), aligned
+            offline.</p>
+            <p><b>Bundled sample</b> ({link(samples, 'attribution')}): 48 paediatric chest X-rays from
+            PneumoniaMNIST (MedMNIST v2, Yang et al. 2023; Kermany et al. 2018), licence CC BY 4.0.</p>
+            <p>Log files: {html.escape(str(log_dir()))}</p>""")
+
+    # -- opening things -----------------------------------------------------------------------------
+    def open_dataset(self, path: str) -> bool:
+        """Open a dataset folder or annotation file in the Data screen; False if it can't be tried."""
+        data = self.screens.get("data")
+        if data is None or not hasattr(data, "open_dataset"):
+            show_error(self, "The Data screen is not available, so the dataset can't be opened.",
+                       self.screen_errors.get("data", ""))
+            return False
+        if not os.path.exists(path):
+            show_error(self, f"{path} does not exist (it may have been moved or deleted).")
+            return False
+        self.settings.add_recent_dataset(path)
+        self.show_screen("data")
+        log.info("opening dataset %s", path)
+        data.open_dataset(path)
+        return True
+
+    def open_run(self, path: str) -> bool:
+        """Make ``path`` the current run and show it in Results; False if it isn't a run folder."""
+        if not is_run_folder(path):
+            show_error(self, f"{path} is not a training run folder (it has no run.json and config.json).")
+            return False
+        log.info("opening run %s", path)
+        self.state.set_run(path)  # -> _on_state_run_changed records it in the recent runs
+        if "results" in self._keys:
+            self.show_screen("results")
+        return True
+
+    def _on_state_dataset_changed(self, dataset) -> None:
+        name = Path(self.state.dataset_path).name if dataset is not None and self.state.dataset_path else ""
+        self.setWindowTitle(f"{APP_TITLE} — {name}" if name else APP_TITLE)
+        if name:
+            self.settings.add_recent_dataset(self.state.dataset_path)
+
+    def _on_state_run_changed(self, run_dir: str) -> None:
+        if run_dir and os.path.isdir(run_dir):
+            self.settings.add_recent_run(run_dir)
+
+    def _on_state_status_posted(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10_000)
+
+    # -- drag and drop --------------------------------------------------------------------------------
+    @staticmethod
+    def _dropped(event) -> str | None:
+        mime = event.mimeData()
+        if not mime.hasUrls():
+            return None
+        return droppable_path([url.toLocalFile() for url in mime.urls() if url.isLocalFile()])
+
+    def dragEnterEvent(self, event) -> None:
+        if self._dropped(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:
+        path = self._dropped(event)
+        if not path:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        if is_run_folder(path):
+            self.open_run(path)
+        else:
+            self.open_dataset(path)
+
+    # -- device ---------------------------------------------------------------------------------------
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._device_timer is not None and self._device_worker is None and not self._shut_down:
+            self._device_timer.start()
+
+    def _start_device_detection(self) -> None:
+        if self._device_worker is not None or self._shut_down:
+            return
+        worker = TaskWorker(detect_device, name="device detection", parent=self)
+        worker.succeeded.connect(self._on_device_worker_succeeded)
+        worker.failed.connect(self._on_device_worker_failed)
+        self._device_worker = worker
+        worker.start()
+
+    def _on_device_worker_succeeded(self, device: str) -> None:
+        self.device_label.setText(f"Device: {device}")
+
+    def _on_device_worker_failed(self, message: str, details: str) -> None:
+        self.device_label.setText("Device: unknown")
+        self.device_label.setToolTip(message)
+
+    # -- closing ------------------------------------------------------------------------------------
+    def busy_screens(self) -> list[str]:
+        """Keys of the screens whose work would be lost by closing now."""
+        busy = []
+        for key, screen in self.screens.items():
+            try:
+                if screen.busy():
+                    busy.append(key)
+            except Exception:
+                log.exception("%s screen: busy() failed", key)
+        return busy
+
+    def shutdown(self) -> None:
+        """Cancel and wait for every screen's workers and our own; safe to call twice."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        for key, screen in self.screens.items():
+            try:
+                screen.shutdown()
+            except Exception:
+                log.exception("%s screen: shutdown() failed", key)
+        if self._device_timer is not None:
+            self._device_timer.stop()
+        if self._device_worker is not None:
+            self._device_worker.cancel()
+            self._device_worker.wait()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._shut_down:
+            busy = self.busy_screens()
+            if busy:
+                question = ("Training is running. Stop it and quit?" if "train" in busy
+                            else "A task is still running. Stop it and quit?")
+                answer = QMessageBox.question(
+                    self, APP_TITLE, question,
+                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                    QMessageBox.StandardButton.No)
+                if answer != QMessageBox.StandardButton.Yes:
+                    event.ignore()
+                    return
+            self.shutdown()
+            self.settings.save_window(self)
+        event.accept()
+
+    def _default_geometry(self) -> None:
+        available = QWidget.screen(self).availableGeometry() if QWidget.screen(self) else None
+        width, height = 1280, 820
+        if available is not None:
+            width, height = min(width, available.width() - 40), min(height, available.height() - 60)
+        self.resize(max(width, 900), max(height, 600))

@@ -1,0 +1,476 @@
+"""The Model screen: pick the model to start from (built-in, Hugging Face, folder, earlier run) and a device.
+
+torch and transformers are imported only inside worker jobs, so opening the window stays fast.
+The device panel is where a user checks that the bundled torch sees the GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from clipstudio.engine.events import MessageLogged
+from clipstudio.engine.paths import user_data_dir
+from clipstudio.gui.errors import show_error
+from clipstudio.gui.state import AppState
+from clipstudio.gui.workers import TaskWorker
+
+HUB_SUGGESTIONS = [
+    "openai/clip-vit-base-patch32",
+    "openai/clip-vit-base-patch16",
+    "vinid/plip",
+    "flaviagiammarino/pubmed-clip-vit-base-patch32",
+]
+BUILTIN_DESCRIPTION = (
+    "EfficientNet-Lite0 image encoder + MiniLM text encoder, aligned on ImageNet class names. "
+    "Ships with CLIP Studio and works offline; a solid start for fine-tuning."
+)
+KIND_NAMES = {
+    "builtin": "Built-in (EfficientNet-Lite0 + MiniLM)",
+    "hf_clip": "Hugging Face CLIP",
+    "dual_encoder": "CLIP Studio dual encoder",
+}
+SOURCES = ("builtin", "hub", "folder", "run")
+GIB = 1024**3
+
+
+def probe_devices(_callback=None, _should_stop=None) -> dict[str, Any]:
+    """What torch sees: version, CUDA build, GPUs with free/total memory, CPU cores (a worker job)."""
+    import os
+
+    import torch
+
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "cuda_build": torch.version.cuda,
+        "cuda_available": bool(torch.cuda.is_available()),
+        "cpu_cores": os.cpu_count() or 1,
+        "gpus": [],
+    }
+    if info["cuda_available"]:
+        for i in range(torch.cuda.device_count()):
+            gpu: dict[str, Any] = {"index": i, "name": torch.cuda.get_device_name(i)}
+            try:
+                free, total = torch.cuda.mem_get_info(i)
+                gpu.update(free=free, total=total)
+            except RuntimeError as exc:  # e.g. the GPU is busy or in an exclusive mode
+                gpu["error"] = str(exc).splitlines()[0]
+            info["gpus"].append(gpu)
+    return info
+
+
+def describe_model(model: Any, *, with_fingerprint: bool = True) -> dict[str, str]:
+    """The facts the screen shows about a loaded model, as display strings."""
+    device = str(model.device)
+    runs_on = device
+    if device.startswith("cuda"):
+        import torch
+
+        runs_on = f"{device} ({torch.cuda.get_device_name(model.device)})"
+    elif device == "cpu":
+        runs_on = "CPU"
+    info = {
+        "kind": KIND_NAMES.get(getattr(model, "kind", ""), str(getattr(model, "kind", "?"))),
+        "embed_dim": str(model.embed_dim),
+        "max_text_tokens": str(model.max_text_tokens),
+        "logit_scale": f"{model.logit_scale:.2f}",
+        "runs_on": runs_on,
+        "fingerprint": "—",
+    }
+    if with_fingerprint:
+        info["fingerprint"] = model.fingerprint()[:12]
+    return info
+
+
+def load_job(spec: str, device: str):
+    """The worker job: load ``spec`` on ``device``; says so first when a Hub download is needed."""
+
+    def job(callback, _should_stop):
+        from clipstudio.engine.models import load_model
+        from clipstudio.engine.models.hub import looks_like_hub_id
+
+        if looks_like_hub_id(spec) and not Path(spec).expanduser().exists() and not _in_hf_cache(spec):
+            callback(MessageLogged("info", f"Downloading {spec} from the Hugging Face Hub…"))
+        model = load_model(spec, device=device)
+        return model, describe_model(model)
+
+    return job
+
+
+def _in_hf_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an odd id or cache layout: assume a download
+        return False
+
+
+class ModelScreen(QWidget):
+    title = "Model"
+    icon_name = "model"
+
+    load_finished = Signal(bool)  # a load() ended: True when the model is now in AppState
+    probe_finished = Signal()  # a device probe ended
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self._load_worker: TaskWorker | None = None
+        self._probe_worker: TaskWorker | None = None
+        self._probed = False
+        self._loaded_model: Any = None
+        self.device_info: dict[str, Any] | None = None
+
+        # --- choose ---
+        self.source_group = QButtonGroup(self)
+        self.builtin_radio = QRadioButton("Built-in model (offline)")
+        self.hub_radio = QRadioButton("Hugging Face model")
+        self.folder_radio = QRadioButton("Model folder")
+        self.run_radio = QRadioButton("Earlier training run")
+        for i, radio in enumerate((self.builtin_radio, self.hub_radio, self.folder_radio, self.run_radio)):
+            self.source_group.addButton(radio, i)
+        self.builtin_radio.setChecked(True)
+        self.source_group.idToggled.connect(self._on_source_group_id_toggled)
+
+        builtin_note = _hint(BUILTIN_DESCRIPTION)
+        self.hub_combo = QComboBox()
+        self.hub_combo.setEditable(True)
+        self.hub_combo.addItems(HUB_SUGGESTIONS)
+        self.hub_combo.setMinimumContentsLength(36)
+        self.hub_combo.lineEdit().setPlaceholderText("owner/name")
+        hub_note = _hint("Downloaded once into the Hugging Face cache (needs internet the first time).")
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setPlaceholderText("A saved CLIP Studio model or a Hugging Face CLIP folder")
+        self.folder_browse = QPushButton("Browse…")
+        self.folder_browse.clicked.connect(self._on_folder_browse_clicked)
+        self.run_edit = QLineEdit()
+        self.run_edit.setPlaceholderText("A run folder; its best checkpoint is loaded")
+        self.run_browse = QPushButton("Browse…")
+        self.run_browse.clicked.connect(self._on_run_browse_clicked)
+
+        choose = QGroupBox("Start from")
+        grid = QVBoxLayout(choose)
+        grid.addWidget(self.builtin_radio)
+        grid.addWidget(_indented(builtin_note))
+        grid.addWidget(self.hub_radio)
+        grid.addWidget(_indented(self.hub_combo, hub_note))
+        grid.addWidget(self.folder_radio)
+        grid.addWidget(_indented(_row(self.folder_edit, self.folder_browse)))
+        grid.addWidget(self.run_radio)
+        grid.addWidget(_indented(_row(self.run_edit, self.run_browse)))
+
+        self.device_combo = QComboBox()
+        self.device_combo.addItem("auto (GPU if available)", "auto")
+        self.device_combo.addItem("cpu", "cpu")
+        self.load_button = QPushButton("Load model")
+        self.load_button.setObjectName("primary")
+        self.load_button.setDefault(True)
+        self.load_button.setMinimumHeight(34)
+        self.load_button.clicked.connect(self._on_load_button_clicked)
+        self.load_progress = QProgressBar()
+        self.load_progress.setRange(0, 0)
+        self.load_progress.setMaximumWidth(160)
+        self.load_progress.hide()
+        self.load_status = QLabel()
+        self.load_status.setWordWrap(True)
+        self.load_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        load_row = QHBoxLayout()
+        load_row.addWidget(QLabel("Run on"))
+        load_row.addWidget(self.device_combo)
+        load_row.addSpacing(12)
+        load_row.addWidget(self.load_button)
+        load_row.addWidget(self.load_progress)
+        load_row.addStretch(1)
+
+        # --- loaded model ---
+        self.info_labels: dict[str, QLabel] = {}
+        loaded = QGroupBox("Loaded model")
+        form = QFormLayout(loaded)
+        for key, name in (
+            ("spec", "Source"),
+            ("kind", "Kind"),
+            ("embed_dim", "Embedding size"),
+            ("max_text_tokens", "Max text tokens"),
+            ("logit_scale", "Logit scale"),
+            ("fingerprint", "Fingerprint"),
+            ("runs_on", "Runs on"),
+        ):
+            label = QLabel("—")
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setWordWrap(True)
+            self.info_labels[key] = label
+            form.addRow(name, label)
+        self.info_labels["spec"].setText("No model loaded yet: pick one above and press Load model.")
+
+        # --- device ---
+        device_box = QGroupBox("Compute device")
+        self.device_labels: dict[str, QLabel] = {}
+        dform = QFormLayout()
+        for key, name in (
+            ("cuda_available", "torch.cuda.is_available()"),
+            ("gpus", "GPU"),
+            ("cuda_build", "CUDA (torch build)"),
+            ("torch", "torch"),
+            ("cpu", "CPU"),
+        ):
+            label = QLabel("…")
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setWordWrap(True)
+            self.device_labels[key] = label
+            dform.addRow(name, label)
+        self.probe_button = QPushButton("Check again")
+        self.probe_button.clicked.connect(self.probe)
+        self.device_note = _hint("")
+        dlayout = QVBoxLayout(device_box)
+        dlayout.addLayout(dform)
+        dlayout.addWidget(self.device_note)
+        dlayout.addWidget(self.probe_button, 0, Qt.AlignmentFlag.AlignLeft)
+
+        left = QVBoxLayout()
+        left.addWidget(choose)
+        left.addLayout(load_row)
+        left.addWidget(self.load_status)
+        left.addWidget(loaded)
+        left.addStretch(1)
+        right = QVBoxLayout()
+        right.addWidget(device_box)
+        right.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.addLayout(left, 3)
+        layout.addLayout(right, 2)
+
+        self._on_source_group_id_toggled(0, True)
+        state.model_changed.connect(self._on_state_model_changed)
+
+    # --- the screen contract -------------------------------------------------------------------
+    def busy(self) -> bool:
+        return any(w is not None and w.isRunning() for w in (self._load_worker, self._probe_worker))
+
+    def shutdown(self) -> None:
+        for worker in (self._load_worker, self._probe_worker):
+            if worker is not None:
+                worker.cancel()
+        for worker in (self._load_worker, self._probe_worker):
+            if worker is not None:
+                worker.wait()
+
+    # --- public --------------------------------------------------------------------------------
+    def spec(self) -> str:
+        """The model spec the chosen source and its field give ("" when the field is empty)."""
+        source = SOURCES[self.source_group.checkedId()]
+        if source == "builtin":
+            return "builtin"
+        edit = {"hub": self.hub_combo.lineEdit(), "folder": self.folder_edit, "run": self.run_edit}[source]
+        return edit.text().strip()
+
+    def set_spec(self, spec: str) -> None:
+        """Select the source for ``spec`` (builtin, a folder, a run folder or a Hub id) and fill its field."""
+        if spec == "builtin":
+            self.builtin_radio.setChecked(True)
+            return
+        path = Path(spec).expanduser()
+        if path.exists():
+            # engine.runs.is_run_folder's test, without importing torch on the GUI thread.
+            is_run = (path / "run.json").is_file() and (path / "config.json").is_file()
+            (self.run_edit if is_run else self.folder_edit).setText(spec)
+            (self.run_radio if is_run else self.folder_radio).setChecked(True)
+        else:
+            self.hub_combo.setEditText(spec)
+            self.hub_radio.setChecked(True)
+
+    def load(self) -> None:
+        """Load the chosen model on the chosen device, in the background."""
+        spec = self.spec()
+        if not spec:
+            self.load_status.setText("Choose a model first: type a Hugging Face id or pick a folder.")
+            return
+        if self._load_worker is not None and self._load_worker.isRunning():
+            return
+        device = self.device_combo.currentData() or "auto"
+        worker = TaskWorker(load_job(spec, device), name="load model", parent=self)
+        worker.event_emitted.connect(self._on_load_worker_event_emitted)
+        worker.succeeded.connect(lambda result, s=spec: self._on_load_worker_succeeded(s, result))
+        worker.failed.connect(self._on_load_worker_failed)
+        self._load_worker = worker
+        self.load_button.setEnabled(False)
+        self.load_progress.show()
+        self.load_status.setStyleSheet("")
+        self.load_status.setText(f"Loading {spec}…")
+        self.state.post_status(f"Loading model {spec}…")
+        worker.start()
+
+    def probe(self) -> None:
+        """Ask torch which devices it sees, in the background."""
+        if self._probe_worker is not None and self._probe_worker.isRunning():
+            return
+        self._probed = True
+        worker = TaskWorker(probe_devices, name="probe devices", parent=self)
+        worker.succeeded.connect(self._on_probe_worker_succeeded)
+        worker.failed.connect(self._on_probe_worker_failed)
+        self._probe_worker = worker
+        self.probe_button.setEnabled(False)
+        for label in self.device_labels.values():
+            label.setText("…")
+        self.device_note.setText("Asking torch (the first time takes a few seconds)…")
+        worker.start()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._probed:
+            self.probe()
+
+    # --- slots -------------------------------------------------------------------------------------
+    def _on_source_group_id_toggled(self, _id: int, checked: bool) -> None:
+        if not checked:
+            return
+        source = SOURCES[self.source_group.checkedId()]
+        self.hub_combo.setEnabled(source == "hub")
+        for widget in (self.folder_edit, self.folder_browse):
+            widget.setEnabled(source == "folder")
+        for widget in (self.run_edit, self.run_browse):
+            widget.setEnabled(source == "run")
+
+    def _on_folder_browse_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder", self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
+
+    def _on_run_browse_clicked(self) -> None:
+        start = self.run_edit.text() or str(user_data_dir() / "runs")
+        folder = QFileDialog.getExistingDirectory(self, "Choose a training run folder", start)
+        if folder:
+            self.run_edit.setText(folder)
+
+    def _on_load_button_clicked(self) -> None:
+        self.load()
+
+    def _on_load_worker_event_emitted(self, event: object) -> None:
+        if isinstance(event, MessageLogged):
+            self.load_status.setText(event.text)
+
+    def _on_load_worker_succeeded(self, spec: str, result: tuple[Any, dict[str, str]]) -> None:
+        self._end_loading()
+        model, info = result
+        self._loaded_model = model
+        self._show_info(spec, info)
+        self.load_status.setText("Loaded the built-in model." if spec == "builtin" else f"Loaded {spec}.")
+        self.state.set_model(model, spec)
+        self.state.post_status(f"Model loaded: {info['kind']} on {info['runs_on']}.")
+        self.load_finished.emit(True)
+
+    def _on_load_worker_failed(self, message: str, details: str) -> None:
+        self._end_loading()
+        message = message.replace("`--model builtin`", "the built-in model")  # the CLI's wording
+        self.load_status.setStyleSheet("color: #b3261e;")
+        self.load_status.setText(message)
+        self.state.post_status("The model could not be loaded.")
+        show_error(self, message, details)
+        self.load_finished.emit(False)
+
+    def _end_loading(self) -> None:
+        self.load_button.setEnabled(True)
+        self.load_progress.hide()
+
+    def _on_probe_worker_succeeded(self, info: dict[str, Any]) -> None:
+        self.probe_button.setEnabled(True)
+        self.device_info = info
+        labels = self.device_labels
+        labels["cuda_available"].setText(f"<b>{info['cuda_available']}</b>")
+        labels["torch"].setText(info["torch"])
+        labels["cuda_build"].setText(info["cuda_build"] or "none (CPU-only build of torch)")
+        labels["cpu"].setText(f"CPU ({info['cpu_cores']} cores)")
+        gpus = [_describe_gpu(g) for g in info["gpus"]]
+        labels["gpus"].setText("\n".join(gpus) if gpus else "none found")
+        if info["cuda_available"]:
+            self.device_note.setText(f"Models run on {info['gpus'][0]['name']} when the device is auto.")
+        elif info["cuda_build"]:
+            self.device_note.setText(
+                "This torch is built with CUDA but sees no GPU: check that the NVIDIA driver is installed "
+                "and up to date. Models run on the CPU (slower, but everything works)."
+            )
+        else:
+            self.device_note.setText(f"Models run on the CPU ({info['cpu_cores']} cores).")
+        current = self.device_combo.currentData()
+        while self.device_combo.count() > 2:
+            self.device_combo.removeItem(2)
+        for gpu in info["gpus"]:
+            self.device_combo.addItem(f"cuda:{gpu['index']} — {gpu['name']}", f"cuda:{gpu['index']}")
+        at = self.device_combo.findData(current)
+        self.device_combo.setCurrentIndex(max(at, 0))
+        self.probe_finished.emit()
+
+    def _on_probe_worker_failed(self, message: str, _details: str) -> None:
+        self.probe_button.setEnabled(True)
+        for label in self.device_labels.values():
+            label.setText("—")
+        self.device_note.setText(f"Could not ask torch about devices: {message}")
+        self.probe_finished.emit()
+
+    def _on_state_model_changed(self, model: Any) -> None:
+        if model is None:
+            self._loaded_model = None
+            for label in self.info_labels.values():
+                label.setText("—")
+            self.info_labels["spec"].setText("No model loaded.")
+        elif model is not self._loaded_model:  # set by another screen (e.g. a trained model)
+            self._loaded_model = model
+            self._show_info(self.state.model_spec, describe_model(model, with_fingerprint=False))
+
+    def _show_info(self, spec: str, info: dict[str, str]) -> None:
+        self.info_labels["spec"].setText("Built-in model" if spec == "builtin" else spec)
+        for key, value in info.items():
+            if key in self.info_labels:
+                self.info_labels[key].setText(value)
+
+
+def _describe_gpu(gpu: dict[str, Any]) -> str:
+    text = f"cuda:{gpu['index']}: {gpu['name']}"
+    if "total" in gpu:
+        text += f" — {gpu['free'] / GIB:.1f} GiB free of {gpu['total'] / GIB:.1f} GiB"
+    elif "error" in gpu:
+        text += f" (memory unknown: {gpu['error']})"
+    return text
+
+
+def _hint(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setObjectName("hint")
+    label.setStyleSheet("color: palette(placeholder-text);")
+    return label
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    box = QWidget()
+    layout = QHBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for w in widgets:
+        layout.addWidget(w, 1 if isinstance(w, QLineEdit) else 0)
+    return box
+
+
+def _indented(*widgets: QWidget) -> QWidget:
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(24, 0, 0, 6)
+    for w in widgets:
+        layout.addWidget(w)
+    return box

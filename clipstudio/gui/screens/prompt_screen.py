@@ -1,0 +1,460 @@
+"""The Prompts screen: write the texts that describe each class, score them, compare prompt sets.
+
+Scoring reuses the session's image embeddings, so after the first evaluation an edit costs only
+the encoding of a few texts. Whatever is in the editor (when valid) is the app's active prompt set
+(``state.prompts``), which the Train screen uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from clipstudio.engine.prompts import PLACEHOLDER, PromptSet
+from clipstudio.gui.embedding_session import (
+    MissingInputBanner,
+    ScreenJobs,
+    describe_failure,
+    evaluation_split,
+    progress_text,
+    session_for,
+)
+from clipstudio.gui.state import AppState
+from clipstudio.gui.widgets.prompt_editor import PromptEditor, heading
+
+_GOOD = QColor("#e3f4e8")
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+class PromptScreen(QWidget):
+    title = "Prompts"
+    icon_name = "prompts"
+
+    evaluated = Signal(object)  # ZeroShotResult of the editor's prompts
+    compared = Signal(list)  # compare_prompt_sets rows
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.session = session_for(state)
+        self.jobs = ScreenJobs(self)
+        self.saved_sets: dict[str, PromptSet] = {}
+        self.comparison: list[dict] = []
+        self.last_result: Any = None
+        self._evaluate_again = False
+        self._publish_timer = QTimer(self, singleShot=True, interval=400)
+        self._publish_timer.timeout.connect(self._on_publish_timer_timeout)
+        self._build()
+        state.dataset_changed.connect(self._on_state_dataset_changed)
+        state.model_changed.connect(self._on_state_model_changed)
+        state.prompts_changed.connect(self._on_state_prompts_changed)
+        self.editor.set_class_names(self._class_names())
+        self.editor.load_prompt_set(state.prompts)
+        self._on_state_dataset_changed(state.dataset)
+
+    # --- layout -------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.banner = MissingInputBanner(self.state, parent=self)
+        self.editor = PromptEditor()
+        self.editor.edited.connect(self._on_editor_edited)
+        self.editor.failed.connect(self._on_editor_failed)
+        # Shortcuts to the editor's parts, for tests and the screenshot tool.
+        self.templates_edit, self.class_table = self.editor.templates_edit, self.editor.class_table
+        self.template_status = self.editor.template_status
+
+        self.evaluate_button = QPushButton("Evaluate  (Ctrl+Enter)")
+        self.evaluate_button.setToolTip("Zero-shot accuracy of these prompts on the evaluation images")
+        self.evaluate_button.clicked.connect(self.evaluate)
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(self.evaluate)
+        self.progress_label = QLabel()
+        self.split_label = QLabel()
+        self.split_label.setWordWrap(True)
+        self.accuracy_label = QLabel("–")
+        big = QFont(self.font())
+        big.setPointSizeF(big.pointSizeF() * 2.4)
+        big.setBold(True)
+        self.accuracy_label.setFont(big)
+        self.ci_label = QLabel("Press Evaluate to score these prompts.")
+        self.balanced_label = QLabel()
+        self.recall_plot = pg.PlotWidget(background="w")
+        self.recall_plot.setMenuEnabled(False)
+        self.recall_plot.setMouseEnabled(x=False, y=False)
+        self.recall_plot.hideButtons()
+        self.recall_plot.setXRange(0, 1, padding=0.02)
+        self.recall_plot.setLabel("bottom", "Recall (share of each class's images classified correctly)")
+        self.recall_plot.setMinimumHeight(160)
+        for axis in ("left", "bottom"):
+            self.recall_plot.getAxis(axis).enableAutoSIPrefix(False)
+            self.recall_plot.getAxis(axis).setTextPen("#222")
+            self.recall_plot.getAxis(axis).setPen("#888")
+
+        self.save_set_button = QPushButton("Save as set…")
+        self.save_set_button.clicked.connect(lambda: self.save_as_set())
+        self.use_set_button = QPushButton("Use this set")
+        self.use_set_button.clicked.connect(self._on_use_set_clicked)
+        remove_button = QPushButton("Remove")
+        remove_button.clicked.connect(self._on_remove_set_clicked)
+        self.comparison_table = QTableWidget(0, 3)
+        self.comparison_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.comparison_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.comparison_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.comparison_table.verticalHeader().setVisible(False)
+        self.comparison_table.doubleClicked.connect(self._on_use_set_clicked)
+        self.comparison_note = QLabel("Saved sets are scored on the same images; the best "
+                                      "(highest balanced accuracy) is highlighted.")
+        self.comparison_note.setWordWrap(True)
+
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(6, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(self.evaluate_button)
+        row.addWidget(self.progress_label, 1)
+        rv.addLayout(row)
+        rv.addWidget(self.split_label)
+        row = QHBoxLayout()
+        row.addWidget(self.accuracy_label)
+        ci_box = QVBoxLayout()
+        ci_box.addWidget(self.ci_label)
+        ci_box.addWidget(self.balanced_label)
+        row.addLayout(ci_box, 1)
+        rv.addLayout(row)
+        rv.addWidget(self.recall_plot, 1)
+        row = QHBoxLayout()
+        row.addWidget(heading("Prompt sets"), 1)
+        for button in (self.save_set_button, self.use_set_button, remove_button):
+            row.addWidget(button)
+        rv.addLayout(row)
+        rv.addWidget(self.comparison_table, 1)
+        rv.addWidget(self.comparison_note)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.editor)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addWidget(splitter, 1)
+
+    # --- the editor's prompts -------------------------------------------------------------------------
+
+    def current_prompt_set(self, name: str | None = None) -> PromptSet | None:
+        """The editor's prompts, or None while a template lacks {class_name}."""
+        return self.editor.prompt_set(name)
+
+    def template_problems(self) -> list[str]:
+        return self.editor.template_problems()
+
+    def import_class_texts(self, path: str) -> bool:
+        """Read a class-texts JSON file into the editor and make the result the active set."""
+        if not self.editor.import_class_texts(path):
+            return False
+        self._publish_prompts()
+        return True
+
+    def export_class_texts(self, path: str) -> bool:
+        if not self.editor.export_class_texts(path):
+            return False
+        self.state.post_status(f"Class texts saved to {path}")
+        return True
+
+    def _class_names(self) -> list[str]:
+        dataset = self.state.dataset
+        return list(dataset.class_names) if dataset is not None else []
+
+    def _on_editor_edited(self) -> None:
+        if self.last_result is not None:
+            self.progress_label.setText("Prompts changed: re-scoring…" if self.template_problems() == []
+                                        else "Prompts changed; fix the marked lines to re-score.")
+        self._publish_timer.start()
+
+    def _on_editor_failed(self, message: str) -> None:
+        describe_failure(self, message, "")
+
+    def _publish_prompts(self) -> None:
+        """Make the editor's prompts the app's active set (the Train screen reads it)."""
+        prompts = self.current_prompt_set()
+        if prompts is not None and prompts != self.state.prompts:
+            self.state.set_prompts(prompts)
+
+    def _on_publish_timer_timeout(self) -> None:
+        self._publish_prompts()
+        # Once the images are encoded, re-scoring only encodes the texts: do it as the user types.
+        if self.last_result is not None and self.current_prompt_set() is not None:
+            self.evaluate()
+
+    def _on_state_prompts_changed(self, prompts: PromptSet) -> None:
+        if prompts != self.current_prompt_set():
+            self.editor.load_prompt_set(prompts)
+
+    def _on_state_dataset_changed(self, _dataset) -> None:
+        self.editor.set_class_names(self._class_names())
+        self.comparison, self.last_result = [], None
+        self._show_result(None)
+        self._fill_comparison()
+        self.split_label.setText("")
+        if self.state.dataset is not None and not self.state.dataset.is_classification:
+            self.editor.class_note.setText("This dataset has no class labels (2 or more classes), so prompts "
+                                           "can't be scored on it.")
+
+    def _on_state_model_changed(self, _model) -> None:
+        self.comparison, self.last_result = [], None
+        self._show_result(None)
+        self._fill_comparison()
+
+    # --- evaluation -------------------------------------------------------------------------------
+
+    def _ready(self) -> str | None:
+        """Why scoring can't start now, or None."""
+        if not self.banner.refresh():
+            return "missing"
+        if not self.state.dataset.is_classification:
+            return "This dataset has no class labels (2 or more classes), so prompts can't be scored on it."
+        if self.current_prompt_set() is None:
+            return f"Every template line needs {PLACEHOLDER}; fix the marked lines first."
+        return None
+
+    def evaluate(self) -> None:
+        """Score the editor's prompts on the evaluation split (images encoded once per model)."""
+        problem = self._ready()
+        if problem is not None:
+            if problem != "missing":
+                self.progress_label.setText(f"<span style='color:#c62828'>{problem}</span>")
+            return
+        if self.jobs.busy("evaluate prompts"):
+            self._evaluate_again = True  # score the newest edit once the running job is done
+            return
+        self._publish_prompts()
+        model, prompts = self.state.model, self.current_prompt_set()
+        split, label = evaluation_split(self.state.dataset)
+        class_names = list(self.state.dataset.class_names)
+        session = self.session
+
+        def job(callback, should_stop):
+            from clipstudio.engine.evaluate import zero_shot_from_embeddings
+            from clipstudio.engine.prompts import class_text_embeddings
+
+            encoded = session.image_embeddings(model, split.paths, callback=callback, should_stop=should_stop)
+            if encoded.cancelled:
+                return None
+            samples = [split.samples[i] for i in encoded.indices]
+            result = zero_shot_from_embeddings(
+                encoded.embeddings, np.array([s.label for s in samples], dtype=np.int64),
+                class_text_embeddings(model, class_names, prompts), class_names,
+                logit_scale=model.logit_scale, paths=[str(s.path) for s in samples],
+            )
+            result.problems = list(encoded.problems)
+            return result
+
+        self.split_label.setText(f"Evaluated on: {label}")
+        self.progress_label.setText("Scoring…")
+        self.jobs.start(job, name="evaluate prompts", succeeded=self._on_evaluate_succeeded,
+                        failed=self._on_job_failed, progressed=self._on_job_progressed,
+                        finished=self._on_evaluate_finished)
+
+    def _on_job_progressed(self, event: object) -> None:
+        text = progress_text(event)
+        if text:
+            self.progress_label.setText(text)
+
+    def _on_job_failed(self, message: str, details: str) -> None:
+        self.progress_label.setText(f"<span style='color:#c62828'>{message}</span>")
+        describe_failure(self, message, details)
+
+    def _on_evaluate_succeeded(self, result) -> None:
+        if result is None:
+            self.progress_label.setText("Cancelled.")
+            return
+        self.last_result = result
+        skipped = f" ({len(result.problems)} unreadable image(s) skipped)" if result.problems else ""
+        self.progress_label.setText(f"Scored {result.n} images{skipped}.")
+        self._show_result(result)
+        self.evaluated.emit(result)
+
+    def _on_evaluate_finished(self) -> None:
+        if self._evaluate_again:
+            self._evaluate_again = False
+            self.evaluate()
+
+    def _show_result(self, result) -> None:
+        self.recall_plot.clear()
+        if result is None or result.accuracy is None:
+            self.accuracy_label.setText("–")
+            self.ci_label.setText("Press Evaluate to score these prompts.")
+            self.balanced_label.setText("")
+            return
+        self.accuracy_label.setText(_pct(result.accuracy))
+        ci = result.ci95.get("accuracy")
+        self.ci_label.setText("accuracy" + (f"   (95% CI {_pct(ci[0])} – {_pct(ci[1])})" if ci else ""))
+        bci = result.ci95.get("balanced_accuracy")
+        self.balanced_label.setText(f"balanced accuracy {_pct(result.balanced_accuracy)}"
+                                    + (f"   (95% CI {_pct(bci[0])} – {_pct(bci[1])})" if bci else ""))
+        names = list(result.class_names)
+        recalls = [result.per_class[n]["recall"] for n in names]
+        ys = np.arange(len(names))[::-1]
+        brushes = [pg.mkBrush("#2e9d4f" if r >= 0.8 else "#e0a800" if r >= 0.5 else "#d43c3c") for r in recalls]
+        self.recall_plot.addItem(pg.BarGraphItem(x0=0, y=ys, height=0.6, width=recalls, brushes=brushes,
+                                                 pen=pg.mkPen(None)))
+        for y, r, n in zip(ys, recalls, names, strict=True):
+            support = result.per_class[n]["support"]
+            text = pg.TextItem(f"{100 * r:.0f}%  (n={support})", color="#222", anchor=(0, 0.5))
+            text.setPos(min(r, 0.8) + 0.01, y)
+            self.recall_plot.addItem(text)
+        self.recall_plot.getAxis("left").setTicks([[(y, n) for y, n in zip(ys, names, strict=True)]])
+        self.recall_plot.setYRange(-0.6, len(names) - 0.4, padding=0)
+        self.recall_plot.setXRange(0, 1.0, padding=0.02)
+
+    # --- prompt sets --------------------------------------------------------------------------------
+
+    def save_as_set(self, name: str | None = None) -> bool:
+        """Store the editor's prompts under a name and re-score every saved set."""
+        prompts = self.current_prompt_set()
+        if prompts is None:
+            self.progress_label.setText(f"<span style='color:#c62828'>Every template line needs "
+                                        f"{PLACEHOLDER} before the set can be saved.</span>")
+            return False
+        if name is None:
+            name, ok = QInputDialog.getText(self, "Save prompt set", "Name of this prompt set:",
+                                            text=f"set {len(self.saved_sets) + 1}")
+            if not ok:
+                return False
+        name = name.strip() or f"set {len(self.saved_sets) + 1}"
+        self.saved_sets[name] = PromptSet(name=name, templates=list(prompts.templates),
+                                          class_texts={k: list(v) for k, v in prompts.class_texts.items()})
+        self.editor.set_name = name
+        self._publish_prompts()
+        self._fill_comparison()
+        self.compare_sets()
+        return True
+
+    def compare_sets(self) -> None:
+        """Score every saved set on the cached image embeddings (only texts are encoded)."""
+        if not self.saved_sets or self._ready() is not None:
+            return
+        if self.jobs.busy("compare prompt sets"):
+            self.jobs.cancel("compare prompt sets")
+        model, sets = self.state.model, list(self.saved_sets.values())
+        split, _label = evaluation_split(self.state.dataset)
+        class_names = list(self.state.dataset.class_names)
+        session = self.session
+
+        def job(callback, should_stop):
+            from clipstudio.engine.prompts import compare_prompt_sets
+
+            encoded = session.image_embeddings(model, split.paths, callback=callback, should_stop=should_stop)
+            if encoded.cancelled:
+                return None
+            labels = np.array([split.samples[i].label for i in encoded.indices], dtype=np.int64)
+            return compare_prompt_sets(encoded.embeddings, labels, class_names, model, sets)
+
+        self.progress_label.setText("Comparing prompt sets…")
+        self.jobs.start(job, name="compare prompt sets", succeeded=self._on_compare_succeeded,
+                        failed=self._on_job_failed, progressed=self._on_job_progressed)
+
+    def _on_compare_succeeded(self, rows) -> None:
+        if rows is None:
+            return
+        self.comparison = list(rows)
+        self.progress_label.setText(f"Compared {len(rows)} prompt set(s).")
+        self._fill_comparison()
+        self.compared.emit(self.comparison)
+
+    def _fill_comparison(self) -> None:
+        scored = {row["name"]: row for row in self.comparison}
+        class_names = self._class_names()
+        table = self.comparison_table
+        table.clear()
+        table.setColumnCount(3 + len(class_names))
+        table.setHorizontalHeaderLabels(["Set", "Accuracy", "Balanced acc."] + class_names)
+        for col, name in enumerate(class_names, 3):
+            table.horizontalHeaderItem(col).setToolTip(f"Recall of {name}: share of its images classified right")
+        table.setRowCount(len(self.saved_sets))
+        best = max((r for r in scored.values() if r["balanced_accuracy"] is not None),
+                   key=lambda r: r["balanced_accuracy"], default=None)
+        for row, name in enumerate(self.saved_sets):
+            data = scored.get(name)
+            cells = [name]
+            if data is None:
+                cells += ["…", "…"] + ["" for _ in class_names]
+            else:
+                cells += [_pct(data["accuracy"]), _pct(data["balanced_accuracy"])]
+                cells += [_pct(data["per_class_recall"].get(n)) for n in class_names]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(self._set_tooltip(self.saved_sets[name]))
+                if col:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if best is not None and data is best:
+                    item.setBackground(_GOOD)
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                table.setItem(row, col, item)
+        table.resizeColumnsToContents()
+
+    @staticmethod
+    def _set_tooltip(prompts: PromptSet) -> str:
+        lines = [f"Templates ({len(prompts.templates)}):"] + [f"  {t}" for t in prompts.templates]
+        if prompts.class_texts:
+            lines.append(f"Own texts for: {', '.join(prompts.class_texts)}")
+        return "\n".join(lines)
+
+    def best_set_name(self) -> str | None:
+        rows = [r for r in self.comparison if r["balanced_accuracy"] is not None]
+        return max(rows, key=lambda r: r["balanced_accuracy"])["name"] if rows else None
+
+    def use_set(self, name: str) -> None:
+        """Load a saved set into the editor and make it the active prompt set."""
+        self.editor.load_prompt_set(self.saved_sets[name])
+        self.state.set_prompts(self.current_prompt_set(name))
+        self.state.post_status(f"Using prompt set '{name}'.")
+
+    def _selected_set(self) -> str | None:
+        rows = self.comparison_table.selectionModel().selectedRows()
+        return self.comparison_table.item(rows[0].row(), 0).text() if rows else None
+
+    def _on_use_set_clicked(self, *_args) -> None:
+        name = self._selected_set()
+        if name is not None:
+            self.use_set(name)
+
+    def _on_remove_set_clicked(self) -> None:
+        name = self._selected_set()
+        if name is not None:
+            self.saved_sets.pop(name, None)
+            self.comparison = [r for r in self.comparison if r["name"] != name]
+            self._fill_comparison()
+
+    # --- screen contract -------------------------------------------------------------------------
+
+    def busy(self) -> bool:
+        return self.jobs.busy() or self.banner.busy()
+
+    def shutdown(self) -> None:
+        self._publish_timer.stop()
+        self.jobs.shutdown()
+        self.banner.shutdown()

@@ -1,0 +1,531 @@
+"""The Results screen: browse zero-shot predictions, the confusion matrix and per-class metrics;
+for a training run, compare it with its starting model and pick a WiSE-FT mix.
+
+The grid and the metrics always show one ``ZeroShotResult`` (``last_result``) of the evaluation
+split: the current model's, the run's fine-tuned model's, or a WiSE-FT mix of the run's two.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from clipstudio.gui.embedding_session import (
+    MissingInputBanner,
+    ScreenJobs,
+    describe_failure,
+    evaluation_split,
+    progress_text,
+    session_for,
+)
+from clipstudio.gui.state import AppState
+from clipstudio.gui.widgets.confusion_matrix import ConfusionMatrixView
+from clipstudio.gui.widgets.prediction_grid import PredictionGrid
+from clipstudio.gui.widgets.run_comparison import BeforeAfterTable, WiseCurve
+
+CURRENT, RUN = "current", "run"
+ALPHAS = [round(0.1 * i, 1) for i in range(11)]
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def _with_ci(value: float | None, ci: list[float] | None) -> str:
+    return _pct(value) + (f"  (95% CI {_pct(ci[0])} – {_pct(ci[1])})" if ci else "")
+
+
+def score_split(session, model, split, prompts, callback, should_stop):
+    """Zero-shot result of ``model`` on ``split`` from the session's image embeddings (None if cancelled)."""
+    from clipstudio.engine.evaluate import zero_shot_from_embeddings
+    from clipstudio.engine.prompts import class_text_embeddings
+
+    encoded = session.image_embeddings(model, split.paths, callback=callback, should_stop=should_stop)
+    if encoded.cancelled:
+        return None
+    names = list(split.class_names)
+    own = getattr(model, "class_embeddings", None)  # a linear-probe run scores with its trained head
+    rows = own(names) if callable(own) else None
+    class_emb = np.asarray(rows, dtype=np.float32) if rows is not None else class_text_embeddings(model, names, prompts)
+    samples = [split.samples[i] for i in encoded.indices]
+    result = zero_shot_from_embeddings(
+        encoded.embeddings, np.array([s.label for s in samples], dtype=np.int64), class_emb, names,
+        logit_scale=model.logit_scale, paths=[str(s.path) for s in samples], top_k=min(5, len(names)),
+    )
+    result.problems = list(encoded.problems)
+    return result
+
+
+def predictions_csv(predictions: list[dict]) -> str:
+    """CSV text: path, true, predicted, correct, then top-k class/probability pairs."""
+    k = max((len(p.get("topk") or []) for p in predictions), default=0)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    header = ["path", "true", "predicted", "correct"]
+    for i in range(1, k + 1):
+        header += [f"top{i}_class", f"top{i}_probability"]
+    writer.writerow(header)
+    for p in predictions:
+        row = [p["path"], p["true"], p["pred"], "yes" if p["true"] == p["pred"] else "no"]
+        for name, prob in p.get("topk") or []:
+            row += [name, f"{prob:.6f}"]
+        writer.writerow(row)
+    return "\ufeff" + out.getvalue()  # the BOM makes Excel read the UTF-8 class names and paths right
+
+
+class ResultsScreen(QWidget):
+    title = "Results"
+    icon_name = "results"
+
+    evaluated = Signal(object)  # ZeroShotResult now in the grid
+    compared = Signal(object)  # {"before": payload, "after": payload, "before_label", "after_label"}
+    swept = Signal(list)  # wise_sweep rows
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.session = session_for(state)
+        self.jobs = ScreenJobs(self)
+        self.last_result: Any = None
+        self.sweep_rows: list[dict] = []
+        self._run_models: dict[str, Any] = {}  # run folder -> fine-tuned model (loaded once)
+        self._wise: Any = None  # WiseInterpolator of the selected run (used by one job at a time)
+        self._wise_alpha_pending: float | None = None
+        self._stale = True
+        self._wise_timer = QTimer(self, singleShot=True, interval=250)
+        self._wise_timer.timeout.connect(self._evaluate_wise)
+        self._build()
+        state.dataset_changed.connect(self._on_state_inputs_changed)
+        state.model_changed.connect(self._on_state_inputs_changed)
+        state.prompts_changed.connect(self._on_state_inputs_changed)
+        state.run_changed.connect(self._on_state_run_changed)
+        self._on_state_run_changed(state.run_dir)
+
+    # --- layout -------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.banner = MissingInputBanner(self.state, parent=self)
+        self.source_combo = QComboBox()
+        self.source_combo.currentIndexChanged.connect(self._on_source_combo_changed)
+        self.evaluate_button = QPushButton("Evaluate")
+        self.evaluate_button.clicked.connect(self.evaluate)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.clicked.connect(lambda: self.export_csv())
+        self.progress_label = QLabel()
+        self.split_label = QLabel()
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Model:"))
+        top.addWidget(self.source_combo, 1)
+        top.addWidget(self.evaluate_button)
+        top.addWidget(self.progress_label, 1)
+        top.addWidget(self.export_button)
+
+        self.grid = PredictionGrid()
+        self.misclassified_check = QCheckBox("Misclassified only")
+        self.misclassified_check.toggled.connect(self._on_filters_changed)
+        self.class_combo = QComboBox()
+        self.class_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.class_combo.currentIndexChanged.connect(self._on_filters_changed)
+        self.cell_label = QLabel()
+        self.clear_cell_button = QPushButton("Clear cell filter")
+        self.clear_cell_button.clicked.connect(lambda: self.matrix.clear_selection())
+        self.clear_cell_button.hide()
+        self.count_label = QLabel()
+        filters = QHBoxLayout()
+        filters.addWidget(self.misclassified_check)
+        filters.addWidget(QLabel("True class:"))
+        filters.addWidget(self.class_combo)
+        filters.addStretch(1)
+        filters.addWidget(self.count_label)
+        cell_row = QHBoxLayout()  # its own row, so a long class name can't squeeze the grid
+        cell_row.addWidget(self.cell_label)
+        cell_row.addWidget(self.clear_cell_button)
+        cell_row.addStretch(1)
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 4, 0)
+        lv.addLayout(filters)
+        lv.addLayout(cell_row)
+        lv.addWidget(self.grid, 1)
+
+        self.accuracy_label = QLabel("–")
+        big = QFont(self.font())
+        big.setPointSizeF(big.pointSizeF() * 2.2)
+        big.setBold(True)
+        self.accuracy_label.setFont(big)
+        self.summary_label = QLabel()
+        self.summary_label.setWordWrap(True)
+        self.matrix = ConfusionMatrixView()
+        self.matrix.cell_selected.connect(self._on_matrix_cell_selected)
+        self.metrics_table = self._table(["Class", "Precision", "Recall", "F1", "Support"])
+        metrics = QWidget()
+        mv = QVBoxLayout(metrics)
+        row = QHBoxLayout()
+        row.addWidget(self.accuracy_label)
+        row.addWidget(self.summary_label, 1)
+        mv.addLayout(row)
+        mv.addWidget(self.matrix, 3)
+        mv.addWidget(self.metrics_table, 2)
+
+        self.compare_button = QPushButton("Compare before / after")
+        self.compare_button.clicked.connect(self.compare_before_after)
+        self.compare_label = QLabel("The run's starting model against its fine-tuned model, same images and prompts.")
+        self.compare_label.setWordWrap(True)
+        self.compare_table = BeforeAfterTable()
+        before_after = QWidget()
+        bv = QVBoxLayout(before_after)
+        bv.addWidget(self.compare_label)
+        bv.addWidget(self.compare_button, 0, Qt.AlignmentFlag.AlignLeft)
+        bv.addWidget(self.compare_table, 1)
+
+        self.wise = WiseCurve()
+        self.wise.alpha_changed.connect(self._on_wise_alpha_changed)
+        self.wise.sweep_requested.connect(self.sweep_wise)
+        self.alpha_slider = self.wise.slider
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(metrics, "Metrics")
+        self.tabs.addTab(before_after, "Before / after")
+        self.tabs.addTab(self.wise, "WiSE-FT")
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(self.tabs)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addLayout(top)
+        layout.addWidget(self.split_label)
+        layout.addWidget(splitter, 1)
+        self._show_result(None)
+
+    @staticmethod
+    def _table(headers: list[str]) -> QTableWidget:
+        table = QTableWidget(0, len(headers))
+        table.setHorizontalHeaderLabels(headers)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.verticalHeader().setVisible(False)
+        table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        return table
+
+    # --- source selection ---------------------------------------------------------------------------
+
+    def source(self) -> str:
+        return self.source_combo.currentData() or CURRENT
+
+    def _run_dir(self) -> str:
+        return self.state.run_dir if self.source() == RUN else ""
+
+    def _on_state_run_changed(self, run_dir: str) -> None:
+        # The same test as runs.is_run_folder, without importing torch on the GUI thread.
+        valid = bool(run_dir) and (Path(run_dir) / "run.json").is_file() and (Path(run_dir) / "config.json").is_file()
+        self.source_combo.blockSignals(True)
+        self.source_combo.clear()
+        self.source_combo.addItem("Current model", CURRENT)
+        if valid:
+            self.source_combo.addItem(f"Training run: {Path(run_dir).name} (best checkpoint)", RUN)
+        self.source_combo.blockSignals(False)
+        self._wise = None
+        self.sweep_rows = []
+        self.wise.reset()
+        self.compare_table.setRowCount(0)
+        self._on_source_combo_changed()
+
+    def _on_source_combo_changed(self, *_args) -> None:
+        is_run = self.source() == RUN
+        for index in (1, 2):
+            self.tabs.setTabEnabled(index, is_run)
+        self.wise.reset()
+        self._on_state_inputs_changed()
+
+    def _on_state_inputs_changed(self, *_args) -> None:
+        self._stale = True
+        self.last_result = None
+        self._show_result(None)
+        if self.isVisible():
+            self.evaluate()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._stale and not self.jobs.busy():
+            self.evaluate()
+
+    # --- evaluation -------------------------------------------------------------------------------
+
+    def _ready(self) -> bool:
+        needs_model = self.source() == CURRENT
+        self.banner.needs_model = needs_model
+        if not self.banner.refresh():
+            return False
+        if not self.state.dataset.is_classification:
+            self.progress_label.setText("This dataset has no class labels; use the Retrieval screen.")
+            return False
+        return True
+
+    def evaluate(self) -> None:
+        """Score the selected model on the evaluation split and fill the grid and the metrics."""
+        if not self._ready():
+            return
+        self.jobs.cancel("evaluate")
+        split, label = evaluation_split(self.state.dataset)
+        session, run_dir, run_models = self.session, self._run_dir(), self._run_models
+        model, prompts = self.state.model, self.state.prompts
+
+        def job(callback, should_stop):
+            use_model, use_prompts = model, prompts
+            if run_dir:
+                from clipstudio.engine.runs import load_run_model
+                from clipstudio.engine.wise import run_prompt_set
+
+                if run_dir not in run_models:
+                    run_models[run_dir] = load_run_model(run_dir)
+                use_model, use_prompts = run_models[run_dir], run_prompt_set(run_dir)
+            return score_split(session, use_model, split, use_prompts, callback, should_stop)
+
+        self._stale = False
+        who = f"training run {Path(run_dir).name} (its own prompts)" if run_dir else "current model"
+        self.split_label.setText(f"{who} on the {label}")
+        self.progress_label.setText("Evaluating…")
+        self.jobs.start(job, name="evaluate", succeeded=self._on_result_ready, failed=self._on_job_failed,
+                        progressed=self._on_job_progressed)
+
+    def _on_job_progressed(self, event: object) -> None:
+        text = progress_text(event)
+        if text:
+            self.progress_label.setText(text)
+
+    def _on_job_failed(self, message: str, details: str) -> None:
+        self.progress_label.setText(f"<span style='color:#c62828'>{message}</span>")
+        describe_failure(self, message, details)
+
+    def _on_result_ready(self, result) -> None:
+        if result is None:
+            self.progress_label.setText("Cancelled.")
+            return
+        self.last_result = result
+        skipped = f"; {len(result.problems)} unreadable image(s) skipped" if result.problems else ""
+        self.progress_label.setText(f"{result.n} images{skipped}.")
+        self._show_result(result)
+        self.evaluated.emit(result)
+
+    def _show_result(self, result) -> None:
+        self.class_combo.blockSignals(True)
+        self.class_combo.clear()
+        self.class_combo.addItem("All classes", None)
+        self.matrix.clear_selection()
+        self.metrics_table.setRowCount(0)
+        self.export_button.setEnabled(result is not None)
+        if result is None:
+            self.class_combo.blockSignals(False)
+            self.grid.set_predictions([])
+            self.matrix.clear()
+            self.accuracy_label.setText("–")
+            self.summary_label.setText("Press Evaluate to score the model on the evaluation images.")
+            self._on_filters_changed()
+            return
+        for name in result.class_names:
+            self.class_combo.addItem(name, name)
+        self.class_combo.blockSignals(False)
+        self.grid.set_predictions(result.predictions)
+        self.matrix.set_matrix(result.class_names, result.confusion_matrix)
+        self.accuracy_label.setText(_pct(result.accuracy))
+        lines = [f"accuracy {_with_ci(result.accuracy, result.ci95.get('accuracy'))}",
+                 f"balanced accuracy {_with_ci(result.balanced_accuracy, result.ci95.get('balanced_accuracy'))}"]
+        if result.top5_accuracy is not None:
+            lines.append(f"top-5 accuracy {_pct(result.top5_accuracy)}")
+        self.summary_label.setText("\n".join(lines))
+        for name, m in result.per_class.items():
+            row = self.metrics_table.rowCount()
+            self.metrics_table.insertRow(row)
+            cells = [name, f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}", str(m["support"])]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if col:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.metrics_table.setItem(row, col, item)
+        self._on_filters_changed()
+
+    # --- filters ----------------------------------------------------------------------------------
+
+    def _on_filters_changed(self, *_args) -> None:
+        self.grid.set_misclassified_only(self.misclassified_check.isChecked())
+        self.grid.set_class_filter(self.class_combo.currentData())
+        shown, total = self.grid.filter.rowCount(), self.grid.tile_model.rowCount()
+        self.count_label.setText(f"Showing {shown} of {total} images" if total else "")
+        self.grid.set_empty_text("No images match these filters." if total else "")
+
+    def _on_matrix_cell_selected(self, row: int, col: int) -> None:
+        names = self.last_result.class_names if self.last_result is not None else []
+        if row < 0 or not names:
+            self.grid.set_cell_filter(None, None)
+            self.cell_label.setText("")
+            self.clear_cell_button.hide()
+        else:
+            self.grid.set_cell_filter(names[row], names[col])
+            self.cell_label.setText(f"Cell: true <b>{names[row]}</b> → predicted <b>{names[col]}</b>")
+            self.clear_cell_button.show()
+        self._on_filters_changed()
+
+    # --- export -----------------------------------------------------------------------------------
+
+    def export_csv(self, path: str | None = None) -> bool:
+        """Write every prediction of the shown result to a CSV file (atomically)."""
+        if self.last_result is None:
+            return False
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export predictions", "predictions.csv", "CSV files (*.csv)")
+            if not path:
+                return False
+        from clipstudio.engine.atomic import atomic_write_text
+
+        try:
+            atomic_write_text(path, predictions_csv(self.last_result.predictions))
+        except OSError as exc:
+            describe_failure(self, f"Can't write {path}: {exc.strerror or exc}.", "")
+            return False
+        self.state.post_status(f"Saved {len(self.last_result.predictions)} predictions to {path}")
+        return True
+
+    # --- before / after ---------------------------------------------------------------------------
+
+    def compare_before_after(self) -> None:
+        """Score the run's starting model and its fine-tuned model on the evaluation split."""
+        run_dir = self._run_dir()
+        if not run_dir or self.state.dataset is None or self.jobs.busy("compare"):
+            return
+        split, label = evaluation_split(self.state.dataset)
+        cache = self.session.disk_cache
+
+        def job(callback, should_stop):
+            try:
+                from clipstudio.engine.compare import compare_run
+            except ImportError:
+                return _compare_without_engine(run_dir, split, cache, callback, should_stop)
+            ba = compare_run(run_dir, split, split=label, cache=cache, callback=callback, should_stop=should_stop)
+            if ba.cancelled:
+                return None
+            return {"before": ba.before, "after": ba.after, "before_label": ba.before_label,
+                    "after_label": ba.after_label}
+
+        self.compare_label.setText("Scoring the starting and the fine-tuned model…")
+        self.jobs.start(job, name="compare", succeeded=self._on_compare_succeeded, failed=self._on_job_failed,
+                        progressed=self._on_job_progressed)
+
+    def _on_compare_succeeded(self, payload: dict | None) -> None:
+        if payload is None:
+            self.compare_label.setText("Cancelled.")
+            return
+        self.compare_label.setText(f"Before: {payload['before_label']}\nAfter: {payload['after_label']}")
+        self.compare_table.show_payloads(payload["before"], payload["after"])
+        self.progress_label.setText("")
+        self.compared.emit(payload)
+
+    # --- WiSE-FT ----------------------------------------------------------------------------------
+
+    def _on_wise_alpha_changed(self, _alpha: float) -> None:
+        if self._run_dir():
+            self._wise_timer.start()  # slider drags come in bursts: evaluate where it settles
+
+    def _evaluate_wise(self) -> None:
+        """Fill the grid with the WiSE-FT model at the slider's alpha (one such job at a time)."""
+        run_dir = self._run_dir()
+        if not run_dir or not self._ready():
+            return
+        if self.jobs.busy("wise"):
+            self._wise_alpha_pending = self.wise.alpha()
+            self.jobs.cancel("wise")
+            return
+        self._wise_alpha_pending = None
+        alpha, split, label = self.wise.alpha(), *evaluation_split(self.state.dataset)
+        session, screen = self.session, self
+
+        def job(callback, should_stop):
+            from clipstudio.engine.wise import WiseInterpolator, run_prompt_set
+
+            if screen._wise is None or str(screen._wise.run_dir) != str(Path(run_dir)):
+                screen._wise = WiseInterpolator(run_dir)
+            model = screen._wise.model_at(alpha)
+            return score_split(session, model, split, run_prompt_set(run_dir), callback, should_stop)
+
+        self.jobs.cancel("evaluate")
+        self.split_label.setText(f"WiSE-FT α = {alpha:.1f} of {Path(run_dir).name} on the {label}")
+        self.progress_label.setText(f"Evaluating α = {alpha:.1f}…")
+        self.jobs.start(job, name="wise", succeeded=self._on_result_ready, failed=self._on_job_failed,
+                        progressed=self._on_job_progressed, finished=self._on_wise_finished)
+
+    def _on_wise_finished(self) -> None:
+        if self._wise_alpha_pending is not None:
+            self._evaluate_wise()
+
+    def sweep_wise(self) -> None:
+        """Metrics of the WiSE-FT model at α = 0, 0.1, …, 1 (each α encodes the images once)."""
+        run_dir = self._run_dir()
+        if not run_dir or not self._ready() or self.jobs.busy("sweep"):
+            return
+        split, _label = evaluation_split(self.state.dataset)
+        cache = self.session.disk_cache
+
+        def job(callback, should_stop):
+            from clipstudio.engine.wise import wise_sweep
+
+            return wise_sweep(run_dir, split, alphas=ALPHAS, cache=cache, callback=callback, should_stop=should_stop)
+
+        self.wise.sweep_button.setEnabled(False)
+        self.jobs.start(job, name="sweep", succeeded=self._on_sweep_succeeded, failed=self._on_job_failed,
+                        progressed=self._on_job_progressed, finished=lambda: self.wise.sweep_button.setEnabled(True))
+
+    def _on_sweep_succeeded(self, rows: list[dict]) -> None:
+        self.sweep_rows = list(rows)
+        self.progress_label.setText("")
+        self.wise.set_rows(self.sweep_rows)
+        self.swept.emit(self.sweep_rows)
+
+    # --- screen contract -------------------------------------------------------------------------
+
+    def busy(self) -> bool:
+        return self.jobs.busy() or self.banner.busy()
+
+    def shutdown(self) -> None:
+        self._wise_timer.stop()
+        self._wise_alpha_pending = None
+        self.jobs.shutdown()
+        self.banner.shutdown()
+        self.grid.shutdown()
+
+
+def _compare_without_engine(run_dir, split, cache, callback, should_stop) -> dict | None:
+    """Before/after by hand, for builds whose engine lacks clipstudio.engine.compare."""
+    from clipstudio.engine.evaluate import evaluate_zero_shot
+    from clipstudio.engine.models import load_model
+    from clipstudio.engine.runs import load_run_model, run_start_model_spec
+    from clipstudio.engine.wise import run_prompt_set
+
+    prompts, spec = run_prompt_set(run_dir), run_start_model_spec(run_dir)
+    common = dict(cache=cache, callback=callback, should_stop=should_stop)
+    before = evaluate_zero_shot(load_model(spec), split, prompts, **common)
+    after = evaluate_zero_shot(load_run_model(run_dir), split, prompts, **common)
+    if before.cancelled or after.cancelled:
+        return None
+    return {"before": before.to_dict(), "after": after.to_dict(), "before_label": spec, "after_label": str(run_dir)}

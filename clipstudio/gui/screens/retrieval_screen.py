@@ -1,0 +1,404 @@
+"""The Retrieval screen: find images by a text description or by an example image.
+
+The dataset's images are encoded once per model (the session keeps the embeddings), so every
+further query only encodes its own text or image. Any model can be searched with, not only the
+app's current one: the built-in model, the latest training run, or a model folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from clipstudio.engine.search import SearchHit
+from clipstudio.gui.embedding_session import (
+    NO_DATASET,
+    MissingInputBanner,
+    ScreenJobs,
+    describe_failure,
+    progress_text,
+    session_for,
+)
+from clipstudio.gui.state import AppState
+from clipstudio.gui.widgets.prediction_grid import Tile, TileGrid
+
+CURRENT, BUILTIN, RUN, CHOOSE = "current", "builtin", "run", "choose"
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".dcm", ".dicom"}
+
+
+def rank(gallery: np.ndarray, query: np.ndarray, top: int) -> tuple[list[int], np.ndarray]:
+    """Rows of the ``top`` gallery vectors most similar to ``query`` (best first; ties keep order), and
+    every row's cosine similarity."""
+    from clipstudio.engine.embeddings import l2_normalise
+
+    scores = l2_normalise(gallery) @ l2_normalise(query[None, :])[0]
+    return [int(i) for i in np.argsort(-scores, kind="stable")[: max(0, top)]], scores
+
+
+class RetrievalScreen(QWidget):
+    title = "Retrieval"
+    icon_name = "retrieval"
+
+    searched = Signal(list)  # image SearchHits of a text query
+    image_searched = Signal(list, list)  # image hits, caption hits of an image query
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.session = session_for(state)
+        self.jobs = ScreenJobs(self)
+        self.models: dict[str, Any] = {}  # spec -> loaded model (not the current one)
+        self.image_hits: list[SearchHit] = []
+        self.caption_hits: list[SearchHit] = []
+        self._query_text = ""
+        self.setAcceptDrops(True)
+        self._build()
+        state.run_changed.connect(lambda _run: self._fill_model_combo())
+        state.model_changed.connect(lambda _model: self._fill_model_combo())
+        state.dataset_changed.connect(self._on_state_dataset_changed)
+        self._fill_model_combo()
+
+    def _build(self) -> None:
+        self.banner = MissingInputBanner(self.state, parent=self)
+        self.model_combo = QComboBox()
+        self.model_combo.activated.connect(self._on_model_combo_activated)
+        self.model_combo.currentIndexChanged.connect(lambda _i: self._update_banner())
+        self.progress_label = QLabel()
+        row_model = QHBoxLayout()
+        row_model.addWidget(QLabel("Search with:"))
+        row_model.addWidget(self.model_combo, 1)
+        row_model.addWidget(self.progress_label, 1)
+
+        self.query_edit = QLineEdit()
+        self.query_edit.setPlaceholderText("Describe what you are looking for, e.g. “eosinophil with red granules”")
+        self.query_edit.setClearButtonEnabled(True)
+        self.query_edit.returnPressed.connect(lambda: self.search_text())
+        search_button = QPushButton("Search")
+        search_button.clicked.connect(lambda: self.search_text())
+        self.k_spin = QSpinBox()
+        self.k_spin.setRange(1, 200)
+        self.k_spin.setValue(12)
+        self.k_spin.setPrefix("top ")
+        row_text = QHBoxLayout()
+        row_text.addWidget(self.query_edit, 1)
+        row_text.addWidget(search_button)
+        row_text.addWidget(self.k_spin)
+
+        self.query_preview = QLabel()
+        self.query_preview.setFixedSize(72, 72)
+        self.query_preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.query_preview.setStyleSheet("border: 2px dashed #9aa6b2; border-radius: 6px; color: #6b7785;")
+        self.query_preview.setText("drop\nimage")
+        choose = QPushButton("Choose image…")
+        choose.clicked.connect(lambda: self.choose_image())
+        self.query_path_label = QLabel("…or drop an image anywhere on this screen to find similar images.")
+        self.query_path_label.setWordWrap(True)
+        row_image = QHBoxLayout()
+        row_image.addWidget(self.query_preview)
+        row_image.addWidget(choose)
+        row_image.addWidget(self.query_path_label, 1)
+
+        self.grid = TileGrid()
+        self.result_label = QLabel()
+        self.captions_table = QTableWidget(0, 3)
+        self.captions_table.setHorizontalHeaderLabels(["Score", "Caption", "Image"])
+        self.captions_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.captions_table.verticalHeader().setVisible(False)
+        self.captions_table.setWordWrap(True)
+        self.captions_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.captions_box = QWidget()
+        cv = QVBoxLayout(self.captions_box)
+        cv.setContentsMargins(4, 0, 0, 0)
+        cv.addWidget(QLabel("<b>Nearest captions</b>"))
+        cv.addWidget(self.captions_table, 1)
+        self.captions_box.hide()
+        grid_box = QWidget()
+        gv = QVBoxLayout(grid_box)
+        gv.setContentsMargins(0, 0, 4, 0)
+        gv.addWidget(self.result_label)
+        gv.addWidget(self.grid, 1)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(grid_box)
+        splitter.addWidget(self.captions_box)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addLayout(row_model)
+        layout.addLayout(row_text)
+        layout.addLayout(row_image)
+        layout.addWidget(splitter, 1)
+
+    # --- the model to search with -----------------------------------------------------------------
+
+    def _fill_model_combo(self) -> None:
+        chosen = self.model_combo.currentData()
+        folders = [self.model_combo.itemData(i) for i in range(self.model_combo.count())
+                   if str(self.model_combo.itemData(i)).startswith("folder:")]
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        current = f"Current model ({self.state.model_spec})" if self.state.model is not None else "Current model (none loaded)"
+        self.model_combo.addItem(current, CURRENT)
+        if self.state.model_spec != "builtin" or self.state.model is None:
+            self.model_combo.addItem("Built-in model", BUILTIN)
+        run = self.state.run_dir
+        if run and (Path(run) / "run.json").is_file():
+            self.model_combo.addItem(f"Training run: {Path(run).name}", f"{RUN}:{run}")
+        for spec in folders:
+            self.model_combo.addItem(f"Folder: {Path(spec[7:]).name}", spec)
+        self.model_combo.addItem("Choose folder…", CHOOSE)
+        index = self.model_combo.findData(chosen)
+        self.model_combo.setCurrentIndex(max(0, index))
+        self.model_combo.blockSignals(False)
+        self._update_banner()
+
+    def add_model_folder(self, folder: str) -> None:
+        """Offer a model folder (CLIP Studio, Hugging Face CLIP, or a run) in the picker and select it."""
+        spec = f"folder:{folder}"
+        if self.model_combo.findData(spec) < 0:
+            self.model_combo.insertItem(self.model_combo.count() - 1, f"Folder: {Path(folder).name}", spec)
+        self.model_combo.setCurrentIndex(self.model_combo.findData(spec))
+
+    def _on_model_combo_activated(self, _index: int) -> None:
+        if self.model_combo.currentData() != CHOOSE:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder")
+        if folder:
+            self.add_model_folder(folder)
+        else:
+            self.model_combo.setCurrentIndex(0)
+
+    def _update_banner(self) -> None:
+        self.banner.needs_model = self.model_combo.currentData() in (CURRENT, None)
+        self.banner.refresh()
+
+    def _model_source(self) -> tuple[Any, str]:
+        """(the current model or None, the spec to load when it is None)."""
+        choice = self.model_combo.currentData() or CURRENT
+        if choice == CURRENT:
+            return self.state.model, ""
+        if choice == BUILTIN:
+            return self.models.get("builtin"), "builtin"
+        spec = choice.split(":", 1)[1]
+        return self.models.get(spec), spec
+
+    # --- queries ------------------------------------------------------------------------------------
+
+    def _start_query(self, name: str, search, succeeded) -> None:
+        """Run ``search(model, gallery EncodedImages)`` in a worker, with the model and gallery ready."""
+        self._update_banner()
+        dataset = self.state.dataset
+        if dataset is None:
+            self.progress_label.setText(NO_DATASET)
+            return
+        if not len(dataset):
+            self.progress_label.setText("This dataset has no images to search.")
+            return
+        model, spec = self._model_source()
+        if model is None and not spec:
+            return  # the banner offers the built-in model
+        self.jobs.cancel()
+        session, models = self.session, self.models
+
+        def job(callback, should_stop):
+            use = model
+            if use is None:
+                from clipstudio.engine.models import load_model
+
+                use = models[spec] = load_model(spec)
+            gallery = session.image_embeddings(use, dataset.paths, callback=callback, should_stop=should_stop)
+            if gallery.cancelled:
+                return None
+            return search(use, dataset, gallery)
+
+        self.progress_label.setText("Loading the model…" if model is None else "Searching…")
+        self.jobs.start(job, name=name, succeeded=succeeded, failed=self._on_job_failed,
+                        progressed=self._on_job_progressed)
+
+    def search_text(self, query: str | None = None) -> None:
+        """The top-k images for a text description."""
+        query = (self.query_edit.text() if query is None else query).strip()
+        if not query:
+            self.progress_label.setText("Type a description first.")
+            return
+        self.query_edit.setText(query)
+        top = self.k_spin.value()
+
+        def search(model, dataset, gallery):
+            from clipstudio.engine.embeddings import encode_texts
+
+            rows, scores = rank(gallery.embeddings, encode_texts(model, [query])[0], top)
+            return [_hit(dataset, gallery.indices[r], scores[r]) for r in rows]
+
+        self._query_text = f"Images for “{query}”"
+        self._start_query("text search", search, self._on_text_search_succeeded)
+
+    def search_image(self, path: str) -> None:
+        """The top-k images, and captions when the dataset has them, nearest to an example image."""
+        path = str(path)
+        self._show_query_image(path)
+        top = self.k_spin.value()
+        session = self.session
+
+        def search(model, dataset, gallery):
+            from clipstudio.engine.embeddings import encode_image_files
+            from clipstudio.engine.errors import ImageError
+
+            by_path = {str(dataset.samples[i].path): row for row, i in enumerate(gallery.indices)}
+            candidates = (path, os.path.abspath(path), str(Path(path).resolve()))
+            row = next((by_path[c] for c in candidates if c in by_path), None)
+            if row is not None:  # an image of the dataset: its vector is already in the gallery
+                query = gallery.embeddings[row]
+            else:
+                encoded = encode_image_files(model, [Path(path)], cache=session.disk_cache)
+                if encoded.problems:
+                    raise ImageError(f"{path}: {encoded.problems[0].reason}")
+                query = encoded.embeddings[0]
+            rows, scores = rank(gallery.embeddings, query, top)
+            image_hits = [_hit(dataset, gallery.indices[r], scores[r]) for r in rows]
+            texts, owners = [], []
+            for i in gallery.indices:
+                for caption in dataset.samples[i].captions:
+                    texts.append(caption)
+                    owners.append(i)
+            caption_hits = []
+            if texts:
+                caption_rows, caption_scores = rank(session.text_embeddings(model, texts), query, top)
+                caption_hits = [SearchHit(str(dataset.samples[owners[j]].path), float(caption_scores[j]),
+                                          [texts[j]]) for j in caption_rows]
+            return image_hits, caption_hits
+
+        self._query_text = f"Images like {Path(path).name}"
+        self._start_query("image search", search, self._on_image_search_succeeded)
+
+    def choose_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a query image", "",
+                                              "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.dcm);;All files (*)")
+        if path:
+            self.search_image(path)
+
+    def _show_query_image(self, path: str) -> None:
+        self.query_path_label.setText(f"Query image: {path}")
+        image = QImage(path)
+        if image.isNull():
+            self.query_preview.setText("query")
+            return
+        self.query_preview.setPixmap(QPixmap.fromImage(image).scaled(
+            68, 68, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
+
+    def _on_job_progressed(self, event: object) -> None:
+        text = progress_text(event)
+        if text:
+            self.progress_label.setText(f"{text} (only once per model)")
+
+    def _on_job_failed(self, message: str, details: str) -> None:
+        self.progress_label.setText(f"<span style='color:#c62828'>{message}</span>")
+        describe_failure(self, message, details)
+
+    def _on_text_search_succeeded(self, hits) -> None:
+        if hits is None:
+            return
+        self._show_hits(hits, [])
+        self.searched.emit(hits)
+
+    def _on_image_search_succeeded(self, result) -> None:
+        if result is None:
+            return
+        image_hits, caption_hits = result
+        self._show_hits(image_hits, caption_hits)
+        self.image_searched.emit(image_hits, caption_hits)
+
+    def _show_hits(self, image_hits: list[SearchHit], caption_hits: list[SearchHit]) -> None:
+        self.image_hits, self.caption_hits = list(image_hits), list(caption_hits)
+        self._fill_model_combo()  # a freshly loaded model may now be worth naming
+        self.progress_label.setText("")
+        self.result_label.setText(f"<b>{self._query_text}</b> — top {len(image_hits)} by cosine similarity")
+        tiles = []
+        class_of = self._class_of_paths()
+        for n, hit in enumerate(image_hits, 1):
+            label = class_of.get(hit.path) or (hit.captions[0] if hit.captions else "") or Path(hit.path).name
+            tip = f"{hit.path}\nscore {hit.score:.3f}"
+            tip += f"\nclass: {class_of[hit.path]}" if hit.path in class_of else ""
+            tip += "\n\n" + "\n".join(hit.captions) if hit.captions else ""
+            tiles.append(Tile(path=hit.path, lines=[f"#{n}   {hit.score:.3f}", label], tooltip=tip))
+        self.grid.set_tiles(tiles)
+        table = self.captions_table
+        table.setRowCount(len(caption_hits))
+        for r, hit in enumerate(caption_hits):
+            for c, text in enumerate([f"{hit.score:.3f}", hit.captions[0], Path(hit.path).name]):
+                item = QTableWidgetItem(text)
+                item.setToolTip(hit.path if c == 2 else text)
+                table.setItem(r, c, item)
+        table.resizeRowsToContents()
+        self.captions_box.setVisible(bool(caption_hits))
+
+    def _class_of_paths(self) -> dict[str, str]:
+        dataset = self.state.dataset
+        if dataset is None or not dataset.class_names:
+            return {}
+        return {str(s.path): dataset.class_names[s.label] for s in dataset.samples if s.label is not None}
+
+    def _on_state_dataset_changed(self, _dataset) -> None:
+        self.jobs.cancel()
+        self.grid.set_tiles([])
+        self.captions_table.setRowCount(0)
+        self.captions_box.hide()
+        self.result_label.setText("")
+        self._update_banner()
+
+    # --- drag and drop ------------------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if _dropped_image(event) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        path = _dropped_image(event)
+        if path is not None:
+            event.acceptProposedAction()
+            self.search_image(path)
+
+    # --- screen contract ----------------------------------------------------------------------------
+
+    def busy(self) -> bool:
+        return self.jobs.busy() or self.banner.busy()
+
+    def shutdown(self) -> None:
+        self.jobs.shutdown()
+        self.banner.shutdown()
+        self.grid.shutdown()
+
+
+def _hit(dataset, index: int, score: float) -> SearchHit:
+    sample = dataset.samples[index]
+    return SearchHit(str(sample.path), float(score), list(sample.captions))
+
+
+def _dropped_image(event) -> str | None:
+    mime = event.mimeData()
+    for url in mime.urls() if mime.hasUrls() else []:
+        if url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in _IMAGE_SUFFIXES:
+            return url.toLocalFile()
+    return None

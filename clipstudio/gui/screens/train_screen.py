@@ -1,0 +1,520 @@
+"""The Train screen: settings on the left, live curves on the right, progress, log and Start/Stop/Resume.
+
+The Trainer runs in a ``TaskWorker``; its events arrive queued on the GUI thread, where the slot only
+appends numbers (the plots redraw on their own timer) and updates a label. Stop is cooperative: the
+trainer saves ``checkpoint_latest`` and ends "cancelled", and Resume continues from that step.
+torch is imported inside the worker job, never here, so the window paints fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from clipstudio.engine.config import TrainConfig, load_config
+from clipstudio.engine.errors import ClipStudioError
+from clipstudio.engine.events import (
+    CheckpointSaved,
+    EpochEnded,
+    MessageLogged,
+    ProgressUpdated,
+    StepEnded,
+    TrainEnded,
+    TrainStarted,
+)
+from clipstudio.gui.style import ERROR, MUTED_TEXT, icon
+from clipstudio.gui.widgets.train_form import TrainForm
+from clipstudio.gui.workers import TaskWorker
+
+MAX_LOG_LINES = 5000
+CLASS_TEXTS_FILE = "class_texts.json"
+FINISHED = ("completed", "early_stopped")
+NO_DATASET = "Open a dataset on the Data screen first."
+# While training, hand the GIL over every 1 ms instead of 5: a repaint makes dozens of Qt calls that
+# each release and retake the GIL, and a Python-heavy training loop made each retake wait up to 5 ms
+# (bench/bench_gui_stall.py: longest stall ~68 -> ~42 ms on 2 CPU cores).
+TRAINING_SWITCH_INTERVAL_S = 0.001
+
+
+@dataclass
+class TrainJob:
+    """Everything the worker needs; built on the GUI thread, run in the worker."""
+
+    cfg: TrainConfig
+    dataset: Any = None  # an already-read Dataset, or None to read cfg.data.path
+    class_texts: dict[str, list[str]] = field(default_factory=dict)  # written to the run folder
+
+    def __call__(self, callback, should_stop) -> Any:
+        cfg = self.cfg
+        if cfg.cv.use_cv:
+            from clipstudio.engine.crossval import run_cross_validation
+
+            return run_cross_validation(cfg, [callback], should_stop, dataset=self.dataset)
+        from clipstudio.engine.trainer import Trainer, default_run_dir, is_run_folder
+
+        if not cfg.resume_from:
+            if not cfg.output:
+                cfg.output = str(default_run_dir(cfg.method))
+            # The Trainer reads hand-written class texts from a file: keep it with the run it shaped.
+            if self.class_texts and not is_run_folder(cfg.output):
+                from clipstudio.engine.prompts import save_class_texts
+
+                path = Path(cfg.output) / CLASS_TEXTS_FILE
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_class_texts(path, self.class_texts)
+                cfg.prompts.class_texts = str(path)
+        return Trainer(cfg, callbacks=[callback], should_stop=should_stop, dataset=self.dataset).fit()
+
+
+def resumable_step(run_dir: str | os.PathLike) -> int | None:
+    """The step a run folder's checkpoint_latest resumes from; None when it can't be resumed."""
+    run_dir = Path(run_dir)
+    if not ((run_dir / "run.json").is_file() and (run_dir / "config.json").is_file()):
+        return None
+    for name in ("checkpoint_latest", "checkpoint_latest.old"):
+        state = run_dir / name / "train_state.json"
+        if state.is_file():
+            try:
+                return int(json.loads(state.read_text(encoding="utf-8"))["state"]["step"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return 0
+    return None
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def format_epoch(e: EpochEnded, epochs: int) -> str:
+    parts = [f"Epoch {e.epoch}/{epochs}: train loss {e.train_loss:.4f}"]
+    if e.val_loss is not None:
+        parts.append(f"val loss {e.val_loss:.4f}")
+    if e.val_acc is not None:
+        parts.append(f"val acc {e.val_acc:.3f}")
+    if e.val_balanced_acc is not None:
+        parts.append(f"balanced acc {e.val_balanced_acc:.3f}")
+    if e.val_mean_recall is not None:
+        parts.append(f"mean R@K {e.val_mean_recall:.3f}")
+    parts += [f"lr {e.lr:.2e}", format_duration(e.seconds)]
+    return " · ".join(parts)
+
+
+class TrainScreen(QWidget):
+    title = "Train"
+    icon_name = "train"
+
+    def __init__(self, state, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self._worker: TaskWorker | None = None
+        self._resume_dir = ""  # a run folder Resume continues
+        self._run: dict[str, Any] = {}  # facts of the run in progress (from its events)
+        self._switch_interval = sys.getswitchinterval()
+
+        self.form = TrainForm()
+        scroll = QScrollArea()
+        scroll.setWidget(self.form)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(self.form.sizeHint().width() + 24)
+
+        self._plots = None  # LivePlots, built on first show: pyqtgraph costs ~0.3 s to import
+        self._plots_slot = QVBoxLayout()
+        self._plots_slot.setContentsMargins(0, 0, 0, 0)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(True)
+        self.eta = QLabel("Not started.")
+        self.eta.setStyleSheet(f"color: {MUTED_TEXT};")
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(MAX_LOG_LINES)
+        self.log.setPlaceholderText("Training messages appear here.")
+
+        self.start_button = QPushButton(icon("play"), "Start")
+        self.start_button.setShortcut(QKeySequence("Ctrl+R"))
+        self.start_button.setToolTip("Start training with these settings (Ctrl+R).")
+        self.stop_button = QPushButton(icon("stop"), "Stop")
+        self.stop_button.setToolTip("Stop after the current step; the run is saved and can be resumed (Esc).")
+        self.resume_button = QPushButton(icon("resume"), "Resume")
+        self.resume_button.setToolTip("Continue the stopped run from its last saved step.")
+        self.resume_run_button = QPushButton("Resume run…")
+        self.resume_run_button.setToolTip("Choose a run folder with checkpoint_latest to continue.")
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.eta, 2)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addLayout(self._plots_slot, 3)
+        right_layout.addLayout(progress_row)
+        right_layout.addWidget(self.log, 1)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(scroll)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setChildrenCollapsible(False)
+
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.stop_button, self.resume_button, self.resume_run_button):
+            buttons.addWidget(button)
+        buttons.addWidget(self.message, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter, 1)
+        layout.addLayout(buttons)
+
+        for keys in ("Esc", "Ctrl+."):
+            shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(self._on_stop_shortcut_activated)
+
+        self.start_button.clicked.connect(self._on_start_button_clicked)
+        self.stop_button.clicked.connect(self._on_stop_button_clicked)
+        self.resume_button.clicked.connect(self._on_resume_button_clicked)
+        self.resume_run_button.clicked.connect(self._on_resume_run_button_clicked)
+        self.form.changed.connect(self._update_controls)
+        state.dataset_changed.connect(self._on_state_dataset_changed)
+        self._update_controls()
+
+    @property
+    def plots(self):
+        """The LivePlots widget (created on first use)."""
+        if self._plots is None:
+            from clipstudio.gui.widgets.live_plots import LivePlots
+
+            self._plots = LivePlots()
+            self._plots_slot.addWidget(self._plots)
+        return self._plots
+
+    def showEvent(self, event) -> None:
+        self.plots  # noqa: B018 - build the plots before they are first seen
+        super().showEvent(event)
+
+    # --- screen contract ---------------------------------------------------------------------------
+    def busy(self) -> bool:
+        return self._worker is not None and self._worker.isRunning()
+
+    def shutdown(self) -> None:
+        """Cancel a running training (it saves checkpoint_latest) and wait for it."""
+        worker = self._worker
+        if worker is not None:
+            worker.cancel()
+            worker.wait()
+            self._on_worker_finished()  # the queued finished signal would arrive too late
+
+    # --- starting ----------------------------------------------------------------------------------
+    def build_config(self) -> TrainConfig:
+        """The TrainConfig Start would run: the form's values plus the app's dataset, model, prompts, splits."""
+        cfg = self.form.to_config(TrainConfig())
+        cfg.data.path = self.state.dataset_path
+        split = self.state.split_settings
+        cfg.data.val_fraction = float(split.get("val_fraction", cfg.data.val_fraction))
+        cfg.data.test_fraction = float(split.get("test_fraction", cfg.data.test_fraction))
+        cfg.data.seed = int(split.get("seed", cfg.data.seed))
+        cfg.data.group_regex = split.get("group_regex") or None
+        cfg.data.k_folds = int(split.get("k_folds") or 0)
+        cfg.model.spec = self.state.model_spec or "builtin"
+        cfg.prompts.templates = list(self.state.prompts.templates)
+        cfg.validate()
+        return cfg
+
+    def start(self) -> bool:
+        """Start a new run with the current settings; False (and an inline message) when it can't."""
+        if self.busy():
+            return False
+        problem = self._start_problem()
+        if problem:
+            self._show_message(problem, error=True)
+            return False
+        cfg = self.build_config()
+        job = TrainJob(cfg, dataset=self.state.dataset, class_texts=dict(self.state.prompts.class_texts))
+        self.plots.reset()
+        self._launch(job, f"Starting {cfg.method} training on {cfg.data.path or 'the open dataset'}…")
+        return True
+
+    def resume(self, run_dir: str | None = None) -> bool:
+        """Continue ``run_dir`` (default: the stopped run) from its checkpoint_latest."""
+        run_dir = run_dir or self._resume_dir
+        if self.busy() or not run_dir:
+            return False
+        step = resumable_step(run_dir)
+        if step is None:
+            self._show_message(f"{run_dir} has no checkpoint_latest to resume from.", error=True)
+            return False
+        try:
+            cfg = load_config(TrainConfig, Path(run_dir) / "config.json")
+        except ClipStudioError as exc:
+            self._show_message(str(exc), error=True)
+            return False
+        cfg.resume_from = str(run_dir)
+        cfg.output = str(run_dir)
+        cfg.cv.use_cv = False
+        same_data = self.state.dataset is not None and _same_path(self.state.dataset_path, cfg.data.path)
+        self.form.set_config(cfg)
+        self.plots.reset()
+        job = TrainJob(cfg, dataset=self.state.dataset if same_data else None)
+        self._launch(job, f"Resuming {run_dir} from step {step}…")
+        return True
+
+    def _launch(self, job: TrainJob, line: str) -> None:
+        self._run = {"cv": job.cfg.cv.use_cv, "epochs": job.cfg.epochs, "batch": job.cfg.batch_size}
+        self._resume_dir = ""
+        self.progress.setRange(0, 0)  # busy until the first step
+        self.eta.setText("Preparing data and model…")
+        self._append_log(line)
+        self._show_message("")
+        worker = TaskWorker(job, name="training", parent=self)
+        worker.event_emitted.connect(self._on_worker_event_emitted)
+        worker.succeeded.connect(self._on_worker_succeeded)
+        worker.failed.connect(self._on_worker_failed)
+        worker.finished.connect(self._on_worker_finished)
+        self._worker = worker
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, TRAINING_SWITCH_INTERVAL_S))
+        worker.start()
+        self._update_controls()
+
+    def stop(self) -> None:
+        if self.busy():
+            self._worker.cancel()
+            self.stop_button.setEnabled(False)
+            self.eta.setText("Stopping after the current step…")
+            self._append_log("Stop requested; saving the run…")
+
+    # --- worker slots ------------------------------------------------------------------------------
+    def _on_worker_event_emitted(self, event: object) -> None:
+        # Runs per event on the GUI thread: plain bookkeeping only, no drawing.
+        self.plots.on_event(event)
+        if isinstance(event, StepEnded):
+            self._show_step(event)
+        elif isinstance(event, ProgressUpdated):
+            self.progress.setRange(0, max(event.total, 1))
+            self.progress.setValue(event.done)
+            self.eta.setText(f"{event.stage.capitalize()}: {event.done}/{event.total}")
+        elif isinstance(event, MessageLogged):
+            self._append_log(event.text if event.level == "info" else f"Warning: {event.text}")
+        elif isinstance(event, TrainStarted):
+            self._on_train_started(event)
+        elif isinstance(event, EpochEnded):
+            self._append_log(format_epoch(event, self._run.get("epochs", event.epoch)))
+        elif isinstance(event, CheckpointSaved):
+            if event.kind == "latest":
+                self._run["saved_step"] = event.step
+            else:
+                self._append_log(f"Best so far: saved checkpoint_best (epoch {event.epoch}).")
+        elif isinstance(event, TrainEnded):
+            self._on_train_ended(event)
+
+    def _on_train_started(self, e: TrainStarted) -> None:
+        self._run.update(
+            run_dir=e.run_dir,
+            epochs=e.epochs,
+            total=e.total_steps,
+            steps_per_epoch=e.steps_per_epoch,
+            t0=None,
+            step0=e.start_step,
+            saved_step=None,
+        )
+        if e.start_step > 0:
+            self.plots.load_run(e.run_dir, e.steps_per_epoch, e.start_step)
+        self.progress.setRange(0, max(e.total_steps, 1))
+        self.progress.setValue(e.start_step)
+        self.eta.setText(
+            f"epoch {e.start_epoch}/{e.epochs} · step {e.start_step}/{e.total_steps} · validating…"
+        )
+        self._append_log(
+            f"Training {e.method} on {e.device}: {e.n_train} training, {e.n_val} validation images, "
+            f"{e.epochs} epochs of {e.steps_per_epoch} steps. Run folder: {e.run_dir}"
+        )
+
+    def _show_step(self, e: StepEnded) -> None:
+        run = self._run
+        now = time.monotonic()
+        if run.get("t0") is None:
+            run["t0"], run["step0"] = now, e.step
+        total = e.total_steps
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(e.step)
+        text = (
+            f"epoch {e.epoch}/{run.get('epochs', '?')} · step {e.step}/{total} · {e.images_per_s:.0f} img/s"
+        )
+        done, elapsed = e.step - run["step0"], now - run["t0"]
+        if done > 0 and elapsed > 0 and e.step < total:
+            text += f" · ETA {format_duration((total - e.step) * elapsed / done)}"
+        self.eta.setText(text)
+
+    def _on_train_ended(self, e: TrainEnded) -> None:
+        self._run["ended"] = e
+        self.plots.redraw()
+        if e.status in FINISHED:
+            self.progress.setValue(self.progress.maximum())
+            self._append_log(f"{e.message} Run folder: {e.run_dir}")
+            if not self._run.get("cv"):
+                self.eta.setText("Finished." if e.status == "completed" else "Stopped early.")
+                self.state.set_run(e.run_dir)
+                self.state.post_status(f"Training finished: {e.message}")
+        elif e.status == "cancelled":
+            step = self._run.get("saved_step")
+            if step is not None and not self._run.get("cv"):
+                self._resume_dir = e.run_dir
+                text = f"Stopped — saved; Resume continues from step {step}."
+            elif step is not None:
+                text = f"Cross-validation stopped; the current fold is saved in {e.run_dir} (Resume run… continues it)."
+            else:
+                text = "Stopped before training began; nothing was saved."
+            self.eta.setText(text)
+            self._append_log(f"{e.message} {text}")
+            self.state.post_status(text)
+        else:
+            self.eta.setText("Training failed.")
+            self._append_log(f"Training failed: {e.message}")
+
+    def _on_worker_succeeded(self, result: object) -> None:
+        if isinstance(result, dict):  # a cross-validation summary
+            self._report_cv(result)
+        elif getattr(result, "status", "") == "failed":
+            self._show_error(result.message)
+
+    def _on_worker_failed(self, message: str, details: str) -> None:
+        self._append_log(f"Error: {message}")
+        self.eta.setText("Training failed.")
+        self._show_error(message, details)
+
+    def _on_worker_finished(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.deleteLater()
+            sys.setswitchinterval(self._switch_interval)
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1)
+        self._update_controls()
+
+    def _report_cv(self, summary: dict) -> None:
+        monitor = summary.get("monitor") or "val metric"
+        mean, std = summary.get("mean", {}).get(monitor), summary.get("std", {}).get(monitor)
+        line = f"Cross-validation: {summary.get('n_finished', 0)}/{summary.get('n_splits')} folds finished"
+        if mean is not None:
+            line += f"; {monitor} {mean:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+        line += f". Summary: {Path(summary['run_dir']) / 'cv_summary.json'}"
+        self._append_log(line)
+        self.state.post_status(line)
+
+    # --- button slots ------------------------------------------------------------------------------
+    def _on_start_button_clicked(self) -> None:
+        self.start()
+
+    def _on_stop_button_clicked(self) -> None:
+        self.stop()
+
+    def _on_stop_shortcut_activated(self) -> None:
+        self.stop()
+
+    def _on_resume_button_clicked(self) -> None:
+        self.resume()
+
+    def _on_resume_run_button_clicked(self) -> None:
+        from clipstudio.engine.paths import user_data_dir
+
+        folder = QFileDialog.getExistingDirectory(self, "Resume run", str(Path(user_data_dir()) / "runs"))
+        if folder:
+            self.choose_resume_run(folder)
+
+    def choose_resume_run(self, folder: str) -> bool:
+        """Make ``folder`` the run Resume continues; False (and a message) if it can't be resumed."""
+        step = resumable_step(folder)
+        if step is None:
+            self._show_message(f"{folder} is not a run folder with checkpoint_latest.", error=True)
+            return False
+        self._resume_dir = folder
+        self._show_message(f"Resume continues {Path(folder).name} from step {step}.")
+        self._update_controls()
+        return True
+
+    def _on_state_dataset_changed(self, _dataset: object) -> None:
+        self._update_controls()
+
+    # --- helpers -----------------------------------------------------------------------------------
+    def _start_problem(self) -> str:
+        dataset = self.state.dataset
+        if dataset is None:
+            return NO_DATASET
+        problem = self.form.problem()
+        if problem:
+            return problem
+        if self.form.method.currentData() == "linear_probe" and not dataset.is_classification:
+            return "The linear probe needs class data; for image-text pairs choose another method."
+        return ""
+
+    def _update_controls(self) -> None:
+        running = self.busy()
+        problem = "" if running else self._start_problem()
+        self.start_button.setEnabled(not running and not problem)
+        self.stop_button.setEnabled(running)
+        self.resume_button.setEnabled(not running and bool(self._resume_dir))
+        self.resume_run_button.setEnabled(not running)
+        self.form.setEnabled(not running)
+        if problem:
+            self._show_message(problem, error=problem != NO_DATASET)
+        elif self.message.property("error"):
+            self._show_message("")
+
+    def _show_message(self, text: str, error: bool = False) -> None:
+        self.message.setText(text)
+        self.message.setProperty("error", bool(text) and error)
+        self.message.setStyleSheet(f"color: {ERROR if error else MUTED_TEXT};")
+
+    def _append_log(self, line: str) -> None:
+        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {line}")
+
+    def _show_error(self, message: str, details: str = "") -> None:
+        try:
+            from clipstudio.gui.errors import show_error
+        except ImportError:  # the shared dialog is optional for this screen
+            QMessageBox.warning(self, "CLIP Studio", message)
+            return
+        show_error(self, message, details)
+
+
+def _same_path(a: str, b: str) -> bool:
+    if not a or not b:
+        return False
+    norm = lambda p: os.path.normcase(os.path.normpath(os.path.abspath(p)))  # noqa: E731
+    return norm(a) == norm(b)
+
+
+__all__ = ["TrainJob", "TrainScreen", "format_duration", "resumable_step"]

@@ -1,0 +1,228 @@
+"""Live training curves: loss, validation metric and learning rate, fed by the Trainer's events.
+
+pyqtgraph's live-plot idiom: each curve reads a growing numpy buffer (capacity doubles when full),
+``on_event`` only appends to the buffers and marks the plots dirty, and a ~5 Hz QTimer redraws
+what changed. So a burst of events never costs more than a few array writes on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer
+
+from clipstudio.engine.events import EvalEnded, StepEnded, TrainStarted
+from clipstudio.gui.style import BASE, MUTED_TEXT, PLOT_COLOURS, TEXT
+
+REDRAW_INTERVAL_MS = 200  # ~5 Hz: smooth enough to watch, cheap enough to never stall the GUI
+INITIAL_CAPACITY = 256
+
+# Validation metrics per epoch: key in EvalEnded.metrics -> legend label (pairs and class data).
+EPOCH_METRICS = {
+    "val_acc": "accuracy",
+    "val_balanced_acc": "balanced accuracy",
+    "val_mean_recall": "mean Recall@K",
+}
+_PAIRS_LABELS = {"val_acc": "image→text R@1"}
+
+
+class SeriesBuffer:
+    """x/y float64 arrays that grow by doubling; ``x``/``y`` are views of the filled part."""
+
+    def __init__(self, capacity: int = INITIAL_CAPACITY) -> None:
+        self._data = np.empty((2, max(1, capacity)), dtype=np.float64)
+        self.size = 0
+
+    @property
+    def capacity(self) -> int:
+        return self._data.shape[1]
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._data[0, : self.size]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._data[1, : self.size]
+
+    def append(self, x: float, y: float) -> None:
+        if self.size == self.capacity:
+            grown = np.empty((2, self.capacity * 2), dtype=np.float64)
+            grown[:, : self.size] = self._data[:, : self.size]
+            self._data = grown
+        self._data[0, self.size] = x
+        self._data[1, self.size] = y
+        self.size += 1
+
+    def clear(self) -> None:
+        self.size = 0
+
+
+class LivePlots(pg.GraphicsLayoutWidget):
+    """Three stacked plots: loss (train per logged step, val per epoch), validation metric per epoch, lr."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setBackground(BASE)
+        self.setMinimumSize(320, 360)
+        self.buffers: dict[str, SeriesBuffer] = {}
+        self._curves: dict[str, pg.PlotDataItem] = {}
+        self._curve_plot: dict[str, pg.PlotItem] = {}
+        self._dirty: set[str] = set()
+        self._last_step = 0
+        self._pairs = False
+
+        self.loss_plot = self._plot(0, "Loss", "optimizer step", "loss")
+        self.metric_plot = self._plot(1, "Validation", "epoch (0 = starting model)", "score")
+        self.metric_plot.setYRange(0.0, 1.0, padding=0.05)
+        self.metric_plot.enableAutoRange(axis="y", enable=False)
+        self.lr_plot = self._plot(2, "Learning rate", "optimizer step", "lr")
+        self.lr_plot.setXLink(self.loss_plot)
+
+        self._add_curve("train_loss", self.loss_plot, "train", PLOT_COLOURS[0], symbol=None)
+        self._add_curve("val_loss", self.loss_plot, "validation", PLOT_COLOURS[1], symbol="o")
+        self._add_curve("lr", self.lr_plot, "learning rate", PLOT_COLOURS[2], symbol=None)
+        for i, key in enumerate(EPOCH_METRICS):
+            self._add_curve(key, self.metric_plot, EPOCH_METRICS[key], PLOT_COLOURS[(i + 3) % 7], symbol="o")
+
+        self._timer = QTimer(self)
+        self._timer.setInterval(REDRAW_INTERVAL_MS)
+        self._timer.timeout.connect(self._on_timer_timeout)
+
+    # --- construction ------------------------------------------------------------------------------
+    def _plot(self, row: int, title: str, x_label: str, y_label: str) -> pg.PlotItem:
+        plot = self.addPlot(row=row, col=0)
+        plot.setTitle(title, color=TEXT, size="10pt")
+        plot.setLabel("bottom", x_label, color=MUTED_TEXT)
+        plot.setLabel("left", y_label, color=MUTED_TEXT)
+        plot.setClipToView(True)
+        plot.setDownsampling(auto=True, mode="peak")
+        plot.addLegend(offset=(-10, 10), labelTextColor=TEXT, brush=pg.mkBrush(255, 255, 255, 200))
+        for name in ("left", "bottom"):
+            axis = plot.getAxis(name)
+            axis.setPen(pg.mkPen(MUTED_TEXT))
+            axis.setTextPen(pg.mkPen(TEXT))
+        return plot
+
+    def _add_curve(self, key: str, plot: pg.PlotItem, label: str, colour: str, symbol: str | None) -> None:
+        # Antialiased lines wider than 1 px cost ~50 ms per repaint of a few hundred noisy points in
+        # Qt's raster engine; per-step curves stay 1 px, the few-point epoch curves can be bold.
+        pen = pg.mkPen(colour, width=2 if symbol else 1)
+        kwargs = (
+            {"symbol": symbol, "symbolSize": 7, "symbolBrush": colour, "symbolPen": colour} if symbol else {}
+        )
+        # A curve joins the legend when it first gets data, so unused metrics don't clutter it.
+        curve = pg.PlotDataItem(pen=pen, name=label, antialias=True, **kwargs)
+        curve.setClipToView(True)
+        curve.setDownsampling(auto=True, method="peak")
+        self.buffers[key] = SeriesBuffer()
+        self._curves[key] = curve
+        self._curve_plot[key] = plot
+
+    # --- public ------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Empty every curve (a new run)."""
+        for key, buffer in self.buffers.items():
+            buffer.clear()
+            curve = self._curves[key]
+            plot = self._curve_plot[key]
+            if curve in plot.items:
+                plot.removeItem(curve)
+            curve.setData([], [])
+        self._dirty.clear()
+        self._last_step = 0
+        self._pairs = False
+        self._set_metric_labels()
+
+    def on_event(self, event: object) -> None:
+        """Append the event's numbers to the buffers; the timer redraws. Cheap: called per event."""
+        if isinstance(event, StepEnded):
+            self._last_step = event.step
+            if math.isfinite(event.loss):
+                self._append("train_loss", event.step, event.loss)
+            self._append("lr", event.step, event.lr)
+        elif isinstance(event, EvalEnded):
+            self._add_eval(event.epoch, event.as_dict(), self._last_step)
+        elif isinstance(event, TrainStarted):
+            self._last_step = event.start_step
+        else:
+            return
+        if self._dirty and not self._timer.isActive():
+            self._timer.start()
+
+    def load_run(self, run_dir: str | Path, steps_per_epoch: int, up_to_step: int) -> None:
+        """Fill the curves from a run folder's metrics.jsonl and history.json (a resumed run's past)."""
+        run_dir = Path(run_dir)
+        metrics = run_dir / "metrics.jsonl"
+        if metrics.is_file():
+            for line in metrics.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                    step = int(record["step"])
+                    loss, lr = float(record["loss"]), float(record["lr"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a crash
+                if step > up_to_step:
+                    continue
+                if math.isfinite(loss):
+                    self._append("train_loss", step, loss)
+                self._append("lr", step, lr)
+        history_file = run_dir / "history.json"
+        try:
+            history = json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else {}
+        except (OSError, json.JSONDecodeError):
+            history = {}
+        if history.get("initial"):
+            self._add_eval(0, history["initial"], 0)
+        for i, epoch in enumerate(history.get("epoch", [])):
+            values = {
+                key: history[key][i] for key in history.get("val_keys", []) if i < len(history.get(key, []))
+            }
+            self._add_eval(int(epoch), values, int(epoch) * steps_per_epoch)
+        self._last_step = up_to_step
+        if self._dirty and not self._timer.isActive():
+            self._timer.start()
+
+    def redraw(self) -> None:
+        """Push the buffers of changed curves to pyqtgraph now (the timer calls this)."""
+        for key in self._dirty:
+            buffer, curve, plot = self.buffers[key], self._curves[key], self._curve_plot[key]
+            if curve not in plot.items and buffer.size:
+                plot.addItem(curve)  # adds the legend entry too
+            curve.setData(buffer.x, buffer.y)
+        self._dirty.clear()
+
+    # --- internals ---------------------------------------------------------------------------------
+    def _append(self, key: str, x: float, y: float) -> None:
+        self.buffers[key].append(float(x), float(y))
+        self._dirty.add(key)
+
+    def _add_eval(self, epoch: int, metrics: dict, step: int) -> None:
+        if metrics.get("val_mean_recall") is not None and not self._pairs:
+            self._pairs = True
+            self._set_metric_labels()
+        value = metrics.get("val_loss")
+        if value is not None and math.isfinite(value):
+            self._append("val_loss", step, value)
+        for key in EPOCH_METRICS:
+            value = metrics.get(key)
+            if value is not None and math.isfinite(value):
+                self._append(key, epoch, value)
+
+    def _set_metric_labels(self) -> None:
+        labels = {**EPOCH_METRICS, **(_PAIRS_LABELS if self._pairs else {})}
+        for key, label in labels.items():
+            self._curves[key].opts["name"] = label
+        self.metric_plot.setTitle(
+            "Validation retrieval (pairs)" if self._pairs else "Validation accuracy", color=TEXT, size="10pt"
+        )
+
+    def _on_timer_timeout(self) -> None:
+        if not self._dirty:
+            self._timer.stop()
+            return
+        self.redraw()

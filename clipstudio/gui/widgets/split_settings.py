@@ -1,0 +1,253 @@
+"""Split settings for training: val/test fractions, seed, k-fold and a patient (group) pattern.
+
+The values go to ``AppState.split_settings`` (the keys of ``DataConfig``) as soon as they are
+valid; "Apply" previews the resulting split sizes in a worker, with the same function training
+uses (``train_data.training_splits``), so the preview can't disagree with the run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from clipstudio.engine.data import Dataset
+
+GROUP_COUNT_DELAY_MS = 250
+
+
+def split_situation(dataset: Dataset | None) -> str:
+    """One sentence on which settings apply to this dataset's own splits."""
+    if dataset is None:
+        return "Open a dataset to preview its splits."
+    names = dataset.split_names()
+    if not names:
+        return (
+            "This dataset has no split folders: these settings decide which images train, "
+            "which validate and which are held out for testing."
+        )
+    listed = ", ".join(names)
+    if "val" in names:
+        return (
+            f"This dataset comes with its own splits ({listed}), so the fractions are not used; "
+            "the group pattern and k-fold still apply."
+        )
+    return (
+        f"This dataset comes with its own splits ({listed}) but no val split: the val fraction of "
+        "train is held out for validation; the test fraction is not used."
+    )
+
+
+def count_groups(dataset: Dataset, pattern: str) -> tuple[int, int]:
+    """(distinct groups, images whose file name matches) for a group regex; raises re.error."""
+    regex = re.compile(pattern)
+    groups: Counter[str] = Counter()
+    for sample in dataset.samples:
+        found = regex.search(sample.path.name)
+        if found:
+            groups[(found.group(1) if regex.groups else found.group(0)) or ""] += 1
+    return len(groups), sum(groups.values())
+
+
+def preview_splits(dataset: Dataset, settings: dict[str, Any]) -> dict[str, Any]:
+    """Split sizes (train, val, held out) and k-fold sizes training would use; runs in a worker."""
+    from clipstudio.engine.config import DataConfig
+    from clipstudio.engine.data.splits import apply_group_regex, kfold_indices
+    from clipstudio.engine.train_data import training_splits
+
+    if settings.get("group_regex"):
+        dataset = apply_group_regex(dataset, settings["group_regex"])
+    cfg = DataConfig(
+        val_fraction=settings["val_fraction"], test_fraction=settings["test_fraction"], seed=settings["seed"]
+    )
+    train, val = training_splits(dataset, cfg)
+    out: dict[str, Any] = {
+        "train": len(train),
+        "val": len(val),
+        "held_out": len(dataset) - len(train) - len(val),
+    }
+    k = settings.get("k_folds") or 0
+    if k:
+        out["folds"] = [len(held) for _, held in kfold_indices(dataset, k, seed=settings["seed"])]
+    return out
+
+
+class SplitSettingsPanel(QWidget):
+    """Edits ``AppState.split_settings``; ``apply_requested`` asks the screen to run the preview."""
+
+    settings_changed = Signal(dict)
+    apply_requested = Signal(dict)
+
+    def __init__(self, settings: dict[str, Any], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._dataset: Dataset | None = None
+        self.situation = QLabel(split_situation(None))
+        self.situation.setWordWrap(True)
+
+        self.val_fraction = QDoubleSpinBox()
+        self.test_fraction = QDoubleSpinBox()
+        for box in (self.val_fraction, self.test_fraction):
+            box.setRange(0.0, 0.9)
+            box.setSingleStep(0.05)
+            box.setDecimals(2)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.k_folds = QSpinBox()
+        self.k_folds.setRange(0, 20)
+        self.k_folds.setSpecialValueText("off")
+        self.k_folds.setToolTip("k-fold cross-validation: train k models, each validated on a different fold")
+        self.group_regex = QLineEdit()
+        self.group_regex.setPlaceholderText(r"e.g. ^(P\d+)_  (first capture group = patient id)")
+        self.group_regex.setToolTip(
+            "A regular expression searched in each file name; images with the same match (or first\n"
+            "capture group) are one patient and always stay in the same split."
+        )
+        self.group_info = QLabel()
+        self.group_info.setWordWrap(True)
+        self.error = QLabel()
+        self.error.setObjectName("error")
+        self.error.setStyleSheet("color: #b3261e;")
+        self.error.setWordWrap(True)
+        self.error.hide()
+
+        self.apply_button = QPushButton("Apply && preview")
+        self.apply_button.clicked.connect(self._on_apply_button_clicked)
+        self.apply_button.setEnabled(False)
+        self.result = QLabel()
+        self.result.setWordWrap(True)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
+        for box in (self.val_fraction, self.test_fraction, self.seed, self.k_folds):
+            box.setMinimumWidth(110)
+        self.group_regex.setMinimumWidth(320)
+        self.group_info.setMinimumWidth(320)
+        form.addRow("Validation fraction", self.val_fraction)
+        form.addRow("Test fraction", self.test_fraction)
+        form.addRow("Seed", self.seed)
+        form.addRow("k-fold (0 = off)", self.k_folds)
+        form.addRow("Patient / group pattern", self.group_regex)
+        form.addRow("", self.group_info)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.apply_button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.situation)
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addLayout(buttons)
+        layout.addWidget(self.result)
+        layout.addStretch(1)
+
+        self.set_settings(settings)
+        self._group_timer = QTimer(self)
+        self._group_timer.setSingleShot(True)
+        self._group_timer.setInterval(GROUP_COUNT_DELAY_MS)
+        self._group_timer.timeout.connect(self._update_groups)
+        for box in (self.val_fraction, self.test_fraction, self.seed, self.k_folds):
+            box.valueChanged.connect(self._on_value_changed)
+        self.group_regex.textChanged.connect(self._on_group_regex_text_changed)
+
+    # --- public ------------------------------------------------------------------------------------
+    def set_settings(self, settings: dict[str, Any]) -> None:
+        self.val_fraction.setValue(float(settings.get("val_fraction", 0.2)))
+        self.test_fraction.setValue(float(settings.get("test_fraction", 0.0)))
+        self.seed.setValue(int(settings.get("seed", 0)))
+        self.k_folds.setValue(int(settings.get("k_folds", 0) or 0))
+        self.group_regex.setText(settings.get("group_regex") or "")
+
+    def set_dataset(self, dataset: Dataset | None) -> None:
+        self._dataset = dataset
+        self.situation.setText(split_situation(dataset))
+        self.result.clear()
+        self._update_groups()
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "val_fraction": round(self.val_fraction.value(), 4),
+            "test_fraction": round(self.test_fraction.value(), 4),
+            "seed": self.seed.value(),
+            "group_regex": self.group_regex.text().strip() or None,
+            "k_folds": self.k_folds.value(),
+        }
+
+    def validation_error(self) -> str:
+        """The sentence explaining why the settings can't be used, or ""."""
+        s = self.settings()
+        if s["val_fraction"] + s["test_fraction"] >= 1:
+            return "Validation + test fractions must be below 1 to leave images for training."
+        if s["k_folds"] == 1:
+            return "k-fold needs k ≥ 2 (or 0 to turn it off)."
+        if s["group_regex"]:
+            try:
+                re.compile(s["group_regex"])
+            except re.error as exc:
+                return f"Invalid group pattern: {exc}."
+        return ""
+
+    def show_result(self, preview: dict[str, Any]) -> None:
+        text = (
+            f"Training uses <b>{preview['train']:,}</b> images, validation <b>{preview['val']:,}</b>, "
+            f"held out (test / unused) <b>{preview['held_out']:,}</b>."
+        )
+        if preview.get("folds"):
+            sizes = ", ".join(f"{n:,}" for n in preview["folds"])
+            text += f"<br>{len(preview['folds'])} folds, held-out images per fold: {sizes}."
+        self.result.setText(text)
+
+    def show_busy(self, busy: bool) -> None:
+        self.apply_button.setEnabled(not busy and self._dataset is not None and not self.validation_error())
+        if busy:
+            self.result.setText("Computing splits…")
+
+    # --- slots -------------------------------------------------------------------------------------
+    def _on_value_changed(self, *_args) -> None:
+        self._publish()
+
+    def _on_group_regex_text_changed(self, _text: str) -> None:
+        self._publish()
+        self._group_timer.start()
+
+    def _on_apply_button_clicked(self) -> None:
+        if not self.validation_error():
+            self.apply_requested.emit(self.settings())
+
+    def _publish(self) -> None:
+        message = self.validation_error()
+        self.error.setText(message)
+        self.error.setVisible(bool(message))
+        self.apply_button.setEnabled(not message and self._dataset is not None)
+        if not message:
+            self.settings_changed.emit(self.settings())
+
+    def _update_groups(self) -> None:
+        pattern = self.group_regex.text().strip()
+        if not pattern:
+            self.group_info.setText("No pattern: every image is its own group.")
+            return
+        if self._dataset is None:
+            self.group_info.setText("")
+            return
+        try:
+            n_groups, n_matched = count_groups(self._dataset, pattern)
+        except re.error:
+            self.group_info.setText("")  # the error line already says why
+            return
+        n = len(self._dataset)
+        unmatched = (
+            f"; {n - n_matched:,} file names don't match (each its own group)" if n_matched < n else ""
+        )
+        self.group_info.setText(f"{n_groups:,} groups found in {n_matched:,} of {n:,} images{unmatched}.")

@@ -1,0 +1,410 @@
+"""The training settings form, bound to ``TrainConfig``: presets, method, schedule, LoRA, early stopping.
+
+``set_config(cfg)`` fills the fields, ``to_config(base)`` returns a copy of ``base`` with the form's
+values, and ``problem()`` is the ConfigError sentence of the current values ("" when they are valid).
+Every tooltip says what the setting does and its default, in the words of ``engine/config.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from clipstudio.engine.config import DEFAULT_LEARNING_RATES, TrainConfig
+from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.paths import user_data_dir
+
+_D = TrainConfig()  # the documented defaults, quoted in the tooltips
+
+METHODS = {  # method -> (label, one-line explanation)
+    "full": ("Full fine-tune", "Both towers learn. Most flexible; needs the most images and memory."),
+    "lock_image": ("Lock image tower (LiT)", "The image encoder stays frozen; only the text side learns."),
+    "lock_text": ("Lock text tower", "The text encoder stays frozen; only the image side learns."),
+    "linear_probe": ("Linear probe", "Encoders frozen; trains one class head on their embeddings. Fast."),
+    "lora": ("LoRA adapters", "Small low-rank adapters on the attention layers; good for small datasets."),
+}
+AUGMENTATIONS = {
+    "none": "None",
+    "minimal": "Minimal (crop, flip)",
+    "standard": "Standard (+ colour, rotation)",
+}
+LOSSES = {"multi_positive": "Multi-positive (same class = positive)", "clip": "Plain CLIP (diagonal only)"}
+MONITORS = {"val_acc": "validation accuracy / recall", "val_loss": "validation loss"}
+
+CUSTOM = "Custom"
+PRESETS: dict[str, dict] = {
+    "Quick check (linear probe, 10 epochs)": {"method": "linear_probe", "epochs": 10, "learning_rate": None},
+    "Small dataset (LoRA, 10 epochs)": {"method": "lora", "epochs": 10, "learning_rate": None},
+    "Full fine-tune (5 epochs, lr 1e-5)": {"method": "full", "epochs": 5, "learning_rate": 1e-5},
+}
+
+_LR_TABLE = ", ".join(f"{m} {lr:g}" for m, lr in DEFAULT_LEARNING_RATES.items())
+TOOLTIPS = {
+    "preset": (
+        'Fill in a tested starting point; any change afterwards makes it "Custom". '
+        "Default: Custom (the documented defaults below)."
+    ),
+    "method": (
+        '"full": fine-tune both towers (contrastive). "lock_image" / "lock_text": LiT, one tower frozen. '
+        '"linear_probe": encoders frozen, a class head initialised from the prompt embeddings (class data '
+        'only). "lora": low-rank adapters on the attention layers, merged into the saved model. '
+        f"Default: {_D.method}."
+    ),
+    "epochs": f"Passes over the training images. Default: {_D.epochs}.",
+    "batch_size": f"Images per step (contrastive: also texts per step). Default: {_D.batch_size}.",
+    "learning_rate": (
+        "Step size of the optimizer. Leave blank for the method's default "
+        f"({_LR_TABLE}); small on purpose, so a few hundred images don't wipe out what the model knows."
+    ),
+    "warmup_steps": f"Optimizer steps of linear warm-up before the cosine decay. Default: {_D.warmup_steps}.",
+    "weight_decay": (
+        f"AdamW decoupled weight decay; never on biases, norms or temperature. Default: {_D.weight_decay:g}."
+    ),
+    "img_size": (
+        'Training image size in pixels. "model default": the model\'s own input size '
+        "(ViT models: must be left at the default). Default: model default."
+    ),
+    "augmentation": (
+        "Random changes to the training images: none, minimal, or standard (not used by the linear probe). "
+        f"Default: {_D.augmentation}."
+    ),
+    "amp": (
+        "Mixed precision: bf16 on CPU and recent GPUs, fp16 + loss scaling on older GPUs. Faster, less "
+        f"memory. Default: {'on' if _D.amp else 'off'}."
+    ),
+    "patience": (
+        "Stop when the validation metric has not improved for this many epochs. 0 = never stop early. "
+        "Default: off."
+    ),
+    "min_delta": (
+        "An epoch must beat the best by more than this to count as improving. "
+        f"Default: {_D.early_stopping.min_delta:g}."
+    ),
+    "monitor": (
+        '"val_acc": balanced accuracy for class data, mean recall (R@1/5/10, both directions) for image-text '
+        'pairs, higher is better. "val_loss": validation loss, lower is better. The same metric picks '
+        f"checkpoint_best. Default: {_D.early_stopping.monitor}."
+    ),
+    "k_folds": (
+        "k-fold cross-validation: train k models, each validated on a different fold, and report the mean. "
+        f"Off = one train/validation split. Default: off (k = {_D.cv.n_splits} when on)."
+    ),
+    "lora_rank": f"Rank r of each adapter (B @ A); 4-16 is typical. Default: {_D.lora.rank}.",
+    "lora_alpha": (
+        "Adapter output is scaled by alpha / rank: 8 / 8 = 1, as in CLIP-Finetune. "
+        f"Default: {_D.lora.alpha:g}."
+    ),
+    "lora_dropout": f"Dropout on the adapter input during training. Default: {_D.lora.dropout:g}.",
+    "loss": (
+        '"multi_positive": images sharing a class (or an identical caption) are positives of each other, '
+        f'not negatives. "clip": plain CLIP loss, only the diagonal is positive. Default: {_D.loss}.'
+    ),
+    "seed": (f"Data order, augmentation, text sampling and any random initialisation. Default: {_D.seed}."),
+    "output": (
+        "The run folder (config, checkpoints, history). Blank: <user data>/runs/<timestamp>-<method>. "
+        "Default: blank."
+    ),
+}
+
+
+def _combo(items: dict[str, str]) -> QComboBox:
+    box = QComboBox()
+    for value, label in items.items():
+        box.addItem(label, value)
+    return box
+
+
+def _spin(low: int, high: int, special: str = "") -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    if special:
+        box.setSpecialValueText(special)
+    return box
+
+
+def _double(low: float, high: float, decimals: int, step: float) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(low, high)
+    box.setDecimals(decimals)
+    box.setSingleStep(step)
+    return box
+
+
+def _select(box: QComboBox, value: str) -> None:
+    index = box.findData(value)
+    if index < 0:
+        raise ConfigError(f"{value!r} is not one of {[box.itemData(i) for i in range(box.count())]}.")
+    box.setCurrentIndex(index)
+
+
+class TrainForm(QWidget):
+    """The training settings. ``changed`` fires on every edit."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._applying = False
+        self.preset = QComboBox()
+        self.preset.addItems([*PRESETS, CUSTOM])
+        self.method = _combo({m: label for m, (label, _) in METHODS.items()})
+        self.method_help = QLabel()
+        self.method_help.setWordWrap(True)
+        self.method_help.setObjectName("hint")
+        self.epochs = _spin(1, 10_000)
+        self.batch_size = _spin(1, 4096)
+        self.learning_rate = QLineEdit()
+        self.warmup_steps = _spin(0, 1_000_000)
+        self.weight_decay = _double(0.0, 10.0, 4, 0.01)
+        self.img_size = _spin(0, 2048, "model default")
+        self.augmentation = _combo(AUGMENTATIONS)
+        self.amp = QCheckBox("Mixed precision (faster, less memory)")
+        self.patience = _spin(0, 1000, "off")
+        self.min_delta = _double(0.0, 1e6, 4, 0.001)
+        self.monitor = _combo(MONITORS)
+        self.k_folds = _spin(0, 20, "off")
+        self.lora_rank = _spin(0, 512)
+        self.lora_alpha = _double(0.0, 4096.0, 2, 1.0)
+        self.lora_dropout = _double(0.0, 0.99, 3, 0.01)
+        self.loss = _combo(LOSSES)
+        self.seed = _spin(0, 2**31 - 1)
+        self.output = QLineEdit()
+        self.output.setPlaceholderText(str(Path(user_data_dir()) / "runs" / "<date-time>-<method>"))
+        self.browse = QPushButton("Browse…")
+        self.browse.setToolTip("Choose the run folder (an empty or new folder).")
+        self.browse.clicked.connect(self._on_browse_clicked)
+
+        for name, tip in TOOLTIPS.items():
+            self.field(name).setToolTip(tip)
+
+        general = QFormLayout()
+        general.addRow("Preset", self.preset)
+        general.addRow("Method", self.method)
+        general.addRow("", self.method_help)
+        general.addRow("Epochs", self.epochs)
+        general.addRow("Batch size", self.batch_size)
+        general.addRow("Learning rate", self.learning_rate)
+        general.addRow("Warm-up steps", self.warmup_steps)
+        general.addRow("Weight decay", self.weight_decay)
+        general.addRow("Image size", self.img_size)
+        general.addRow("Augmentation", self.augmentation)
+        general.addRow("Loss", self.loss)
+        general.addRow("Seed", self.seed)
+        general.addRow("", self.amp)
+
+        self.lora_group = QGroupBox("LoRA")
+        lora = QFormLayout(self.lora_group)
+        lora.addRow("Rank", self.lora_rank)
+        lora.addRow("Alpha", self.lora_alpha)
+        lora.addRow("Dropout", self.lora_dropout)
+
+        stopping = QGroupBox("Early stopping and validation")
+        stop_form = QFormLayout(stopping)
+        stop_form.addRow("Patience (epochs)", self.patience)
+        stop_form.addRow("Min. improvement", self.min_delta)
+        stop_form.addRow("Monitor", self.monitor)
+        stop_form.addRow("Cross-validation folds", self.k_folds)
+
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.output, 1)
+        out_row.addWidget(self.browse)
+        output_box = QGroupBox("Output folder")
+        output_box.setLayout(out_row)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(general)
+        layout.addWidget(self.lora_group)
+        layout.addWidget(stopping)
+        layout.addWidget(output_box)
+        layout.addStretch(1)
+
+        self.set_config(TrainConfig())
+        self.preset.setCurrentText(CUSTOM)
+        self.preset.currentIndexChanged.connect(self._on_preset_current_index_changed)
+        self.method.currentIndexChanged.connect(self._on_method_current_index_changed)
+        for widget in self.fields().values():
+            signal = _change_signal(widget)
+            if signal is not None and widget is not self.preset:
+                signal.connect(self._on_field_changed)
+
+    # --- fields ------------------------------------------------------------------------------------
+    def fields(self) -> dict[str, QWidget]:
+        """Every input field by name (the keys of ``TOOLTIPS``)."""
+        return {name: self.field(name) for name in TOOLTIPS}
+
+    def field(self, name: str) -> QWidget:
+        return getattr(self, name)
+
+    # --- config binding ----------------------------------------------------------------------------
+    def set_config(self, cfg: TrainConfig) -> None:
+        """Show ``cfg``'s training settings in the form."""
+        self._applying = True
+        try:
+            _select(self.method, cfg.method)
+            self.epochs.setValue(cfg.epochs)
+            self.batch_size.setValue(cfg.batch_size)
+            self.learning_rate.setText("" if cfg.learning_rate is None else f"{cfg.learning_rate:g}")
+            self.warmup_steps.setValue(cfg.warmup_steps)
+            self.weight_decay.setValue(cfg.weight_decay)
+            self.img_size.setValue(cfg.img_size or 0)
+            _select(self.augmentation, cfg.augmentation)
+            self.amp.setChecked(cfg.amp)
+            self.patience.setValue(cfg.early_stopping.patience or 0)
+            self.min_delta.setValue(cfg.early_stopping.min_delta)
+            _select(self.monitor, cfg.early_stopping.monitor)
+            self.k_folds.setValue(cfg.cv.n_splits if cfg.cv.use_cv else 0)
+            self.lora_rank.setValue(cfg.lora.rank)
+            self.lora_alpha.setValue(cfg.lora.alpha)
+            self.lora_dropout.setValue(cfg.lora.dropout)
+            _select(self.loss, cfg.loss)
+            self.seed.setValue(cfg.seed)
+            self.output.setText(cfg.output)
+        finally:
+            self._applying = False
+        self._sync_preset()
+        self._update_method_help()
+        self.changed.emit()
+
+    def to_config(self, base: TrainConfig | None = None) -> TrainConfig:
+        """A copy of ``base`` (default: the defaults) with the form's values. Raises ConfigError on bad text."""
+        cfg = copy.deepcopy(base) if base is not None else TrainConfig()
+        cfg.method = self.method.currentData()
+        cfg.epochs = self.epochs.value()
+        cfg.batch_size = self.batch_size.value()
+        cfg.learning_rate = self._learning_rate()
+        cfg.warmup_steps = self.warmup_steps.value()
+        cfg.weight_decay = self.weight_decay.value()
+        cfg.img_size = self.img_size.value() or None
+        cfg.augmentation = self.augmentation.currentData()
+        cfg.amp = self.amp.isChecked()
+        cfg.early_stopping.patience = self.patience.value() or None
+        cfg.early_stopping.min_delta = self.min_delta.value()
+        cfg.early_stopping.monitor = self.monitor.currentData()
+        k = self.k_folds.value()
+        if k == 1:
+            raise ConfigError("Cross-validation needs at least 2 folds (or off).")
+        cfg.cv.use_cv = k >= 2
+        if k >= 2:
+            cfg.cv.n_splits = k
+        cfg.lora.rank = self.lora_rank.value()
+        cfg.lora.alpha = self.lora_alpha.value()
+        cfg.lora.dropout = self.lora_dropout.value()
+        cfg.loss = self.loss.currentData()
+        cfg.seed = self.seed.value()
+        cfg.output = self.output.text().strip()
+        return cfg
+
+    def problem(self, base: TrainConfig | None = None) -> str:
+        """The first invalid setting as one sentence, or "" when the form is valid."""
+        try:
+            self.to_config(base).validate()
+        except ConfigError as exc:
+            return str(exc)
+        return ""
+
+    def _learning_rate(self) -> float | None:
+        text = self.learning_rate.text().strip().replace(",", ".")
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(
+                f"Learning rate {text!r} is not a number (e.g. 1e-5), or leave it blank."
+            ) from None
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"Learning rate must be a positive number (got {text}).")
+        return value
+
+    # --- presets -----------------------------------------------------------------------------------
+    def apply_preset(self, name: str) -> None:
+        values = PRESETS.get(name)
+        if values is None:
+            return
+        self._applying = True
+        try:
+            _select(self.method, values["method"])
+            self.epochs.setValue(values["epochs"])
+            lr = values["learning_rate"]
+            self.learning_rate.setText("" if lr is None else f"{lr:g}")
+        finally:
+            self._applying = False
+        self._update_method_help()
+        self._sync_preset()
+        self.changed.emit()
+
+    def _matching_preset(self) -> str:
+        try:
+            lr = self._learning_rate()
+        except ConfigError:
+            return CUSTOM
+        for name, values in PRESETS.items():
+            if (
+                self.method.currentData() == values["method"]
+                and self.epochs.value() == values["epochs"]
+                and lr == values["learning_rate"]
+            ):
+                return name
+        return CUSTOM
+
+    def _sync_preset(self) -> None:
+        blocked = self.preset.blockSignals(True)
+        self.preset.setCurrentText(self._matching_preset())
+        self.preset.blockSignals(blocked)
+
+    # --- slots -------------------------------------------------------------------------------------
+    def _update_method_help(self) -> None:
+        method = self.method.currentData()
+        self.method_help.setText(METHODS[method][1])
+        self.learning_rate.setPlaceholderText(f"method default: {DEFAULT_LEARNING_RATES[method]:g}")
+        self.lora_group.setVisible(method == "lora")
+        self.augmentation.setEnabled(method != "linear_probe")
+
+    def _on_preset_current_index_changed(self, _index: int) -> None:
+        self.apply_preset(self.preset.currentText())
+
+    def _on_method_current_index_changed(self, _index: int) -> None:
+        self._update_method_help()
+
+    def _on_field_changed(self, *_args) -> None:
+        if self._applying:
+            return
+        self._sync_preset()
+        self.changed.emit()
+
+    def _on_browse_clicked(self) -> None:
+        start = self.output.text() or str(Path(user_data_dir()) / "runs")
+        folder = QFileDialog.getExistingDirectory(self, "Run folder", start)
+        if folder:
+            self.output.setText(folder)
+
+
+def _change_signal(widget: QWidget):
+    if isinstance(widget, QComboBox):
+        return widget.currentIndexChanged
+    if isinstance(widget, QSpinBox | QDoubleSpinBox):
+        return widget.valueChanged
+    if isinstance(widget, QLineEdit):
+        return widget.textChanged
+    if isinstance(widget, QCheckBox):
+        return widget.toggled
+    return None

@@ -1,0 +1,19 @@
+"""Double-click launcher for CLIP Studio (also the PyInstaller entry point of the windowed build)."""
+
+import os
+import sys
+
+# A windowed (no console) build has no stdout/stderr; transformers, tqdm and print() crash without them.
+if sys.stdout is None:
+    sys.stdout = open(os.devnull, "w", encoding="utf-8")  # kept open for the process lifetime
+if sys.stderr is None:
+    sys.stderr = open(os.devnull, "w", encoding="utf-8")
+
+if __name__ == "__main__":
+    import multiprocessing
+
+    multiprocessing.freeze_support()
+
+    from clipstudio.gui.app import main
+
+    sys.exit(main())

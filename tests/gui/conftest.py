@@ -1,0 +1,139 @@
+"""GUI test fixtures: isolated QSettings, a guard against threads left running, the main window.
+
+For screen tests:
+- ``main_window``: a shown ``MainWindow`` over a fresh ``AppState`` (``main_window.state``); screens by
+  key via ``main_window.screen_for("data")``; closed (after ``shutdown()``) at teardown.
+- ``app_state``: a fresh ``AppState`` on its own.
+- ``sample_dir``: the bundled chest X-ray sample (class folders ``normal/`` and ``pneumonia/``).
+- ``message_boxes``: QMessageBox never blocks; records each box shown. Set ``message_boxes.answer``
+  to what ``QMessageBox.question`` returns (default Yes).
+- ``worker_tracker``: every ``TaskWorker`` created during the test (autouse: a test that leaves one
+  running fails).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pytest
+import shiboken6
+from PySide6.QtCore import QCoreApplication, QSettings
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from clipstudio.engine.paths import samples_dir
+from clipstudio.gui.settings import APPLICATION, ORGANIZATION
+from clipstudio.gui.workers import TaskWorker
+
+THREAD_GRACE_S = 2.0
+
+
+class WorkerTracker:
+    """Remembers every TaskWorker built while it is installed."""
+
+    def __init__(self) -> None:
+        self.workers: list[TaskWorker] = []
+
+    def running(self) -> list[TaskWorker]:
+        return [w for w in self.workers if shiboken6.isValid(w) and w.isRunning()]
+
+    def wait_all(self, timeout_s: float) -> list[TaskWorker]:
+        """Let running workers finish (processing events meanwhile); returns those still running."""
+        deadline = time.monotonic() + timeout_s
+        while self.running() and time.monotonic() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.01)
+        return self.running()
+
+
+@pytest.fixture(autouse=True)
+def worker_tracker(monkeypatch, qapp):
+    """Fails the test if a TaskWorker it created is still running at teardown."""
+    tracker = WorkerTracker()
+    original_init = TaskWorker.__init__
+
+    def tracking_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        tracker.workers.append(self)
+
+    monkeypatch.setattr(TaskWorker, "__init__", tracking_init)
+    yield tracker
+    leaked = tracker.wait_all(THREAD_GRACE_S)
+    if leaked:
+        names = [w.name for w in leaked]
+        for worker in leaked:  # don't let the leak spill into the next test
+            worker.cancel()
+            worker.wait(10_000)
+        pytest.fail(f"test left worker thread(s) running: {names}; call shutdown() / cancel() and wait()")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_qsettings(tmp_path_factory, qapp):
+    """QSettings (window geometry, recent paths) go to a per-test folder, never the user's."""
+    folder = tmp_path_factory.mktemp("qsettings")
+    QCoreApplication.setOrganizationName(ORGANIZATION)
+    QCoreApplication.setApplicationName(APPLICATION)
+    for fmt in (QSettings.Format.IniFormat, QSettings.Format.NativeFormat):
+        for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+            QSettings.setPath(fmt, scope, str(folder))
+    return folder
+
+
+@dataclass
+class MessageBoxes:
+    """What the patched QMessageBox showed: (kind, text, details) per box."""
+
+    answer: QMessageBox.StandardButton = QMessageBox.StandardButton.Yes
+    shown: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def texts(self) -> list[str]:
+        return [text for _kind, text, _details in self.shown]
+
+
+@pytest.fixture
+def message_boxes(monkeypatch) -> MessageBoxes:
+    boxes = MessageBoxes()
+
+    def fake_exec(box):
+        boxes.shown.append(("exec", box.text(), box.detailedText()))
+        return QMessageBox.StandardButton.Ok
+
+    def static(kind, answer=None):
+        def fake(parent, title, text, *args, **kwargs):
+            boxes.shown.append((kind, text, ""))
+            return boxes.answer if answer is None else answer
+
+        return fake
+
+    monkeypatch.setattr(QMessageBox, "exec", fake_exec)
+    monkeypatch.setattr(QMessageBox, "question", static("question"))
+    for kind in ("information", "warning", "critical"):
+        monkeypatch.setattr(QMessageBox, kind, static(kind, QMessageBox.StandardButton.Ok))
+    monkeypatch.setattr(QMessageBox, "about", static("about", None))
+    return boxes
+
+
+@pytest.fixture
+def sample_dir():
+    return samples_dir() / "chest_xray"
+
+
+@pytest.fixture
+def app_state(qapp):
+    from clipstudio.gui.state import AppState
+
+    return AppState()
+
+
+@pytest.fixture
+def main_window(qtbot, app_state):
+    from clipstudio.gui.main_window import MainWindow
+
+    window = MainWindow(app_state, detect_device=False)
+    window.show()
+    qtbot.waitExposed(window)
+    yield window
+    window.shutdown()  # cancels and waits for every screen's workers, so close() won't ask
+    window.close()
+    window.deleteLater()
+    QApplication.processEvents()

@@ -1,0 +1,102 @@
+"""LivePlots: events fill growing buffers; the timer redraws; reset empties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clipstudio.engine.events import EvalEnded, StepEnded, TrainStarted
+from clipstudio.gui.widgets.live_plots import INITIAL_CAPACITY, LivePlots, SeriesBuffer
+
+
+def _step(step: int, loss: float = 1.0, lr: float = 1e-4) -> StepEnded:
+    return StepEnded(epoch=1, step=step, total_steps=10_000, loss=loss, lr=lr, images_per_s=50.0)
+
+
+@pytest.fixture
+def plots(qtbot):
+    widget = LivePlots()
+    qtbot.addWidget(widget)
+    return widget
+
+
+def test_buffer_growth_beyond_initial_capacity_keeps_every_point():
+    buffer = SeriesBuffer(capacity=4)
+    for i in range(1000):
+        buffer.append(i, i * 0.5)
+    assert buffer.size == 1000
+    assert buffer.capacity >= 1000
+    np.testing.assert_array_equal(buffer.x, np.arange(1000))
+    np.testing.assert_array_equal(buffer.y, np.arange(1000) * 0.5)
+
+
+def test_many_steps_all_reach_the_curves(plots, qtbot):
+    n = INITIAL_CAPACITY * 5 + 3
+    for i in range(1, n + 1):
+        plots.on_event(_step(i, loss=1.0 / i))
+    assert plots.buffers["train_loss"].size == n
+    assert plots.buffers["lr"].size == n
+    qtbot.waitUntil(lambda: not plots._dirty, timeout=5000)  # the redraw timer ran
+    x, y = plots._curves["train_loss"].getOriginalDataset()
+    assert len(x) == n
+    assert y[-1] == pytest.approx(1.0 / n)
+
+
+def test_epoch_zero_and_validation_points(plots):
+    plots.on_event(TrainStarted("run", "full", 2, 5, 10, 20, 5, "cpu"))
+    plots.on_event(
+        EvalEnded(epoch=0, metrics=(("val_loss", 2.0), ("val_acc", 0.5), ("val_balanced_acc", 0.4)))
+    )
+    for step in range(1, 6):
+        plots.on_event(_step(step))
+    plots.on_event(
+        EvalEnded(epoch=1, metrics=(("val_loss", 1.5), ("val_acc", 0.7), ("val_balanced_acc", 0.6)))
+    )
+    plots.redraw()
+    assert list(plots.buffers["val_acc"].x) == [0, 1]
+    assert list(plots.buffers["val_balanced_acc"].y) == pytest.approx([0.4, 0.6])
+    assert list(plots.buffers["val_loss"].x) == [0, 5]  # validation loss sits at the epoch's last step
+    assert plots.buffers["val_mean_recall"].size == 0
+    legend = [label.text for _sample, label in plots.metric_plot.legend.items]
+    assert legend == ["accuracy", "balanced accuracy"]
+
+
+def test_pairs_show_mean_recall(plots):
+    plots.on_event(EvalEnded(epoch=0, metrics=(("val_acc", 0.1), ("val_mean_recall", 0.3))))
+    plots.redraw()
+    assert plots.buffers["val_mean_recall"].size == 1
+    legend = [label.text for _sample, label in plots.metric_plot.legend.items]
+    assert "mean Recall@K" in legend
+
+
+def test_reset_empties_curves_and_legends(plots):
+    for step in range(1, 20):
+        plots.on_event(_step(step))
+    plots.on_event(EvalEnded(epoch=0, metrics=(("val_acc", 0.1),)))
+    plots.redraw()
+    plots.reset()
+    plots.redraw()
+    assert all(buffer.size == 0 for buffer in plots.buffers.values())
+    assert plots.loss_plot.legend.items == []
+    assert plots.metric_plot.legend.items == []
+
+
+def test_load_run_restores_past_curves(plots, tmp_path):
+    import json
+
+    lines = [
+        json.dumps({"epoch": 1, "step": s, "loss": 1.0, "lr": 1e-4, "images_per_s": 9.0}) for s in (2, 4, 6)
+    ]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n{broken", encoding="utf-8")
+    history = {
+        "epoch": [1],
+        "val_keys": ["val_loss", "val_acc"],
+        "val_loss": [0.9],
+        "val_acc": [0.6],
+        "initial": {"val_loss": 1.2, "val_acc": 0.3},
+    }
+    (tmp_path / "history.json").write_text(json.dumps(history), encoding="utf-8")
+    plots.load_run(tmp_path, steps_per_epoch=4, up_to_step=5)
+    assert list(plots.buffers["train_loss"].x) == [2, 4]
+    assert list(plots.buffers["val_acc"].x) == [0, 1]
+    assert list(plots.buffers["val_loss"].x) == [0, 4]

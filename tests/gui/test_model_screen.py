@@ -1,0 +1,115 @@
+"""The Model screen: loading a model folder, offline Hub ids, the device probe."""
+
+from __future__ import annotations
+
+import pytest
+
+from clipstudio.gui.screens.model_screen import ModelScreen
+from clipstudio.gui.state import AppState
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def state(qapp):
+    return AppState()
+
+
+@pytest.fixture
+def screen(qtbot, state):
+    widget = ModelScreen(state)
+    qtbot.addWidget(widget)
+    yield widget
+    widget.shutdown()
+    assert not widget.busy()
+
+
+def load_and_wait(qtbot, screen) -> bool:
+    with qtbot.waitSignal(screen.load_finished, timeout=WAIT_MS) as blocker:
+        screen.load()
+    return blocker.args[0]
+
+
+def test_builtin_is_preselected(screen):
+    assert screen.builtin_radio.isChecked()
+    assert screen.spec() == "builtin"
+    assert screen.load_button.isEnabled()
+
+
+def test_loading_a_model_folder_sets_the_app_model_and_shows_its_facts(qtbot, screen, state, tiny_clip_dir):
+    screen.set_spec(str(tiny_clip_dir))
+    assert screen.folder_radio.isChecked() and screen.spec() == str(tiny_clip_dir)
+
+    assert load_and_wait(qtbot, screen) is True
+
+    assert state.model is not None and state.model_spec == str(tiny_clip_dir)
+    info = {key: label.text() for key, label in screen.info_labels.items()}
+    assert info["kind"] == "Hugging Face CLIP"
+    assert info["embed_dim"] == "16"
+    assert info["max_text_tokens"] == "77"
+    assert info["runs_on"] == "CPU" or info["runs_on"].startswith("cuda")
+    assert len(info["fingerprint"]) == 12
+    assert not screen.load_progress.isVisibleTo(screen)
+
+
+def test_offline_hub_id_shows_the_engines_message(qtbot, screen, state, message_boxes):
+    screen.set_spec("someone/not-a-cached-model")
+    assert screen.hub_radio.isChecked()
+    assert load_and_wait(qtbot, screen) is False
+
+    assert state.model is None
+    assert len(message_boxes.shown) == 1
+    message = message_boxes.texts()[0]
+    assert "not in the local Hugging Face cache" in message
+    assert "built-in model" in message and "local model folder" in message
+    assert screen.load_status.text() == message
+
+
+def test_a_folder_without_a_model_is_explained(qtbot, screen, state, tmp_path, message_boxes):
+    screen.set_spec(str(tmp_path))
+    assert load_and_wait(qtbot, screen) is False
+
+    assert state.model is None
+    assert "is not a model folder" in message_boxes.texts()[0]
+
+
+def test_an_empty_choice_asks_for_a_model_without_loading(screen, state):
+    screen.hub_radio.setChecked(True)
+    screen.hub_combo.setEditText("")
+    screen.load()
+    assert not screen.busy()
+    assert "Choose a model first" in screen.load_status.text()
+
+
+def test_device_probe_reports_what_torch_sees(qtbot, screen):
+    import os
+
+    import torch
+
+    with qtbot.waitSignal(screen.probe_finished, timeout=WAIT_MS):
+        screen.probe()
+
+    labels = screen.device_labels
+    assert labels["cuda_available"].text() == f"<b>{torch.cuda.is_available()}</b>"
+    assert labels["cpu"].text() == f"CPU ({os.cpu_count()} cores)"
+    assert labels["torch"].text() == torch.__version__
+    devices = [screen.device_combo.itemData(i) for i in range(screen.device_combo.count())]
+    assert devices[:2] == ["auto", "cpu"]
+    assert len(devices) == 2 + torch.cuda.device_count() * torch.cuda.is_available()
+
+
+def test_showing_the_screen_probes_once(qtbot, screen):
+    with qtbot.waitSignal(screen.probe_finished, timeout=WAIT_MS):
+        screen.show()
+    first = screen._probe_worker
+    screen.hide()
+    screen.show()
+    assert screen._probe_worker is first
+
+
+def test_a_model_set_elsewhere_is_shown(screen, state, tiny_clip_dir):
+    from clipstudio.engine.models import load_model
+
+    state.set_model(load_model(str(tiny_clip_dir), device="cpu"), "my-run")
+    assert screen.info_labels["spec"].text() == "my-run"
+    assert screen.info_labels["embed_dim"].text() == "16"

@@ -1,0 +1,182 @@
+"""The Results screen: prediction grid, filters, confusion matrix, CSV export, and a run's before/after."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from clipstudio.gui.screens.results_screen import ResultsScreen
+from clipstudio.gui.state import AppState
+
+CLASSES = {"blue": 4, "green": 4, "red": 4}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_clip_dir):
+    from clipstudio.engine.models import load_model
+
+    return load_model(str(tiny_clip_dir), device="cpu")
+
+
+@pytest.fixture
+def state(make_class_folders, tmp_path, tiny_model):
+    from clipstudio.engine.data import load_dataset
+
+    root = make_class_folders(tmp_path / "data", CLASSES)
+    app_state = AppState()
+    app_state.set_dataset(load_dataset(root), str(root))
+    app_state.set_model(tiny_model, "tiny")
+    return app_state
+
+
+@pytest.fixture
+def screen(qtbot, state):
+    widget = ResultsScreen(state)
+    qtbot.addWidget(widget)
+    yield widget
+    widget.shutdown()
+    assert not widget.busy()
+
+
+def _evaluate(qtbot, screen):
+    with qtbot.waitSignal(screen.evaluated, timeout=30_000) as blocker:
+        screen.evaluate()
+    return blocker.args[0]
+
+
+def test_grid_shows_one_tile_per_image_with_verdicts(qtbot, screen):
+    result = _evaluate(qtbot, screen)
+    assert result.n == 12
+    assert "whole dataset" in screen.split_label.text()
+    tiles = screen.grid.visible_tiles()
+    assert len(tiles) == 12
+    assert sorted(t.path for t in tiles) == sorted(p["path"] for p in result.predictions)
+    assert all(t.correct == (t.true == t.pred) for t in tiles)
+    assert "Top 3" in tiles[0].tooltip and "%" in tiles[0].tooltip
+    assert screen.metrics_table.rowCount() == 3
+    assert "95% CI" in screen.summary_label.text()
+
+
+def test_thumbnails_decode_in_the_background(qtbot, screen):
+    _evaluate(qtbot, screen)
+    screen.resize(900, 600)
+    screen.show()
+    path = screen.grid.visible_tiles()[0].path
+    qtbot.waitUntil(lambda: screen.grid.loader.image(path) is not None, timeout=10_000)
+    assert not screen.grid.loader.image(path).isNull()
+
+
+def test_misclassified_filter_count_equals_confusion_off_diagonal(qtbot, screen):
+    result = _evaluate(qtbot, screen)
+    matrix = result.confusion_matrix
+    off_diagonal = sum(matrix[r][c] for r in range(3) for c in range(3) if r != c)
+    screen.misclassified_check.setChecked(True)
+    assert len(screen.grid.visible_tiles()) == off_diagonal
+    assert all(not t.correct for t in screen.grid.visible_tiles())
+    screen.misclassified_check.setChecked(False)
+    assert len(screen.grid.visible_tiles()) == 12
+
+
+def test_clicking_a_confusion_cell_filters_the_grid_and_again_clears(qtbot, screen):
+    result = _evaluate(qtbot, screen)
+    screen.resize(1200, 800)
+    screen.show()
+    qtbot.waitExposed(screen)
+    matrix = screen.matrix
+    row, col = next((r, c) for r in range(3) for c in range(3) if result.confusion_matrix[r][c])
+    centre = matrix.cell_rect(row, col).center()
+    qtbot.mouseClick(matrix, Qt.MouseButton.LeftButton, pos=QPoint(centre.x(), centre.y()))
+    tiles = screen.grid.visible_tiles()
+    assert len(tiles) == result.confusion_matrix[row][col]
+    names = result.class_names
+    assert all(t.true == names[row] and t.pred == names[col] for t in tiles)
+    assert names[row] in screen.cell_label.text()
+
+    qtbot.mouseClick(matrix, Qt.MouseButton.LeftButton, pos=QPoint(centre.x(), centre.y()))
+    assert len(screen.grid.visible_tiles()) == 12
+    assert matrix.selected_cell is None
+
+
+def test_class_filter_shows_only_that_true_class(qtbot, screen):
+    _evaluate(qtbot, screen)
+    screen.class_combo.setCurrentIndex(screen.class_combo.findData("green"))
+    tiles = screen.grid.visible_tiles()
+    assert len(tiles) == 4 and {t.true for t in tiles} == {"green"}
+
+
+def test_csv_export_lists_every_prediction(qtbot, screen, tmp_path):
+    result = _evaluate(qtbot, screen)
+    out = tmp_path / "export" / "predictions.csv"
+    assert screen.export_csv(str(out))
+    with open(out, encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 12
+    assert list(rows[0])[:6] == ["path", "true", "predicted", "correct", "top1_class", "top1_probability"]
+    by_path = {p["path"]: p for p in result.predictions}
+    for row in rows:
+        p = by_path[row["path"]]
+        assert (row["true"], row["predicted"]) == (p["true"], p["pred"])
+        assert row["correct"] == ("yes" if p["true"] == p["pred"] else "no")
+        assert row["top1_class"] == p["pred"]
+        assert float(row["top1_probability"]) == pytest.approx(p["topk"][0][1], abs=1e-6)
+    assert not list(out.parent.glob(".*.tmp"))  # written atomically, nothing left behind
+
+
+def test_without_dataset_the_screen_says_so(qtbot):
+    widget = ResultsScreen(AppState())
+    qtbot.addWidget(widget)
+    widget.evaluate()
+    assert "Open a dataset on the Data screen first" in widget.banner.label.text()
+    assert not widget.busy()
+    assert not widget.tabs.isTabEnabled(2)  # WiSE-FT needs a run
+    widget.shutdown()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_clip_dir):
+    """A one-epoch fine-tuning run of the tiny CLIP on three colour classes."""
+    from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
+    from clipstudio.engine.trainer import Trainer
+    from tests.fixtures_data import _PALETTE, write_png
+
+    root = tmp_path_factory.mktemp("results_run")
+    for c, name in enumerate(CLASSES):
+        for i in range(4):
+            write_png(root / "data" / name / f"{name}_{i}.png", tuple(v - 10 * i for v in _PALETTE[c]))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLIPSTUDIO_HOME", str(root / "home"))
+        mp.setenv("CLIPSTUDIO_CACHE_DIR", str(root / "home" / "cache"))
+        cfg = TrainConfig(
+            data=DataConfig(path=str(root / "data")),
+            model=ModelConfig(spec=str(tiny_clip_dir), device="cpu"),
+            output=str(root / "run"),
+            epochs=1,
+            batch_size=6,
+            learning_rate=1e-3,
+            warmup_steps=0,
+            amp=False,
+        )
+        assert Trainer(cfg).fit().status == "completed"
+    return root / "run"
+
+
+def test_run_before_after_and_wise_slider(qtbot, screen, state, run_dir):
+    state.set_run(str(run_dir))
+    screen.source_combo.setCurrentIndex(screen.source_combo.findData("run"))
+    assert screen.tabs.isTabEnabled(2)
+    after = _evaluate(qtbot, screen)
+    assert after.n == 12
+
+    with qtbot.waitSignal(screen.compared, timeout=60_000) as blocker:
+        screen.compare_before_after()
+    payload = blocker.args[0]
+    assert payload["after"]["accuracy"] == pytest.approx(after.accuracy)
+    assert screen.compare_table.rowCount() == 2 + 3
+    assert screen.compare_table.item(0, 3).text().endswith("pp")
+
+    with qtbot.waitSignal(screen.evaluated, timeout=60_000) as blocker:
+        screen.alpha_slider.setValue(0)
+    assert "α = 0.0" in screen.split_label.text()
+    assert blocker.args[0].accuracy == pytest.approx(payload["before"]["accuracy"])

@@ -1,0 +1,114 @@
+"""The Retrieval screen: text and image queries over the dataset, with any model."""
+
+from __future__ import annotations
+
+import pytest
+
+from clipstudio.gui.screens.retrieval_screen import RetrievalScreen
+from clipstudio.gui.state import AppState
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_clip_dir):
+    from clipstudio.engine.models import load_model
+
+    return load_model(str(tiny_clip_dir), device="cpu")
+
+
+@pytest.fixture
+def state(make_class_folders, tmp_path, tiny_model):
+    from clipstudio.engine.data import load_dataset
+
+    root = make_class_folders(tmp_path / "data", {"blue": 4, "green": 4, "red": 4})
+    app_state = AppState()
+    app_state.set_dataset(load_dataset(root), str(root))
+    app_state.set_model(tiny_model, "tiny")
+    return app_state
+
+
+@pytest.fixture
+def screen(qtbot, state):
+    widget = RetrievalScreen(state)
+    qtbot.addWidget(widget)
+    yield widget
+    widget.shutdown()
+    assert not widget.busy()
+
+
+def test_text_query_returns_k_images_and_repeat_queries_reuse_the_embeddings(qtbot, screen, monkeypatch):
+    from clipstudio.engine import embeddings
+
+    calls = []
+    real = embeddings.encode_image_files
+    monkeypatch.setattr(embeddings, "encode_image_files", lambda *a, **k: calls.append(1) or real(*a, **k))
+    screen.k_spin.setValue(5)
+    with qtbot.waitSignal(screen.searched, timeout=30_000) as blocker:
+        screen.search_text("a red square")
+    hits = blocker.args[0]
+    assert len(hits) == 5
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert len(screen.grid.visible_tiles()) == 5
+    assert screen.grid.visible_tiles()[0].lines[0].startswith("#1")
+
+    with qtbot.waitSignal(screen.searched, timeout=30_000) as blocker:
+        screen.search_text("a blue square")
+    assert len(blocker.args[0]) == 5
+    assert len(calls) == 1  # the gallery was encoded once
+
+
+def test_image_query_finds_itself_first(qtbot, screen, state):
+    query = str(state.dataset.samples[5].path)
+    with qtbot.waitSignal(screen.image_searched, timeout=30_000) as blocker:
+        screen.search_image(query)
+    image_hits, caption_hits = blocker.args
+    assert image_hits[0].path == query
+    assert image_hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert caption_hits == []  # class folders have no captions
+    assert screen.captions_box.isHidden()
+
+
+def test_image_query_on_captioned_data_lists_nearest_captions(
+    qtbot, make_clip_finetune, tmp_path, tiny_model
+):
+    from clipstudio.engine.data import load_dataset
+
+    root = make_clip_finetune(tmp_path / "pairs", {"train": 4, "val": 2})
+    app_state = AppState()
+    app_state.set_dataset(load_dataset(root), str(root))
+    app_state.set_model(tiny_model, "tiny")
+    widget = RetrievalScreen(app_state)
+    qtbot.addWidget(widget)
+    query = str(app_state.dataset.samples[0].path)
+    widget.k_spin.setValue(3)
+    with qtbot.waitSignal(widget.image_searched, timeout=30_000) as blocker:
+        widget.search_image(query)
+    image_hits, caption_hits = blocker.args
+    assert image_hits[0].path == query
+    assert len(caption_hits) == 3
+    assert widget.captions_table.rowCount() == 3
+    assert not widget.captions_box.isHidden()
+    widget.shutdown()
+
+
+def test_search_with_a_model_from_another_folder(qtbot, screen, tiny_clip_dir):
+    screen.add_model_folder(str(tiny_clip_dir))
+    with qtbot.waitSignal(screen.searched, timeout=60_000) as blocker:
+        screen.search_text("a green square")
+    assert len(blocker.args[0]) == 12
+    assert str(tiny_clip_dir) in screen.models
+
+
+def test_without_model_the_banner_offers_the_builtin_model(qtbot, make_class_folders, tmp_path):
+    from clipstudio.engine.data import load_dataset
+
+    root = make_class_folders(tmp_path / "data", {"a": 2, "b": 2})
+    app_state = AppState()
+    app_state.set_dataset(load_dataset(root), str(root))
+    widget = RetrievalScreen(app_state)
+    qtbot.addWidget(widget)
+    widget.search_text("anything")
+    assert not widget.busy()
+    assert not widget.banner.isHidden()
+    assert widget.banner.load_button.text() == "Load the built-in model"
+    assert not widget.banner.load_button.isHidden()
+    widget.shutdown()
