@@ -1,4 +1,8 @@
-"""Double-click launcher for CLIP Studio (also the PyInstaller entry point of the windowed build)."""
+"""Double-click launcher for CLIP Studio (also the PyInstaller entry point of the windowed build).
+
+    python main.py [DATASET]                   # open the window
+    python main.py --selftest [--report FILE]  # check this install offline, headless (see clipstudio.selftest)
+"""
 
 import os
 import sys
@@ -13,6 +17,12 @@ if __name__ == "__main__":
     import multiprocessing
 
     multiprocessing.freeze_support()
+
+    # Resources are found through sys._MEIPASS when frozen: see clipstudio.engine.paths.resources_dir.
+    if "--selftest" in sys.argv[1:]:
+        from clipstudio.selftest import main as selftest_main
+
+        sys.exit(selftest_main(sys.argv[1:]))
 
     from clipstudio.gui.app import main
 

@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"| {a['accuracy']:.3f} |")
     lines += ["", "## Commands", ""]
     for r in [*rows, medpix, *loss_rows]:
-        lines += [f"- {r['name']} {r['tag']}:", "  ```", *[f"  {c}" for c in r["commands"]], "  ```"]
+        cmds = [c.replace(str(DATASETS), "../shared/datasets") for c in r["commands"]]
+        lines += [f"- {r['name']} {r['tag']}:", "  ```", *[f"  {c}" for c in cmds], "  ```"]
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     return 0

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'clipstudio COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"clipstudio {__version__}")
+    parser.add_argument("--selftest", action="store_true",
+                        help="check this install offline and exit (same as 'clipstudio selftest')")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("inspect", help="check a dataset: counts, imbalance, unreadable files, duplicates, leakage")
@@ -83,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_parser(sub)
     _add_eval_parser(sub)
+
+    p = sub.add_parser("selftest", help="check this install offline: window, built-in model, zero-shot, training")
+    p.add_argument("--report", metavar="FILE", help="where to write the JSON report (default: app data folder)")
 
     p = sub.add_parser("demo", help="headless end-to-end run on the bundled sample with the built-in model")
     p.add_argument("--model", default="builtin", metavar="M", help="model to demo (default: builtin)")
@@ -287,18 +292,23 @@ def gui_unavailable_reason() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv:  # a bare `clipstudio` opens the window, where there is a screen to open it on
+    if argv is None and not sys.argv[1:]:
+        # A bare `clipstudio` typed or double-clicked opens the window where there is a screen for it.
+        # Only from the real command line: main([]) from code or tests prints the help, never a window.
         reason = gui_unavailable_reason()
         if not reason:
             from clipstudio.gui.app import main as gui_main
 
             return gui_main([])
-        parser.print_help()
-        print(f"\n{reason} Run 'clipstudio demo' for a headless end-to-end run on the bundled sample, "
-              "or 'clipstudio COMMAND --help' for a command's options.")
-        return EXIT_OK
+        # No screen (a server, CI, ssh): run the headless demo, the same end-to-end job without a window.
+        print(f"{reason} Running the headless demo instead ('clipstudio demo'); "
+              "'clipstudio --help' lists every command.\n", flush=True)
+        argv = ["demo"]
     args = parser.parse_args(argv)
+    if args.selftest or args.command == "selftest":
+        from clipstudio.selftest import run_selftest
+
+        return run_selftest(getattr(args, "report", None))
     if args.command is None:
         parser.print_help()
         return EXIT_OK

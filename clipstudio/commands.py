@@ -15,6 +15,9 @@ from clipstudio.engine.config import StudioConfig
 from clipstudio.engine.errors import ConfigError, DataError
 from clipstudio.engine.events import MessageLogged, ProgressUpdated
 
+# Wider confusion matrices wrap into noise in a terminal (5,000 classes would print 25 million cells).
+CONFUSION_MATRIX_MAX_CLASSES = 30
+
 
 def run(command: str, args: argparse.Namespace, cfg: StudioConfig) -> int:
     handler = {
@@ -244,6 +247,11 @@ def format_zero_shot(d: dict) -> str:
         m = d["per_class"][name]
         print(f"{name:<{width}}  {m['precision']:>9.3f}  {m['recall']:>6.3f}  {m['f1']:>5.3f}  {m['support']:>7}",
               file=out)
+    n_classes = len(d["classes"])
+    if n_classes > CONFUSION_MATRIX_MAX_CLASSES:
+        print(f"\nconfusion matrix: {n_classes} x {n_classes}, too wide to show here (it is in the --json output)",
+              file=out)
+        return out.getvalue().rstrip()
     print("\nconfusion matrix (rows: true, columns: predicted)", file=out)
     for name, row in zip(d["classes"], d["confusion_matrix"], strict=True):
         print(f"{name:<{width}}  " + " ".join(f"{v:>6}" for v in row), file=out)

@@ -13,6 +13,7 @@ checkpoint under ``<name>`` or ``<name>.old``; ``find_checkpoint`` looks in both
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from clipstudio.engine.atomic import atomic_write, atomic_write_json
@@ -43,7 +45,10 @@ def write_checkpoint_folder(final: str | os.PathLike, write: Callable[[Path], No
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     old = final.with_name(f"{final.name}.old")
-    _remove_tree(tmp)
+    # Left by a killed run (half written, or complete but never swapped in): never loaded, only
+    # taking disk space, which the copy about to be written may need.
+    for stale in final.parent.glob(f"{glob.escape(final.name)}.tmp-*"):
+        _remove_tree(stale)
     tmp.mkdir()
     try:
         write(tmp)
@@ -108,11 +113,14 @@ def load_train_state(folder: str | os.PathLike) -> dict[str, Any]:
     try:
         document = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
         tensors = load_file(str(folder / STATE_TENSORS)) if (folder / STATE_TENSORS).is_file() else {}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise ConfigError(f"{folder}: the training state can't be read ({exc}).") from None
     if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
         raise ConfigError(f"{folder / STATE_JSON}: unknown training-state format.")
-    return _unflatten(document["state"], tensors)
+    try:
+        return _unflatten(document["state"], tensors)
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{folder}: the training state is incomplete ({exc!r}).") from None
 
 
 def _flatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:

@@ -99,8 +99,14 @@ def load_config(cls: type[T], path: str | Path) -> T:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: can't read the config file ({exc.strerror or exc}).") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}).") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8 and try again.") from None
+    except (ValueError, RecursionError):  # an integer of thousands of digits, nesting thousands deep
+        raise ConfigError(f"{path}: not usable JSON.") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a JSON object.")
     return from_dict(cls, data, where=str(path))

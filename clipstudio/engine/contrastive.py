@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -36,6 +37,7 @@ from clipstudio.engine.train_data import (
     epoch_order,
     make_batch,
     micro_batches,
+    split_batch,
     text_rng,
     val_text_rng,
 )
@@ -70,6 +72,7 @@ class ContrastiveMethod:
     """Trains ``model`` in place with the contrastive loss; ``cfg.method`` decides what is frozen."""
 
     use_amp = True
+    min_batch_size = 2  # one image has no negatives: its contrastive loss and gradient are zero
 
     def __init__(
         self,
@@ -172,6 +175,12 @@ class ContrastiveMethod:
             )
 
         return Prefetcher(make, start, len(plan))
+
+    def split_batch(self, batch: Batch, size: int) -> list[Batch]:
+        return split_batch(batch, size)
+
+    def images_in(self, batch: Batch) -> int:
+        return batch.size
 
     def step_loss(self, batch: Batch) -> tuple[torch.Tensor, float, int]:
         device = self.model.device
@@ -289,7 +298,12 @@ class ContrastiveMethod:
         """Continue from a checkpoint's weights (the model must be the run's starting model, set up alike)."""
         device = self.model.device
         if self.adapters is not None:
-            state = load_file(str(checkpoint / ADAPTER_FILE))
+            try:
+                state = load_file(str(checkpoint / ADAPTER_FILE))
+            except (OSError, SafetensorError) as exc:
+                raise ModelError(
+                    f"{checkpoint / ADAPTER_FILE}: the LoRA weights can't be read ({exc})."
+                ) from None
             missing = set(self.adapters.trainable_state(self.module)) - set(state)
             if missing:
                 raise ModelError(f"{checkpoint}: the LoRA weights lack {sorted(missing)[:3]}.")

@@ -238,7 +238,10 @@ def encode_image_files(
                 if not batch_idx:
                     return
                 with torch.inference_mode():
-                    pixels = torch.cat(batch_pixels).to(model.device)
+                    pixels = torch.cat(batch_pixels)
+                    if model.device.type == "cuda":  # pinned: the copy overlaps the next batch's decode
+                        pixels = pixels.pin_memory()
+                    pixels = pixels.to(model.device, non_blocking=True)
                     emb = model.encode_images(pixels).detach().float().cpu().numpy()
                 emb = np.ascontiguousarray(emb, dtype=np.float32)
                 for i, row in zip(batch_idx, emb, strict=True):
@@ -345,3 +348,46 @@ def encode_texts(
             progress.update(start + len(batch))
     progress.update(len(texts), force=True)
     return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+
+class TextEmbeddingCache:
+    """L2-normalised text embeddings per (model fingerprint, text), in memory; thread-safe.
+
+    Re-scoring after a prompt edit then encodes only the edited texts: editing one template of 20
+    classes x 5 prompts encodes 20 texts, not 100. The least recently used texts are dropped
+    beyond ``max_texts``. Pass one to ``class_text_embeddings`` / ``compare_prompt_sets``.
+    """
+
+    def __init__(self, max_texts: int = 20_000) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.max_texts = max_texts
+        self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def encode(self, model: ImageTextModel, texts: list[str], *, batch_size: int = 256) -> np.ndarray:
+        """(N, D) float32 L2-normalised embeddings of ``texts``, encoding only those not cached."""
+        fingerprint = model.fingerprint()
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for text in texts:
+                vector = self._vectors.get((fingerprint, text))
+                if vector is not None:
+                    self._vectors.move_to_end((fingerprint, text))
+                    found[text] = vector
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            fresh = l2_normalise(encode_texts(model, missing, batch_size=batch_size))
+            with self._lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    found[text] = vector
+                    self._vectors[(fingerprint, text)] = vector
+                while len(self._vectors) > self.max_texts:
+                    self._vectors.popitem(last=False)
+        if not texts:
+            return np.zeros((0, model.embed_dim), dtype=np.float32)
+        return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)

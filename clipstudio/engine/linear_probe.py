@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from clipstudio.engine.atomic import atomic_write, atomic_write_json
@@ -56,7 +57,7 @@ def load_head(folder: Path) -> tuple[torch.Tensor, list[str], float]:
         weight = load_file(str(folder / HEAD_WEIGHTS))["weight"]
         names = [str(n) for n in info["class_names"]]
         scale = float(info["logit_scale"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise ModelError(f"{folder}: the linear-probe head can't be read ({exc}).") from None
     if weight.ndim != 2 or weight.shape[0] != len(names):
         raise ModelError(f"{folder}: the linear-probe head does not match its class names.")
@@ -67,6 +68,7 @@ class LinearProbeMethod:
     """Trains a (C, D) head on frozen, cached image embeddings."""
 
     use_amp = False  # one small matmul: nothing to gain
+    min_batch_size = 1
 
     def __init__(
         self,
@@ -158,6 +160,12 @@ class LinearProbeMethod:
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.logit_scale * x @ F.normalize(self.head, dim=-1).t()
+
+    def split_batch(self, rows: torch.Tensor, size: int) -> list[torch.Tensor]:
+        return list(rows.split(size))
+
+    def images_in(self, rows: torch.Tensor) -> int:
+        return len(rows)
 
     def step_loss(self, rows: torch.Tensor) -> tuple[torch.Tensor, float, int]:
         logits = self.logits(self._train_x[rows])

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clipstudio.engine.atomic import atomic_write_json
-from clipstudio.engine.embeddings import encode_texts, l2_normalise
+from clipstudio.engine.embeddings import TextEmbeddingCache, encode_texts, l2_normalise
 from clipstudio.engine.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def load_class_texts(path: str | os.PathLike) -> dict[str, list[str]]:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: can't read class texts ({exc.strerror or exc}).") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not UTF-8, malformed, or absurd numbers or nesting
         raise ConfigError(f"{path}: not valid JSON ({exc}).") from exc
     if not isinstance(raw, dict):
         raise ConfigError(
@@ -104,12 +104,23 @@ def save_class_texts(path: str | os.PathLike, texts: dict[str, list[str]]) -> No
 
 
 def class_text_embeddings(
-    model: ImageTextModel, class_names: list[str], prompts: PromptSet, *, batch_size: int = 256
+    model: ImageTextModel,
+    class_names: list[str],
+    prompts: PromptSet,
+    *,
+    batch_size: int = 256,
+    text_cache: TextEmbeddingCache | None = None,
 ) -> np.ndarray:
-    """(C, D) float32: per class, the renormalised mean of its L2-normalised text embeddings."""
+    """(C, D) float32: per class, the renormalised mean of its L2-normalised text embeddings.
+
+    ``text_cache``: encode only texts it doesn't hold yet (re-scoring after a prompt edit).
+    """
     per_class = [prompts.texts_for(name) for name in class_names]
     flat = [text for texts in per_class for text in texts]
-    emb = l2_normalise(encode_texts(model, flat, batch_size=batch_size))
+    if text_cache is not None:
+        emb = text_cache.encode(model, flat, batch_size=batch_size)
+    else:
+        emb = l2_normalise(encode_texts(model, flat, batch_size=batch_size))
     out = np.zeros((len(class_names), emb.shape[1]), dtype=np.float32)
     start = 0
     for c, texts in enumerate(per_class):
@@ -124,6 +135,8 @@ def compare_prompt_sets(
     class_names: list[str],
     model: ImageTextModel,
     prompt_sets: list[PromptSet],
+    *,
+    text_cache: TextEmbeddingCache | None = None,
 ) -> list[dict]:
     """Zero-shot accuracy of each prompt set on already-encoded images; only the texts are encoded.
 
@@ -137,7 +150,7 @@ def compare_prompt_sets(
         result = zero_shot_from_embeddings(
             image_embeddings,
             labels,
-            class_text_embeddings(model, class_names, prompt_set),
+            class_text_embeddings(model, class_names, prompt_set, text_cache=text_cache),
             class_names,
             logit_scale=model.logit_scale,
             n_bootstrap=0,

@@ -245,6 +245,21 @@ class Batch:
     size: int
 
 
+def split_batch(batch: Batch, size: int) -> list[Batch]:
+    """``batch`` in consecutive parts of at most ``size`` images (views, no copies)."""
+    if batch.size <= size:
+        return [batch]
+    return [
+        Batch(
+            pixels=batch.pixels[i : i + size],
+            tokens={k: v[i : i + size] for k, v in batch.tokens.items()},
+            keys=batch.keys[i : i + size],
+            size=min(size, batch.size - i),
+        )
+        for i in range(0, batch.size, size)
+    ]
+
+
 def make_batch(
     split: ImageSplit,
     rows: np.ndarray,

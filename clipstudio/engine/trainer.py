@@ -7,9 +7,17 @@ Events (``clipstudio.engine.events``): ProgressUpdated while images are decoded/
 TrainStarted, EvalEnded(epoch=0) for the starting model (not when resuming), per step StepEnded (throttled), per
 epoch EvalEnded, EpochEnded and CheckpointSaved, and always TrainEnded last. ``should_stop`` is
 checked after every optimizer step and every validation batch; stopping saves checkpoint_latest
-and ends with status "cancelled" (not an error). A non-finite loss ends with "failed" and keeps
-the last good checkpoint. Errors are raised after TrainEnded("failed"): ClipStudioError for
-what the user can fix (data, paths, settings), anything else is a bug.
+and ends with status "cancelled" (not an error). A non-finite loss (or, without loss scaling, a
+non-finite gradient norm) ends with "failed" and keeps the last good checkpoint. Errors are
+raised after TrainEnded("failed"): ClipStudioError for what the user can fix (data, paths,
+settings, a full disk: DiskFullError), anything else is a bug.
+
+GPU out of memory: a batch that runs the GPU out of memory is redone in halves, gradients
+accumulated, so it is still one optimizer step over the same images (the contrastive loss then
+sees the negatives of each half only). The halved size is kept for the rest of the run, recorded
+as ``batch_size_used`` in run.json and used again on resume; the data order, steps per epoch
+and learning-rate schedule stay those of ``cfg.batch_size``. At the method's smallest batch (2
+images contrastive, 1 for the linear probe) the run fails with a ConfigError.
 
 Cross-validation: pass ``train_indices``/``val_indices`` (sample indices of the dataset, e.g.
 from ``kfold_indices``) and an ``output`` per fold; the test split is then up to the caller.
@@ -17,6 +25,7 @@ from ``kfold_indices``) and an ``output`` per fold; the test split is then up to
 
 from __future__ import annotations
 
+import errno
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -69,6 +78,11 @@ from clipstudio.engine.train_setup import default_run_dir, training_device
 
 COMPLETED, CANCELLED, EARLY_STOPPED, FAILED = "completed", "cancelled", "early_stopped", "failed"
 _STEP_EVENT_INTERVAL_S = 0.1
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class DiskFullError(ClipStudioError):
+    """The disk holding the run folder is full; the run's last checkpoint is kept."""
 
 
 @dataclass
@@ -162,22 +176,46 @@ class Trainer:
             return self._fit()
         except Exception as exc:
             # The UI learns the run is over either way; the exception carries the details.
-            message = str(exc) if isinstance(exc, ClipStudioError) else f"Training failed: {exc!r}"
+            error = self._user_error(exc)
+            if error is not None or isinstance(exc, ClipStudioError):
+                message = str(error or exc)
+            else:
+                message = f"Training failed: {exc!r}"
             self._end(FAILED, message)
+            if error is not None:
+                raise error from exc
             raise
+
+    def _user_error(self, exc: Exception) -> ClipStudioError | None:
+        """The ClipStudioError a user-fixable OS or GPU failure stands for; None for anything else."""
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            where = self.run_dir or exc.filename or self.cfg.output
+            return DiskFullError(
+                f"The disk is full: can't write to {where}. Free some space, then resume the run; "
+                "its last checkpoint is kept."
+            )
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return ConfigError(
+                "The GPU ran out of memory outside a training batch; use a smaller model or img_size, "
+                'or train on the CPU (model.device "cpu").'
+            )
+        return None
 
     def _fit(self) -> TrainResult:
         cfg = self.cfg
         self.run_dir, resume = setup.prepare_run_dir(cfg)
         seed_everything(cfg.seed)
         device = setup.training_device(cfg)
+        resume_info = read_run_info(resume) if resume else None
         data = setup.load_training_data(
             cfg,
             self._dataset,
             train_indices=self._train_indices,
             val_indices=self._val_indices,
-            resume_info=read_run_info(resume) if resume else None,
+            resume_info=resume_info,
         )
+        # Images per forward pass: cfg.batch_size until the GPU runs out of memory (see the module docstring).
+        self.batch_used = min(cfg.batch_size, int((resume_info or {}).get("batch_size_used", cfg.batch_size)))
         for note in data.notes:
             self._log(note)
         model = (
@@ -208,7 +246,8 @@ class Trainer:
             raise ConfigError("Early stopping needs validation images; set data.val_fraction above 0.")
 
         save_config(setup.recorded_config(cfg, data), self.run_dir / CONFIG_FILE)
-        write_run_info(self.run_dir, setup.run_info(cfg, data, self.method))
+        self._run_info = setup.run_info(cfg, data, self.method) | {"batch_size_used": self.batch_used}
+        write_run_info(self.run_dir, self._run_info)
         setup.write_splits(self.run_dir / SPLITS_FILE, data, self.method)
         if hasattr(self.method, "save_base_model"):
             self.method.save_base_model(self.run_dir)
@@ -253,7 +292,8 @@ class Trainer:
             if outcome == FAILED:
                 return self._end(
                     FAILED,
-                    f"The training loss became NaN or infinite in epoch {epoch} (step {self.pos.step + 1}); "
+                    f"The training loss or its gradient became NaN or infinite in epoch {epoch} "
+                    f"(step {self.pos.step + 1}); "
                     "the last good checkpoint is kept. Try a lower learning rate or amp off.",
                 )
             metrics = self.method.evaluate(self.should_stop)
@@ -298,14 +338,10 @@ class Trainer:
                 group_end = min(n_batches, (pos.batch_pos // accum + 1) * accum)
                 group = group_end - pos.batch_pos
                 self.optimizer.zero_grad(set_to_none=True)
-                for _ in range(group):
-                    _, batch = next(stream)
-                    loss, acc, n = method.step_loss(batch)
-                    value = float(loss.detach())
-                    if not math.isfinite(value):
-                        return FAILED
-                    scaled = loss / group
-                    (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                stats = self._backward_group([next(stream)[1] for _ in range(group)])
+                if stats is None:
+                    return FAILED
+                for value, acc, n in stats:
                     pos.loss_sum += value * n
                     pos.acc_sum += acc * n
                     pos.seen += n
@@ -322,7 +358,10 @@ class Trainer:
                 if self.scaler:
                     self.scaler.unscale_(self.optimizer)
                 if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    # The scaler skips such steps itself; without it they would write NaN into the weights.
+                    if not self.scaler and not math.isfinite(float(norm)):
+                        return FAILED
                 if self.scaler:
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
@@ -348,6 +387,54 @@ class Trainer:
                 if self.should_stop():
                     return CANCELLED
         return None
+
+    def _backward_group(self, batches: list[Any]) -> list[tuple[float, float, int]] | None:
+        """Gradients of one optimizer step's batches; (loss, accuracy, images) per batch, None if a loss is not finite.
+
+        A GPU out-of-memory error redoes the whole group in halves (see the module docstring).
+        """
+        while True:
+            try:
+                return self._backward_parts(batches)
+            except torch.cuda.OutOfMemoryError:
+                pass  # handled below, outside the except block: its traceback pins the activations
+            self.optimizer.zero_grad(set_to_none=True)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            failed = min(self.batch_used, max(self.method.images_in(b) for b in batches))
+            smallest = getattr(self.method, "min_batch_size", 1)
+            if failed <= smallest:
+                raise ConfigError(
+                    f"The GPU ran out of memory even at batch size {failed}; use a smaller model or "
+                    'img_size, or train on the CPU (model.device "cpu").'
+                )
+            self.batch_used = max(smallest, failed // 2)
+            self._log(
+                f"GPU out of memory at batch size {failed}; retrying with {self.batch_used}.", "warning"
+            )
+            self._run_info["batch_size_used"] = self.batch_used
+            write_run_info(self.run_dir, self._run_info)
+
+    def _backward_parts(self, batches: list[Any]) -> list[tuple[float, float, int]] | None:
+        group, stats = len(batches), []
+        for batch in batches:
+            parts = self.method.split_batch(batch, self.batch_used)
+            total = self.method.images_in(batch)
+            loss_sum = acc_sum = 0.0
+            for part in parts:
+                loss, acc, n = self.method.step_loss(part)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    return None
+                scaled = loss / group if n == total else loss * (n / total) / group
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                loss_sum += value * n
+                acc_sum += acc * n
+            if len(parts) == 1:
+                stats.append((value, acc, total))
+            else:
+                stats.append((loss_sum / total, acc_sum / total, total))
+        return stats
 
     def _record_epoch(self, epoch: int, metrics: dict[str, float], seconds: float) -> bool:
         """Append the epoch to the history, emit EvalEnded/EpochEnded; True when the monitored metric improved."""
@@ -436,13 +523,19 @@ class Trainer:
                 f"{resume} was trained with method {state.get('method')!r}; resume it with that method."
             )
         self.method.load_weights(checkpoint)
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.method.load_extra_state(state.get("extra") or {})
-        self.pos = _Position(**state["position"])
-        self.history = state["history"]
-        restore_rng_state(state["rng"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scaler and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            self.method.load_extra_state(state.get("extra") or {})
+            self.pos = _Position(**state["position"])
+            self.history = state["history"]
+            restore_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ConfigError(
+                f"{checkpoint}: the training state is incomplete or does not fit this run ({exc!r}); "
+                "it can't be resumed."
+            ) from None
         truncate_metrics(self.run_dir, self.pos.step)
         self._log(f"Resuming {resume} at epoch {self.pos.epoch}, step {self.pos.step}.")
 
@@ -480,4 +573,4 @@ def _pairs(metrics: dict[str, float]) -> tuple[tuple[str, float], ...]:
     return tuple((k, float(v)) for k, v in metrics.items() if v is not None)
 
 
-__all__ = ["Trainer", "TrainResult", "default_run_dir", "is_run_folder", "training_device"]
+__all__ = ["DiskFullError", "Trainer", "TrainResult", "default_run_dir", "is_run_folder", "training_device"]

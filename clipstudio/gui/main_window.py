@@ -242,7 +242,10 @@ class MainWindow(QMainWindow):
     def show_about(self) -> None:
         samples = resources_dir() / "samples" / "ATTRIBUTION.md"
         model_readme = resources_dir() / "models" / "builtin" / "README.md"
-        link = lambda p, text: f'<a href="{QUrl.fromLocalFile(str(p)).toString()}">{html.escape(text)}</a>'  # noqa: E731
+
+        def link(path: Path, text: str) -> str:
+            return f'<a href="{QUrl.fromLocalFile(str(path)).toString()}">{html.escape(text)}</a>'
+
         QMessageBox.about(self, "About CLIP Studio", f"""
             <h3>CLIP Studio {html.escape(__version__)}</h3>
             <p>Adapt CLIP-style image-text models to your own medical images.<br>

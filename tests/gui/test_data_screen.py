@@ -242,3 +242,12 @@ def test_cancelling_the_health_check_keeps_the_dataset_open(
     assert len(state.dataset) == 4 and state.health is None
     assert not screen.busy() and not screen.progress_box.isVisibleTo(screen)
     assert screen.thumbnails.model.rowCount() == 4
+
+
+def test_first_run_offers_the_bundled_sample_in_one_click(qtbot, screen, state):
+    assert screen.pages.currentIndex() == 0 and screen.sample_button.isVisibleTo(screen)
+    with qtbot.waitSignal(screen.load_finished, timeout=WAIT_MS):
+        screen.sample_button.click()
+    assert state.dataset is not None and len(state.dataset) == 48
+    assert state.dataset.class_names == ["normal", "pneumonia"]
+    assert screen.pages.currentIndex() == 1

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
+from PySide6.QtWidgets import QApplication
 
 from clipstudio.engine.events import EvalEnded, StepEnded, TrainStarted
 from clipstudio.gui.widgets.live_plots import INITIAL_CAPACITY, LivePlots, SeriesBuffer
@@ -13,10 +16,19 @@ def _step(step: int, loss: float = 1.0, lr: float = 1e-4) -> StepEnded:
     return StepEnded(epoch=1, step=step, total_steps=10_000, loss=loss, lr=lr, images_per_s=50.0)
 
 
+@pytest.fixture(autouse=True)
+def _collect_on_gui_thread(qapp):
+    """Free this test's pyqtgraph/Qt reference cycles here, not in a later test's worker thread."""
+    yield
+    QApplication.processEvents()  # deliver deleteLater first
+    gc.collect()
+
+
 @pytest.fixture
 def plots(qtbot):
     widget = LivePlots()
     qtbot.addWidget(widget)
+    widget.show()
     return widget
 
 
@@ -67,6 +79,16 @@ def test_pairs_show_mean_recall(plots):
     assert plots.buffers["val_mean_recall"].size == 1
     legend = [label.text for _sample, label in plots.metric_plot.legend.items]
     assert "mean Recall@K" in legend
+
+
+def test_hidden_plots_redraw_when_shown_again(plots, qtbot):
+    plots.hide()
+    plots.on_event(_step(1))
+    qtbot.wait(3 * 200)
+    assert plots._dirty  # nothing drawn while hidden
+    plots.show()
+    qtbot.waitUntil(lambda: not plots._dirty, timeout=5000)
+    assert len(plots._curves["train_loss"].getOriginalDataset()[0]) == 1
 
 
 def test_reset_empties_curves_and_legends(plots):

@@ -273,14 +273,16 @@ def test_building_the_window_does_not_import_torch():
     assert out.stdout.strip().splitlines()[-1] == "[]", "a screen imports torch/transformers at import time"
 
 
-def test_bare_clipstudio_without_a_display_prints_help_and_the_demo_hint():
+def test_bare_clipstudio_without_a_display_runs_the_headless_demo(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env.update(CLIPSTUDIO_HOME=str(tmp_path), HF_HUB_OFFLINE="1")
     out = subprocess.run(
-        [sys.executable, "-m", "clipstudio"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+        [sys.executable, "-m", "clipstudio"], capture_output=True, text=True, env=env, cwd=REPO, timeout=600
     )
     assert out.returncode == 0, out.stderr
-    assert "usage: clipstudio" in out.stdout
-    assert "clipstudio demo" in out.stdout
+    assert "headless demo" in out.stdout
+    assert "Prompt sets compared" in out.stdout
+    assert (tmp_path / "demo" / "demo_report.json").is_file()
 
 
 def test_about_names_the_version_and_the_licences(main_window, message_boxes):
@@ -291,3 +293,15 @@ def test_about_names_the_version_and_the_licences(main_window, message_boxes):
     assert kind == "about"
     assert __version__ in text and "CC BY 4.0" in text and "Apache-2.0" in text
     assert "not for clinical diagnosis" in text
+
+
+def test_bare_clipstudio_with_a_display_opens_the_window(monkeypatch):
+    from clipstudio import cli
+    from clipstudio.gui import app as app_module
+
+    calls = []
+    monkeypatch.setattr(sys, "argv", ["clipstudio"])
+    monkeypatch.setattr(cli, "gui_unavailable_reason", lambda: "")
+    monkeypatch.setattr(app_module, "main", lambda argv=None: calls.append(argv) or 0)
+    assert cli.main() == 0
+    assert calls == [[]]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from clipstudio.engine.config import TrainConfig
 from clipstudio.engine.events import StepEnded
@@ -14,6 +16,14 @@ from clipstudio.gui.screens.train_screen import NO_DATASET, TrainScreen, resumab
 from clipstudio.gui.widgets.train_form import CUSTOM, PRESETS, TOOLTIPS, TrainForm
 
 RUN_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(autouse=True)
+def _collect_on_gui_thread(qapp):
+    """Free this test's pyqtgraph/Qt reference cycles here, not in a later test's worker thread."""
+    yield
+    QApplication.processEvents()  # deliver deleteLater first
+    gc.collect()
 
 
 @pytest.fixture

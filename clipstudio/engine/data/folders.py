@@ -37,14 +37,15 @@ def visible_subfolders(folder: Path) -> list[Path]:
 def iter_images(folder: Path, problems: list[Problem] | None = None) -> Iterator[str]:
     """Absolute, resolved paths of image files anywhere below ``folder``, hidden entries skipped.
 
-    Symlinked folders are followed once each (a loop can't recur); unreadable folders and broken
-    links are recorded in ``problems`` when given.
+    Symlinked folders are followed once each (a loop can't recur), and never up into the folders
+    holding ``folder``; unreadable folders and broken links are recorded in ``problems`` when given.
     """
     try:
         start = os.path.realpath(folder)
     except (OSError, ValueError):
         return
-    seen: set[tuple[int, int]] = set()
+    # A link back up to an ancestor (say, the dataset root) would walk the sibling class folders too.
+    seen = {key for key in map(_folder_key, Path(start).parents) if key is not None}
     stack = [start]
     while stack:
         directory = stack.pop()
@@ -93,10 +94,12 @@ def read_class_folders(folder: Path, source: Path | None = None) -> Dataset:
 
     found: list[tuple[str | None, str, list[str]]] = []
     for split, name, directory in class_dirs:
+        first_new = len(problems)
         images = list(iter_images(directory, problems))
         if images:
             found.append((split, name, images))
-        else:
+        elif not any(p.path == os.path.realpath(directory) for p in problems[first_new:]):
+            # (A class folder that can't be listed already has its one problem saying so.)
             problems.append(Problem(str(directory), "empty class folder (no images); not used as a class"))
 
     class_names = sorted({name for _, name, _ in found})
@@ -147,6 +150,14 @@ def _loose_images(folder: Path) -> list[str]:
             )
     except OSError:
         return []
+
+
+def _folder_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

@@ -51,6 +51,8 @@ def read_text(path: Path) -> str:
 def read_json(path: Path) -> object:
     """Parse a JSON file; malformed JSON is a DataError giving the line and column."""
     text = read_text(path)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty; expected JSON entries.")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -59,6 +61,8 @@ def read_json(path: Path) -> object:
         ) from None
     except RecursionError:
         raise DataError(f"{path}: not usable JSON (nested too deeply).") from None
+    except ValueError:  # Python refuses integers of more than 4,300 digits
+        raise DataError(f"{path}: not usable JSON (a number too long to read).") from None
 
 
 @dataclass(frozen=True)
@@ -306,6 +310,9 @@ def _add_jsonl(collector, path, resolver, split, image_key, caption_key) -> None
         except RecursionError:
             records.append((where, SkipEntry("not usable JSON (nested too deeply)")))
             continue
+        except ValueError:  # Python refuses integers of more than 4,300 digits
+            records.append((where, SkipEntry("not usable JSON (a number too long to read)")))
+            continue
         if isinstance(record, dict):
             found.update(dict.fromkeys(record))
         records.append((where, record))
@@ -405,7 +412,9 @@ def _optional_text(value: object) -> str | None:
 def _label_order(name: str) -> tuple[int, int, str]:
     # Numeric labels sort as numbers ("2" before "10"), after that by text.
     stripped = name.lstrip("-")
-    return (0, int(name), name) if stripped.isdigit() and stripped.isascii() else (1, 0, name)
+    if stripped.isdigit() and stripped.isascii() and len(stripped) <= 4000:  # int() refuses longer ones
+        return (0, int(name), name)
+    return (1, 0, name)
 
 
 def json_type_name(value: object) -> str:

@@ -69,6 +69,9 @@ def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
 
     Raises ModelError with one sentence naming the problem when the model can't be loaded.
     """
+    from clipstudio.engine.allocator import tune_malloc
+
+    tune_malloc()  # before the first large tensors; see allocator.py
     target = resolve_device(device)
     quiet_transformers()
     spec = str(spec).strip()

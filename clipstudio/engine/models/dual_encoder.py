@@ -260,8 +260,14 @@ class DualEncoderModel(TorchImageTextModel):
             text_normalize=bool(text_info.get("normalize", False)),
         )
         try:
-            module.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=True)
-        except (RuntimeError, OSError, SafetensorError) as exc:
+            state = load_file(str(folder / WEIGHTS_NAME))
+        except (OSError, SafetensorError) as exc:  # e.g. a pickle renamed to model.safetensors: never unpickled
+            raise ModelError(
+                f"{str(folder / WEIGHTS_NAME)!r} is not a readable safetensors file ({exc})."
+            ) from None
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
             raise ModelError(
                 f"Weights in {str(folder / WEIGHTS_NAME)!r} don't match its manifest: {exc}"
             ) from None

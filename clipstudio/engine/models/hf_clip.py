@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from clipstudio.engine.atomic import atomic_write_json
 from clipstudio.engine.errors import ModelError
@@ -54,12 +55,22 @@ class HFClipModel(TorchImageTextModel):
                 f"{str(folder)!r} has no preprocessor_config.json (the CLIP image preprocessing)."
             )
         try:
+            # SDPA attention (fused kernels on CPU and GPU); transformers 5 picks it by default, but
+            # an older config or version could otherwise fall back to the slower eager attention.
             model, info = CLIPModel.from_pretrained(
-                folder, use_safetensors=True, local_files_only=True, output_loading_info=True
+                folder,
+                use_safetensors=True,
+                local_files_only=True,
+                output_loading_info=True,
+                attn_implementation="sdpa",
             )
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             # The PIL backend: the default CLIPImageProcessor in transformers 5 needs torchvision.
             processor = CLIPImageProcessorPil.from_pretrained(folder, local_files_only=True)
+        except SafetensorError as exc:  # e.g. a pickle renamed to model.safetensors: never unpickled
+            raise ModelError(
+                f"{str(folder / 'model.safetensors')!r} is not a readable safetensors file ({exc})."
+            ) from None
         except (OSError, ValueError) as exc:
             raise ModelError(f"Can't load the CLIP model in {str(folder)!r}: {exc}") from None
         if info.get("missing_keys"):

@@ -190,8 +190,17 @@ class DataScreen(QWidget):
             "QLabel#dropZone { border: 2px dashed palette(mid); border-radius: 10px; padding: 40px;"
             " font-size: 15px; color: palette(placeholder-text); }"
         )
+        # First run: one click to a real dataset, so a new user sees every screen working at once.
+        self.sample_button = QPushButton("Try the bundled sample (48 chest X-rays, CC BY 4.0)")
+        self.sample_button.setToolTip("Open resources/samples/chest_xray: 24 normal and 24 pneumonia "
+                                      "paediatric chest X-rays from PneumoniaMNIST.")
+        self.sample_button.clicked.connect(self._on_sample_button_clicked)
+        empty_page = QWidget()
+        empty_layout = QVBoxLayout(empty_page)
+        empty_layout.addWidget(self.drop_hint, 1)
+        empty_layout.addWidget(self.sample_button, 0, Qt.AlignmentFlag.AlignHCenter)
         self.pages = QStackedWidget()
-        self.pages.addWidget(self.drop_hint)
+        self.pages.addWidget(empty_page)
         self.pages.addWidget(splitter)
 
         layout = QVBoxLayout(self)
@@ -315,6 +324,11 @@ class DataScreen(QWidget):
         self.load_finished.emit()
 
     # --- ui slots ------------------------------------------------------------------------------
+    def _on_sample_button_clicked(self) -> None:
+        from clipstudio.engine.paths import samples_dir
+
+        self.open_dataset(str(samples_dir() / "chest_xray"))
+
     def _on_open_folder_button_clicked(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open dataset folder", self._start_dir())
         if folder:

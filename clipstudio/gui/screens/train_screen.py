@@ -490,8 +490,11 @@ class TrainScreen(QWidget):
         self.form.setEnabled(not running)
         if problem:
             self._show_message(problem, error=problem != NO_DATASET)
-        elif self.message.property("error"):
-            self._show_message("")
+            self._problem_shown = problem
+        elif self._problem_shown and self.message.text() == self._problem_shown:
+            self._show_message("")  # the problem is fixed; leave other messages (e.g. Resume run…) be
+        if not problem:
+            self._problem_shown = ""
 
     def _show_message(self, text: str, error: bool = False) -> None:
         self.message.setText(text)

@@ -75,12 +75,13 @@ class LivePlots(pg.GraphicsLayoutWidget):
         self._dirty: set[str] = set()
         self._last_step = 0
         self._pairs = False
+        self._closed = False
 
         self.loss_plot = self._plot(0, "Loss", "optimizer step", "loss")
-        self.metric_plot = self._plot(1, "Validation", "epoch (0 = starting model)", "score")
+        self.metric_plot = self._plot(1, "Validation", "epoch (0 = starting model)", "score", legend="bottom")
         self.metric_plot.setYRange(0.0, 1.0, padding=0.05)
         self.metric_plot.enableAutoRange(axis="y", enable=False)
-        self.lr_plot = self._plot(2, "Learning rate", "optimizer step", "lr")
+        self.lr_plot = self._plot(2, "Learning rate", "optimizer step", "lr", legend=None)
         self.lr_plot.setXLink(self.loss_plot)
 
         self._add_curve("train_loss", self.loss_plot, "train", PLOT_COLOURS[0], symbol=None)
@@ -89,19 +90,25 @@ class LivePlots(pg.GraphicsLayoutWidget):
         for i, key in enumerate(EPOCH_METRICS):
             self._add_curve(key, self.metric_plot, EPOCH_METRICS[key], PLOT_COLOURS[(i + 3) % 7], symbol="o")
 
+        self._set_metric_labels()
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_INTERVAL_MS)
         self._timer.timeout.connect(self._on_timer_timeout)
 
     # --- construction ------------------------------------------------------------------------------
-    def _plot(self, row: int, title: str, x_label: str, y_label: str) -> pg.PlotItem:
+    def _plot(
+        self, row: int, title: str, x_label: str, y_label: str, legend: str | None = "top"
+    ) -> pg.PlotItem:
         plot = self.addPlot(row=row, col=0)
         plot.setTitle(title, color=TEXT, size="10pt")
         plot.setLabel("bottom", x_label, color=MUTED_TEXT)
         plot.setLabel("left", y_label, color=MUTED_TEXT)
         plot.setClipToView(True)
         plot.setDownsampling(auto=True, mode="peak")
-        plot.addLegend(offset=(-10, 10), labelTextColor=TEXT, brush=pg.mkBrush(255, 255, 255, 200))
+        if legend:
+            # Top right suits falling curves (loss); rising scores keep the bottom right free instead.
+            offset = (-10, 10) if legend == "top" else (-10, -10)
+            plot.addLegend(offset=offset, labelTextColor=TEXT, brush=pg.mkBrush(255, 255, 255, 200))
         for name in ("left", "bottom"):
             axis = plot.getAxis(name)
             axis.setPen(pg.mkPen(MUTED_TEXT))
@@ -189,7 +196,9 @@ class LivePlots(pg.GraphicsLayoutWidget):
 
     def redraw(self) -> None:
         """Push the buffers of changed curves to pyqtgraph now (the timer calls this)."""
-        for key in self._dirty:
+        if self._closed:  # pyqtgraph's close() deleted the plot items
+            return
+        for key in [k for k in self.buffers if k in self._dirty]:  # fixed order: stable legends
             buffer, curve, plot = self.buffers[key], self._curves[key], self._curve_plot[key]
             if curve not in plot.items and buffer.size:
                 plot.addItem(curve)  # adds the legend entry too
@@ -221,8 +230,18 @@ class LivePlots(pg.GraphicsLayoutWidget):
             "Validation retrieval (pairs)" if self._pairs else "Validation accuracy", color=TEXT, size="10pt"
         )
 
+    def close(self) -> bool:
+        self._closed = True
+        self._timer.stop()
+        return super().close()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._dirty and not self._timer.isActive():
+            self._timer.start()
+
     def _on_timer_timeout(self) -> None:
-        if not self._dirty:
+        if not self._dirty or not self.isVisible():  # hidden: showEvent restarts the timer
             self._timer.stop()
             return
         self.redraw()

@@ -377,7 +377,8 @@ class TrainForm(QWidget):
         self.method_help.setText(METHODS[method][1])
         self.learning_rate.setPlaceholderText(f"method default: {DEFAULT_LEARNING_RATES[method]:g}")
         self.lora_group.setVisible(method == "lora")
-        self.augmentation.setEnabled(method != "linear_probe")
+        self.augmentation.setEnabled(method != "linear_probe")  # the probe trains on fixed embeddings
+        self.amp.setEnabled(method != "linear_probe")
 
     def _on_preset_current_index_changed(self, _index: int) -> None:
         self.apply_preset(self.preset.currentText())
