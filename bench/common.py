@@ -46,6 +46,7 @@ def markdown_table(rows: list[dict], columns: list[str] = COLUMNS) -> str:
 # --- helpers for the suite (bench.run_all) ------------------------------------------------------
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+MODELS_ENV = "CLIPSTUDIO_BENCH_MODELS"
 
 
 def interleaved(candidates: dict, repeats: int, *, warmup: bool = True) -> dict[str, float]:
@@ -79,6 +80,11 @@ def build_clip(folder: Path, size: str) -> Path:
 
     from tests.fixtures_models import build_tiny_clip, write_clip_vocab
 
+    shared = os.environ.get(MODELS_ENV)
+    if shared:  # bench.run_all: build each size once per suite run, in its temporary folder
+        folder = Path(shared) / size
+        if (folder / "preprocessor_config.json").is_file():
+            return folder
     if size == "tiny":
         return build_tiny_clip(folder)
     write_clip_vocab(folder)

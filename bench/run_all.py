@@ -23,7 +23,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.common import OUT_ENV, markdown_table, out_dir
+from bench.common import MODELS_ENV, OUT_ENV, markdown_table, out_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="clipstudio-bench-") as tmp:
         env = dict(
             os.environ,
-            **{OUT_ENV: str(out)},
+            **{OUT_ENV: str(out), MODELS_ENV: str(Path(tmp) / "models")},
             CLIPSTUDIO_HOME=str(Path(tmp) / "home"),
             CLIPSTUDIO_CACHE_DIR=str(Path(tmp) / "cache"),
             QT_QPA_PLATFORM="offscreen",

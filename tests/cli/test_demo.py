@@ -24,4 +24,7 @@ def test_demo_runs_end_to_end_offline_and_writes_a_report(tmp_path):
     assert len(report["prompt_sets"]) == 3
     assert report["zero_shot"]["n"] == 48
     assert len(report["search"]["hits"]) == 5
+    probe = report["linear_probe"]
+    assert probe["status"] == "completed"
+    assert probe["val_balanced_acc_after"] >= probe["val_balanced_acc_before"]
     assert "Prompt sets compared" in proc.stdout

@@ -53,7 +53,8 @@ class ImageResolver:
                 f"refused: {value!r} points outside the dataset folder {self.root} "
                 "(allow paths outside the dataset root to use it)"
             )
-        raise SkipEntry(f"image not found: {value}")
+        # repr() for names holding line breaks or other control characters: the reason stays one line.
+        raise SkipEntry(f"image not found: {value if value.isprintable() else repr(value)}")
 
     def _lookup(self, candidate: str) -> Path | None | bool:
         """The file's resolved path, None when missing, False when outside the root and refused."""

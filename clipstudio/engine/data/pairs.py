@@ -435,7 +435,8 @@ def json_type_name(value: object) -> str:
 
 
 def _listing(names: Iterable[str], limit: int = 20) -> str:
-    names = [str(n) for n in names]
+    # repr() for names holding line breaks or other control characters: the message stays one line.
+    names = [str(n) if str(n).isprintable() else repr(str(n)) for n in names]
     if not names:
         return "none"
     more = f", … ({len(names) - limit} more)" if len(names) > limit else ""
