@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import build_clip, fmt_ratio, interleaved, machine, write_results
 from bench.bench_embedding import _image_paths
+from bench.common import build_clip, fmt_ratio, interleaved, machine, write_results
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -29,10 +29,15 @@ def run(quick: bool = False) -> list[dict]:
     from clipstudio.engine.embeddings import TextEmbeddingCache, encode_image_files, l2_normalise
     from clipstudio.engine.evaluate import zero_shot_from_embeddings
     from clipstudio.engine.models import load_model
-    from clipstudio.engine.prompts import DEFAULT_TEMPLATES, PromptSet, class_text_embeddings, compare_prompt_sets
+    from clipstudio.engine.prompts import (
+        DEFAULT_TEMPLATES,
+        PromptSet,
+        class_text_embeddings,
+        compare_prompt_sets,
+    )
 
     n_images, n_classes, n_templates = (1000, 20, 5) if quick else (10_000, 20, 5)
-    subset = 8 if quick else 32
+    subset = 8 if quick else 16
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         spec = str(build_clip(work / "clip", "tiny")) if quick else "builtin"
@@ -49,7 +54,14 @@ def run(quick: bool = False) -> list[dict]:
         edits = iter(range(10**6))
 
         text_cache = TextEmbeddingCache()
-        compare_prompt_sets(image_emb, labels, class_names, model, [PromptSet(name="start", templates=templates)], text_cache=text_cache)
+        compare_prompt_sets(
+            image_emb,
+            labels,
+            class_names,
+            model,
+            [PromptSet(name="start", templates=templates)],
+            text_cache=text_cache,
+        )
 
         def rescore_all() -> None:
             # Every prompt new (a fresh suffix each time): all 100 texts are encoded.
@@ -66,16 +78,16 @@ def run(quick: bool = False) -> list[dict]:
         def reencode_subset() -> None:
             encode_image_files(model, paths, cache=None, batch_size=subset)
 
-        times = interleaved(
-            {"edit": rescore_edit, "all": rescore_all, "subset": reencode_subset}, 3 if quick else 5
-        )
+        times = interleaved({"edit": rescore_edit, "all": rescore_all, "subset": reencode_subset}, 3)
         # The split of the re-score: texts vs. the scoring maths.
         prompts = PromptSet(name="split", templates=templates)
         t0 = time.perf_counter()
         class_emb = class_text_embeddings(model, class_names, prompts)
         t_text = time.perf_counter() - t0
         t0 = time.perf_counter()
-        zero_shot_from_embeddings(image_emb, labels, class_emb, class_names, logit_scale=model.logit_scale, n_bootstrap=0)
+        zero_shot_from_embeddings(
+            image_emb, labels, class_emb, class_names, logit_scale=model.logit_scale, n_bootstrap=0
+        )
         t_score = time.perf_counter() - t0
     baseline = times["subset"] / len(paths) * n_images
     ours = times["edit"]

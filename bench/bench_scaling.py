@@ -41,7 +41,7 @@ def measure(n: int, model, work: Path) -> dict[str, float]:
     decode_s = time.perf_counter() - t0
     assert len(decoded.indices) == n
     # CLIPSTUDIO_CACHE_DIR is `work` (see run): the trainer finds these images already decoded.
-    epoch_s, trained = trainer_epoch(model, dataset, folder, "full", 64, work / f"run_{n}")
+    epoch_s, trained = trainer_epoch(model, dataset, folder, "full", 64, work / f"run_{n}", whole_epoch=True)
     t0 = time.perf_counter()
     encoded = encode_image_files(model, paths, cache=EmbeddingCache(work / f"emb_{n}"), batch_size=256)
     embed_s = time.perf_counter() - t0
@@ -50,8 +50,13 @@ def measure(n: int, model, work: Path) -> dict[str, float]:
 
 
 def run(quick: bool = False, sizes: list[int] | None = None) -> list[dict]:
+    import torch
+
     from clipstudio.engine.models import load_model
 
+    # One intra-op thread: a tiny model's ops are too small to split, and on a shared CPU the second
+    # thread mostly waits for a core; the per-image overheads measured here are single-threaded anyway.
+    torch.set_num_threads(1)
     sizes = sizes or ([100, 300, 1000] if quick else [1000, 10_000, 50_000])
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,16 +66,22 @@ def run(quick: bool = False, sizes: list[int] | None = None) -> list[dict]:
         for n in sizes:
             results[n] = measure(n, model, work)
     rows = []
-    for key, what in (("decode", "image decode into the pixel cache"), ("epoch", "training epoch (tiny CLIP, batch 64)"),
-                      ("embed", "embedding-cache build (tiny CLIP)")):
+    for key, what in (
+        ("decode", "image decode into the pixel cache"),
+        ("epoch", "training epoch (tiny CLIP, batch 64)"),
+        ("embed", "embedding-cache build (tiny CLIP)"),
+    ):
         per_k = {n: results[n][key] / n * 1000 for n in sizes}
         spread = max(per_k.values()) / min(per_k.values())
         rows.append(
             {
-                "row": f"8 scaling: {what}, time per 1,000 images at N = " + " / ".join(f"{n:,}" for n in sizes),
+                "row": f"8 scaling: {what}, time per 1,000 images at N = "
+                + " / ".join(f"{n:,}" for n in sizes),
                 "baseline": f"N = {sizes[0]:,}: {per_k[sizes[0]]:.2f} s per 1k",
                 "ours": " / ".join(f"{per_k[n]:.2f}" for n in sizes)
-                + f" s per 1k (totals " + " / ".join(f"{results[n][key]:.1f}" for n in sizes) + " s)",
+                + " s per 1k (totals "
+                + " / ".join(f"{results[n][key]:.1f}" for n in sizes)
+                + " s)",
                 "ratio": f"largest/smallest per-1k {per_k[sizes[-1]] / per_k[sizes[0]]:.2f}",
                 "target": "linear in N (per-1k time flat)",
                 "machine": machine(),

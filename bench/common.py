@@ -97,9 +97,9 @@ def build_clip(folder: Path, size: str) -> Path:
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(
-        folder
-    )
+    CLIPImageProcessorPil(
+        size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}
+    ).save_pretrained(folder)
     return folder
 
 
@@ -115,7 +115,9 @@ def synthetic_class_folders(folder: Path, n: int, *, size: int = 32, classes: in
     for i in range(n):
         image = pixels[i % len(pixels)].copy()
         image[0, 0] = (i % 256, (i // 256) % 256, (i // 65536) % 256)  # every file distinct
-        Image.fromarray(image).save(folder / "train" / f"class_{i % classes}" / f"img_{i:06d}.png", compress_level=1)
+        Image.fromarray(image).save(
+            folder / "train" / f"class_{i % classes}" / f"img_{i:06d}.png", compress_level=1
+        )
     return folder
 
 

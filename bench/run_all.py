@@ -27,18 +27,23 @@ from bench.common import MODELS_ENV, OUT_ENV, markdown_table, out_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# (module, output name, the row numbers it produces): run in this order.
+# (module, output name, the row numbers it produces, extra arguments of the full run): in this order.
 SCRIPTS = [
-    ("bench.bench_training", "training", "1, issue 3"),
-    ("bench.bench_embedding", "embedding", "2"),
-    ("bench.bench_rescoring", "rescoring", "3"),
-    ("bench.bench_retrieval", "retrieval", "4"),
-    ("bench.bench_cold_start", "cold_start", "5"),
-    ("bench.bench_memory", "memory", "7"),
-    ("bench.bench_scaling", "scaling", "8"),
+    ("bench.bench_training", "training", "1, issue 3", []),
+    ("bench.bench_embedding", "embedding", "2", []),
+    ("bench.bench_rescoring", "rescoring", "3", []),
+    ("bench.bench_retrieval", "retrieval", "4", []),
+    ("bench.bench_cold_start", "cold_start", "5", []),
+    ("bench.bench_memory", "memory", "7", []),
+    # 1k/10k/50k (the script's default) alone takes ~10 min here; the suite's budget allows this much.
+    ("bench.bench_scaling", "scaling", "8", ["--sizes", "1000", "4000", "16000"]),
 ]
 # Outputs of scripts this suite does not run (too long, or owned elsewhere), reused when present.
-REUSED = [("gui_stall", "6 longest GUI-thread stall during training"), ("endurance", None), ("index_scale", None)]
+REUSED = [
+    ("gui_stall", "6 longest GUI-thread stall during training"),
+    ("endurance", None),
+    ("index_scale", None),
+]
 
 
 def _load_rows(path: Path) -> list[dict]:
@@ -74,9 +79,13 @@ def _reused_rows(name: str, default_row: str | None, search: list[Path]) -> list
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny models and sizes (~1-2 minutes): the CI smoke run")
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny models and sizes (~1-2 minutes): the CI smoke run"
+    )
     ap.add_argument("--out", default=None, help="output folder (default bench/out)")
-    ap.add_argument("--only", nargs="+", default=None, help="run only these output names, e.g. training retrieval")
+    ap.add_argument(
+        "--only", nargs="+", default=None, help="run only these output names, e.g. training retrieval"
+    )
     args = ap.parse_args(argv)
 
     out = Path(args.out).resolve() if args.out else out_dir()
@@ -95,13 +104,13 @@ def main(argv: list[str] | None = None) -> int:
             QT_QPA_PLATFORM="offscreen",
             PYTHONUNBUFFERED="1",
         )
-        for module, name, numbers in SCRIPTS:
+        for module, name, numbers, full_args in SCRIPTS:
             if args.only and name not in args.only:
                 continue
             print(f"== {module} (row {numbers}){' --quick' if args.quick else ''}", flush=True)
             (out / f"{name}.json").unlink(missing_ok=True)
             t0 = time.perf_counter()
-            cmd = [sys.executable, "-m", module, *(["--quick"] if args.quick else [])]
+            cmd = [sys.executable, "-m", module, *(["--quick"] if args.quick else full_args)]
             proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
             seconds = time.perf_counter() - t0
             scripts[name] = {"module": module, "seconds": round(seconds, 1), "returncode": proc.returncode}
@@ -113,10 +122,19 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 failed.append(name)
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-                print(f"   FAILED (exit {proc.returncode}) after {seconds:.0f} s:\n   " + "\n   ".join(tail), flush=True)
+                print(
+                    f"   FAILED (exit {proc.returncode}) after {seconds:.0f} s:\n   " + "\n   ".join(tail),
+                    flush=True,
+                )
                 rows.append(
-                    {"row": f"{numbers}: {module} failed", "baseline": "", "ours": (tail or [""])[-1],
-                     "ratio": "", "target": "", "machine": ""}
+                    {
+                        "row": f"{numbers}: {module} failed",
+                        "baseline": "",
+                        "ours": (tail or [""])[-1],
+                        "ratio": "",
+                        "target": "",
+                        "machine": "",
+                    }
                 )
     search = [out] if out == out_dir() else [out, out_dir()]
     for name, default_row in REUSED:

@@ -100,8 +100,9 @@ Invoke-Step "CLIP Studio and its dependencies (constrained to torch==$TorchVersi
 Invoke-Step "build tools (installer\requirements-build.txt)" {
     & $Py -m pip install --disable-pip-version-check -c installer\constraints.txt -r installer\requirements-build.txt
 }
-$Version = (& $Py -c "import clipstudio; print(clipstudio.__version__)").Trim()
+$Version = & $Py -c "import clipstudio; print(clipstudio.__version__)"
 if ($LASTEXITCODE -ne 0 -or -not $Version) { throw "Could not read clipstudio.__version__." }
+$Version = "$Version".Trim()
 Write-Host "== CLIP Studio $Version"
 
 # --- PyInstaller -------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-; Inno Setup 6 script: the CLIP Studio installer, from PyInstaller's dist\ClipStudio\ folder.
+; Inno Setup 6 script (6.3 or later: x64compatible): the CLIP Studio installer, from PyInstaller's dist\ClipStudio\ folder.
 ;
 ;   ISCC /DAppVersion=0.1.0 installer\clipstudio.iss          (installer\build.ps1 does this)
 ;
@@ -92,12 +92,12 @@ Type: dirifempty; Name: "{app}"
 // The user's own work - training runs, embedding and image caches, logs, the self-test report - lives in
 // %LOCALAPPDATA%\ClipStudio (clipstudio.engine.paths.user_data_dir), the window's settings in
 // %APPDATA%\CLIP Studio. Keep both unless the user says otherwise; a silent uninstall keeps them.
-function UserDataDir(): String;
+function UserDataDir: String;
 begin
   Result := ExpandConstant('{localappdata}\ClipStudio');
 end;
 
-function SettingsDir(): String;
+function SettingsDir: String;
 begin
   Result := ExpandConstant('{userappdata}\CLIP Studio');
 end;
@@ -106,19 +106,19 @@ procedure CurUninstallStepChanged(CurUninstallStep: TUninstallStep);
 begin
   if CurUninstallStep <> usPostUninstall then
     Exit;
-  if UninstallSilent() or not (DirExists(UserDataDir()) or DirExists(SettingsDir())) then
+  if UninstallSilent or not (DirExists(UserDataDir) or DirExists(SettingsDir)) then
     Exit;
   if MsgBox('Also delete your CLIP Studio data?' + #13#10 + #13#10 +
             'This removes your training runs, caches and logs in' + #13#10 +
-            '  ' + UserDataDir() + #13#10 +
+            '  ' + UserDataDir + #13#10 +
             'and the window settings in' + #13#10 +
-            '  ' + SettingsDir() + #13#10 + #13#10 +
+            '  ' + SettingsDir + #13#10 + #13#10 +
             'Choose No to keep them (for example, to reinstall later).',
             mbConfirmation, MB_YESNO or MB_DEFBUTTON2) = IDYES then
   begin
-    if DirExists(UserDataDir()) and not DelTree(UserDataDir(), True, True, True) then
-      MsgBox('Some files in ' + UserDataDir() + ' could not be deleted; remove them by hand.', mbError, MB_OK);
-    if DirExists(SettingsDir()) then
-      DelTree(SettingsDir(), True, True, True);
+    if DirExists(UserDataDir) and not DelTree(UserDataDir, True, True, True) then
+      MsgBox('Some files in ' + UserDataDir + ' could not be deleted; remove them by hand.', mbError, MB_OK);
+    if DirExists(SettingsDir) then
+      DelTree(SettingsDir, True, True, True);
   end;
 end;

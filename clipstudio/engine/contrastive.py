@@ -256,6 +256,7 @@ class ContrastiveMethod:
             self.texts.class_names,
             logit_scale=self.model.logit_scale,
             n_bootstrap=0,
+            with_predictions=False,
         )
         return {
             "val_loss": self._val_loss(image_emb, text_emb, self.texts),

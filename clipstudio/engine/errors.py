@@ -21,3 +21,7 @@ class ModelError(ClipStudioError):
 
 class ConfigError(ClipStudioError):
     """A config file or argument is invalid."""
+
+
+class DiskFullError(ClipStudioError):
+    """The disk holding a run folder or cache is full; what was saved before is kept."""

@@ -181,7 +181,13 @@ class LinearProbeMethod:
             return None
         weight = F.normalize(self.head.detach(), dim=-1).cpu().numpy()
         result = zero_shot_from_embeddings(
-            self.val_x, self.val_y, weight, self.class_names, logit_scale=self.logit_scale, n_bootstrap=0
+            self.val_x,
+            self.val_y,
+            weight,
+            self.class_names,
+            logit_scale=self.logit_scale,
+            n_bootstrap=0,
+            with_predictions=False,
         )
         with torch.no_grad():
             x = torch.from_numpy(self.val_x).to(self.head.device)

@@ -76,7 +76,9 @@ def load_class_texts(path: str | os.PathLike) -> dict[str, list[str]]:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: can't read class texts ({exc.strerror or exc}).") from exc
-    except (ValueError, RecursionError) as exc:  # not UTF-8, malformed, or absurd numbers or nesting
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8 and try again.") from None
+    except (ValueError, RecursionError) as exc:  # malformed, or absurd numbers or nesting
         raise ConfigError(f"{path}: not valid JSON ({exc}).") from exc
     if not isinstance(raw, dict):
         raise ConfigError(
@@ -154,6 +156,7 @@ def compare_prompt_sets(
             class_names,
             logit_scale=model.logit_scale,
             n_bootstrap=0,
+            with_predictions=False,
         )
         recall = {name: (m["recall"] if m["support"] else None) for name, m in result.per_class.items()}
         rows.append(

@@ -49,7 +49,7 @@ from clipstudio.engine.checkpoint import (
 )
 from clipstudio.engine.config import TrainConfig, save_config
 from clipstudio.engine.data.dataset import Dataset
-from clipstudio.engine.errors import ClipStudioError, ConfigError, DataError
+from clipstudio.engine.errors import ClipStudioError, ConfigError, DataError, DiskFullError
 from clipstudio.engine.events import (
     CheckpointSaved,
     EpochEnded,
@@ -79,10 +79,6 @@ from clipstudio.engine.train_setup import default_run_dir, training_device
 COMPLETED, CANCELLED, EARLY_STOPPED, FAILED = "completed", "cancelled", "early_stopped", "failed"
 _STEP_EVENT_INTERVAL_S = 0.1
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-class DiskFullError(ClipStudioError):
-    """The disk holding the run folder is full; the run's last checkpoint is kept."""
 
 
 @dataclass

@@ -10,7 +10,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = {"row", "baseline", "ours", "ratio", "target", "machine"}
 # Every row of issue 6's table plus issue 3's two benchmarks, by the start of the row text.
-EXPECTED_ROWS = ["1 ", "issue 3: Trainer vs seed loop", "issue 3: linear_probe", "2 ", "3 ", "4 ", "5 ", "6 ", "7 ", "8 "]
+EXPECTED_ROWS = [
+    "1 ",
+    "issue 3: Trainer vs seed loop",
+    "issue 3: linear_probe",
+    "2 ",
+    "3 ",
+    "4 ",
+    "5 ",
+    "6 ",
+    "7 ",
+    "8 ",
+]
 
 
 def test_quick_suite_writes_every_row(tmp_path):

@@ -282,7 +282,14 @@ def test_bare_clipstudio_without_a_display_runs_the_headless_demo(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "headless demo" in out.stdout
     assert "Prompt sets compared" in out.stdout
-    assert (tmp_path / "demo" / "demo_report.json").is_file()
+    report = json.loads((tmp_path / "demo" / "demo_report.json").read_text(encoding="utf-8"))
+    assert report["health"]["n_images"] == 48
+    assert report["health"]["classes"] == {"normal": 24, "pneumonia": 24}
+    assert len(report["prompt_sets"]) == 3 and report["zero_shot"]["n"] == 48
+    assert len(report["search"]["hits"]) == 5
+    probe = report["linear_probe"]
+    assert probe["status"] == "completed"
+    assert probe["val_balanced_acc_after"] >= probe["val_balanced_acc_before"]
 
 
 def test_about_names_the_version_and_the_licences(main_window, message_boxes):

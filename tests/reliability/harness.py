@@ -51,7 +51,9 @@ class Loaded:
     def problems_naming(self, path: str | Path) -> list[Problem]:
         """Health-report problems about ``path`` (a file, or ``file:line`` / ``file[i]`` prefix)."""
         path = str(path)
-        return [p for p in self.report.problems if p.path == path or p.path.startswith((path + ":", path + "["))]
+        return [
+            p for p in self.report.problems if p.path == path or p.path.startswith((path + ":", path + "["))
+        ]
 
 
 def tree_state(root: Path) -> dict[str, tuple[int, int, int]]:

@@ -45,7 +45,9 @@ class Case:
         if fmt == "json":
             text = json.dumps(everything, ensure_ascii=False, indent=1)
         elif fmt == "jsonl":
-            text = "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in everything)
+            text = "".join(
+                (r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in everything
+            )
         else:
             buffer = io.StringIO()
             writer = csv.writer(buffer)
@@ -81,34 +83,72 @@ def _where(path: Path, fmt: str, index: int) -> str:
 
 SKIPPED: dict[str, tuple[str, Callable[[Case], list], str]] = {
     # id: (format, the bad rows appended to the good ones, the reason given for the first bad row)
-    "jsonl_malformed_line": ("jsonl", lambda c: ['{"file_name": "images/a_0.png", "text": '], "not valid JSON"),
+    "jsonl_malformed_line": (
+        "jsonl",
+        lambda c: ['{"file_name": "images/a_0.png", "text": '],
+        "not valid JSON",
+    ),
     "jsonl_number_of_4301_digits": (
-        "jsonl", lambda c: ['{"file_name": "images/a_0.png", "label": ' + "9" * 4301 + "}"], "a number too long to read"
+        "jsonl",
+        lambda c: ['{"file_name": "images/a_0.png", "label": ' + "9" * 4301 + "}"],
+        "a number too long to read",
     ),
     "jsonl_nested_too_deep": ("jsonl", lambda c: ["[" * 100_000 + "]" * 100_000], "nested too deeply"),
     "json_entry_not_an_object": ("json", lambda c: ["images/a_0.png"], "expected an object, found text"),
     "json_image_is_a_number": (
-        "json", lambda c: [{"file_name": 7, "text": "x", "label": "a"}], "'file_name' is a number; expected a file path"
+        "json",
+        lambda c: [{"file_name": 7, "text": "x", "label": "a"}],
+        "'file_name' is a number; expected a file path",
     ),
     "jsonl_caption_is_a_number": (
-        "jsonl", lambda c: [{"file_name": "images/a_0.png", "text": 42, "label": "a"}], "'text' is a number"
+        "jsonl",
+        lambda c: [{"file_name": "images/a_0.png", "text": 42, "label": "a"}],
+        "'text' is a number",
     ),
     "jsonl_caption_is_an_object": (
-        "jsonl", lambda c: [{"file_name": "images/a_0.png", "text": {"en": "x"}, "label": "a"}], "'text' is an object"
+        "jsonl",
+        lambda c: [{"file_name": "images/a_0.png", "text": {"en": "x"}, "label": "a"}],
+        "'text' is an object",
     ),
     "json_label_is_a_list": (
-        "json", lambda c: [{"file_name": "images/a_0.png", "text": "x", "label": ["a"]}], "'label' is a list"
+        "json",
+        lambda c: [{"file_name": "images/a_0.png", "text": "x", "label": ["a"]}],
+        "'label' is a list",
     ),
-    "jsonl_missing_image_key": ("jsonl", lambda c: [{"text": "no file", "label": "a"}], "missing 'file_name'"),
-    "jsonl_missing_caption_key": ("jsonl", lambda c: [{"file_name": "images/a_0.png", "label": "a"}], "missing 'text'"),
-    "json_null_caption": ("json", lambda c: [{"file_name": "images/a_0.png", "text": None, "label": "a"}], "'text' is null"),
+    "jsonl_missing_image_key": (
+        "jsonl",
+        lambda c: [{"text": "no file", "label": "a"}],
+        "missing 'file_name'",
+    ),
+    "jsonl_missing_caption_key": (
+        "jsonl",
+        lambda c: [{"file_name": "images/a_0.png", "label": "a"}],
+        "missing 'text'",
+    ),
+    "json_null_caption": (
+        "json",
+        lambda c: [{"file_name": "images/a_0.png", "text": None, "label": "a"}],
+        "'text' is null",
+    ),
     "json_empty_caption_list": (
-        "json", lambda c: [{"file_name": "images/a_0.png", "text": [], "label": "a"}], "'text' is empty"
+        "json",
+        lambda c: [{"file_name": "images/a_0.png", "text": [], "label": "a"}],
+        "'text' is empty",
     ),
-    "csv_empty_caption": ("csv", lambda c: [{"file_name": "images/a_0.png", "text": "  ", "label": "a"}], "'text' is empty"),
-    "csv_empty_image_cell": ("csv", lambda c: [{"file_name": "", "text": "x", "label": "a"}], "'file_name' is empty"),
+    "csv_empty_caption": (
+        "csv",
+        lambda c: [{"file_name": "images/a_0.png", "text": "  ", "label": "a"}],
+        "'text' is empty",
+    ),
+    "csv_empty_image_cell": (
+        "csv",
+        lambda c: [{"file_name": "", "text": "x", "label": "a"}],
+        "'file_name' is empty",
+    ),
     "csv_missing_image_file": (
-        "csv", lambda c: [{"file_name": "images/nope.png", "text": "x", "label": "a"}], "image not found: images/nope.png"
+        "csv",
+        lambda c: [{"file_name": "images/nope.png", "text": "x", "label": "a"}],
+        "image not found: images/nope.png",
     ),
     "json_same_image_with_two_labels": (
         "json",
@@ -121,10 +161,14 @@ SKIPPED: dict[str, tuple[str, Callable[[Case], list], str]] = {
         "points outside the dataset folder",
     ),
     "csv_absolute_path_outside": (
-        "csv", lambda c: [{"file_name": str(c.outside / "secret.png"), "text": "x", "label": "a"}], "refused:"
+        "csv",
+        lambda c: [{"file_name": str(c.outside / "secret.png"), "text": "x", "label": "a"}],
+        "refused:",
     ),
     "json_relative_path_outside": (
-        "json", lambda c: [{"file_name": "../outside/secret.png", "text": "x", "label": "a"}], "refused:"
+        "json",
+        lambda c: [{"file_name": "../outside/secret.png", "text": "x", "label": "a"}],
+        "refused:",
     ),
     "jsonl_symlink_leading_outside": ("jsonl", lambda c: [_link_outside(c)], "refused:"),
 }
@@ -166,7 +210,9 @@ def test_byte_order_mark_is_read_as_utf8(case: Case, harness: Harness, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
-def test_caption_of_10k_characters_is_kept_whole_and_reported_over_the_token_limit(case: Case, harness: Harness, fmt):
+def test_caption_of_10k_characters_is_kept_whole_and_reported_over_the_token_limit(
+    case: Case, harness: Harness, fmt
+):
     long_caption = ("consolidation in the right lower lobe, " * 300)[:10_000].strip() + "."
     path = case.write(fmt, [{"file_name": "images/a_0.png", "text": long_caption, "label": "a"}])
 
@@ -181,7 +227,9 @@ def test_caption_of_10k_characters_is_kept_whole_and_reported_over_the_token_lim
 
 
 def test_same_image_listed_twice_merges_its_captions(case: Case, harness: Harness):
-    path = case.write("json", [{"file_name": "./images/a_0.png", "text": "the same image again", "label": "a"}])
+    path = case.write(
+        "json", [{"file_name": "./images/a_0.png", "text": "the same image again", "label": "a"}]
+    )
 
     loaded = harness.loads(path, watch=case.ds.parent)
 
@@ -195,7 +243,9 @@ def test_paths_outside_the_root_load_when_allowed(case: Case, harness: Harness, 
     target = str(case.outside / "secret.png") if where == "absolute" else "../outside/secret.png"
     path = case.write("csv", [{"file_name": target, "text": "kept", "label": "a"}])
 
-    loaded = harness.loads(path, watch=case.ds.parent, allow_outside_root=True, cli_args=("--allow-outside-root",))
+    loaded = harness.loads(
+        path, watch=case.ds.parent, allow_outside_root=True, cli_args=("--allow-outside-root",)
+    )
 
     assert loaded.report.problems == []
     assert (case.outside / "secret.png").resolve() in loaded.dataset.paths
@@ -206,32 +256,55 @@ def test_paths_outside_the_root_load_when_allowed(case: Case, harness: Harness, 
 
 REFUSED: dict[str, tuple[Callable[[Case], Path], str]] = {
     "json_malformed": (
-        lambda c: c.raw("ann.json", b'[\n {"file_name": "images/a_0.png", "text": "x"}\n {"file_name": "b"}\n]'),
+        lambda c: c.raw(
+            "ann.json", b'[\n {"file_name": "images/a_0.png", "text": "x"}\n {"file_name": "b"}\n]'
+        ),
         "not valid JSON at line 3, column 2",
     ),
     "json_empty_file": (lambda c: c.raw("ann.json", b""), "the file is empty"),
     "jsonl_empty_file": (lambda c: c.raw("ann.jsonl", b"\n\n"), "no entries found"),
     "csv_empty_file": (lambda c: c.raw("ann.csv", b""), "the file is empty"),
-    "json_latin1": (lambda c: c.write("json", [{"file_name": "images/a_0.png", "text": "Röntgen"}], encoding="latin-1"),
-                    "is not UTF-8 text"),
-    "jsonl_latin1": (lambda c: c.write("jsonl", [{"file_name": "images/a_0.png", "text": "Röntgen"}], encoding="latin-1"),
-                     "is not UTF-8 text"),
-    "csv_cp1252": (lambda c: c.write("csv", [{"file_name": "images/a_0.png", "text": "“quoted”"}], encoding="cp1252"),
-                   "is not UTF-8 text"),
+    "json_latin1": (
+        lambda c: c.write("json", [{"file_name": "images/a_0.png", "text": "Röntgen"}], encoding="latin-1"),
+        "is not UTF-8 text",
+    ),
+    "jsonl_latin1": (
+        lambda c: c.write("jsonl", [{"file_name": "images/a_0.png", "text": "Röntgen"}], encoding="latin-1"),
+        "is not UTF-8 text",
+    ),
+    "csv_cp1252": (
+        lambda c: c.write("csv", [{"file_name": "images/a_0.png", "text": "“quoted”"}], encoding="cp1252"),
+        "is not UTF-8 text",
+    ),
     "csv_utf16_excel_unicode_text": (lambda c: c.write("csv", [], encoding="utf-16"), "is not UTF-8 text"),
-    "json_top_level_number": (lambda c: c.raw("ann.json", b"42"), "expected a JSON list of entries or an object"),
-    "json_list_of_strings": (lambda c: c.raw("ann.json", b'["images/a_0.png"]'), "expected a list of objects"),
-    "json_nested_too_deep": (lambda c: c.raw("ann.json", b"[" * 100_000 + b"]" * 100_000), "nested too deeply"),
-    "json_number_of_4301_digits": (lambda c: c.raw("ann.json", b"[" + b"1" * 4301 + b"]"), "a number too long to read"),
+    "json_top_level_number": (
+        lambda c: c.raw("ann.json", b"42"),
+        "expected a JSON list of entries or an object",
+    ),
+    "json_list_of_strings": (
+        lambda c: c.raw("ann.json", b'["images/a_0.png"]'),
+        "expected a list of objects",
+    ),
+    "json_nested_too_deep": (
+        lambda c: c.raw("ann.json", b"[" * 100_000 + b"]" * 100_000),
+        "nested too deeply",
+    ),
+    "json_number_of_4301_digits": (
+        lambda c: c.raw("ann.json", b"[" + b"1" * 4301 + b"]"),
+        "a number too long to read",
+    ),
     "csv_no_image_column": (
         lambda c: c.raw("ann.csv", b"picture,text,label\nimages/a_0.png,x,a\n"),
         "no image file column; columns found: picture, text, label",
     ),
     "jsonl_no_caption_or_label": (
-        lambda c: c.raw("ann.jsonl", b'{"file_name": "images/a_0.png", "notes": "x"}\n'), "no caption or label key"
+        lambda c: c.raw("ann.jsonl", b'{"file_name": "images/a_0.png", "notes": "x"}\n'),
+        "no caption or label key",
     ),
     "json_every_path_outside": (
-        lambda c: c.raw("ann.json", json.dumps([{"file_name": "../../etc/passwd", "text": "x", "label": "a"}]).encode()),
+        lambda c: c.raw(
+            "ann.json", json.dumps([{"file_name": "../../etc/passwd", "text": "x", "label": "a"}]).encode()
+        ),
         "Paths outside the dataset folder are refused unless allowed",
     ),
 }
@@ -245,3 +318,32 @@ def test_unusable_annotation_file_is_refused_naming_it(case: Case, harness: Harn
 
     assert message.startswith(str(path))
     assert needle in message
+
+
+# --- the other files a user hands the CLI: a --config and --class-texts ----------------------------
+
+OTHER_FILES = {
+    "latin1": ('{"epochs": 2, "output": "Röntgen"}'.encode("latin-1"), "not UTF-8"),
+    "number_of_4301_digits": (b'{"epochs": ' + b"1" * 4301 + b"}", "not"),
+    "nested_too_deep": (b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "not"),
+    "malformed": (b'{"epochs": 2,}', "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("option", ["train --config", "zeroshot --class-texts"])
+@pytest.mark.parametrize(("content", "needle"), [pytest.param(*v, id=k) for k, v in OTHER_FILES.items()])
+def test_bad_config_or_class_texts_file_is_one_line_exit_2(
+    case: Case, harness: Harness, option, content, needle
+):
+    bad = case.raw("settings.json", content)
+    command, flag = option.split()
+    data = case.write("jsonl", [])
+    argv = ["train", "--data", data, flag, bad] if command == "train" else ["zeroshot", data, flag, bad]
+    if command == "zeroshot":
+        argv += ["--model", harness.model_dir, "--device", "cpu"]
+
+    run = harness.cli(*argv)
+
+    assert run.code == 2
+    errors = [line for line in run.err.splitlines() if line.startswith("clipstudio: error:")]
+    assert errors == run.err.splitlines()[-1:] and str(bad) in errors[0] and needle in errors[0]

@@ -158,7 +158,9 @@ def test_bad_image_is_skipped_with_one_message(tmp_path, monkeypatch, harness: H
 # case id -> (make the file in class folder ``a``, its upright (width, height))
 AWKWARD: dict[str, tuple[Callable[[Path], Path], tuple[int, int]]] = {
     "16_bit_grayscale": (
-        lambda d: _saved(d / "xray16.png", Image.fromarray(np.tile(np.arange(0, 4096, 512, dtype=np.uint16), (4, 1)))),
+        lambda d: _saved(
+            d / "xray16.png", Image.fromarray(np.tile(np.arange(0, 4096, 512, dtype=np.uint16), (4, 1)))
+        ),
         (8, 4),
     ),
     "cmyk_jpeg": (lambda d: _saved(d / "print.jpg", Image.new("CMYK", (16, 16), (0, 255, 255, 0))), (16, 16)),

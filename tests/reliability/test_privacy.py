@@ -30,9 +30,16 @@ REPO = PACKAGE.parent
 @pytest.mark.parametrize(
     "attempt",
     [
-        pytest.param(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).connect(("127.0.0.1", 9)), id="connect_localhost_9"),
-        pytest.param(lambda: socket.create_connection(("1.1.1.1", 443), timeout=1), id="create_connection_public_ip"),
-        pytest.param(lambda: socket.socket(socket.AF_INET6).connect(("2606:4700::1111", 443)), id="connect_ipv6"),
+        pytest.param(
+            lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).connect(("127.0.0.1", 9)),
+            id="connect_localhost_9",
+        ),
+        pytest.param(
+            lambda: socket.create_connection(("1.1.1.1", 443), timeout=1), id="create_connection_public_ip"
+        ),
+        pytest.param(
+            lambda: socket.socket(socket.AF_INET6).connect(("2606:4700::1111", 443)), id="connect_ipv6"
+        ),
         pytest.param(lambda: socket.getaddrinfo("huggingface.co", 443), id="dns_lookup"),
         pytest.param(lambda: urllib.request.urlopen("http://93.184.216.34/", timeout=1), id="urllib_http"),
     ],
@@ -69,7 +76,9 @@ def network_attempts(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", lambda sock, address: refuse(f"connect_ex {address!r}"))
-    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: refuse(f"create_connection {address!r}"))
+    monkeypatch.setattr(
+        socket, "create_connection", lambda address, *a, **k: refuse(f"create_connection {address!r}")
+    )
     monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: refuse(f"getaddrinfo {host!r}"))
     return attempts
 
@@ -154,7 +163,10 @@ _NETWORK_MODULES = ("requests", "urllib", "urllib3", "httpx", "http", "aiohttp",
 _ALLOWED = {
     ("clipstudio/engine/models/hub.py", "huggingface_hub"): "downloads the Hub model the user picked",
     ("clipstudio/selftest.py", "socket"): "installs a guard that refuses every connection",
-    ("clipstudio/gui/screens/model_screen.py", "huggingface_hub"): "try_to_load_from_cache: the local cache only",
+    (
+        "clipstudio/gui/screens/model_screen.py",
+        "huggingface_hub",
+    ): "try_to_load_from_cache: the local cache only",
 }
 
 
@@ -219,7 +231,9 @@ def app_log_file(tmp_path):
     logger.setLevel(level)
 
 
-def test_logs_hold_no_caption_text_or_image_contents(tmp_path, capsys, caplog, app_log_file, tiny_clip_dir):
+def test_logs_hold_no_caption_text_or_image_contents(
+    tmp_path, capsys, caplog, app_log_file, tiny_clip_dir, one_torch_thread
+):
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="clipstudio")
     ann = _marked_dataset(tmp_path / "data")
@@ -260,7 +274,9 @@ def test_no_log_call_passes_caption_variables():
                 continue
             if node.func.attr not in ("debug", "info", "warning", "error", "exception", "critical", "log"):
                 continue
-            if not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("log", "logger", "logging")):
+            if not (
+                isinstance(node.func.value, ast.Name) and node.func.value.id in ("log", "logger", "logging")
+            ):
                 continue
             names = {n.id for arg in node.args for n in ast.walk(arg) if isinstance(n, ast.Name)}
             names |= {n.attr for arg in node.args for n in ast.walk(arg) if isinstance(n, ast.Attribute)}

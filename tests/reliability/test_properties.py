@@ -38,13 +38,39 @@ def images(tmp_path_factory) -> Path:
 
 # Captions: any text a report can hold (unicode, newlines, quotes, commas, tabs, braces), non-blank.
 captions = st.text(
-    st.characters(blacklist_categories=("Cs",)) | st.sampled_from(list("\n\r\t,;\"'{}\\|")), min_size=1, max_size=80
+    st.characters(blacklist_categories=("Cs",)) | st.sampled_from(list("\n\r\t,;\"'{}\\|")),
+    min_size=1,
+    max_size=80,
 ).filter(lambda s: s.strip())
-extra_values = st.none() | st.booleans() | st.integers() | st.text(max_size=10) | st.lists(st.integers(), max_size=3)
-extra_keys = st.text(st.characters(whitelist_categories=("L", "N")) | st.just("_"), min_size=1, max_size=8).filter(
-    lambda k: k.strip().lower() not in {"img", "image", "file_name", "filepath", "file", "path", "caption", "text",
-                                        "title", "captions", "class_name", "label", "class", "group", "patient_id",
-                                        "patient", "case_id", "split"}  # fmt: skip
+extra_values = (
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10) | st.lists(st.integers(), max_size=3)
+)
+extra_keys = st.text(
+    st.characters(whitelist_categories=("L", "N")) | st.just("_"), min_size=1, max_size=8
+).filter(
+    lambda k: (
+        k.strip().lower()
+        not in {
+            "img",
+            "image",
+            "file_name",
+            "filepath",
+            "file",
+            "path",
+            "caption",
+            "text",
+            "title",
+            "captions",
+            "class_name",
+            "label",
+            "class",
+            "group",
+            "patient_id",
+            "patient",
+            "case_id",
+            "split",
+        }
+    )  # fmt: skip
 )
 
 
@@ -136,7 +162,9 @@ def test_garbage_either_loads_or_raises_a_data_error_naming_the_file(images, fmt
 # --- the prompt template formatter -------------------------------------------------------------
 
 no_placeholder = st.text(max_size=20).filter(lambda s: PLACEHOLDER not in s)
-class_names = st.text(max_size=20) | st.sampled_from(["{", "}", "{}", "{0}", "{class_name}", "{{x}}", "%s", "肺炎"])
+class_names = st.text(max_size=20) | st.sampled_from(
+    ["{", "}", "{}", "{0}", "{class_name}", "{{x}}", "%s", "肺炎"]
+)
 
 
 @FAST
@@ -225,7 +253,9 @@ def test_unknown_config_key_is_rejected_by_name(cls, data):
     document = to_dict(cls())
     section = data.draw(st.sampled_from([None, *_sections(cls)]), label="section")
     target = document if section is None else document[section]
-    key = data.draw(st.text(min_size=1, max_size=15).filter(lambda k: k not in target and k != "schema_version"))
+    key = data.draw(
+        st.text(min_size=1, max_size=15).filter(lambda k: k not in target and k != "schema_version")
+    )
     target[key] = data.draw(extra_values)
 
     with pytest.raises(ConfigError) as info:

@@ -127,7 +127,9 @@ def test_pickled_model_is_refused_by_the_cli_with_one_line(tmp_path, marker, cap
 
     err = capsys.readouterr().err
     assert code == 2
-    assert [line for line in err.splitlines() if line.startswith("clipstudio: error:")] == err.splitlines()[-1:]
+    assert [line for line in err.splitlines() if line.startswith("clipstudio: error:")] == err.splitlines()[
+        -1:
+    ]
     assert "is not a readable safetensors file" in err and "Traceback" not in err
     assert not marker.exists()
 
@@ -247,8 +249,11 @@ def test_the_scan_finds_the_known_call_sites():
 
 def test_trust_remote_code_is_never_set():
     offenders = [where for where, call in _calls() if _keyword(call, "trust_remote_code") is not None]
-    offenders += [where for where, call in _calls() if _name(call).endswith("from_pretrained")
-                  and any(k.arg is None for k in call.keywords)]  # **kwargs could smuggle it in
+    offenders += [
+        where
+        for where, call in _calls()
+        if _name(call).endswith("from_pretrained") and any(k.arg is None for k in call.keywords)
+    ]  # **kwargs could smuggle it in
     assert offenders == []
     assert not any("trust_remote_code" in p.read_text(encoding="utf-8") for p in PACKAGE.rglob("*.py"))
 
@@ -267,16 +272,34 @@ def test_from_pretrained_reads_local_files_only_and_models_as_safetensors():
 
 
 def test_torch_load_always_passes_weights_only():
-    offenders = [where for where, call in _calls()
-                 if _name(call) == "torch.load" and not _is_true(_keyword(call, "weights_only"))]
+    offenders = [
+        where
+        for where, call in _calls()
+        if _name(call) == "torch.load" and not _is_true(_keyword(call, "weights_only"))
+    ]
     assert offenders == []
 
 
 def test_nothing_in_the_package_unpickles():
-    risky = {"pickle.load", "pickle.loads", "pickle.Unpickler", "dill.load", "joblib.load", "marshal.loads",
-             "shelve.open", "torch.jit.load", "numpy.load", "np.load"}
-    offenders = [f"{where} {_name(call)}" for where, call in _calls()
-                 if _name(call) in risky and not (_name(call) in ("np.load", "numpy.load")
-                                                   and _keyword(call, "allow_pickle") is None)]
-    offenders += [f"{where} allow_pickle=True" for where, call in _calls() if _is_true(_keyword(call, "allow_pickle"))]
+    risky = {
+        "pickle.load",
+        "pickle.loads",
+        "pickle.Unpickler",
+        "dill.load",
+        "joblib.load",
+        "marshal.loads",
+        "shelve.open",
+        "torch.jit.load",
+        "numpy.load",
+        "np.load",
+    }
+    offenders = [
+        f"{where} {_name(call)}"
+        for where, call in _calls()
+        if _name(call) in risky
+        and not (_name(call) in ("np.load", "numpy.load") and _keyword(call, "allow_pickle") is None)
+    ]
+    offenders += [
+        f"{where} allow_pickle=True" for where, call in _calls() if _is_true(_keyword(call, "allow_pickle"))
+    ]
     assert offenders == []

@@ -94,7 +94,7 @@ class TorchImageTextModel(ImageTextModel):
 
     @property
     def inference_precision(self) -> str:
-        """"bf16" or "fp32": what ``encode_images`` / ``encode_texts`` compute in on the current device."""
+        """The precision ``encode_images`` / ``encode_texts`` compute in here: "bf16" or "fp32"."""
         # getattr: subclasses that don't call this __init__ still work (in fp32 unless the env says so).
         wanted = getattr(self, "bf16_inference", None)
         wanted = bf16_inference_default() if wanted is None else wanted
