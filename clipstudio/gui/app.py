@@ -70,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _windows_taskbar_identity()
     app = create_application(args.qt_args)
     uninstall_hooks = install_exception_hooks()
+    from clipstudio.gui.gc_policy import GuiThreadGarbageCollector
+
+    garbage_collector = GuiThreadGarbageCollector(app)  # never collect Qt objects in a worker thread
 
     from clipstudio.gui.main_window import MainWindow
     from clipstudio.gui.state import AppState
@@ -83,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = app.exec()
     finally:
         window.shutdown()  # closeEvent already did this, unless the app was quit another way
+        garbage_collector.stop()
         uninstall_hooks()
     log.info("CLIP Studio closed (exit code %d)", code)
     return code

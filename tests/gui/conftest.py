@@ -13,6 +13,7 @@ For screen tests:
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 
@@ -44,6 +45,22 @@ class WorkerTracker:
             QApplication.processEvents()
             time.sleep(0.01)
         return self.running()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _gc_on_the_gui_thread_only(qapp):
+    """As in the app (clipstudio.gui.gc_policy): a GC pass in a worker thread would destroy Qt objects
+    there and crash. Automatic collection is off; it runs here, on the GUI thread, after each test."""
+    gc.disable()
+    yield
+    gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test(qapp):
+    yield
+    QApplication.processEvents()
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)
