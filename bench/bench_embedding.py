@@ -5,9 +5,10 @@ folder (``--quick``: the tests' tiny CLIP). The baseline is
 ``pipeline("zero-shot-image-classification", model=folder)`` classifying the images into the class
 prompts (given the same batch size); ours is ``encode_image_files`` (threaded decode, batched,
 bf16 autocast by default) plus one text encoding and a matmul, i.e. the same zero-shot answer.
-Turns alternate after a warm-up; medians are reported. Also reported here: our encoder with bf16
-off (fp32), the cosine between bf16 and fp32 embeddings, and glibc allocator tuning measured in
-fresh processes (it has to be set before the first large allocation).
+Turns alternate after a one-batch warm-up; medians are reported. Also reported here: bf16
+autocast against fp32 on ``encode_images`` (ViT-B/32-sized and built-in model) with the cosine
+between their embeddings, and glibc allocator tuning measured in fresh processes (it has to be in
+force before the first large allocation).
 
     .venv/bin/python -m bench.bench_embedding [--quick]
 """

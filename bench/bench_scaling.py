@@ -82,7 +82,7 @@ def run(quick: bool = False, sizes: list[int] | None = None) -> list[dict]:
                 + " s per 1k (totals "
                 + " / ".join(f"{results[n][key]:.1f}" for n in sizes)
                 + " s)",
-                "ratio": f"largest/smallest per-1k {per_k[sizes[-1]] / per_k[sizes[0]]:.2f}",
+                "ratio": f"per-1k at N={sizes[-1]:,} / at N={sizes[0]:,}: {per_k[sizes[-1]] / per_k[sizes[0]]:.2f}",
                 "target": "linear in N (per-1k time flat)",
                 "machine": machine(),
                 "value": spread,

@@ -6,8 +6,9 @@ once, padding trimmed, prefetch thread) against a seed-style loop written here a
 and blog do it: a torch ``Dataset`` whose ``__getitem__`` opens the image and calls the model's
 preprocessing (the HF ``CLIPImageProcessor`` for CLIP) and the tokenizer (padded to the model's
 maximum) for one sample, a ``DataLoader`` (num_workers=0), fp32, AdamW, the plain CLIP loss. Same
-model, images and batch size; no augmentation on either side. Both run one warm-up epoch, then
-alternate; medians are reported.
+model, images and batch size; no augmentation on either side. Each side's rate is taken from the
+end of its first step (one-off allocations and kernel selection) to the end of the epoch; the
+epochs alternate (baseline, ours, ...) and medians are reported when there are several.
 
 Issue 3's second benchmark: one ``linear_probe`` epoch (head on cached embeddings) against one
 ``full`` epoch of the built-in model on the same images (the probe's one-time encode is reported

@@ -1,8 +1,8 @@
 """Shared plumbing for models backed by one torch ``nn.Module``: devices, batched encoding, fingerprints.
 
 Inference (``encode_images`` / ``encode_texts``) runs under bf16 autocast by default on CPUs with
-AVX-512 and on CUDA GPUs with native bf16: about 3x faster on CPU than fp32, with embeddings
-within cosine 0.999 of fp32. Set ``CLIPSTUDIO_BF16_INFERENCE=0`` (or ``model.bf16_inference =
+bf16 support (oneDNN's check) and on CUDA GPUs with native bf16: 1-3x faster than fp32 on the
+benchmark CPU (docs/PERFORMANCE.md), embeddings within cosine 0.99 of fp32. Set ``CLIPSTUDIO_BF16_INFERENCE=0`` (or ``model.bf16_inference =
 False``) for full fp32. The precision is part of the fingerprint, so the embedding cache never
 mixes bf16 and fp32 vectors. Training precision is the trainer's ``amp`` setting, not this.
 """
