@@ -149,6 +149,25 @@ class ScreenJobs(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._workers: list[TaskWorker] = []
+        self._status_label: QLabel | None = None
+        self._progress_suffix = ""
+
+    def show_status_on(self, label: QLabel, *, progress_suffix: str = "") -> None:
+        """Jobs started without their own ``failed`` / ``progressed`` slots report on ``label``:
+        progress as text, a failure in red plus the error dialog."""
+        self._status_label = label
+        self._progress_suffix = progress_suffix
+
+    def _on_job_progressed(self, event: object) -> None:
+        text = progress_text(event)
+        if text and self._status_label is not None:
+            self._status_label.setText(f"{text}{self._progress_suffix}")
+
+    def _on_job_failed(self, message: str, details: str) -> None:
+        if self._status_label is not None:
+            self._status_label.setText(f"<span style='color:#c62828'>{message}</span>")
+        parent = self.parent()
+        describe_failure(parent if isinstance(parent, QWidget) else None, message, details)
 
     def start(
         self,
@@ -162,8 +181,12 @@ class ScreenJobs(QObject):
     ) -> TaskWorker:
         worker = TaskWorker(job, name=name)
         worker.succeeded.connect(succeeded)
+        if failed is None and self._status_label is not None:
+            failed = self._on_job_failed
         if failed is not None:
             worker.failed.connect(failed)
+        if progressed is None and self._status_label is not None:
+            progressed = self._on_job_progressed
         if progressed is not None:
             worker.event_emitted.connect(progressed)
         worker.finished.connect(lambda w=worker: self._on_worker_finished(w))

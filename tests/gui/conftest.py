@@ -154,3 +154,26 @@ def main_window(qtbot, app_state):
     window.close()
     window.deleteLater()
     QApplication.processEvents()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_clip_dir):
+    """The tiny CLIP model, loaded once per test module (tests may monkeypatch its methods)."""
+    from clipstudio.engine.models import load_model
+
+    return load_model(str(tiny_clip_dir), device="cpu")
+
+
+@pytest.fixture
+def state_with(tiny_model):
+    """``state_with(root)``: an AppState with the dataset at ``root`` open and the tiny model loaded."""
+    from clipstudio.engine.data import load_dataset
+    from clipstudio.gui.state import AppState
+
+    def make(root) -> AppState:
+        app_state = AppState()
+        app_state.set_dataset(load_dataset(root), str(root))
+        app_state.set_model(tiny_model, "tiny")
+        return app_state
+
+    return make

@@ -13,22 +13,9 @@ from clipstudio.gui.state import AppState
 CLASSES = {"red_cells": 3, "green_cells": 3, "blue_cells": 3}
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tiny_clip_dir):
-    from clipstudio.engine.models import load_model
-
-    return load_model(str(tiny_clip_dir), device="cpu")
-
-
 @pytest.fixture
-def state(make_class_folders, tmp_path, tiny_model):
-    from clipstudio.engine.data import load_dataset
-
-    root = make_class_folders(tmp_path / "data", {"train": CLASSES, "val": CLASSES})
-    app_state = AppState()
-    app_state.set_dataset(load_dataset(root), str(root))
-    app_state.set_model(tiny_model, "tiny")
-    return app_state
+def state(make_class_folders, tmp_path, state_with):
+    return state_with(make_class_folders(tmp_path / "data", {"train": CLASSES, "val": CLASSES}))
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ from clipstudio.gui.embedding_session import (
     ScreenJobs,
     describe_failure,
     evaluation_split,
-    progress_text,
     session_for,
 )
 from clipstudio.gui.state import AppState
@@ -90,6 +89,7 @@ class PromptScreen(QWidget):
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             shortcut.activated.connect(self.evaluate)
         self.progress_label = QLabel()
+        self.jobs.show_status_on(self.progress_label)
         self.split_label = QLabel()
         self.split_label.setWordWrap(True)
         self.accuracy_label = QLabel("–")
@@ -273,17 +273,7 @@ class PromptScreen(QWidget):
         self.split_label.setText(f"Evaluated on: {label}")
         self.progress_label.setText("Scoring…")
         self.jobs.start(job, name="evaluate prompts", succeeded=self._on_evaluate_succeeded,
-                        failed=self._on_job_failed, progressed=self._on_job_progressed,
                         finished=self._on_evaluate_finished)
-
-    def _on_job_progressed(self, event: object) -> None:
-        text = progress_text(event)
-        if text:
-            self.progress_label.setText(text)
-
-    def _on_job_failed(self, message: str, details: str) -> None:
-        self.progress_label.setText(f"<span style='color:#c62828'>{message}</span>")
-        describe_failure(self, message, details)
 
     def _on_evaluate_succeeded(self, result) -> None:
         if result is None:
@@ -372,8 +362,7 @@ class PromptScreen(QWidget):
             return compare_prompt_sets(encoded.embeddings, labels, class_names, model, sets)
 
         self.progress_label.setText("Comparing prompt sets…")
-        self.jobs.start(job, name="compare prompt sets", succeeded=self._on_compare_succeeded,
-                        failed=self._on_job_failed, progressed=self._on_job_progressed)
+        self.jobs.start(job, name="compare prompt sets", succeeded=self._on_compare_succeeded)
 
     def _on_compare_succeeded(self, rows) -> None:
         if rows is None:

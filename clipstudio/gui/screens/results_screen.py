@@ -37,7 +37,6 @@ from clipstudio.gui.embedding_session import (
     ScreenJobs,
     describe_failure,
     evaluation_split,
-    progress_text,
     session_for,
 )
 from clipstudio.gui.state import AppState
@@ -134,6 +133,7 @@ class ResultsScreen(QWidget):
         self.export_button = QPushButton("Export CSV…")
         self.export_button.clicked.connect(lambda: self.export_csv())
         self.progress_label = QLabel()
+        self.jobs.show_status_on(self.progress_label)
         self.split_label = QLabel()
         top = QHBoxLayout()
         top.addWidget(QLabel("Model:"))
@@ -312,17 +312,7 @@ class ResultsScreen(QWidget):
         who = f"training run {Path(run_dir).name} (its own prompts)" if run_dir else "current model"
         self.split_label.setText(f"{who} on the {label}")
         self.progress_label.setText("Evaluating…")
-        self.jobs.start(job, name="evaluate", succeeded=self._on_result_ready, failed=self._on_job_failed,
-                        progressed=self._on_job_progressed)
-
-    def _on_job_progressed(self, event: object) -> None:
-        text = progress_text(event)
-        if text:
-            self.progress_label.setText(text)
-
-    def _on_job_failed(self, message: str, details: str) -> None:
-        self.progress_label.setText(f"<span style='color:#c62828'>{message}</span>")
-        describe_failure(self, message, details)
+        self.jobs.start(job, name="evaluate", succeeded=self._on_result_ready)
 
     def _on_result_ready(self, result) -> None:
         if result is None:
@@ -434,8 +424,7 @@ class ResultsScreen(QWidget):
                     "after_label": ba.after_label}
 
         self.compare_label.setText("Scoring the starting and the fine-tuned model…")
-        self.jobs.start(job, name="compare", succeeded=self._on_compare_succeeded, failed=self._on_job_failed,
-                        progressed=self._on_job_progressed)
+        self.jobs.start(job, name="compare", succeeded=self._on_compare_succeeded)
 
     def _on_compare_succeeded(self, payload: dict | None) -> None:
         if payload is None:
@@ -476,8 +465,7 @@ class ResultsScreen(QWidget):
         self.jobs.cancel("evaluate")
         self.split_label.setText(f"WiSE-FT α = {alpha:.1f} of {Path(run_dir).name} on the {label}")
         self.progress_label.setText(f"Evaluating α = {alpha:.1f}…")
-        self.jobs.start(job, name="wise", succeeded=self._on_result_ready, failed=self._on_job_failed,
-                        progressed=self._on_job_progressed, finished=self._on_wise_finished)
+        self.jobs.start(job, name="wise", succeeded=self._on_result_ready, finished=self._on_wise_finished)
 
     def _on_wise_finished(self) -> None:
         if self._wise_alpha_pending is not None:
@@ -497,8 +485,7 @@ class ResultsScreen(QWidget):
             return wise_sweep(run_dir, split, alphas=ALPHAS, cache=cache, callback=callback, should_stop=should_stop)
 
         self.wise.sweep_button.setEnabled(False)
-        self.jobs.start(job, name="sweep", succeeded=self._on_sweep_succeeded, failed=self._on_job_failed,
-                        progressed=self._on_job_progressed, finished=lambda: self.wise.sweep_button.setEnabled(True))
+        self.jobs.start(job, name="sweep", succeeded=self._on_sweep_succeeded, finished=lambda: self.wise.sweep_button.setEnabled(True))
 
     def _on_sweep_succeeded(self, rows: list[dict]) -> None:
         self.sweep_rows = list(rows)

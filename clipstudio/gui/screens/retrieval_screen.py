@@ -36,8 +36,6 @@ from clipstudio.gui.embedding_session import (
     NO_DATASET,
     MissingInputBanner,
     ScreenJobs,
-    describe_failure,
-    progress_text,
     session_for,
 )
 from clipstudio.gui.state import AppState
@@ -85,6 +83,7 @@ class RetrievalScreen(QWidget):
         self.model_combo.activated.connect(self._on_model_combo_activated)
         self.model_combo.currentIndexChanged.connect(lambda _i: self._update_banner())
         self.progress_label = QLabel()
+        self.jobs.show_status_on(self.progress_label, progress_suffix=" (only once per model)")
         row_model = QHBoxLayout()
         row_model.addWidget(QLabel("Search with:"))
         row_model.addWidget(self.model_combo, 1)
@@ -234,8 +233,7 @@ class RetrievalScreen(QWidget):
             return search(use, dataset, gallery)
 
         self.progress_label.setText("Loading the model…" if model is None else "Searching…")
-        self.jobs.start(job, name=name, succeeded=succeeded, failed=self._on_job_failed,
-                        progressed=self._on_job_progressed)
+        self.jobs.start(job, name=name, succeeded=succeeded)
 
     def search_text(self, query: str | None = None) -> None:
         """The top-k images for a text description."""
@@ -307,15 +305,6 @@ class RetrievalScreen(QWidget):
             return
         self.query_preview.setPixmap(QPixmap.fromImage(image).scaled(
             68, 68, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
-
-    def _on_job_progressed(self, event: object) -> None:
-        text = progress_text(event)
-        if text:
-            self.progress_label.setText(f"{text} (only once per model)")
-
-    def _on_job_failed(self, message: str, details: str) -> None:
-        self.progress_label.setText(f"<span style='color:#c62828'>{message}</span>")
-        describe_failure(self, message, details)
 
     def _on_text_search_succeeded(self, hits) -> None:
         if hits is None:
