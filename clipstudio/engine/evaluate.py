@@ -95,15 +95,15 @@ def zero_shot_from_embeddings(
 ) -> ZeroShotResult:
     """Classify each image as its most similar class text and score the predictions.
 
-    ``image_emb`` (N, D), ``labels`` (N,) class indices, ``text_emb`` (C, D) one row per class.
-    ``top_k`` sets how many classes each prediction lists; ``n_bootstrap=0`` skips the CIs;
-    ``with_predictions=False`` skips the per-image list (re-scoring 10k images: a third of the time).
+    ``image_emb`` (N, D), need not be unit length (float32 is read in place, never copied);
+    ``labels`` (N,) class indices; ``text_emb`` (C, D) one row per class. ``top_k`` sets how many
+    classes each prediction lists; ``n_bootstrap=0`` skips the CIs; ``with_predictions=False`` skips
+    the per-image list and its softmax (most of the time of a 10k-image re-score without CIs).
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
     text_emb = l2_normalise(text_emb)
     image_emb = np.asarray(image_emb, dtype=np.float32)
-    image_emb = l2_normalise(image_emb if image_emb.size else image_emb.reshape(0, text_emb.shape[1]))
+    if not image_emb.size:
+        image_emb = image_emb.reshape(0, text_emb.shape[1])
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     n, n_classes = len(labels), len(class_names)
     if image_emb.shape[0] != n:
@@ -115,22 +115,14 @@ def zero_shot_from_embeddings(
     if paths is not None and len(paths) != n:
         raise ValueError(f"{len(paths)} paths but {n} labels")
 
-    # The (N, D) @ (D, C) product in float32 (unit vectors: float64 changes no ranking that matters,
-    # and copying a 10k x 1280 gallery to float64 cost more than the product); softmax in float64.
-    logits = float(logit_scale) * (image_emb @ text_emb.T).astype(np.float64)
-    probs = _softmax(logits) if n and with_predictions else logits
-    pred = np.argmax(logits, axis=1) if n else labels
-    class_ids = list(range(n_classes))
-
-    if n:
-        precision, recall, f1, support = precision_recall_fscore_support(
-            labels, pred, labels=class_ids, zero_division=0
-        )
-        matrix = confusion_matrix(labels, pred, labels=class_ids)
-    else:
-        precision = recall = f1 = np.zeros(n_classes)
-        support = np.zeros(n_classes, dtype=np.int64)
-        matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    # The gallery (10k x 1280 when re-scoring) is neither copied nor normalised: an image's length
+    # scales its whole row of similarities, which moves no argmax and no top 5, so only the
+    # probabilities need unit images, and dividing the (N, C) logits by the lengths does that.
+    # The product stays float32: float64 changes no ranking that matters and would copy the gallery.
+    sims = image_emb @ text_emb.T
+    pred = np.argmax(sims, axis=1) if n else labels
+    matrix = _confusion_matrix(labels, pred, n_classes)
+    precision, recall, f1, support = _per_class_metrics(matrix)
     per_class = {
         name: {
             "precision": float(precision[c]),
@@ -142,7 +134,7 @@ def zero_shot_from_embeddings(
     }
     top5 = None
     if n and n_classes >= 6:
-        top5_idx = np.argpartition(-logits, 4, axis=1)[:, :5]
+        top5_idx = np.argpartition(-sims, 4, axis=1)[:, :5]
         top5 = float(np.mean(np.any(top5_idx == labels[:, None], axis=1)))
 
     ci95: dict[str, list[float]] = {}
@@ -154,26 +146,33 @@ def zero_shot_from_embeddings(
         }
 
     predictions = []
-    k = max(1, min(top_k, n_classes))
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k] if n and with_predictions else None
-    for i in range(n if with_predictions else 0):
-        predictions.append(
-            {
-                "path": None if paths is None else str(paths[i]),
-                "true": class_names[labels[i]],
-                "pred": class_names[pred[i]],
-                "topk": [[class_names[c], float(probs[i, c])] for c in order[i]],
-            }
-        )
+    if n and with_predictions:
+        lengths = np.sqrt(np.einsum("ij,ij->i", image_emb, image_emb)).astype(np.float64)
+        probs = _softmax(float(logit_scale) * sims.astype(np.float64) / np.maximum(lengths, 1e-12)[:, None])
+        order = np.argsort(-probs, axis=1, kind="stable")[:, : max(1, min(top_k, n_classes))]
+        # Plain Python lists first: indexing numpy arrays element by element costs more than the maths.
+        top_probs = np.take_along_axis(probs, order, axis=1).tolist()
+        names = list(class_names)
+        for i, (true, guess, classes, ps) in enumerate(
+            zip(labels.tolist(), pred.tolist(), order.tolist(), top_probs, strict=True)
+        ):
+            predictions.append(
+                {
+                    "path": None if paths is None else str(paths[i]),
+                    "true": names[true],
+                    "pred": names[guess],
+                    "topk": [[names[c], p] for c, p in zip(classes, ps, strict=True)],
+                }
+            )
 
     return ZeroShotResult(
         class_names=list(class_names),
         n=n,
-        accuracy=float(np.mean(pred == labels)) if n else None,
+        accuracy=float(np.trace(matrix) / n) if n else None,
         balanced_accuracy=_balanced_accuracy(recall, support) if n else None,
         top5_accuracy=top5,
         per_class=per_class,
-        confusion_matrix=matrix.astype(int).tolist(),
+        confusion_matrix=matrix.tolist(),
         ci95=ci95,
         predictions=predictions,
     )
@@ -182,6 +181,31 @@ def zero_shot_from_embeddings(
 def _balanced_accuracy(recall: np.ndarray, support: np.ndarray) -> float:
     """Mean recall over the classes present; a class with no images can't lower or raise it."""
     return float(np.mean(np.asarray(recall)[np.asarray(support) > 0]))
+
+
+def _confusion_matrix(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, C) int64 counts, rows = true class, columns = predicted (sklearn's ``confusion_matrix``)."""
+    cells = np.bincount(labels * n_classes + pred, minlength=n_classes * n_classes)
+    return cells.reshape(n_classes, n_classes)
+
+
+def _per_class_metrics(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 and support per class from a confusion matrix; 0 where undefined.
+
+    The same numbers as sklearn's ``precision_recall_fscore_support(..., zero_division=0)``, without
+    its input checks (a few ms per call, most of the re-scoring maths).
+    """
+    tp = np.diag(matrix).astype(np.float64)
+    support = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
+    precision = _divide(tp, predicted)
+    recall = _divide(tp, support)
+    f1 = _divide(2 * tp, support + predicted)  # sklearn's form: 2 tp / (2 tp + fp + fn)
+    return precision, recall, f1, support
+
+
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -195,19 +219,20 @@ def _bootstrap(
     """Accuracy and balanced accuracy of ``n_bootstrap`` resamples of the images (with replacement)."""
     rng = np.random.default_rng(seed)
     n = len(labels)
-    correct = (pred == labels).astype(np.float64)
+    # Each image as one (class, right or wrong) cell: a resample needs only the counts per cell.
+    cell_of = (2 * labels + (pred == labels)).astype(np.int32)
     per_chunk = max(1, _CHUNK_CELLS // n)
     accs, baccs = [], []
     for start in range(0, n_bootstrap, per_chunk):
         b = min(per_chunk, n_bootstrap - start)
         idx = rng.integers(0, n, size=(b, n))
-        hit = correct[idx]
-        accs.append(hit.mean(axis=1))
-        # One bincount over (resample, class) cells gives every resample's per-class counts at once.
-        cell = (np.arange(b)[:, None] * n_classes + labels[idx]).ravel()
-        support = np.bincount(cell, minlength=b * n_classes).reshape(b, n_classes)
-        hits = np.bincount(cell, weights=hit.ravel(), minlength=b * n_classes).reshape(b, n_classes)
-        recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+        # One bincount over (resample, class, right) cells counts every resample at once.
+        cell = (np.arange(b)[:, None] * (2 * n_classes) + np.take(cell_of, idx)).ravel()
+        counts = np.bincount(cell, minlength=b * 2 * n_classes).reshape(b, n_classes, 2)
+        hits = counts[:, :, 1]
+        support = counts.sum(axis=2)
+        accs.append(hits.sum(axis=1) / n)
+        recall = np.divide(hits, support, out=np.zeros(hits.shape), where=support > 0)
         baccs.append(recall.sum(axis=1) / (support > 0).sum(axis=1))
     return np.concatenate(accs), np.concatenate(baccs)
 

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from clipstudio.engine.atomic import atomic_write, atomic_write_json
+from clipstudio.engine.atomic import atomic_write_json
 from clipstudio.engine.embeddings import EmbeddingCache, encode_image_files, l2_normalise
 from clipstudio.engine.errors import ConfigError, DataError, ModelError
 from clipstudio.engine.evaluate import zero_shot_from_embeddings
 from clipstudio.engine.prompts import class_text_embeddings
+from clipstudio.engine.safetensors_io import save_safetensors
 from clipstudio.engine.train_data import Prefetcher, epoch_order, micro_batches
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ BASE_MODEL_DIR = "base_model"
 
 def save_head(folder: Path, weight: torch.Tensor, class_names: list[str], logit_scale: float) -> None:
     tensor = weight.detach().float().cpu().contiguous().clone()
-    atomic_write(folder / HEAD_WEIGHTS, lambda p: save_file({"weight": tensor}, str(p)))
+    save_safetensors({"weight": tensor}, folder / HEAD_WEIGHTS)
     atomic_write_json(
         folder / HEAD_INFO, {"class_names": list(class_names), "logit_scale": float(logit_scale)}
     )

@@ -47,7 +47,14 @@ DEVICE_DETECT_DELAY_MS = 1500  # after the first paint, so importing torch never
 
 
 def detect_device(callback, should_stop) -> str:
-    """The device training will use by default, in words ("CPU", or the GPU's name)."""
+    """Import the engine's heavy libraries, then name the device training will use ("CPU", or the GPU).
+
+    The imports hold the GIL in long stretches; done here, just after start-up, they don't freeze
+    the window in the middle of the user's first training or embedding job.
+    """
+    from clipstudio.engine.warm_up import import_engine
+
+    import_engine(should_stop)
     import torch
 
     if torch.cuda.is_available():
@@ -280,9 +287,7 @@ class MainWindow(QMainWindow):
             show_error(self, f"{path} is not a training run folder (it has no run.json and config.json).")
             return False
         log.info("opening run %s", path)
-        self.state.set_run(path)  # -> _on_state_run_changed records it in the recent runs
-        if "results" in self._keys:
-            self.show_screen("results")
+        self.state.set_run(path)  # -> _on_state_run_changed records it and shows Results
         return True
 
     def _on_state_dataset_changed(self, dataset) -> None:
@@ -294,6 +299,8 @@ class MainWindow(QMainWindow):
     def _on_state_run_changed(self, run_dir: str) -> None:
         if run_dir and os.path.isdir(run_dir):
             self.settings.add_recent_run(run_dir)
+            if is_run_folder(run_dir) and "results" in self._keys:
+                self.show_screen("results")  # a finished (or opened) run opens in Results
 
     def _on_state_status_posted(self, text: str) -> None:
         self.statusBar().showMessage(text, 10_000)

@@ -9,6 +9,9 @@ thread), and ends with exactly one of ``succeeded(result)``, ``failed(message, d
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -23,17 +26,26 @@ Job = Callable[[Callable[[object], None], Callable[[], bool]], Any]
 
 
 class TaskWorker(QThread):
-    """Runs ``job(callback, should_stop)`` in a thread. Create one per job; don't reuse."""
+    """Runs ``job(callback, should_stop)`` in a thread. Create one per job; don't reuse.
+
+    ``background`` (the default) runs the job at a lower OS priority than the GUI thread, so a
+    job that keeps every core busy never makes the window wait for a CPU.
+    """
 
     event_emitted = Signal(object)  # an engine event (frozen dataclass)
     succeeded = Signal(object)  # the job's return value
     failed = Signal(str, str)  # one-sentence message, details (traceback for bugs, "" for user errors)
     cancelled = Signal()
 
-    def __init__(self, job: Job, *, name: str = "task", parent=None) -> None:
+    # How much lower than the GUI a background job runs (Unix nice steps). Training keeps every core
+    # busy; at equal priority the window's paint and input events queue behind it on a small CPU.
+    BACKGROUND_NICE = 5
+
+    def __init__(self, job: Job, *, name: str = "task", parent=None, background: bool = True) -> None:
         super().__init__(parent)
         self._job = job
         self.name = name
+        self.background = background
         self.setObjectName(f"TaskWorker[{name}]")
 
     def should_stop(self) -> bool:
@@ -43,7 +55,19 @@ class TaskWorker(QThread):
         """Ask the job to stop at its next check; returns at once (use ``wait()`` to block)."""
         self.requestInterruption()
 
+    def _lower_priority(self) -> None:
+        """Let the GUI thread win the CPU over this one (and the threads it starts, which inherit it)."""
+        self.setPriority(QThread.Priority.LowPriority)  # Windows and macOS; a no-op for Linux threads
+        if sys.platform.startswith("linux"):
+            try:  # Linux threads are tasks with their own nice value
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + self.BACKGROUND_NICE)
+            except OSError as exc:
+                log.debug("%s: could not lower the thread priority: %s", self.name, exc)
+
     def run(self) -> None:  # runs in the worker thread
+        if self.background:
+            self._lower_priority()
         try:
             result = self._job(self.event_emitted.emit, self.should_stop)
         except ClipStudioError as exc:

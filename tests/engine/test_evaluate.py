@@ -122,6 +122,95 @@ def test_to_dict_is_plain_json():
     assert len(full["predictions"]) == 6 and full["predictions"][0]["path"] == "u"
 
 
+def _embeddings_predicting(pred: np.ndarray, n_classes: int, rng) -> np.ndarray:
+    """Images that one-hot class texts classify as ``pred``, each at a random length (not unit)."""
+    lengths = rng.uniform(0.2, 5.0, size=(len(pred), 1))
+    return (np.eye(n_classes)[pred] * lengths).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_metrics_equal_sklearns_with_classes_never_seen_or_never_predicted(seed):
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(seed)
+    n_classes, n = 7, 400
+    labels = rng.choice([0, 1, 2, 4, 5], size=n)  # classes 3 and 6 have no images
+    pred = np.where(rng.random(n) < 0.6, labels, rng.choice([0, 1, 3, 4], size=n))
+    pred[pred == 5] = 0  # class 5 has images but is never predicted; 6 is neither
+    names = [f"c{i}" for i in range(n_classes)]
+    r = zero_shot_from_embeddings(
+        _embeddings_predicting(pred, n_classes, rng),
+        labels,
+        np.eye(n_classes),
+        names,
+        logit_scale=100.0,
+        n_bootstrap=0,
+    )
+
+    ids = list(range(n_classes))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, pred, labels=ids, zero_division=0
+    )
+    assert r.confusion_matrix == confusion_matrix(labels, pred, labels=ids).tolist()
+    for c, name in enumerate(names):
+        assert r.per_class[name] == {
+            "precision": precision[c],
+            "recall": recall[c],
+            "f1": f1[c],
+            "support": support[c],
+        }
+    assert r.accuracy == np.mean(pred == labels)
+    assert r.balanced_accuracy == np.mean(recall[support > 0])
+    assert r.per_class["c6"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+def test_bootstrap_ci_is_the_percentile_interval_over_resampled_images():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, size=150)
+    pred = np.where(rng.random(150) < 0.7, labels, rng.integers(0, 4, size=150))
+    r = zero_shot_from_embeddings(
+        _embeddings_predicting(pred, 4, rng),
+        labels,
+        np.eye(4),
+        list("abcd"),
+        logit_scale=100.0,
+        n_bootstrap=500,
+        seed=7,
+    )
+
+    idx = np.random.default_rng(7).integers(0, 150, size=(500, 150))
+    accs = [np.mean(pred[i] == labels[i]) for i in idx]
+    baccs = [np.mean([np.mean(pred[i][labels[i] == c] == c) for c in np.unique(labels[i])]) for i in idx]
+    assert r.ci95["accuracy"] == pytest.approx(np.percentile(accs, [2.5, 97.5]), abs=1e-12)
+    assert r.ci95["balanced_accuracy"] == pytest.approx(np.percentile(baccs, [2.5, 97.5]), abs=1e-12)
+
+
+def test_a_gallery_not_of_unit_length_scores_like_its_normalised_copy_and_is_left_untouched():
+    from clipstudio.engine.embeddings import l2_normalise
+
+    rng = np.random.default_rng(0)
+    gallery = (rng.normal(size=(60, 8)) * rng.uniform(0.1, 10.0, size=(60, 1))).astype(np.float32)
+    gallery[5] = 0.0  # an all-zero row stays a valid (if useless) image
+    gallery.flags.writeable = False  # e.g. a memory-mapped cache: read, never written
+    before = gallery.copy()
+    labels = rng.integers(0, 6, size=60)
+    texts = rng.normal(size=(6, 8))
+    names = [f"c{i}" for i in range(6)]
+    kwargs = {"logit_scale": 30.0, "n_bootstrap": 100, "top_k": 3}
+
+    raw = zero_shot_from_embeddings(gallery, labels, texts, names, **kwargs).to_dict(include_predictions=True)
+    unit = zero_shot_from_embeddings(l2_normalise(gallery), labels, texts, names, **kwargs).to_dict(
+        include_predictions=True
+    )
+    np.testing.assert_array_equal(gallery, before)
+    raw_predictions, unit_predictions = raw.pop("predictions"), unit.pop("predictions")
+    assert raw == unit
+    for a, b in zip(raw_predictions, unit_predictions, strict=True):
+        assert [name for name, _ in a["topk"]] == [name for name, _ in b["topk"]]
+        assert [p for _, p in a["topk"]] == pytest.approx([p for _, p in b["topk"]], rel=1e-5, abs=1e-9)
+    assert sum(p for _, p in raw_predictions[5]["topk"]) == pytest.approx(3 / 6)  # zero row: uniform
+
+
 # --- zero-shot on files -------------------------------------------------------------------------
 
 

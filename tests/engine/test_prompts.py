@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from clipstudio.engine.embeddings import TextEmbeddingCache
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.prompts import (
     DEFAULT_TEMPLATES,
@@ -179,3 +180,24 @@ def test_compare_prompt_sets_reports_no_recall_for_a_class_without_images():
     rows = compare_prompt_sets(image_emb, np.array([0, 1]), ["red", "green", "blue"], model, [PromptSet()])
     assert rows[0]["per_class_recall"] == {"red": 1.0, "green": 1.0, "blue": None}
     assert rows[0]["balanced_accuracy"] == 1.0
+
+
+def test_rescoring_after_an_edit_encodes_only_the_edited_texts_and_scores_as_without_a_cache():
+    model = FakeModel()
+    classes = ["red", "green", "blue"]
+    image_emb = np.array([[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0.3, 1, 0, 0, 0]], dtype=np.float32)
+    labels = np.array([0, 1, 2])
+    cache = TextEmbeddingCache()
+    first = PromptSet(name="first", templates=["a photo of {class_name}.", "{class_name} cells"])
+    edited = PromptSet(name="edited", templates=["a photo of {class_name}.", "{class_name} stain"])
+    compare_prompt_sets(image_emb, labels, classes, model, [first], text_cache=cache)
+
+    before = len(model.texts_encoded)
+    rows = compare_prompt_sets(image_emb, labels, classes, model, [edited], text_cache=cache)
+    assert model.texts_encoded[before:] == ["red stain", "green stain", "blue stain"]
+    assert rows == compare_prompt_sets(image_emb, labels, classes, FakeModel(), [edited])
+    np.testing.assert_allclose(
+        class_text_embeddings(model, classes, edited, text_cache=cache),
+        class_text_embeddings(FakeModel(), classes, edited),
+        atol=1e-6,
+    )

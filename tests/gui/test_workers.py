@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 from dataclasses import dataclass
+
+import pytest
 
 from clipstudio.engine.errors import DataError
 from clipstudio.gui.workers import TaskWorker
@@ -93,3 +98,15 @@ def test_the_thread_guard_sees_a_running_worker(qtbot, worker_tracker):
     worker.cancel()
     assert worker.wait(5000)
     assert worker_tracker.running() == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature")
+def test_jobs_run_at_a_lower_priority_than_the_gui_thread(qtbot):
+    def my_nice(callback, should_stop):
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    gui_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    _, (background,) = _run(qtbot, TaskWorker(my_nice, name="background"), "succeeded")
+    _, (foreground,) = _run(qtbot, TaskWorker(my_nice, name="foreground", background=False), "succeeded")
+    assert foreground == gui_nice
+    assert background == min(gui_nice + TaskWorker.BACKGROUND_NICE, 19)

@@ -12,16 +12,18 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from clipstudio.engine.atomic import atomic_write, atomic_write_json
+from clipstudio.engine.atomic import atomic_write_json
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.backbones import backbone_spec, build_backbone
 from clipstudio.engine.models.fingerprint import tokenizer_digest
+from clipstudio.engine.models.frozen_files import FrozenFiles
 from clipstudio.engine.models.image_preprocessing import ImageInputSpec, ImagePreprocessing
 from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest
 from clipstudio.engine.models.torch_model import TorchImageTextModel
+from clipstudio.engine.safetensors_io import save_safetensors
 
 WEIGHTS_NAME = "model.safetensors"
 TEXT_DIR_NAME = "text_encoder"
@@ -107,6 +109,9 @@ class DualEncoderModel(TorchImageTextModel):
         super().__init__()
         self.module = module
         self.tokenizer = tokenizer
+        self._tokenizer_files = FrozenFiles(
+            lambda folder: self.tokenizer.save_pretrained(folder), key=lambda: id(self.tokenizer)
+        )
         self.image_backbone = image_backbone
         self.image_backbone_config = dict(image_backbone_config or {})
         self.text_encoder_name = text_encoder_name
@@ -220,9 +225,8 @@ class DualEncoderModel(TorchImageTextModel):
         folder.mkdir(parents=True, exist_ok=True)
         text_dir = folder / TEXT_DIR_NAME
         self.module.text_encoder.config.save_pretrained(text_dir)
-        self.tokenizer.save_pretrained(text_dir)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.module.state_dict().items()}
-        atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+        self._tokenizer_files.write(text_dir)
+        save_safetensors(self.module.state_dict(), folder / WEIGHTS_NAME, metadata={"format": "pt"})
         # The manifest goes last: a folder with a manifest is a complete model.
         atomic_write_json(folder / MANIFEST_NAME, self._manifest())
         return folder

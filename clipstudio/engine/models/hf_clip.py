@@ -11,9 +11,11 @@ from safetensors import SafetensorError
 from clipstudio.engine.atomic import atomic_write_json
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.fingerprint import tokenizer_digest
+from clipstudio.engine.models.frozen_files import FrozenFiles
 from clipstudio.engine.models.image_preprocessing import ImageInputSpec
 from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME
 from clipstudio.engine.models.torch_model import TorchImageTextModel
+from clipstudio.engine.safetensors_io import save_safetensors
 
 SAFETENSORS_NAMES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -42,6 +44,12 @@ class HFClipModel(TorchImageTextModel):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.source = source
+        # Saved once per run, not at every checkpoint (see FrozenFiles); re-saved if either is swapped
+        # or the processor's settings change.
+        self._frozen_files = FrozenFiles(
+            self._save_tokenizer_and_processor,
+            key=lambda: (id(self.tokenizer), id(self.image_processor), self.image_processor.to_json_string()),
+        )
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu", *, source: str = "") -> HFClipModel:
@@ -146,12 +154,18 @@ class HFClipModel(TorchImageTextModel):
         }
 
     # --- save ------------------------------------------------------------------------------------
+    def _save_tokenizer_and_processor(self, folder: str) -> None:
+        self.tokenizer.save_pretrained(folder)
+        self.image_processor.save_pretrained(folder)
+
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(folder)  # safetensors (transformers 5 writes nothing else)
-        self.tokenizer.save_pretrained(folder)
-        self.image_processor.save_pretrained(folder)
+        # What save_pretrained writes for CLIP (byte for byte: config.json + model.safetensors),
+        # but with a writer that lets the GUI thread run during a checkpoint's large write.
+        self.model.config.save_pretrained(folder)
+        save_safetensors(self.model.state_dict(), folder / "model.safetensors", metadata={"format": "pt"})
+        self._frozen_files.write(folder)
         manifest = {"kind": "hf_clip", "format_version": FORMAT_VERSION, "source": self.source}
         atomic_write_json(folder / MANIFEST_NAME, manifest)  # last: marks the folder complete
         return folder

@@ -1,8 +1,9 @@
 """The Prompts screen: write the texts that describe each class, score them, compare prompt sets.
 
-Scoring reuses the session's image embeddings, so after the first evaluation an edit costs only
-the encoding of a few texts. Whatever is in the editor (when valid) is the app's active prompt set
-(``state.prompts``), which the Train screen uses.
+Scoring reuses the session's image embeddings, and the screen keeps the text embeddings of the
+prompts it has scored, so after the first evaluation an edit costs only the encoding of the edited
+texts. Whatever is in the editor (when valid) is the app's active prompt set (``state.prompts``),
+which the Train screen uses.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from clipstudio.engine.embeddings import TextEmbeddingCache
 from clipstudio.engine.prompts import PLACEHOLDER, PromptSet
 from clipstudio.gui.embedding_session import (
     MissingInputBanner,
@@ -55,6 +57,7 @@ class PromptScreen(QWidget):
         super().__init__(parent)
         self.state = state
         self.session = session_for(state)
+        self.text_cache = TextEmbeddingCache()  # kept across edits: only edited texts are encoded
         self.jobs = ScreenJobs(self)
         self.saved_sets: dict[str, PromptSet] = {}
         self.comparison: list[dict] = []
@@ -223,6 +226,7 @@ class PromptScreen(QWidget):
 
     def _on_state_model_changed(self, _model) -> None:
         self.comparison, self.last_result = [], None
+        self.text_cache = TextEmbeddingCache()  # the old model's vectors would only take memory
         self._show_result(None)
         self._fill_comparison()
 
@@ -252,7 +256,7 @@ class PromptScreen(QWidget):
         model, prompts = self.state.model, self.current_prompt_set()
         split, label = evaluation_split(self.state.dataset)
         class_names = list(self.state.dataset.class_names)
-        session = self.session
+        session, text_cache = self.session, self.text_cache
 
         def job(callback, should_stop):
             from clipstudio.engine.evaluate import zero_shot_from_embeddings
@@ -261,11 +265,12 @@ class PromptScreen(QWidget):
             encoded = session.image_embeddings(model, split.paths, callback=callback, should_stop=should_stop)
             if encoded.cancelled:
                 return None
-            samples = [split.samples[i] for i in encoded.indices]
+            # This runs as the user types: no per-image list (the screen shows none), only edited texts encoded.
             result = zero_shot_from_embeddings(
-                encoded.embeddings, np.array([s.label for s in samples], dtype=np.int64),
-                class_text_embeddings(model, class_names, prompts), class_names,
-                logit_scale=model.logit_scale, paths=[str(s.path) for s in samples],
+                encoded.embeddings,
+                np.array([split.samples[i].label for i in encoded.indices], dtype=np.int64),
+                class_text_embeddings(model, class_names, prompts, text_cache=text_cache), class_names,
+                logit_scale=model.logit_scale, with_predictions=False,
             )
             result.problems = list(encoded.problems)
             return result
@@ -350,7 +355,7 @@ class PromptScreen(QWidget):
         model, sets = self.state.model, list(self.saved_sets.values())
         split, _label = evaluation_split(self.state.dataset)
         class_names = list(self.state.dataset.class_names)
-        session = self.session
+        session, text_cache = self.session, self.text_cache
 
         def job(callback, should_stop):
             from clipstudio.engine.prompts import compare_prompt_sets
@@ -359,7 +364,7 @@ class PromptScreen(QWidget):
             if encoded.cancelled:
                 return None
             labels = np.array([split.samples[i].label for i in encoded.indices], dtype=np.int64)
-            return compare_prompt_sets(encoded.embeddings, labels, class_names, model, sets)
+            return compare_prompt_sets(encoded.embeddings, labels, class_names, model, sets, text_cache=text_cache)
 
         self.progress_label.setText("Comparing prompt sets…")
         self.jobs.start(job, name="compare prompt sets", succeeded=self._on_compare_succeeded)

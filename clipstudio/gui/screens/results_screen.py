@@ -248,8 +248,9 @@ class ResultsScreen(QWidget):
         self.source_combo.blockSignals(True)
         self.source_combo.clear()
         self.source_combo.addItem("Current model", CURRENT)
-        if valid:
+        if valid:  # a new run is what the user wants to see: select it
             self.source_combo.addItem(f"Training run: {Path(run_dir).name} (best checkpoint)", RUN)
+            self.source_combo.setCurrentIndex(self.source_combo.findData(RUN))
         self.source_combo.blockSignals(False)
         self._wise = None
         self.sweep_rows = []
@@ -313,6 +314,7 @@ class ResultsScreen(QWidget):
         self.split_label.setText(f"{who} on the {label}")
         self.progress_label.setText("Evaluating…")
         self.jobs.start(job, name="evaluate", succeeded=self._on_result_ready)
+        self.summary_label.setText("Scoring the evaluation images; the metrics appear here when done.")
 
     def _on_result_ready(self, result) -> None:
         if result is None:

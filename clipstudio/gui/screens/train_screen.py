@@ -137,6 +137,7 @@ class TrainScreen(QWidget):
         self._worker: TaskWorker | None = None
         self._resume_dir = ""  # a run folder Resume continues
         self._run: dict[str, Any] = {}  # facts of the run in progress (from its events)
+        self._problem_shown = ""  # the start problem the message line shows, cleared once fixed
         self._switch_interval = sys.getswitchinterval()
 
         self.form = TrainForm()

@@ -51,6 +51,10 @@ class ConfusionMatrixView(QWidget):
     def clear(self) -> None:
         self.set_matrix([], [])
 
+    def counts(self) -> list[list[int]]:
+        """The matrix shown: ``counts()[true][predicted]``."""
+        return [list(row) for row in self._matrix]
+
     @property
     def selected_cell(self) -> tuple[int, int] | None:
         return self._selected

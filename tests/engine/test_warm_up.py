@@ -1,0 +1,34 @@
+"""The start-up warm-up imports what jobs need and shrugs off modules it cannot import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from clipstudio.engine import warm_up
+
+
+def test_warm_up_imports_the_engine_without_qt():
+    code = (
+        "import sys\n"
+        "from clipstudio.engine.warm_up import import_engine\n"
+        "import_engine()\n"
+        "assert 'transformers' in sys.modules and 'clipstudio.engine.trainer' in sys.modules\n"
+        "assert 'PySide6' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+def test_missing_module_is_skipped_and_the_rest_imported(monkeypatch):
+    monkeypatch.setattr(warm_up, "MODULES", ("clipstudio_no_such_module", "colorsys", "clipstudio.engine.search"))
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    imported = warm_up.import_engine()
+    assert "clipstudio_no_such_module" not in imported
+    assert "colorsys" in imported
+
+
+def test_stop_request_ends_the_warm_up_early(monkeypatch):
+    monkeypatch.setattr(warm_up, "MODULES", ("colorsys",))
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    assert warm_up.import_engine(should_stop=lambda: True) == {}
