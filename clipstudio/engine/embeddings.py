@@ -9,13 +9,14 @@ log a warning and carry on without it; a corrupt cache file is discarded and reb
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     import torch
 
     from clipstudio.engine.models.base import ImageTextModel
+    from clipstudio.engine.models.image_preprocessing import ImagePreprocessing
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ _SCHEMA_VERSION = 1
 _DB_NAME = "embeddings.sqlite"
 _SQL_CHUNK = 500  # stays under SQLite's host-parameter limit on old builds (999)
 _PROGRESS_INTERVAL_S = 0.1
+_CHECK_IMAGES = 3  # readable images tried when checking the split preprocessing against the model's
+_CHECK_TOLERANCE = 1e-5  # the split is bit-exact for known models; this only allows float reordering
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -205,12 +209,13 @@ def encode_image_files(
     batch_size: int = 64,
     callback: Callback = no_callback,
     should_stop: ShouldStop = never_stop,
-    num_workers: int = 2,
+    num_workers: int | None = None,
 ) -> EncodedImages:
     """Embed image files, reusing cached vectors; unreadable images are skipped and listed.
 
-    Decoding and preprocessing run in ``num_workers`` threads ahead of the model, so reading
-    the next batch overlaps encoding this one. Cancellation returns the work done so far.
+    Decoding, resizing and cropping run in ``num_workers`` threads (default: one per core, at
+    most 8) ahead of the model, so reading the next batch overlaps encoding this one; each
+    batch is then normalised at once. Cancellation returns the work done so far.
     """
     import torch
 
@@ -229,16 +234,21 @@ def encode_image_files(
     cancelled = False
     n_encoded = 0
     if misses:
-        with ThreadPoolExecutor(max_workers=max(1, num_workers), thread_name_prefix="decode") as pool:
+        stages = _split_preprocessing(model, [paths[i] for i in misses[:_CHECK_IMAGES]])
+        workers = num_workers if num_workers is not None else min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
             batch_idx: list[int] = []
-            batch_pixels: list[torch.Tensor] = []
+            batch_pixels: list = []  # uint8 crops with `stages`, else preprocessed tensors
 
             def flush() -> None:
                 nonlocal n_encoded
                 if not batch_idx:
                     return
                 with torch.inference_mode():
-                    pixels = torch.cat(batch_pixels)
+                    if stages is not None:
+                        pixels = stages.normalise(np.stack(batch_pixels))
+                    else:
+                        pixels = torch.cat(batch_pixels)
                     if model.device.type == "cuda":  # pinned: the copy overlaps the next batch's decode
                         pixels = pixels.pin_memory()
                     pixels = pixels.to(model.device, non_blocking=True)
@@ -252,7 +262,8 @@ def encode_image_files(
                 batch_idx.clear()
                 batch_pixels.clear()
 
-            decoded = _decoded_in_order(pool, model, paths, misses, lookahead=2 * batch_size)
+            decode = functools.partial(_decode_one, model, stages)
+            decoded = _decoded_in_order(pool, decode, paths, misses, lookahead=2 * batch_size)
             with contextlib.closing(decoded):
                 for i, outcome in decoded:
                     if should_stop():
@@ -285,22 +296,61 @@ def encode_image_files(
     )
 
 
+def _split_preprocessing(model: ImageTextModel, sample: list[Path]) -> ImagePreprocessing | None:
+    """``model.preprocess`` as a uint8 crop per image plus one normalisation per batch, or None.
+
+    Known for models with an ``ImagePreprocessing`` (dual encoders) or a plain transformers CLIP
+    image processor. Used only if it reproduces ``model.preprocess`` on the first readable image
+    of ``sample``: cached embeddings must be the ones the model's own preprocessing gives.
+    """
+    from clipstudio.engine.data.images import load_image
+    from clipstudio.engine.models.image_preprocessing import CLIPProcessorPreprocessing, ImagePreprocessing
+
+    stages = getattr(model, "preprocessing", None)
+    if not isinstance(stages, ImagePreprocessing):
+        processor = getattr(model, "image_processor", None)
+        stages = CLIPProcessorPreprocessing.from_processor(processor) if processor is not None else None
+    if stages is None:
+        return None
+    for path in sample:
+        try:
+            image = load_image(path)
+        except (ImageError, OSError):
+            continue
+        ours = stages.normalise(stages.crop(image)[None])
+        theirs = model.preprocess([image])
+        if ours.shape == theirs.shape and float((ours - theirs.float()).abs().max()) <= _CHECK_TOLERANCE:
+            return stages
+        log.debug(
+            "%s preprocesses differently from %r; encoding with model.preprocess.",
+            type(model).__name__,
+            stages,
+        )
+        return None
+    return None
+
+
 def _decoded_in_order(
-    pool: ThreadPoolExecutor, model: ImageTextModel, paths: list[Path], order: list[int], *, lookahead: int
-) -> Iterator[tuple[int, torch.Tensor | Problem]]:
-    """Yield (index, pixel tensor or Problem) in ``order``, keeping at most ``lookahead`` decodes queued."""
+    pool: ThreadPoolExecutor,
+    decode: Callable[[Path], np.ndarray | torch.Tensor | Problem],
+    paths: list[Path],
+    order: list[int],
+    *,
+    lookahead: int,
+) -> Iterator[tuple[int, np.ndarray | torch.Tensor | Problem]]:
+    """Yield (index, ``decode(path)``) in ``order``, keeping at most ``lookahead`` decodes queued."""
     pending: deque[tuple[int, Future]] = deque()
     todo = iter(order)
     try:
         for i in todo:
-            pending.append((i, pool.submit(_decode_one, model, paths[i])))
+            pending.append((i, pool.submit(decode, paths[i])))
             if len(pending) >= lookahead:
                 break
         while pending:
             i, future = pending.popleft()
             nxt = next(todo, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(_decode_one, model, paths[nxt])))
+                pending.append((nxt, pool.submit(decode, paths[nxt])))
             yield i, future.result()
     finally:
         # On cancellation or an error, don't decode images nobody will encode.
@@ -308,7 +358,10 @@ def _decoded_in_order(
             future.cancel()
 
 
-def _decode_one(model: ImageTextModel, path: Path) -> torch.Tensor | Problem:
+def _decode_one(
+    model: ImageTextModel, stages: ImagePreprocessing | None, path: Path
+) -> np.ndarray | torch.Tensor | Problem:
+    """The image's uint8 crop (with ``stages``) or preprocessed pixels, or the Problem reading it."""
     from clipstudio.engine.data.images import load_image
 
     try:
@@ -317,7 +370,7 @@ def _decode_one(model: ImageTextModel, path: Path) -> torch.Tensor | Problem:
         return Problem(str(path), _reason(exc, path))
     except OSError as exc:  # e.g. the file vanished after the dataset was read
         return Problem(str(path), exc.strerror or str(exc))
-    return model.preprocess([image])
+    return stages.crop(image) if stages is not None else model.preprocess([image])
 
 
 def _reason(exc: Exception, path: Path) -> str:

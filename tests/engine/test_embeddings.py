@@ -161,6 +161,45 @@ def test_progress_is_throttled(tmp_path):
     assert len(events) < 30
 
 
+@pytest.mark.parametrize("model_dir", ["tiny_clip_dir", "tiny_dual_dir"])
+def test_encoded_files_are_the_models_own_preprocessing_and_encoding(model_dir, request, tmp_path):
+    from PIL import Image
+
+    from clipstudio.engine.data.images import load_image
+    from clipstudio.engine.models import load_model
+
+    model = load_model(request.getfixturevalue(model_dir))
+    model.bf16_inference = False  # exact comparison; the split path changes pixels, not precision
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (w, h) in enumerate([(32, 32), (29, 45), (70, 40), (9, 5), (28, 28)]):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+
+    out = encode_image_files(model, paths, batch_size=len(paths))
+    expected = model.encode_images(model.preprocess([load_image(p) for p in paths])).numpy()
+    np.testing.assert_allclose(out.embeddings, expected, atol=1e-5)
+
+
+class _InvertingModel(FakeModel):
+    """Describes a plain preprocessing but preprocesses differently (inverts colours)."""
+
+    def __init__(self):
+        from clipstudio.engine.models.image_preprocessing import ImagePreprocessing
+
+        super().__init__()
+        self.preprocessing = ImagePreprocessing(image_size=4, mean=(0, 0, 0), std=(1, 1, 1))
+
+    def preprocess(self, images):
+        return 1.0 - super().preprocess(images)
+
+
+def test_a_model_is_encoded_with_its_own_preprocess_when_its_description_disagrees(colour_files):
+    out = encode_image_files(_InvertingModel(), colour_files[:1], batch_size=2)  # a red image
+    np.testing.assert_allclose(out.embeddings[0], _expected(COLOURS["cyan"]), atol=1e-6)
+
+
 def test_encode_texts_batches_and_keeps_order():
     model = FakeModel()
     texts = ["red", "green lesion", "blue", "肺炎", "yellow"]

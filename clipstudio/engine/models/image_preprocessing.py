@@ -46,6 +46,27 @@ def resize_center_crop(image: Image.Image, size: int, *, resample: str = "bicubi
     return image.crop((left, top, left + size, top + size))
 
 
+def normalise_uint8(
+    crops: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...], *, rescale: float = 1 / 255
+) -> torch.Tensor:
+    """(N, H, W, 3) uint8 crops -> (N, 3, H, W) float32 ``(x * rescale - mean) / std``, channels first.
+
+    Through one 256-entry table per channel, filled with the float32 arithmetic of
+    ``ImagePreprocessing`` and transformers' image processors, so the pixels are bit-identical
+    to theirs while each byte is read once and each float written once.
+    """
+    crops = np.asarray(crops)
+    if crops.dtype != np.uint8 or crops.ndim != 4 or crops.shape[-1] != 3:
+        raise ValueError(f"expected (N, H, W, 3) uint8 crops, got {crops.shape} {crops.dtype}")
+    levels = (np.arange(256, dtype=np.float64) * rescale).astype(np.float32)
+    mean32, std32 = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
+    out = np.empty((crops.shape[0], 3, *crops.shape[1:3]), dtype=np.float32)
+    for c in range(3):
+        table = (levels - mean32[c]) / std32[c]
+        np.take(table, crops[..., c], out=out[:, c])
+    return torch.from_numpy(out)
+
+
 @dataclass(frozen=True)
 class ImagePreprocessing:
     """Resize the shorter side to ``resize_size`` (default ``image_size``), centre-crop ``image_size``, normalise."""
@@ -68,23 +89,29 @@ class ImagePreprocessing:
         size = self.image_size
         if not images:
             return torch.zeros(0, 3, size, size)
-        mean = np.asarray(self.mean, dtype=np.float32)
-        std = np.asarray(self.std, dtype=np.float32)
-        batch = np.stack([(self._crop(im) - mean) / std for im in images])
-        return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        return self.normalise(np.stack([self.crop(im) for im in images]))
 
-    def _crop(self, image: Image.Image) -> np.ndarray:
+    def crop(self, image: Image.Image) -> np.ndarray:
+        """The resized, centre-cropped ``image_size`` square as (H, W, 3) uint8: the per-image half of the work."""
         image = image.convert("RGB")
         size = self.image_size
-        short = self.resize_size or size
         w, h = image.size
-        scale = short / min(w, h)
-        new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+        new_w, new_h = self._resized_size(w, h)
         if (new_w, new_h) != (w, h):
             image = image.resize((new_w, new_h), _RESAMPLE[self.resample])
         left, top = (new_w - size) // 2, (new_h - size) // 2
-        image = image.crop((left, top, left + size, top + size))
-        return np.asarray(image, dtype=np.float32) / 255.0
+        if (new_w, new_h) != (size, size):
+            image = image.crop((left, top, left + size, top + size))
+        return np.asarray(image)
+
+    def normalise(self, crops: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) uint8 crops -> (N, 3, H, W) float32 ``(x / 255 - mean) / std``, for a whole batch at once."""
+        return normalise_uint8(crops, self.mean, self.std)
+
+    def _resized_size(self, w: int, h: int) -> tuple[int, int]:
+        size = self.image_size
+        scale = (self.resize_size or size) / min(w, h)
+        return max(size, round(w * scale)), max(size, round(h * scale))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -102,3 +129,56 @@ class ImagePreprocessing:
             if key in kw:
                 kw[key] = tuple(float(v) for v in kw[key])
         return cls(**kw)
+
+
+_PIL_RESAMPLE_NAMES = {int(mode): name for name, mode in _RESAMPLE.items()}
+
+
+@dataclass(frozen=True)
+class CLIPProcessorPreprocessing(ImagePreprocessing):
+    """What a transformers CLIP image processor computes, as ``ImagePreprocessing`` (its longer side is truncated, not rounded)."""
+
+    def _resized_size(self, w: int, h: int) -> tuple[int, int]:
+        short = self.resize_size or self.image_size
+        # transformers' get_resize_output_image_size(default_to_square=False), operation for operation.
+        if w <= h:
+            return short, int(short * h / w)
+        return int(short * w / h), short
+
+    @classmethod
+    def from_processor(cls, processor: Any) -> CLIPProcessorPreprocessing | None:
+        """The equivalent of ``processor`` (shortest-edge resize, square centre crop, /255, mean/std), else None."""
+
+        def box(name: str) -> dict[str, int]:
+            value = getattr(processor, name, None) or {}
+            return {k: int(v) for k, v in dict(value).items() if v is not None}
+
+        size, crop = box("size"), box("crop_size")
+        resample = getattr(processor, "resample", None)
+        plain = (
+            getattr(processor, "do_resize", False)
+            and getattr(processor, "do_center_crop", False)
+            and getattr(processor, "do_rescale", False)
+            and getattr(processor, "do_normalize", False)
+            and not getattr(processor, "do_pad", False)
+            and abs(float(getattr(processor, "rescale_factor", 0.0)) - 1 / 255) < 1e-12
+            and set(size) == {"shortest_edge"}
+            and set(crop) == {"height", "width"}
+            and crop["height"] == crop["width"] <= size["shortest_edge"]  # a larger crop would be padded
+            and isinstance(resample, int)
+            and int(resample) in _PIL_RESAMPLE_NAMES
+        )
+        mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
+        if not (plain and _three_floats(mean) and _three_floats(std)):
+            return None  # e.g. one float for all channels: rare enough to leave to the processor
+        return cls(
+            image_size=crop["height"],
+            resize_size=size["shortest_edge"],
+            mean=tuple(float(v) for v in mean),
+            std=tuple(float(v) for v in std),
+            resample=_PIL_RESAMPLE_NAMES[int(resample)],
+        )
+
+
+def _three_floats(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 3
