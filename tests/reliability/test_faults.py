@@ -271,7 +271,7 @@ def test_a_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(
     import clipstudio.engine.trainer as trainer_module
 
     real_write_history = trainer_module.write_history
-    real_save_file = checkpoint_module.save_file
+    real_save_file = checkpoint_module.save_safetensors
     epochs_written = []
 
     def history_then_full(run_dir, history):
@@ -286,7 +286,7 @@ def test_a_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(
         real_save_file(tensors, path, *args, **kwargs)
 
     monkeypatch.setattr(trainer_module, "write_history", history_then_full)
-    monkeypatch.setattr(checkpoint_module, "save_file", state_then_full)
+    monkeypatch.setattr(checkpoint_module, "save_safetensors", state_then_full)
     cfg = make_cfg(small_classes, tiny_dual_dir, tmp_path / "run", epochs=3)
     recorder = Recorder()
 
@@ -303,7 +303,7 @@ def test_a_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(
     assert_finite_weights(latest)
     assert not leftovers(run)  # no half-written checkpoint folder or temp file eats the little space left
 
-    monkeypatch.setattr(checkpoint_module, "save_file", real_save_file)
+    monkeypatch.setattr(checkpoint_module, "save_safetensors", real_save_file)
     monkeypatch.setattr(trainer_module, "write_history", real_write_history)
     resumed = resume(cfg, run)  # space freed: the run goes on from its last checkpoint
     assert resumed.status == "completed", resumed.message
