@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
+
+# Two threads importing torch/transformers at once can each hold a module the other needs; Python
+# then breaks the cycle by handing one of them a half-initialised module ("cannot import name
+# 'AutoModel' from 'transformers'"). Every caller imports under this lock, so the first does the
+# work and the others wait, then find everything in sys.modules.
+_IMPORT_LOCK = threading.RLock()
 
 # What loading a model, training, evaluating and searching import, heaviest first. peft is included
 # (LoRA) because its import pulls in parts of transformers a LoRA run would otherwise load mid-job.
@@ -53,24 +60,31 @@ MODULES = (
 def import_engine(should_stop: Callable[[], bool] = lambda: False) -> dict[str, float]:
     """Import :data:`MODULES` (those installed); returns seconds per module actually imported.
 
+    Safe to call from several threads at once (they are serialised); a GUI calls it at the start of
+    every background job, so a job started before the start-up warm-up has finished waits for it
+    instead of importing the same libraries concurrently.
+
     A module that is missing or fails to import is skipped and logged: the job that needs it will
     report the problem properly when it runs.
     """
     import sys
 
     seconds: dict[str, float] = {}
-    for name in MODULES:
-        if should_stop():
-            break
-        if name in sys.modules:
-            continue
-        start = time.perf_counter()
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - optional or broken: the job itself will say
-            log.info("warm-up: could not import %s: %s", name, exc)
-            continue
-        seconds[name] = time.perf_counter() - start
+    if all(name in sys.modules for name in MODULES):
+        return seconds  # the common case once warmed up: no lock needed
+    with _IMPORT_LOCK:
+        for name in MODULES:
+            if should_stop():
+                break
+            if name in sys.modules:
+                continue
+            start = time.perf_counter()
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - optional or broken: the job itself will say
+                log.info("warm-up: could not import %s: %s", name, exc)
+                continue
+            seconds[name] = time.perf_counter() - start
     if seconds:
         log.info("warm-up: imported %d modules in %.2f s", len(seconds), sum(seconds.values()))
     return seconds

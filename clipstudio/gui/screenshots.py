@@ -57,6 +57,26 @@ SCREEN_ACTIONS: dict[str, tuple[str, tuple]] = {
 }
 
 
+def start_scripted_app():
+    """The QApplication for a script driving the app: logging, exception hooks, no modal dialogs.
+
+    QSettings go to the (throw-away) ``CLIPSTUDIO_HOME``, so the user's window state and recent
+    paths are left alone. Returns ``(app, uninstall_hooks)``.
+    """
+    from PySide6.QtCore import QSettings
+
+    from clipstudio.gui.app import create_application
+    from clipstudio.gui.errors import install_exception_hooks, setup_logging
+
+    setup_logging()
+    for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+        QSettings.setPath(QSettings.Format.IniFormat, scope, str(Path(os.environ["CLIPSTUDIO_HOME"]) / "qsettings"))
+    app = create_application()
+    uninstall_hooks = install_exception_hooks()
+    _no_blocking_dialogs()
+    return app, uninstall_hooks
+
+
 def _run_action(window, key: str) -> None:
     screen = window.screen_for(key)
     name, args = SCREEN_ACTIONS.get(key, ("", ()))
@@ -74,20 +94,11 @@ def capture(out_dir: Path, *, dataset: Path | None = None, size: tuple[int, int]
 
     With ``with_model`` the built-in model is loaded and the screens that score or search do so first.
     """
-    from PySide6.QtCore import QSettings
 
     from clipstudio.engine.paths import samples_dir
-    from clipstudio.gui.app import create_application
-    from clipstudio.gui.errors import install_exception_hooks, setup_logging
-
     dataset = dataset or samples_dir() / "chest_xray"
     out_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging()
-    for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
-        QSettings.setPath(QSettings.Format.IniFormat, scope, str(Path(os.environ["CLIPSTUDIO_HOME"]) / "qsettings"))
-    app = create_application()
-    uninstall_hooks = install_exception_hooks()
-    _no_blocking_dialogs()
+    app, uninstall_hooks = start_scripted_app()
 
     from clipstudio.gui.main_window import MainWindow
     from clipstudio.gui.screens import SCREENS

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clipstudio.gui.screenshots import _no_blocking_dialogs, _settle, _wait_until
+from clipstudio.gui.screenshots import _settle, _wait_until, start_scripted_app
 
 HEARTBEAT_MS = 10
 RETRIEVAL_RUN = "run"  # the Retrieval screen's model-combo prefix for a training run
@@ -329,17 +329,7 @@ class Walkthrough:
 
 def run_walkthrough(plan: WalkthroughPlan) -> WalkthroughReport:
     """Open the app in a throw-away app-data folder and walk ``plan``; the window is closed after."""
-    from PySide6.QtCore import QSettings
-
-    from clipstudio.gui.app import create_application
-    from clipstudio.gui.errors import install_exception_hooks, setup_logging
-
-    setup_logging()
-    for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
-        QSettings.setPath(QSettings.Format.IniFormat, scope, str(Path(os.environ["CLIPSTUDIO_HOME"]) / "qsettings"))
-    app = create_application()
-    uninstall_hooks = install_exception_hooks()
-    _no_blocking_dialogs()
+    app, uninstall_hooks = start_scripted_app()
     from clipstudio.gui.main_window import MainWindow
 
     window = MainWindow()

@@ -19,6 +19,7 @@ from typing import Any
 from PySide6.QtCore import QThread, Signal
 
 from clipstudio.engine.errors import ClipStudioError
+from clipstudio.engine.warm_up import import_engine
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ class TaskWorker(QThread):
         if self.background:
             self._lower_priority()
         try:
+            # Never import torch/transformers alongside another thread (see engine.warm_up): if the
+            # start-up warm-up is still importing, wait for it; if everything is loaded, no cost.
+            import_engine(self.should_stop)
             result = self._job(self.event_emitted.emit, self.should_stop)
         except ClipStudioError as exc:
             log.info("%s: %s", self.name, exc)

@@ -32,3 +32,25 @@ def test_stop_request_ends_the_warm_up_early(monkeypatch):
     monkeypatch.setattr(warm_up, "MODULES", ("colorsys",))
     monkeypatch.delitem(sys.modules, "colorsys", raising=False)
     assert warm_up.import_engine(should_stop=lambda: True) == {}
+
+
+def test_jobs_starting_during_the_warm_up_get_whole_modules():
+    # Each thread stands for a job started while the app's warm-up imports: before the lock, a
+    # concurrent `from transformers import AutoModel` could see a half-initialised transformers.
+    code = (
+        "import threading\n"
+        "from clipstudio.engine.warm_up import import_engine\n"
+        "errors = []\n"
+        "def job():\n"
+        "    try:\n"
+        "        import_engine()\n"
+        "        from transformers import AutoModel, AutoTokenizer, CLIPModel\n"
+        "    except Exception as exc:\n"
+        "        errors.append(repr(exc))\n"
+        "threads = [threading.Thread(target=job) for _ in range(3)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "assert not errors, errors\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr

@@ -160,3 +160,18 @@ def test_scoring_screens_import_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_rescoring_after_a_template_edit_encodes_only_that_templates_texts(qtbot, screen, tiny_model, monkeypatch):
+    encoded = []
+    real = tiny_model.encode_texts
+    monkeypatch.setattr(tiny_model, "encode_texts", lambda texts: encoded.extend(texts) or real(texts))
+    screen.templates_edit.setPlainText("a blood smear with {class_name}.\n{class_name}")
+    first = _evaluate(qtbot, screen)
+    assert len(encoded) == 6
+
+    screen.templates_edit.setPlainText("a blood smear with {class_name}.\n{class_name} seen")
+    second = _evaluate(qtbot, screen)
+    assert sorted(encoded[6:]) == ["blue cells seen", "green cells seen", "red cells seen"]
+    assert second.n == first.n == 9 and second.predictions == []
+    assert "95% CI" in screen.ci_label.text()
