@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         from clipstudio.gui.main_window import detect_device
         from clipstudio.gui.workers import TaskWorker
 
+        preloaded = "torch" in sys.modules  # the tiny model's setup has imported torch and transformers already
         warm = TaskWorker(detect_device, name="warm-up")
         warm.start()
         warm_up = _stall_stats(_gaps(_heartbeats(warm.isFinished, timeout_s=600)))
@@ -200,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         {
             "row": "longest GUI-thread stall while the app's start-up worker imports torch/transformers",
             "baseline": f"idle loop {idle['max_ms']:.1f} ms",
-            "ours": f"{warm_up['max_ms']:.1f} ms (once, 1.5 s after the first paint)",
+            "ours": f"{warm_up['max_ms']:.1f} ms (once, 1.5 s after the first paint)"
+            + (" - torch and transformers were already imported by the tiny model's setup" if preloaded else ""),
             "ratio": "",
             "target": "",
             "machine": machine(),

@@ -6,7 +6,9 @@ typed; the training form is filled and Start, Stop and Resume are clicked; the f
 opens in Results, where "Misclassified only" is ticked and the confusion matrix's largest
 off-diagonal cell is clicked; a text query is typed into Retrieval and Enter pressed. A PNG is
 saved after each step, with ``walkthrough.json`` holding what each screen showed, and a 10 ms
-heartbeat on the GUI thread records the longest stall while training runs.
+heartbeat on the GUI thread records the longest stall while the model loads, the images are
+encoded, the model trains and the run is scored (the spans where the app works and the script only
+waits).
 
     xvfb-run -a .venv/bin/python -m clipstudio.gui.walkthrough --data ../shared/datasets/bloodmnist/folders
 
@@ -25,6 +27,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +71,7 @@ class Walkthrough:
         self.state = window.state
         self.report = WalkthroughReport()
         self._ticks: list[float] = []
+        self._spans: dict[str, list[tuple[float, float]]] = {}
         self._trace = None
 
     # --- plumbing ------------------------------------------------------------------------------------
@@ -162,11 +166,13 @@ class Walkthrough:
             self._type(model.folder_edit, self.plan.model)
             self._click(model.load_button)
             prompts = self._show("prompts")
-        self._wait(lambda: self.state.model is not None, "loading the model")
-        self._idle()
-        self._click(prompts.evaluate_button)
-        self._wait(lambda: prompts.last_result is not None, "the zero-shot evaluation")
-        self._idle()
+        with self._span("model loading"):
+            self._wait(lambda: self.state.model is not None, "loading the model")
+            self._idle()
+        with self._span("image encoding (zero-shot evaluation)"):
+            self._click(prompts.evaluate_button)
+            self._wait(lambda: prompts.last_result is not None, "the zero-shot evaluation")
+            self._idle()
         result = prompts.last_result
         self.report.facts["zero_shot_default"] = {"accuracy": result.accuracy, "balanced": result.balanced_accuracy}
         self._step(
@@ -202,8 +208,6 @@ class Walkthrough:
         )
 
     def train_stop_resume(self) -> None:
-        from PySide6.QtCore import Qt, QTimer
-
         train = self._show("train")
         form = train.form
         form.method.setCurrentIndex(form.method.findData(self.plan.method))
@@ -211,42 +215,30 @@ class Walkthrough:
         form.batch_size.setValue(self.plan.batch_size)
         form.img_size.setValue(self.plan.img_size)
         _settle(self.app, 0.2)
-        heartbeat = QTimer()
-        heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
-        heartbeat.setInterval(HEARTBEAT_MS)
-        heartbeat.timeout.connect(self._beat)
-        heartbeat.start()
-        spans: list[tuple[float, float]] = []
-        if self.plan.trace_stalls is not None:
-            self._trace = open(self.plan.trace_stalls, "w", encoding="utf-8")  # noqa: SIM115
-        try:
-            self._click(train.start_button)
-            self._wait(lambda: train._run.get("t0") is not None, "the first training step")
-            first = time.perf_counter()
-            _wait_until(self.app, lambda: not train.busy(), self.plan.train_before_stop_s)  # train a while
-            self._step("training_live", "Fine-tune with live plots", progress=train.eta.text())
-            if not train.busy():
-                raise RuntimeError("walkthrough: training finished before Stop; give it more epochs")
-            self._click(train.stop_button)
-            self._wait(lambda: not train.busy(), "stopping")
-            spans.append((first, time.perf_counter()))
-            self._step("stopped", "Stop: the run is saved", message=train.eta.text())
-            self._click(train.resume_button)
-            self._wait(lambda: train.busy() and train._run.get("t0") is not None, "resuming")
-            second = time.perf_counter()
-            self._wait(lambda: not train.busy(), "training to finish")
-            spans.append((second, time.perf_counter()))
-        finally:
-            heartbeat.stop()
-            if self._trace is not None:
-                faulthandler.cancel_dump_traceback_later()
-                self._trace.close()
-                self._trace = None
+        # Training spans leave out the script's own screenshots (grabbing the window takes the GUI thread).
+        spans = self._spans.setdefault("training", [])
+        self._click(train.start_button)
+        self._wait(lambda: train._run.get("t0") is not None, "the first training step")
+        start = time.perf_counter()
+        _wait_until(self.app, lambda: not train.busy(), self.plan.train_before_stop_s)  # train a while
+        spans.append((start, time.perf_counter()))
+        self._step("training_live", "Fine-tune with live plots", progress=train.eta.text())
+        if not train.busy():
+            raise RuntimeError("walkthrough: training finished before Stop; give it more epochs")
+        start = time.perf_counter()
+        self._click(train.stop_button)
+        self._wait(lambda: not train.busy(), "stopping")
+        spans.append((start, time.perf_counter()))
+        self._step("stopped", "Stop: the run is saved", message=train.eta.text())
+        start = time.perf_counter()
+        self._click(train.resume_button)
+        self._wait(lambda: train.busy() and train._run.get("t0") is not None, "resuming")
+        self._wait(lambda: not train.busy(), "training to finish")
+        spans.append((start, time.perf_counter()))
         opened_results = self.window.stack.currentWidget() is self.window.screen_for("results")
         self._show("train")  # the picture shows the whole run's curves; Results is next
         self._step("finished", "Resume, and the run finishes", message=train.eta.text(),
                    opened_results=opened_results, log_tail=train.log.toPlainText().splitlines()[-3:])
-        self.report.facts["gui_stall"] = self._stall_during(spans)
         self.report.facts["run_dir"] = self.state.run_dir
 
     def _stall_during(self, spans: list[tuple[float, float]]) -> dict:
@@ -267,10 +259,11 @@ class Walkthrough:
         }
 
     def browse_mistakes(self) -> None:
-        results = self._show("results")
-        self._wait(lambda: self.window.stack.currentWidget() is not None, "the Results screen")
-        self._wait(lambda: results.last_result is not None and not results.busy(), "scoring the fine-tuned model")
-        self._idle()
+        with self._span("scoring the run (Results)"):
+            results = self._show("results")
+            self._wait(lambda: results.last_result is not None and not results.busy(),
+                       "scoring the fine-tuned model")
+            self._idle()
         result = results.last_result
         self.report.facts["fine_tuned"] = {"accuracy": result.accuracy, "balanced": result.balanced_accuracy,
                                            "source": results.source_combo.currentText()}
@@ -317,13 +310,38 @@ class Walkthrough:
                    model=retrieval.model_combo.currentText(), result=retrieval.result_label.text(),
                    hits=len(retrieval.grid.tiles()))
 
+    @contextmanager
+    def _span(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._spans.setdefault(name, []).append((start, time.perf_counter()))
+
     def run(self) -> WalkthroughReport:
-        self.drop_dataset()
-        self.load_model_and_evaluate()
-        self.edit_prompt()
-        self.train_stop_resume()
-        self.browse_mistakes()
-        self.search_text()
+        from PySide6.QtCore import Qt, QTimer
+
+        heartbeat = QTimer()
+        heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
+        heartbeat.setInterval(HEARTBEAT_MS)
+        heartbeat.timeout.connect(self._beat)
+        heartbeat.start()
+        if self.plan.trace_stalls is not None:
+            self._trace = open(self.plan.trace_stalls, "w", encoding="utf-8")  # noqa: SIM115
+        try:
+            self.drop_dataset()
+            self.load_model_and_evaluate()
+            self.edit_prompt()
+            self.train_stop_resume()
+            self.browse_mistakes()
+            self.search_text()
+        finally:
+            heartbeat.stop()
+            if self._trace is not None:
+                faulthandler.cancel_dump_traceback_later()
+                self._trace.close()
+                self._trace = None
+        self.report.facts["gui_stall"] = {name: self._stall_during(spans) for name, spans in self._spans.items()}
         return self.report
 
 

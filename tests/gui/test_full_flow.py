@@ -52,4 +52,7 @@ def test_new_user_flow_from_dropped_folder_to_text_search(qapp, main_window, wor
     assert steps["confusion_cell"]["shown"].startswith("Showing ")
     assert steps["search"]["hits"] > 0 and steps["search"]["model"].startswith("Training run:")
     assert not message_boxes.shown
-    assert report.facts["gui_stall"]["beats"] > 0
+    stalls = report.facts["gui_stall"]
+    assert set(stalls) == {"model loading", "image encoding (zero-shot evaluation)", "training",
+                           "scoring the run (Results)"}
+    assert all(span["beats"] > 0 for span in stalls.values())
