@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from clipstudio import __version__
 from clipstudio.engine.paths import resources_dir, user_data_dir
 from clipstudio.gui.errors import ScreenErrorPage, log_dir, open_log_folder, show_error
+from clipstudio.gui.gc_policy import freeze_startup_objects
 from clipstudio.gui.screens import SCREENS
 from clipstudio.gui.settings import AppSettings
 from clipstudio.gui.state import AppState
@@ -350,6 +351,7 @@ class MainWindow(QMainWindow):
 
     def _on_device_worker_succeeded(self, device: str) -> None:
         self.device_label.setText(f"Device: {device}")
+        freeze_startup_objects()  # torch & co. are imported now: keep them out of every later GC pass
 
     def _on_device_worker_failed(self, message: str, details: str) -> None:
         self.device_label.setText("Device: unknown")

@@ -58,7 +58,7 @@ SCREEN_ACTIONS: dict[str, tuple[str, tuple]] = {
 
 
 def start_scripted_app():
-    """The QApplication for a script driving the app: logging, exception hooks, no modal dialogs.
+    """The QApplication for a script driving the app: logging, hooks and GC policy as the app has, no modal dialogs.
 
     QSettings go to the (throw-away) ``CLIPSTUDIO_HOME``, so the user's window state and recent
     paths are left alone. Returns ``(app, uninstall_hooks)``.
@@ -71,9 +71,17 @@ def start_scripted_app():
     setup_logging()
     for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
         QSettings.setPath(QSettings.Format.IniFormat, scope, str(Path(os.environ["CLIPSTUDIO_HOME"]) / "qsettings"))
+    from clipstudio.gui.gc_policy import GuiThreadGarbageCollector
+
     app = create_application()
-    uninstall_hooks = install_exception_hooks()
+    hooks = install_exception_hooks()
+    collector = GuiThreadGarbageCollector(app)  # as the app does: never collect in a worker thread
     _no_blocking_dialogs()
+
+    def uninstall_hooks() -> None:
+        collector.stop()
+        hooks()
+
     return app, uninstall_hooks
 
 

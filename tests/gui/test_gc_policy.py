@@ -31,3 +31,28 @@ def test_collector_turns_automatic_gc_off_and_collects_cycles_from_its_timer(qtb
 def test_nothing_is_collected_below_the_thresholds():
     gc.collect()
     assert collect_due_generation((10**9, 10**9, 10**9)) == 0
+
+
+def test_a_full_collection_waits_until_generation_2_grew_by_a_quarter(monkeypatch):
+    from clipstudio.gui import gc_policy
+
+    collected = []
+    monkeypatch.setattr(gc_policy.gc, "collect", lambda generation=2: collected.append(generation) or 0)
+    in_gen2 = len(gc.get_objects(generation=2))
+    monkeypatch.setattr(gc_policy, "_long_lived_total", in_gen2)  # nothing new since the last full pass
+    collect_due_generation((10**9, 10**9, -1))
+    monkeypatch.setattr(gc_policy, "_long_lived_total", int(in_gen2 / 2))  # generation 2 doubled since
+    collect_due_generation((10**9, 10**9, -1))
+    assert collected == [1, 2]
+
+
+def test_startup_objects_are_frozen_out_of_later_collections():
+    from clipstudio.gui.gc_policy import freeze_startup_objects
+
+    survivor = [_Cycle() for _ in range(10)]
+    try:
+        freeze_startup_objects()
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is survivor for obj in gc.get_objects())
+    finally:
+        gc.unfreeze()
