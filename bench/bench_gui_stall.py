@@ -127,11 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     from clipstudio.engine.data import load_dataset
     from clipstudio.gui.gc_policy import GuiThreadGarbageCollector, freeze_startup_objects
     from clipstudio.gui.screens.train_screen import TrainScreen
+    from clipstudio.gui.screenshots import _no_blocking_dialogs
     from clipstudio.gui.state import AppState
     from clipstudio.gui.style import apply_style
 
     app = QApplication.instance() or QApplication([])
     apply_style(app)
+    _no_blocking_dialogs()  # a failed run's error dialog would wait for a click that never comes
     GuiThreadGarbageCollector(app)  # the app's GC policy: collections run on the GUI thread, and count
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -199,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     status = ended.status if ended else "unknown"
+    if status not in ("completed", "cancelled", "early_stopped") or not any(steps):
+        print(f"bench_gui_stall: training did not run ({status}): {getattr(ended, 'message', '')}", file=sys.stderr)
+        return 2  # nothing measured: keep the last results rather than overwrite them with zeros
     label = "tiny CLIP" if args.model == "tiny" else args.model
     what = f"{label}, {args.method}, {max(steps or [0])} steps, {wall:.0f} s, {status}"
     rows = [

@@ -363,9 +363,10 @@ def run_walkthrough(plan: WalkthroughPlan) -> WalkthroughReport:
         window.close()
         uninstall_hooks()
     if plan.out is not None:
-        (plan.out / "walkthrough.json").write_text(
-            json.dumps({"steps": report.steps, "facts": report.facts}, indent=2, default=str) + "\n", encoding="utf-8"
-        )
+        from clipstudio.engine.atomic import atomic_write_text
+
+        atomic_write_text(plan.out / "walkthrough.json",
+                          json.dumps({"steps": report.steps, "facts": report.facts}, indent=2, default=str) + "\n")
     return report
 
 
