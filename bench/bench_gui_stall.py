@@ -21,32 +21,17 @@ import numpy as np
 
 from bench.common import machine, write_results
 
-HEARTBEAT_MS = 10
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "resources" / "samples" / "chest_xray"
 
 
-def _heartbeats(run_until, timeout_s: float, trace_file=None) -> np.ndarray:
-    """Times (s, perf_counter) of 10 ms heartbeats while a real event loop runs until ``run_until()``.
+def _heartbeats(run_until, timeout_s: float, trace_file=None) -> list[float]:
+    """Heartbeat times while a real event loop runs until ``run_until()`` (or ``timeout_s``)."""
+    from PySide6.QtCore import QEventLoop, QTimer
 
-    With ``trace_file``, every thread's stack is dumped there whenever a beat is 50 ms late
-    (faulthandler's watchdog runs in C, without the GIL), to find what stalls the GUI thread.
-    """
-    import faulthandler
+    from clipstudio.gui.heartbeat import Heartbeat
 
-    from PySide6.QtCore import QEventLoop, Qt, QTimer
-
-    ticks: list[float] = []
     loop = QEventLoop()
-    heartbeat = QTimer()
-    heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
-    heartbeat.setInterval(HEARTBEAT_MS)
-
-    def beat() -> None:
-        ticks.append(time.perf_counter())
-        if trace_file is not None:
-            faulthandler.dump_traceback_later((HEARTBEAT_MS + 50) / 1000, file=trace_file)
-
-    heartbeat.timeout.connect(beat)
+    heartbeat = Heartbeat(trace_file=trace_file)
     deadline = time.monotonic() + timeout_s
 
     def check() -> None:
@@ -61,25 +46,7 @@ def _heartbeats(run_until, timeout_s: float, trace_file=None) -> np.ndarray:
     loop.exec()
     heartbeat.stop()
     checker.stop()
-    if trace_file is not None:
-        faulthandler.cancel_dump_traceback_later()
-    return np.array(ticks)
-
-
-def _gaps(ticks: np.ndarray, start: float = -np.inf, end: float = np.inf) -> np.ndarray:
-    """Gaps (ms) between consecutive heartbeats, keeping those that end after ``start`` and begin before ``end``."""
-    keep = (ticks[1:] > start) & (ticks[:-1] < end)
-    return np.diff(ticks)[keep] * 1000.0
-
-
-def _stall_stats(gaps: np.ndarray) -> dict[str, float]:
-    stalls = np.maximum(gaps - HEARTBEAT_MS, 0.0)
-    return {
-        "max_ms": float(stalls.max()) if len(stalls) else 0.0,
-        "p99_ms": float(np.percentile(stalls, 99)) if len(stalls) else 0.0,
-        "beats": int(len(gaps)),
-        "over_50ms": int((stalls > 50.0).sum()),
-    }
+    return heartbeat.ticks
 
 
 def _tiny_setup(folder: Path) -> tuple[str, str]:
@@ -126,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from clipstudio.engine.config import TrainConfig
     from clipstudio.engine.data import load_dataset
     from clipstudio.gui.gc_policy import GuiThreadGarbageCollector, freeze_startup_objects
+    from clipstudio.gui.heartbeat import stall_stats
     from clipstudio.gui.screens.train_screen import TrainScreen
     from clipstudio.gui.screenshots import _no_blocking_dialogs
     from clipstudio.gui.state import AppState
@@ -155,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         screen.form.set_config(cfg)
 
-        idle = _stall_stats(_gaps(_heartbeats(lambda: False, timeout_s=3.0)))
+        idle = stall_stats(_heartbeats(lambda: False, timeout_s=3.0))
         # The app imports torch/transformers in a worker 1.5 s after its first paint (MainWindow's
         # device detection); do the same here, measured on its own, so the training run below
         # sees what a user's first training run sees.
@@ -165,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         preloaded = "torch" in sys.modules  # the tiny model's setup has imported torch and transformers already
         warm = TaskWorker(detect_device, name="warm-up")
         warm.start()
-        warm_up = _stall_stats(_gaps(_heartbeats(warm.isFinished, timeout_s=600)))
+        warm_up = stall_stats(_heartbeats(warm.isFinished, timeout_s=600))
         warm.wait()
         freeze_startup_objects()  # as MainWindow does once its warm-up has finished
         steps: list[int] = []
@@ -195,10 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.monotonic() - started
         ended = screen._run.get("ended")
         screen.shutdown()
-        whole = _stall_stats(_gaps(ticks))
-        training = _stall_stats(
-            _gaps(ticks, phases.get("TrainStarted", np.inf), phases.get("TrainEnded", np.inf))
-        )
+        whole = stall_stats(ticks)
+        training = stall_stats(ticks, [(phases.get("TrainStarted", np.inf), phases.get("TrainEnded", np.inf))])
 
     status = ended.status if ended else "unknown"
     if status not in ("completed", "cancelled", "early_stopped") or not any(steps):

@@ -48,14 +48,12 @@ DEVICE_DETECT_DELAY_MS = 1500  # after the first paint, so importing torch never
 
 
 def detect_device(callback, should_stop) -> str:
-    """Import the engine's heavy libraries, then name the device training will use ("CPU", or the GPU).
+    """The device training will use by default, in words ("CPU", or the GPU's name).
 
-    The imports hold the GIL in long stretches; done here, just after start-up, they don't freeze
-    the window in the middle of the user's first training or embedding job.
+    Run as the app's first TaskWorker, 1.5 s after the first paint, it is also the start-up warm-up:
+    every TaskWorker imports the engine's heavy libraries before its job (``engine.warm_up``), and
+    those imports hold the GIL in long stretches, so better now than inside the user's first job.
     """
-    from clipstudio.engine.warm_up import import_engine
-
-    import_engine(should_stop)
     import torch
 
     if torch.cuda.is_available():

@@ -19,7 +19,6 @@ Uses a throw-away app-data folder and QSettings; dialogs are logged rather than 
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import json
 import os
 import sys
@@ -33,8 +32,6 @@ from pathlib import Path
 
 from clipstudio.gui.screenshots import _settle, _wait_until, start_scripted_app
 
-HEARTBEAT_MS = 10
-RETRIEVAL_RUN = "run"  # the Retrieval screen's model-combo prefix for a training run
 BLOOD_TEMPLATE = "a blood smear micrograph of a {class_name} blood cell."
 
 
@@ -70,9 +67,7 @@ class Walkthrough:
         self.app, self.window, self.plan = app, window, plan
         self.state = window.state
         self.report = WalkthroughReport()
-        self._ticks: list[float] = []
         self._spans: dict[str, list[tuple[float, float]]] = {}
-        self._trace = None
 
     # --- plumbing ------------------------------------------------------------------------------------
     def _wait(self, predicate: Callable[[], bool], what: str, timeout_s: float | None = None) -> None:
@@ -119,11 +114,6 @@ class Walkthrough:
         if screen is None:
             raise RuntimeError(f"walkthrough: the {key} screen did not load: {self.window.screen_errors.get(key, '')}")
         return screen
-
-    def _beat(self) -> None:
-        self._ticks.append(time.perf_counter())
-        if self._trace is not None:  # faulthandler's watchdog runs in C, so it fires while the GUI waits
-            faulthandler.dump_traceback_later((HEARTBEAT_MS + 100) / 1000, file=self._trace)
 
     # --- the steps ---------------------------------------------------------------------------------
     def drop_dataset(self) -> None:
@@ -241,23 +231,6 @@ class Walkthrough:
                    opened_results=opened_results, log_tail=train.log.toPlainText().splitlines()[-3:])
         self.report.facts["run_dir"] = self.state.run_dir
 
-    def _stall_during(self, spans: list[tuple[float, float]]) -> dict:
-        import numpy as np
-
-        ticks = np.asarray(self._ticks)
-        gaps = []
-        for start, end in spans:
-            inside = ticks[(ticks >= start) & (ticks <= end)]
-            gaps.extend(np.diff(inside) * 1000.0 - HEARTBEAT_MS)
-        gaps = np.maximum(np.asarray(gaps or [0.0]), 0.0)
-        return {
-            "max_ms": round(float(gaps.max()), 1),
-            "p99_ms": round(float(np.percentile(gaps, 99)), 1),
-            "beats": int(len(gaps)),
-            "over_100ms": int((gaps > 100).sum()),
-            "seconds": round(sum(end - start for start, end in spans), 1),
-        }
-
     def browse_mistakes(self) -> None:
         with self._span("scoring the run (Results)"):
             results = self._show("results")
@@ -296,9 +269,11 @@ class Walkthrough:
         from PySide6.QtCore import Qt
         from PySide6.QtTest import QTest
 
+        from clipstudio.gui.screens.retrieval_screen import RUN
+
         retrieval = self._show("retrieval")
         run_items = [i for i in range(retrieval.model_combo.count())
-                     if str(retrieval.model_combo.itemData(i)).startswith(f"{RETRIEVAL_RUN}:")]
+                     if str(retrieval.model_combo.itemData(i)).startswith(f"{RUN}:")]
         if run_items:
             retrieval.model_combo.setCurrentIndex(run_items[0])
             retrieval.model_combo.activated.emit(run_items[0])
@@ -319,15 +294,11 @@ class Walkthrough:
             self._spans.setdefault(name, []).append((start, time.perf_counter()))
 
     def run(self) -> WalkthroughReport:
-        from PySide6.QtCore import Qt, QTimer
+        from clipstudio.gui.heartbeat import Heartbeat, stall_stats
 
-        heartbeat = QTimer()
-        heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
-        heartbeat.setInterval(HEARTBEAT_MS)
-        heartbeat.timeout.connect(self._beat)
+        trace = open(self.plan.trace_stalls, "w", encoding="utf-8") if self.plan.trace_stalls else None  # noqa: SIM115
+        heartbeat = Heartbeat(trace_file=trace, trace_late_ms=100)
         heartbeat.start()
-        if self.plan.trace_stalls is not None:
-            self._trace = open(self.plan.trace_stalls, "w", encoding="utf-8")  # noqa: SIM115
         try:
             self.drop_dataset()
             self.load_model_and_evaluate()
@@ -337,11 +308,13 @@ class Walkthrough:
             self.search_text()
         finally:
             heartbeat.stop()
-            if self._trace is not None:
-                faulthandler.cancel_dump_traceback_later()
-                self._trace.close()
-                self._trace = None
-        self.report.facts["gui_stall"] = {name: self._stall_during(spans) for name, spans in self._spans.items()}
+            if trace is not None:
+                trace.close()
+        self.report.facts["gui_stall"] = {
+            name: {**stall_stats(heartbeat.ticks, spans, late_ms=100),
+                   "seconds": round(sum(end - start for start, end in spans), 1)}
+            for name, spans in self._spans.items()
+        }
         return self.report
 
 
