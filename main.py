@@ -18,7 +18,7 @@ if __name__ == "__main__":
 
     multiprocessing.freeze_support()
 
-    # Resources are found through sys._MEIPASS when frozen: see clipstudio.engine.paths.resources_dir.
+    # Resources are found through sys._MEIPASS when frozen: see clipstudio.engine.storage.paths.resources_dir.
     if "--selftest" in sys.argv[1:]:
         from clipstudio.selftest import main as selftest_main
 

@@ -37,7 +37,7 @@ def rss_bytes() -> int:
 def soak(steps: int, workdir: Path, *, per_class: int = 80, batch_size: int = 4) -> dict:
     """Train for ``steps`` optimizer steps in ``workdir``; RSS (bytes) per step and the wall time."""
     from clipstudio.engine.config import DataConfig, ModelConfig, PromptConfig, TrainConfig
-    from clipstudio.engine.trainer import Trainer
+    from clipstudio.engine.training.trainer import Trainer
     from tests.fixtures_data import write_png
     from tests.fixtures_models import build_tiny_dual
 

@@ -45,7 +45,7 @@ def _child(kind: str, steps: int, batch: int, work: Path) -> dict:
     from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
     from clipstudio.engine.events import StepEnded
     from clipstudio.engine.models import load_model
-    from clipstudio.engine.trainer import Trainer
+    from clipstudio.engine.training.trainer import Trainer
 
     os.environ["CLIPSTUDIO_CACHE_DIR"] = str(work / "cache")
     if kind == "tiny":

@@ -28,7 +28,7 @@ def run(quick: bool = False) -> list[dict]:
     import numpy as np
 
     from clipstudio.engine.embeddings import TextEmbeddingCache, encode_image_files, l2_normalise
-    from clipstudio.engine.evaluate import zero_shot_from_embeddings
+    from clipstudio.engine.evaluation.zero_shot import zero_shot_from_embeddings
     from clipstudio.engine.models import load_model
     from clipstudio.engine.prompts import (
         DEFAULT_TEMPLATES,

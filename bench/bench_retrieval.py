@@ -47,7 +47,7 @@ def _fp16_scores(gallery16, query):
 def measure(n: int, queries: int, *, with_fp16: bool) -> tuple[dict[str, float], bool]:
     import numpy as np
 
-    from clipstudio.engine.search import top_indices
+    from clipstudio.engine.evaluation.search import top_indices
 
     gallery = _gallery(n)
     qs = _gallery(queries, seed=1)

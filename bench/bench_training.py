@@ -132,7 +132,7 @@ def trainer_epoch(
 
     from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
     from clipstudio.engine.events import EpochEnded, StepEnded, TrainStarted
-    from clipstudio.engine.trainer import Trainer
+    from clipstudio.engine.training.trainer import Trainer
 
     shutil.rmtree(out, ignore_errors=True)
     cfg = TrainConfig(

@@ -28,7 +28,7 @@ PROBE = ["--method", "linear_probe", "--epochs", "20"]
 
 
 def _cli(argv: list[str]) -> None:
-    from clipstudio.cli import main
+    from clipstudio.cli.main import main
 
     rc = main(argv)
     if rc != 0:

@@ -21,7 +21,7 @@ CLASSIFICATION = ["pneumoniamnist", "breastmnist", "retinamnist", "bloodmnist", 
 
 
 def run_cli(args: list[str], out: Path) -> dict:
-    from clipstudio.cli import main
+    from clipstudio.cli.main import main
 
     rc = main([*args, "--json", str(out)])
     if rc != 0:

@@ -1,5 +1,5 @@
 import sys
 
-from clipstudio.cli import main
+from clipstudio.cli.main import main
 
 sys.exit(main())

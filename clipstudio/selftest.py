@@ -205,8 +205,8 @@ def _check_model(state: dict[str, Any]) -> str:
 def _check_zero_shot(state: dict[str, Any], cache_root: Path) -> str:
     from clipstudio.engine.data import load_dataset
     from clipstudio.engine.embeddings import EmbeddingCache
-    from clipstudio.engine.evaluate import evaluate_zero_shot
-    from clipstudio.engine.paths import samples_dir
+    from clipstudio.engine.evaluation.zero_shot import evaluate_zero_shot
+    from clipstudio.engine.storage.paths import samples_dir
     from clipstudio.engine.prompts import PromptSet
 
     dataset = load_dataset(samples_dir() / SAMPLE)
@@ -221,8 +221,8 @@ def _check_zero_shot(state: dict[str, Any], cache_root: Path) -> str:
 
 def _check_linear_probe(state: dict[str, Any], run_dir: Path) -> str:
     from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
-    from clipstudio.engine.paths import samples_dir
-    from clipstudio.engine.trainer import Trainer
+    from clipstudio.engine.storage.paths import samples_dir
+    from clipstudio.engine.training.trainer import Trainer
 
     model = state["model"]
     cfg = TrainConfig(
@@ -253,7 +253,7 @@ def _check_linear_probe(state: dict[str, Any], run_dir: Path) -> str:
 
 
 def default_report_path() -> Path:
-    from clipstudio.engine.paths import user_data_dir
+    from clipstudio.engine.storage.paths import user_data_dir
 
     return user_data_dir() / REPORT_NAME
 
@@ -309,7 +309,7 @@ def run_selftest(report_path: str | Path | None = None, *, print_fn: Callable[[s
     results.append(network)
     print_fn(_check_line(network))
 
-    from clipstudio.engine.paths import resources_dir
+    from clipstudio.engine.storage.paths import resources_dir
 
     ok = all(r.ok for r in results)
     cuda = _cuda()
@@ -333,7 +333,7 @@ def run_selftest(report_path: str | Path | None = None, *, print_fn: Callable[[s
     }
     target = Path(report_path) if report_path else default_report_path()
     try:
-        from clipstudio.engine.atomic import atomic_write_text
+        from clipstudio.engine.storage.atomic import atomic_write_text
 
         atomic_write_text(target, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         where = f"Report: {target}"

@@ -90,7 +90,7 @@ Type: dirifempty; Name: "{app}"
 
 [Code]
 // The user's own work - training runs, embedding and image caches, logs, the self-test report - lives in
-// %LOCALAPPDATA%\ClipStudio (clipstudio.engine.paths.user_data_dir), the window's settings in
+// %LOCALAPPDATA%\ClipStudio (clipstudio.engine.storage.paths.user_data_dir), the window's settings in
 // %APPDATA%\CLIP Studio. Keep both unless the user says otherwise; a silent uninstall keeps them.
 function UserDataDir: String;
 begin

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from clipstudio import cli, selftest
+from clipstudio.cli import main as cli
+from clipstudio import selftest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ["window", "libraries", "model", "zero-shot", "linear probe", "no network"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from clipstudio.engine.atomic import atomic_write_json
+from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.errors import ConfigError
 
 SCHEMA_VERSION = 1

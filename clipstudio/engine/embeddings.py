@@ -27,7 +27,7 @@ import numpy as np
 from clipstudio.engine.data.dataset import Problem
 from clipstudio.engine.errors import ImageError
 from clipstudio.engine.events import Callback, ProgressUpdated, ShouldStop, never_stop, no_callback
-from clipstudio.engine.paths import cache_dir
+from clipstudio.engine.storage.paths import cache_dir
 
 if TYPE_CHECKING:
     import torch

@@ -28,7 +28,7 @@ class MessageLogged:
     text: str
 
 
-# --- Training (emitted by clipstudio.engine.trainer.Trainer, in this order) ----------------------
+# --- Training (emitted by clipstudio.engine.training.trainer.Trainer, in this order) ----------------------
 
 
 @dataclass(frozen=True)

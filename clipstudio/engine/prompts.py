@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clipstudio.engine.atomic import atomic_write_json
+from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.embeddings import TextEmbeddingCache, encode_texts, l2_normalise
 from clipstudio.engine.errors import ConfigError
 
@@ -145,7 +145,7 @@ def compare_prompt_sets(
     Returns one row per set: ``name``, ``accuracy``, ``balanced_accuracy`` and ``per_class_recall``
     (class name -> recall; ``None`` for a class with no images).
     """
-    from clipstudio.engine.evaluate import zero_shot_from_embeddings
+    from clipstudio.engine.evaluation.zero_shot import zero_shot_from_embeddings
 
     rows = []
     for prompt_set in prompt_sets:

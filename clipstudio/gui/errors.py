@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from clipstudio.engine.errors import ClipStudioError
-from clipstudio.engine.paths import user_data_dir
+from clipstudio.engine.storage.paths import user_data_dir
 
 log = logging.getLogger("clipstudio.gui")
 qt_log = logging.getLogger("clipstudio.qt")

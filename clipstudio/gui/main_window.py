@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from clipstudio import __version__
-from clipstudio.engine.paths import resources_dir, user_data_dir
+from clipstudio.engine.storage.paths import resources_dir, user_data_dir
 from clipstudio.gui.errors import ScreenErrorPage, log_dir, open_log_folder, show_error
 from clipstudio.gui.gc_policy import freeze_startup_objects
 from clipstudio.gui.screens import SCREENS

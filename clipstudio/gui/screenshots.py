@@ -103,7 +103,7 @@ def capture(out_dir: Path, *, dataset: Path | None = None, size: tuple[int, int]
     With ``with_model`` the built-in model is loaded and the screens that score or search do so first.
     """
 
-    from clipstudio.engine.paths import samples_dir
+    from clipstudio.engine.storage.paths import samples_dir
     dataset = dataset or samples_dir() / "chest_xray"
     out_dir.mkdir(parents=True, exist_ok=True)
     app, uninstall_hooks = start_scripted_app()

@@ -12,7 +12,7 @@ from functools import cache
 from PySide6.QtGui import QColor, QFont, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
 
-from clipstudio.engine.paths import resources_dir
+from clipstudio.engine.storage.paths import resources_dir
 
 log = logging.getLogger(__name__)
 

@@ -336,7 +336,7 @@ def run_walkthrough(plan: WalkthroughPlan) -> WalkthroughReport:
         window.close()
         uninstall_hooks()
     if plan.out is not None:
-        from clipstudio.engine.atomic import atomic_write_text
+        from clipstudio.engine.storage.atomic import atomic_write_text
 
         atomic_write_text(plan.out / "walkthrough.json",
                           json.dumps({"steps": report.steps, "facts": report.facts}, indent=2, default=str) + "\n")

@@ -19,7 +19,7 @@ from typing import Any
 from PySide6.QtCore import QThread, Signal
 
 from clipstudio.engine.errors import ClipStudioError
-from clipstudio.engine.warm_up import import_engine
+from clipstudio.engine.runtime.warm_up import import_engine
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from clipstudio.cli import main
+from clipstudio.cli.main import main
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

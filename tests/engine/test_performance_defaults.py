@@ -12,7 +12,7 @@ import torch
 from clipstudio.engine.embeddings import TextEmbeddingCache, encode_texts, l2_normalise
 from clipstudio.engine.models import load_model
 from clipstudio.engine.models.torch_model import bf16_is_fast
-from clipstudio.engine.search import top_indices
+from clipstudio.engine.evaluation.search import top_indices
 from tests.engine.fake_model import FakeModel
 
 needs_fast_bf16 = pytest.mark.skipif(not bf16_is_fast(torch.device("cpu")), reason="this CPU emulates bf16")
@@ -84,7 +84,7 @@ def test_text_cache_drops_the_least_recently_used_texts():
 
 
 def test_allocator_tuning_is_applied_once_and_can_be_switched_off():
-    code = "from clipstudio.engine.allocator import tune_malloc; print(tune_malloc(), tune_malloc())"
+    code = "from clipstudio.engine.runtime.allocator import tune_malloc; print(tune_malloc(), tune_malloc())"
     on = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()

@@ -22,7 +22,7 @@ import shiboken6
 from PySide6.QtCore import QCoreApplication, QSettings
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from clipstudio.engine.paths import samples_dir
+from clipstudio.engine.storage.paths import samples_dir
 from clipstudio.gui.settings import APPLICATION, ORGANIZATION
 from clipstudio.gui.workers import TaskWorker
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from clipstudio.engine.paths import samples_dir
+from clipstudio.engine.storage.paths import samples_dir
 from clipstudio.gui.walkthrough import Walkthrough, WalkthroughPlan
 
 

@@ -303,7 +303,7 @@ def test_about_names_the_version_and_the_licences(main_window, message_boxes):
 
 
 def test_bare_clipstudio_with_a_display_opens_the_window(monkeypatch):
-    from clipstudio import cli
+    from clipstudio.cli import main as cli
     from clipstudio.gui import app as app_module
 
     calls = []

@@ -125,7 +125,7 @@ def test_without_dataset_the_screen_says_so(qtbot):
 def run_dir(tmp_path_factory, tiny_clip_dir):
     """A one-epoch fine-tuning run of the tiny CLIP on three colour classes."""
     from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
-    from clipstudio.engine.trainer import Trainer
+    from clipstudio.engine.training.trainer import Trainer
     from tests.fixtures_data import _PALETTE, write_png
 
     root = tmp_path_factory.mktemp("results_run")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from clipstudio.cli import main
+from clipstudio.cli.main import main
 from clipstudio.engine.data import Dataset, load_dataset
 from clipstudio.engine.data.dataset import Problem
 from clipstudio.engine.data.health import HealthReport, health_report

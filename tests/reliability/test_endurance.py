@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from clipstudio.engine.config import DataConfig, ModelConfig, PromptConfig, TrainConfig
-from clipstudio.engine.trainer import Trainer
+from clipstudio.engine.training.trainer import Trainer
 
 STEPS = 300
 

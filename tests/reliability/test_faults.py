@@ -24,14 +24,14 @@ import numpy as np
 import pytest
 import torch
 
-from clipstudio.engine import checkpoint as checkpoint_module
-from clipstudio.engine.checkpoint import find_checkpoint, load_train_state
+from clipstudio.engine.training import checkpoint as checkpoint_module
+from clipstudio.engine.training.checkpoint import find_checkpoint, load_train_state
 from clipstudio.engine.config import DataConfig, ModelConfig, PromptConfig, TrainConfig
 from clipstudio.engine.errors import ClipStudioError, ConfigError, ModelError
 from clipstudio.engine.events import MessageLogged, TrainEnded, TrainStarted
 from clipstudio.engine.models import load_model
-from clipstudio.engine.runs import load_run_model, read_run_info
-from clipstudio.engine.trainer import DiskFullError, Trainer
+from clipstudio.engine.runs.load import load_run_model, read_run_info
+from clipstudio.engine.training.trainer import DiskFullError, Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -178,7 +178,7 @@ _KILLED_RUN = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import torch
-    from clipstudio.engine import checkpoint, trainer
+    from clipstudio.engine.training import checkpoint, trainer
     from clipstudio.engine.config import TrainConfig, load_config
 
     torch.set_num_threads(1)
@@ -268,7 +268,7 @@ def _disk_full(*_args, **_kwargs):
 def test_a_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(
     tmp_path, small_classes, tiny_dual_dir, monkeypatch, write
 ):
-    import clipstudio.engine.trainer as trainer_module
+    import clipstudio.engine.training.trainer as trainer_module
 
     real_write_history = trainer_module.write_history
     real_save_file = checkpoint_module.save_safetensors
@@ -315,7 +315,7 @@ def test_a_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(
 
 def _poison_training_loss(monkeypatch, *, after_batches: int, poison):
     """Apply ``poison(loss, logits)`` to the training loss from batch ``after_batches + 1`` on."""
-    import clipstudio.engine.contrastive as contrastive
+    import clipstudio.engine.training.methods.contrastive as contrastive
 
     real_loss = contrastive.contrastive_loss
     calls = []
@@ -371,7 +371,7 @@ def test_a_non_finite_loss_or_gradient_mid_epoch_stops_with_the_last_good_checkp
     assert load_train_state(latest)["epoch"] == 1
     assert_finite_weights(latest)  # the bad step never reached the weights that were saved
 
-    import clipstudio.engine.contrastive as contrastive
+    import clipstudio.engine.training.methods.contrastive as contrastive
 
     monkeypatch.setattr(contrastive, "contrastive_loss", real_loss)
     resumed = resume(cfg, result.run_dir, callbacks=[recorder])  # e.g. after lowering the learning rate
@@ -451,7 +451,7 @@ def test_gpu_out_of_memory_at_the_smallest_batch_fails_with_a_clear_message(
 def test_linear_probe_halves_its_batch_on_gpu_out_of_memory_down_to_one(
     tmp_path, small_classes, tiny_dual_dir, monkeypatch
 ):
-    from clipstudio.engine.linear_probe import LinearProbeMethod
+    from clipstudio.engine.training.methods.linear_probe import LinearProbeMethod
 
     cfg = make_cfg(small_classes, tiny_dual_dir, tmp_path / "run", method="linear_probe", batch_size=8)
     plenty = Trainer(dataclasses.replace(cfg, output=str(tmp_path / "plenty"))).fit()

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 import clipstudio
-from clipstudio.cli import main
+from clipstudio.cli.main import main
 from clipstudio.engine.errors import ModelError
 from tests.conftest import _NetworkBlocked
 
@@ -105,7 +105,7 @@ _NO_NETWORK_SCRIPT = textwrap.dedent(
     from clipstudio.engine.models import load_model
     model = load_model("builtin", device="cpu")
     after_builtin = list(attempts)
-    from clipstudio.demo import run_demo
+    from clipstudio.cli.demo import run_demo
     ok = run_demo(device="cpu", out=sys.argv[1], print_fn=lambda *a, **k: None)
     print(json.dumps({"builtin": after_builtin, "demo_ok": ok, "all": attempts}))
     """

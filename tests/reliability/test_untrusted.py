@@ -116,7 +116,7 @@ def test_pickled_model_weights_are_refused_without_running_them(
 
 
 def test_pickled_model_is_refused_by_the_cli_with_one_line(tmp_path, marker, capsys, tiny_clip_dir):
-    from clipstudio.cli import main
+    from clipstudio.cli.main import main
     from tests.fixtures_data import write_png
 
     folder = _torch_pickle(_hf_folder(tiny_clip_dir, tmp_path / "hf") / "model.safetensors", marker).parent
@@ -138,7 +138,7 @@ def test_pickled_model_is_refused_by_the_cli_with_one_line(tmp_path, marker, cap
 def trained_run(tmp_path_factory, tiny_clip_dir) -> Path:
     """A finished one-epoch run (full fine-tuning, then a linear probe) on two colour classes."""
     from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
-    from clipstudio.engine.trainer import Trainer
+    from clipstudio.engine.training.trainer import Trainer
     from tests.fixtures_data import write_png
 
     root = tmp_path_factory.mktemp("untrusted_runs")
@@ -173,9 +173,9 @@ def test_pickled_checkpoint_model_in_a_run_is_refused(tmp_path, marker, trained_
 
 
 def test_pickled_training_state_is_refused_on_resume(tmp_path, marker, trained_run):
-    from clipstudio.engine.checkpoint import load_train_state
-    from clipstudio.engine.runs import read_run_config
-    from clipstudio.engine.trainer import Trainer
+    from clipstudio.engine.training.checkpoint import load_train_state
+    from clipstudio.engine.runs.load import read_run_config
+    from clipstudio.engine.training.trainer import Trainer
 
     run = _run_copy(trained_run, "full", tmp_path)
     checkpoint = run / "checkpoint_latest"

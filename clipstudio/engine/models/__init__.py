@@ -69,7 +69,7 @@ def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
 
     Raises ModelError with one sentence naming the problem when the model can't be loaded.
     """
-    from clipstudio.engine.allocator import tune_malloc
+    from clipstudio.engine.runtime.allocator import tune_malloc
 
     tune_malloc()  # before the first large tensors; see allocator.py
     target = resolve_device(device)
@@ -82,7 +82,7 @@ def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
     path = Path(spec).expanduser()
     if path.exists():
         # Imported here: runs imports this package (models.base), so a top-level import would cycle.
-        from clipstudio.engine.runs import is_run_folder, load_run_model
+        from clipstudio.engine.runs.load import is_run_folder, load_run_model
 
         if is_run_folder(path):
             return load_run_model(path, "best", device=str(target))

@@ -1,7 +1,7 @@
 """The offline default model: EfficientNet-Lite0 (ImageNet) + all-MiniLM-L6-v2, aligned without training.
 
 Both towers come from pinned pip wheels; the only CLIP Studio-made part is the text projection
-(resources/models/builtin/, made by ``python -m clipstudio.engine.models.fit_builtin``): a ridge map
+(resources/models/builtin/, made by ``python -m clipstudio.tools.fit_builtin``): a ridge map
 from MiniLM sentence embeddings of ImageNet class prompts onto the backbone's (L2-normalised)
 ImageNet classifier rows. Image embeddings are the backbone's pooled 1280-d features, so cosine
 similarity between an image and a text approximates the classifier's score for the text's concept.
@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.dual_encoder import DualEncoderModel, load_text_encoder
 from clipstudio.engine.models.image_preprocessing import ImagePreprocessing
-from clipstudio.engine.paths import resources_dir
+from clipstudio.engine.storage.paths import resources_dir
 
 SPEC_NAME = "builtin_model.json"
 PROJECTION_NAME = "text_projection.safetensors"

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from clipstudio.engine.atomic import atomic_write_bytes
+from clipstudio.engine.storage.atomic import atomic_write_bytes
 
 
 class FrozenFiles:

@@ -325,7 +325,7 @@ class DataScreen(QWidget):
 
     # --- ui slots ------------------------------------------------------------------------------
     def _on_sample_button_clicked(self) -> None:
-        from clipstudio.engine.paths import samples_dir
+        from clipstudio.engine.storage.paths import samples_dir
 
         self.open_dataset(str(samples_dir() / "chest_xray"))
 

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from clipstudio.engine.events import MessageLogged
-from clipstudio.engine.paths import user_data_dir
+from clipstudio.engine.storage.paths import user_data_dir
 from clipstudio.gui.errors import show_error
 from clipstudio.gui.state import AppState
 from clipstudio.gui.workers import TaskWorker

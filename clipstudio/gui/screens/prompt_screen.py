@@ -259,7 +259,7 @@ class PromptScreen(QWidget):
         session, text_cache = self.session, self.text_cache
 
         def job(callback, should_stop):
-            from clipstudio.engine.evaluate import zero_shot_from_embeddings
+            from clipstudio.engine.evaluation.zero_shot import zero_shot_from_embeddings
             from clipstudio.engine.prompts import class_text_embeddings
 
             encoded = session.image_embeddings(model, split.paths, callback=callback, should_stop=should_stop)

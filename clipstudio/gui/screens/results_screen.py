@@ -58,7 +58,7 @@ def _with_ci(value: float | None, ci: list[float] | None) -> str:
 
 def score_split(session, model, split, prompts, callback, should_stop):
     """Zero-shot result of ``model`` on ``split`` from the session's image embeddings (None if cancelled)."""
-    from clipstudio.engine.evaluate import zero_shot_from_embeddings
+    from clipstudio.engine.evaluation.zero_shot import zero_shot_from_embeddings
     from clipstudio.engine.prompts import class_text_embeddings
 
     encoded = session.image_embeddings(model, split.paths, callback=callback, should_stop=should_stop)
@@ -301,8 +301,8 @@ class ResultsScreen(QWidget):
         def job(callback, should_stop):
             use_model, use_prompts = model, prompts
             if run_dir:
-                from clipstudio.engine.runs import load_run_model
-                from clipstudio.engine.wise import run_prompt_set
+                from clipstudio.engine.runs.load import load_run_model
+                from clipstudio.engine.evaluation.wise import run_prompt_set
 
                 if run_dir not in run_models:
                     run_models[run_dir] = load_run_model(run_dir)
@@ -394,7 +394,7 @@ class ResultsScreen(QWidget):
             path, _ = QFileDialog.getSaveFileName(self, "Export predictions", "predictions.csv", "CSV files (*.csv)")
             if not path:
                 return False
-        from clipstudio.engine.atomic import atomic_write_text
+        from clipstudio.engine.storage.atomic import atomic_write_text
 
         try:
             atomic_write_text(path, predictions_csv(self.last_result.predictions))
@@ -416,7 +416,7 @@ class ResultsScreen(QWidget):
 
         def job(callback, should_stop):
             try:
-                from clipstudio.engine.compare import compare_run
+                from clipstudio.engine.evaluation.before_after import compare_run
             except ImportError:
                 return _compare_without_engine(run_dir, split, cache, callback, should_stop)
             ba = compare_run(run_dir, split, split=label, cache=cache, callback=callback, should_stop=should_stop)
@@ -457,7 +457,7 @@ class ResultsScreen(QWidget):
         session, screen = self.session, self
 
         def job(callback, should_stop):
-            from clipstudio.engine.wise import WiseInterpolator, run_prompt_set
+            from clipstudio.engine.evaluation.wise import WiseInterpolator, run_prompt_set
 
             if screen._wise is None or str(screen._wise.run_dir) != str(Path(run_dir)):
                 screen._wise = WiseInterpolator(run_dir)
@@ -482,7 +482,7 @@ class ResultsScreen(QWidget):
         cache = self.session.disk_cache
 
         def job(callback, should_stop):
-            from clipstudio.engine.wise import wise_sweep
+            from clipstudio.engine.evaluation.wise import wise_sweep
 
             return wise_sweep(run_dir, split, alphas=ALPHAS, cache=cache, callback=callback, should_stop=should_stop)
 
@@ -509,11 +509,11 @@ class ResultsScreen(QWidget):
 
 
 def _compare_without_engine(run_dir, split, cache, callback, should_stop) -> dict | None:
-    """Before/after by hand, for builds whose engine lacks clipstudio.engine.compare."""
-    from clipstudio.engine.evaluate import evaluate_zero_shot
+    """Before/after by hand, for builds whose engine lacks clipstudio.engine.evaluation.before_after."""
+    from clipstudio.engine.evaluation.zero_shot import evaluate_zero_shot
     from clipstudio.engine.models import load_model
-    from clipstudio.engine.runs import load_run_model, run_start_model_spec
-    from clipstudio.engine.wise import run_prompt_set
+    from clipstudio.engine.runs.load import load_run_model, run_start_model_spec
+    from clipstudio.engine.evaluation.wise import run_prompt_set
 
     prompts, spec = run_prompt_set(run_dir), run_start_model_spec(run_dir)
     common = dict(cache=cache, callback=callback, should_stop=should_stop)

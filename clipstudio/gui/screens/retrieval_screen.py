@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from clipstudio.engine.search import SearchHit
+from clipstudio.engine.evaluation.search import SearchHit
 from clipstudio.gui.embedding_session import (
     NO_DATASET,
     MissingInputBanner,

@@ -68,10 +68,10 @@ class TrainJob:
     def __call__(self, callback, should_stop) -> Any:
         cfg = self.cfg
         if cfg.cv.use_cv:
-            from clipstudio.engine.crossval import run_cross_validation
+            from clipstudio.engine.training.crossval import run_cross_validation
 
             return run_cross_validation(cfg, [callback], should_stop, dataset=self.dataset)
-        from clipstudio.engine.trainer import Trainer, default_run_dir, is_run_folder
+        from clipstudio.engine.training.trainer import Trainer, default_run_dir, is_run_folder
 
         if not cfg.resume_from:
             if not cfg.output:
@@ -449,7 +449,7 @@ class TrainScreen(QWidget):
         self.resume()
 
     def _on_resume_run_button_clicked(self) -> None:
-        from clipstudio.engine.paths import user_data_dir
+        from clipstudio.engine.storage.paths import user_data_dir
 
         folder = QFileDialog.getExistingDirectory(self, "Resume run", str(Path(user_data_dir()) / "runs"))
         if folder:

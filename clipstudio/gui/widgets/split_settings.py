@@ -66,7 +66,7 @@ def preview_splits(dataset: Dataset, settings: dict[str, Any]) -> dict[str, Any]
     """Split sizes (train, val, held out) and k-fold sizes training would use; runs in a worker."""
     from clipstudio.engine.config import DataConfig
     from clipstudio.engine.data.splits import apply_group_regex, kfold_indices
-    from clipstudio.engine.train_data import training_splits
+    from clipstudio.engine.training.batches import training_splits
 
     if settings.get("group_regex"):
         dataset = apply_group_regex(dataset, settings["group_regex"])

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from clipstudio.engine.config import DEFAULT_LEARNING_RATES, TrainConfig
 from clipstudio.engine.errors import ConfigError
-from clipstudio.engine.paths import user_data_dir
+from clipstudio.engine.storage.paths import user_data_dir
 
 _D = TrainConfig()  # the documented defaults, quoted in the tooltips
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipstudio.engine.checkpoint import (
+from clipstudio.engine.training.checkpoint import (
     STATE_JSON,
     find_checkpoint,
     load_train_state,

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from clipstudio.engine.data.readers import load_dataset
-from clipstudio.engine.evaluate import evaluate_zero_shot
+from clipstudio.engine.evaluation.zero_shot import evaluate_zero_shot
 from clipstudio.engine.events import EvalEnded
 from clipstudio.engine.models import load_model
 from clipstudio.engine.prompts import PromptSet, class_text_embeddings
-from clipstudio.engine.runs import LinearProbeModel, load_run_model
-from clipstudio.engine.trainer import Trainer
+from clipstudio.engine.runs.load import LinearProbeModel, load_run_model
+from clipstudio.engine.training.trainer import Trainer
 
 
 def test_epoch_zero_equals_zero_shot_and_the_head_loads_back(class_data, tiny_clip_dir, make_cfg, recorder):

@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 
 from clipstudio.engine.models import load_model
-from clipstudio.engine.trainer import Trainer
+from clipstudio.engine.training.trainer import Trainer
 
 
 def _saved_keys(folder) -> list[str]:

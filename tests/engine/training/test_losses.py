@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from clipstudio.engine.losses import contrastive_loss, in_batch_accuracy, multi_positive_targets
+from clipstudio.engine.training.losses import contrastive_loss, in_batch_accuracy, multi_positive_targets
 
 
 def test_items_sharing_a_class_are_positives_not_negatives():

@@ -6,9 +6,9 @@ import copy
 
 import torch
 
-from clipstudio.engine.contrastive import training_attention
+from clipstudio.engine.training.methods.contrastive import training_attention
 from clipstudio.engine.models import load_model
-from clipstudio.engine.optimizer import BETAS, EPS, make_optimizer, no_decay
+from clipstudio.engine.training.optimizer import BETAS, EPS, make_optimizer, no_decay
 
 
 def _tiny_net() -> torch.nn.Module:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipstudio.engine.checkpoint import find_checkpoint, load_train_state
+from clipstudio.engine.training.checkpoint import find_checkpoint, load_train_state
 from clipstudio.engine.events import (
     CheckpointSaved,
     EpochEnded,
@@ -19,14 +19,14 @@ from clipstudio.engine.events import (
     TrainStarted,
 )
 from clipstudio.engine.models import load_model
-from clipstudio.engine.runs import (
+from clipstudio.engine.runs.load import (
     is_run_folder,
     load_run_model,
     read_history,
     read_run_config,
     run_start_model_spec,
 )
-from clipstudio.engine.trainer import Trainer
+from clipstudio.engine.training.trainer import Trainer
 
 
 def _metrics_losses(run_dir) -> list[float]:
@@ -113,7 +113,7 @@ def test_cancel_mid_epoch_then_resume_matches_an_uninterrupted_run(
 def test_non_finite_loss_fails_and_keeps_the_last_good_checkpoint(
     class_data, tiny_dual_dir, make_cfg, recorder, monkeypatch
 ):
-    import clipstudio.engine.contrastive as contrastive
+    import clipstudio.engine.training.methods.contrastive as contrastive
 
     real_loss = contrastive.contrastive_loss
     calls = []
@@ -201,8 +201,8 @@ def test_fp16_loss_scaling_path_trains_and_checkpoints_the_scaler(
     class_data, tiny_dual_dir, make_cfg, monkeypatch
 ):
     # Older GPUs get fp16 + GradScaler; exercise that path on the CPU.
-    import clipstudio.engine.train_setup as train_setup
-    from clipstudio.engine.optimizer import AmpPolicy
+    import clipstudio.engine.training.setup as train_setup
+    from clipstudio.engine.training.optimizer import AmpPolicy
 
     monkeypatch.setattr(
         train_setup, "amp_policy", lambda device, enabled: AmpPolicy("cpu", torch.float16, True)

@@ -1,0 +1,290 @@
+"""WiSE-FT: weight-space ensembles of the starting and the fine-tuned model.
+
+``theta(alpha) = (1 - alpha) * theta_start + alpha * theta_finetuned`` over every floating-point
+tensor of the two models' state dicts (integer buffers, e.g. position ids or BatchNorm counters,
+come from the fine-tuned model). alpha 0 is the starting model, alpha 1 the fine-tuned one; in
+between often keeps most of the fine-tuning gain while giving back some of the robustness the
+pretrained weights had (Wortsman et al., 2022). Both models must share one architecture.
+
+Linear-probe runs interpolate the class head instead: between the zero-shot class text
+embeddings (the head's starting point) and the trained head; the encoders are frozen anyway.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from clipstudio.engine.errors import ConfigError, DataError, ModelError
+from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callback
+
+if TYPE_CHECKING:
+    from clipstudio.engine.data.dataset import Dataset
+    from clipstudio.engine.embeddings import EmbeddingCache
+    from clipstudio.engine.models.base import ImageTextModel
+    from clipstudio.engine.prompts import PromptSet
+
+DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def check_alpha(alpha: float) -> float:
+    """``alpha`` as a float, or ConfigError when it is not a number in [0, 1]."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= float(alpha) <= 1.0:
+        raise ConfigError(f"WiSE alpha must be a number between 0 and 1 (got {alpha!r}).")
+    return float(alpha)
+
+
+def interpolate_state_dicts(
+    start: dict[str, torch.Tensor], finetuned: dict[str, torch.Tensor], alpha: float
+) -> dict[str, torch.Tensor]:
+    """``(1 - alpha) * start + alpha * finetuned`` for floating tensors; the rest from ``finetuned``.
+
+    Raises ModelError when the two do not hold the same tensors (names and shapes).
+    """
+    alpha = check_alpha(alpha)
+    _check_same_tensors(start, finetuned)
+    out = {}
+    for name, tuned in finetuned.items():
+        base = start[name]
+        if not tuned.is_floating_point():
+            out[name] = tuned.clone()
+            continue
+        a = base.detach().to(tuned.device, torch.float32)
+        b = tuned.detach().float()
+        out[name] = torch.lerp(a, b, alpha).to(tuned.dtype)
+    return out
+
+
+def _check_same_tensors(start: dict[str, torch.Tensor], finetuned: dict[str, torch.Tensor]) -> None:
+    missing = sorted(set(finetuned) - set(start))
+    extra = sorted(set(start) - set(finetuned))
+    if missing or extra:
+        names = ", ".join((missing or extra)[:3])
+        raise ModelError(
+            "WiSE-FT needs the starting and the fine-tuned model to share one architecture; "
+            f"their weights differ ({'only fine-tuned' if missing else 'only starting'}: {names})."
+        )
+    for name, tuned in finetuned.items():
+        if start[name].shape != tuned.shape:
+            raise ModelError(
+                "WiSE-FT needs the starting and the fine-tuned model to share one architecture; "
+                f"{name} is {tuple(start[name].shape)} in one and {tuple(tuned.shape)} in the other."
+            )
+
+
+class WiseInterpolator:
+    """A run's starting and fine-tuned model, loaded once, giving the model at any alpha.
+
+    ``model_at(0)`` is the starting model itself and ``model_at(1)`` the fine-tuned weights
+    unchanged, so both reuse their embedding cache entries. Other alphas overwrite the weights of
+    one working model in place: a model returned earlier changes with the next call.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, *, device: str = "auto") -> None:
+        from clipstudio.engine.models import load_model, resolve_device
+        from clipstudio.engine.runs.load import LinearProbeModel, is_run_folder, run_start_model_spec
+
+        self.run_dir = Path(run_dir)
+        if not is_run_folder(self.run_dir):
+            raise ConfigError(
+                f"{str(self.run_dir)!r} is not a training run folder (no run.json and config.json)."
+            )
+        self.device = resolve_device(device)
+        self.finetuned = load_model(str(self.run_dir), device=str(self.device))  # best, else latest
+        self.is_linear_probe = isinstance(self.finetuned, LinearProbeModel)
+        if self.is_linear_probe:
+            self.start = self.finetuned.base  # the frozen encoders are the starting model's
+            self._zero_shot_head = self._initial_head()
+            return
+        self.start = load_model(run_start_model_spec(self.run_dir), device=str(self.device))
+        if type(self.start) is not type(self.finetuned):
+            raise ModelError(
+                f"WiSE-FT needs one architecture, but the run starts from a {self.start.kind} model "
+                f"and its checkpoint is a {self.finetuned.kind} model."
+            )
+        try:
+            start_state = self.start.torch_module.state_dict()
+            tuned_state = self.finetuned.torch_module.state_dict()
+        except NotImplementedError:
+            raise ModelError(f"WiSE-FT can't interpolate {self.finetuned.kind} models.") from None
+        # Fail now on a mismatch, not at the first alpha in (0, 1); shapes only, nothing is copied.
+        _check_same_tensors(start_state, tuned_state)
+        self._tuned_state: dict[str, torch.Tensor] | None = None  # copied before the first overwrite
+
+    def _initial_head(self) -> np.ndarray:
+        from clipstudio.engine.prompts import class_text_embeddings
+
+        names = self.finetuned.class_names
+        return class_text_embeddings(self.start, names, run_prompt_set(self.run_dir))
+
+    def model_at(self, alpha: float) -> ImageTextModel:
+        alpha = check_alpha(alpha)
+        if alpha == 0.0:
+            return self.start
+        if self.is_linear_probe:
+            from clipstudio.engine.runs.load import LinearProbeModel
+
+            tuned = self.finetuned
+            if alpha == 1.0:
+                return tuned
+            head = (1.0 - alpha) * self._zero_shot_head + alpha * tuned.head
+            return LinearProbeModel(self.start, head, tuned.class_names)
+        module = self.finetuned.torch_module
+        if self._tuned_state is None:
+            if alpha == 1.0:
+                return self.finetuned  # untouched so far: no copy needed
+            self._tuned_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        if alpha == 1.0:
+            state = self._tuned_state
+        else:
+            state = interpolate_state_dicts(self.start.torch_module.state_dict(), self._tuned_state, alpha)
+        with torch.no_grad():
+            module.load_state_dict(state, strict=True)
+        return self.finetuned
+
+
+def wise_model(run_dir: str | os.PathLike, alpha: float, device: str = "auto") -> ImageTextModel:
+    """The run's WiSE-FT model at ``alpha`` (0: the starting model, 1: the fine-tuned one)."""
+    check_alpha(alpha)
+    return WiseInterpolator(run_dir, device=device).model_at(alpha)
+
+
+def run_prompt_set(run_dir: str | os.PathLike) -> PromptSet:
+    """The prompts a run trained with: its recorded class texts, else its templates (or the defaults).
+
+    run.json records every class's texts, so this works after the class-texts file has moved.
+    """
+    from clipstudio.engine.prompts import DEFAULT_TEMPLATES, PromptSet, load_class_texts
+    from clipstudio.engine.runs.load import read_run_config, read_run_info
+
+    cfg = read_run_config(run_dir)
+    info = read_run_info(run_dir)
+    class_texts = {str(k): list(v) for k, v in (info.get("class_texts") or {}).items()}
+    if not class_texts and cfg.prompts.class_texts and Path(cfg.prompts.class_texts).is_file():
+        class_texts = load_class_texts(cfg.prompts.class_texts)
+    templates = list(cfg.prompts.templates) or list(DEFAULT_TEMPLATES)
+    return PromptSet(name="run", templates=templates, class_texts=class_texts)
+
+
+def evaluation_kind(dataset: Dataset) -> str:
+    """``"zeroshot"`` for class data, ``"retrieval"`` for image-caption pairs; DataError for neither."""
+    if dataset.is_classification and not dataset.has_captions:
+        return "zeroshot"
+    if dataset.has_captions:
+        return "retrieval"
+    raise DataError(
+        f"{dataset.source or dataset.root}: evaluation needs class labels (2+ classes) or image captions."
+    )
+
+
+def summary_metrics(result) -> dict:
+    """The headline numbers of a ZeroShotResult or RetrievalResult, flat and JSON-ready."""
+    from clipstudio.engine.evaluation.zero_shot import ZeroShotResult
+
+    if isinstance(result, ZeroShotResult):
+        return {"n": result.n, "accuracy": result.accuracy, "balanced_accuracy": result.balanced_accuracy}
+    out: dict = {"n": result.n}
+    recalls = []
+    for direction, prefix in (("image_to_text", "i2t"), ("text_to_image", "t2i")):
+        for key, value in getattr(result, direction).items():
+            out[f"{prefix}_{key}"] = value
+            if value is not None:
+                recalls.append(value)
+    out["mean_recall"] = float(np.mean(recalls)) if recalls else None
+    return out
+
+
+def evaluate_model(
+    model: ImageTextModel,
+    dataset: Dataset,
+    prompts: PromptSet,
+    *,
+    kind: str,
+    ks: Sequence[int] = (1, 5, 10),
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 64,
+    callback: Callback = no_callback,
+    should_stop: ShouldStop = never_stop,
+):
+    """Zero-shot (``kind="zeroshot"``) or retrieval evaluation of one model: the result object."""
+    from clipstudio.engine.evaluation.zero_shot import evaluate_retrieval, evaluate_zero_shot
+
+    common = dict(cache=cache, batch_size=batch_size, callback=callback, should_stop=should_stop)
+    if kind == "zeroshot":
+        return evaluate_zero_shot(model, dataset, prompts, **common)
+    return evaluate_retrieval(model, dataset, ks=tuple(ks), **common)
+
+
+def wise_sweep(
+    run_dir: str | os.PathLike,
+    dataset: Dataset,
+    prompts: PromptSet | None = None,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    *,
+    ks: Sequence[int] = (1, 5, 10),
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    callback: Callback = no_callback,
+    should_stop: ShouldStop = never_stop,
+) -> list[dict]:
+    """Metrics of the WiSE-FT model at each alpha: one row per alpha, in the order given.
+
+    Rows hold ``alpha``, ``n`` and ``accuracy``/``balanced_accuracy`` (class data) or
+    ``i2t_R@K``/``t2i_R@K``/``mean_recall`` (pairs). ``prompts`` default to the run's own.
+    Without a ``cache`` a temporary one lives for the sweep, so models whose image encoder is
+    unchanged (alpha 0 and the starting model, every alpha of a linear probe) encode the images once.
+    Stops early (fewer rows) when ``should_stop`` says so.
+    """
+    from clipstudio.engine.embeddings import EmbeddingCache
+
+    alphas = [check_alpha(a) for a in alphas]
+    if not alphas:
+        raise ConfigError("A WiSE-FT sweep needs at least one alpha.")
+    kind = evaluation_kind(dataset)
+    prompts = prompts if prompts is not None else run_prompt_set(run_dir)
+    interpolator = WiseInterpolator(run_dir, device=device)
+    if interpolator.is_linear_probe and kind != "zeroshot":
+        raise DataError("A linear-probe run can only be evaluated on class data.")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="clipstudio-wise-") as tmp:
+        cache = cache if cache is not None else EmbeddingCache(Path(tmp))
+        for alpha in alphas:
+            if should_stop():
+                break
+            result = evaluate_model(
+                interpolator.model_at(alpha),
+                dataset,
+                prompts,
+                kind=kind,
+                ks=ks,
+                cache=cache,
+                batch_size=batch_size,
+                callback=callback,
+                should_stop=should_stop,
+            )
+            if result.cancelled:
+                break
+            rows.append({"alpha": alpha, **summary_metrics(result)})
+    return rows
+
+
+__all__ = [
+    "DEFAULT_ALPHAS",
+    "WiseInterpolator",
+    "check_alpha",
+    "evaluate_model",
+    "evaluation_kind",
+    "interpolate_state_dicts",
+    "run_prompt_set",
+    "summary_metrics",
+    "wise_model",
+    "wise_sweep",
+]

@@ -1,0 +1,286 @@
+"""Everything a run needs before its first step: run folder, device, data and splits, model, training method."""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clipstudio.engine.storage.atomic import atomic_write_json
+from clipstudio.engine.config import TrainConfig
+from clipstudio.engine.data.dataset import Dataset
+from clipstudio.engine.errors import ConfigError, DataError
+from clipstudio.engine.events import Callback, ShouldStop
+from clipstudio.engine.models.base import ImageTextModel
+from clipstudio.engine.training.optimizer import AmpPolicy, amp_policy
+from clipstudio.engine.prompts import DEFAULT_TEMPLATES, PromptSet, load_class_texts
+from clipstudio.engine.runs.load import is_run_folder
+from clipstudio.engine.training.batches import (
+    CLASSES,
+    PAIRS,
+    TrainingTexts,
+    data_kind,
+    image_split,
+    problems_summary,
+    training_splits,
+)
+
+
+def training_device(cfg: TrainConfig) -> torch.device:
+    """``model.device`` "auto": CUDA GPU ``gpu_id``, else Apple MPS, else CPU; anything else as given."""
+    from clipstudio.engine.models import resolve_device
+
+    if cfg.model.device in ("auto", ""):
+        if torch.cuda.is_available():
+            if cfg.gpu_id >= torch.cuda.device_count():
+                raise ConfigError(
+                    f"gpu_id {cfg.gpu_id} does not exist; this machine has {torch.cuda.device_count()} GPU(s)."
+                )
+            return torch.device(f"cuda:{cfg.gpu_id}")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return resolve_device(cfg.model.device)
+
+
+def default_run_dir(method: str) -> Path:
+    from clipstudio.engine.storage.paths import user_data_dir
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = user_data_dir() / "runs" / f"{stamp}-{method}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def prepare_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
+    """(run folder, run folder to resume from or None). Refuses to overwrite another run."""
+    resume = Path(os.path.abspath(cfg.resume_from)) if cfg.resume_from else None
+    if resume is not None and not is_run_folder(resume):
+        raise ConfigError(f"resume_from {str(resume)!r} is not a training run folder.")
+    if cfg.output:
+        run_dir = Path(os.path.abspath(Path(cfg.output).expanduser()))
+    else:
+        run_dir = resume or default_run_dir(cfg.method)
+    from clipstudio.engine.training.checkpoint import LATEST, find_checkpoint
+
+    # A run that ended before its first checkpoint has nothing worth keeping: start it afresh.
+    has_run = is_run_folder(run_dir) and find_checkpoint(run_dir, LATEST) is not None
+    if has_run and (resume is None or not _same(run_dir, resume)):
+        raise ConfigError(
+            f"{str(run_dir)!r} already holds a training run; choose another output folder or resume it."
+        )
+    if run_dir.is_file():
+        raise ConfigError(f"output {str(run_dir)!r} is a file, not a folder.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, resume
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+@dataclass
+class RunData:
+    """The dataset of a run and how it is used."""
+
+    dataset: Dataset
+    kind: str  # train_data.CLASSES or PAIRS
+    train_indices: list[int]
+    val_indices: list[int]
+    prompts: PromptSet
+    start_spec: str  # the model training starts from
+    notes: list[str] = field(default_factory=list)
+
+
+def prompt_set(cfg: TrainConfig) -> PromptSet:
+    """The prompts that turn class names into texts: cfg.prompts, or the default templates."""
+    class_texts = load_class_texts(cfg.prompts.class_texts) if cfg.prompts.class_texts else {}
+    templates = list(cfg.prompts.templates) or list(DEFAULT_TEMPLATES)
+    return PromptSet(name="training", templates=templates, class_texts=class_texts)
+
+
+def load_training_data(
+    cfg: TrainConfig,
+    dataset: Dataset | None,
+    *,
+    train_indices: list[int] | None,
+    val_indices: list[int] | None,
+    resume_info: dict[str, Any] | None,
+) -> RunData:
+    from clipstudio.engine.data.readers import load_dataset
+    from clipstudio.engine.data.splits import apply_group_regex
+
+    if dataset is None:
+        if not cfg.data.path:
+            raise ConfigError("data.path is empty: choose the dataset to train on.")
+        dataset = load_dataset(
+            cfg.data.path,
+            image_key=cfg.data.image_key,
+            caption_key=cfg.data.caption_key,
+            images_dir=cfg.data.images_dir,
+            allow_outside_root=cfg.data.allow_outside_root,
+        )
+    if cfg.data.group_regex:
+        dataset = apply_group_regex(dataset, cfg.data.group_regex)
+    kind = data_kind(dataset)
+    if cfg.method == "linear_probe" and not dataset.is_classification:
+        raise ConfigError(
+            "The linear probe needs class data (class folders or labelled images); "
+            "for image-text pairs use 'full', 'lock_image', 'lock_text' or 'lora'."
+        )
+    train, val = training_splits(dataset, cfg.data, train_indices=train_indices, val_indices=val_indices)
+    if len(train) < 2:
+        raise DataError(
+            f"{dataset.source or dataset.root}: training needs at least 2 training images; found {len(train)}."
+        )
+    notes = [f"{len(train)} training and {len(val)} validation images ({kind})."]
+    if resume_info is not None:
+        start_spec = str(resume_info["start_model"])
+        if resume_info.get("class_names", []) != list(dataset.class_names):
+            raise ConfigError("The dataset's classes differ from those of the run being resumed.")
+    else:
+        start_spec = cfg.model.spec
+    return RunData(dataset, kind, train, val, prompt_set(cfg), start_spec, notes)
+
+
+def load_start_model(cfg: TrainConfig, spec: str, device: torch.device) -> ImageTextModel:
+    """The model training starts from: ``load_model(spec)``, or a run folder's trained model."""
+    from clipstudio.engine.models import load_model
+
+    if is_run_folder(spec):
+        from clipstudio.engine.runs.load import LinearProbeModel, load_run_model
+
+        model = load_run_model(spec, "best", device=str(device))
+        if isinstance(model, LinearProbeModel):
+            raise ConfigError(f"{spec!r} is a linear-probe run; fine-tune its base model instead.")
+        return model
+    return load_model(spec, device=str(device))
+
+
+def build_method(
+    cfg: TrainConfig,
+    model: ImageTextModel,
+    data: RunData,
+    *,
+    callback: Callback,
+    should_stop: ShouldStop,
+    device: torch.device,
+):
+    """The training method object (ContrastiveMethod or LinearProbeMethod); None when cancelled meanwhile."""
+    if cfg.method == "linear_probe":
+        from clipstudio.engine.training.methods.linear_probe import LinearProbeMethod
+
+        method = LinearProbeMethod(
+            cfg,
+            model,
+            data.dataset,
+            data.train_indices,
+            data.val_indices,
+            data.prompts,
+            callback=callback,
+            should_stop=should_stop,
+        )
+        if method.cancelled:
+            return None
+        method.amp = AmpPolicy(device.type, None, False)
+        method.notes = [problems_summary(method.problems)] if method.problems else []
+        return method
+    return _contrastive(cfg, model, data, callback=callback, should_stop=should_stop, device=device)
+
+
+def _contrastive(cfg, model, data: RunData, *, callback, should_stop, device):
+    from clipstudio.engine.training.methods.contrastive import ContrastiveMethod
+    from clipstudio.engine.cache.pixels import decode_to_array
+
+    dataset = data.dataset
+    native = model.image_input_spec().size
+    if cfg.img_size and cfg.img_size != native and model.kind == "hf_clip":
+        # A ViT's position embeddings are sized for its own input; CNN backbones take any size.
+        raise ConfigError(
+            f"This CLIP model takes {native} px images; leave img_size empty (got {cfg.img_size})."
+        )
+    size = cfg.img_size or native
+    if size != native and hasattr(model, "preprocessing"):
+        # The fine-tuned model is used at the size it was trained at: its saved checkpoints (and so
+        # zero-shot, eval and retrieval with the run) preprocess images to `size`, not the original.
+        import dataclasses
+
+        model.preprocessing = dataclasses.replace(model.preprocessing, image_size=size, resize_size=None)
+    wanted = data.train_indices + data.val_indices
+    decoded = decode_to_array(
+        [dataset.samples[i].path for i in wanted],
+        size,
+        num_workers=cfg.num_workers,
+        callback=callback,
+        should_stop=should_stop,
+    )
+    if decoded.cancelled:
+        return None
+    rows = {wanted[position]: row for row, position in enumerate(decoded.indices)}
+    if data.kind == CLASSES:
+        texts = TrainingTexts.for_classes(dataset.class_names, data.prompts)
+        val_texts, train_ids, val_ids = texts, None, None
+    else:
+        texts, train_ids = TrainingTexts.for_captions(dataset, data.train_indices)
+        val_texts, val_ids = TrainingTexts.for_captions(dataset, data.val_indices)
+    train = image_split(dataset, data.train_indices, decoded.array, rows, train_ids)
+    val = image_split(dataset, data.val_indices, decoded.array, rows, val_ids) if data.val_indices else None
+    if len(train) < 2:
+        raise DataError(f"{dataset.source or dataset.root}: fewer than 2 training images could be read.")
+    method = ContrastiveMethod(
+        cfg, model, texts, train, val, val_texts, data.prompts, amp_policy(device, cfg.amp)
+    )
+    method.notes = [problems_summary(decoded.problems)] if decoded.problems else []
+    return method
+
+
+def recorded_config(cfg: TrainConfig, data: RunData) -> TrainConfig:
+    """The config as the run folder records it: the starting model spec made explicit."""
+    recorded = copy.deepcopy(cfg)
+    recorded.model.spec = data.start_spec
+    return recorded
+
+
+def run_info(cfg: TrainConfig, data: RunData, method: Any) -> dict[str, Any]:
+    from clipstudio import __version__
+
+    info: dict[str, Any] = {
+        "method": cfg.method,
+        "start_model": data.start_spec,
+        "data_kind": data.kind,
+        "data_path": str(data.dataset.source or data.dataset.root),
+        "class_names": list(data.dataset.class_names),
+        "n_train": method.n_train,
+        "n_val": method.n_val,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "clipstudio_version": __version__,
+    }
+    if data.kind == CLASSES or cfg.method == "linear_probe":
+        info["class_texts"] = {name: data.prompts.texts_for(name) for name in data.dataset.class_names}
+    return info
+
+
+def write_splits(path: Path, data: RunData, method: Any) -> None:
+    """The images each split actually used (after unreadable ones were left out)."""
+    samples = data.dataset.samples
+    atomic_write_json(
+        path,
+        {
+            "train": [str(samples[i].path) for i in method.used_train],
+            "val": [str(samples[i].path) for i in method.used_val],
+        },
+    )
+
+
+__all__ = ["PAIRS", "RunData", "build_method", "load_training_data", "prepare_run_dir"]

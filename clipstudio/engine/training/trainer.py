@@ -1,0 +1,572 @@
+"""The Trainer: one fine-tuning run from a TrainConfig to a self-describing run folder.
+
+    trainer = Trainer(cfg, callbacks=[on_event], should_stop=lambda: cancel_requested)
+    result = trainer.fit()          # TrainResult(status, run_dir, best_metric, history, ...)
+
+Events (``clipstudio.engine.events``): ProgressUpdated while images are decoded/encoded, then
+TrainStarted, EvalEnded(epoch=0) for the starting model (not when resuming), per step StepEnded (throttled), per
+epoch EvalEnded, EpochEnded and CheckpointSaved, and always TrainEnded last. ``should_stop`` is
+checked after every optimizer step and every validation batch; stopping saves checkpoint_latest
+and ends with status "cancelled" (not an error). A non-finite loss (or, without loss scaling, a
+non-finite gradient norm) ends with "failed" and keeps the last good checkpoint. Errors are
+raised after TrainEnded("failed"): ClipStudioError for what the user can fix (data, paths,
+settings, a full disk: DiskFullError), anything else is a bug.
+
+GPU out of memory: a batch that runs the GPU out of memory is redone in halves, gradients
+accumulated, so it is still one optimizer step over the same images (the contrastive loss then
+sees the negatives of each half only). The halved size is kept for the rest of the run, recorded
+as ``batch_size_used`` in run.json and used again on resume; the data order, steps per epoch
+and learning-rate schedule stay those of ``cfg.batch_size``. At the method's smallest batch (2
+images contrastive, 1 for the linear probe) the run fails with a ConfigError.
+
+Cross-validation: pass ``train_indices``/``val_indices`` (sample indices of the dataset, e.g.
+from ``kfold_indices``) and an ``output`` per fold; the test split is then up to the caller.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clipstudio.engine.training import setup
+from clipstudio.engine.training.checkpoint import (
+    BEST,
+    LATEST,
+    capture_rng_state,
+    find_checkpoint,
+    load_train_state,
+    restore_rng_state,
+    save_train_state,
+    seed_everything,
+    write_checkpoint_folder,
+)
+from clipstudio.engine.config import TrainConfig, save_config
+from clipstudio.engine.data.dataset import Dataset
+from clipstudio.engine.errors import ClipStudioError, ConfigError, DataError, DiskFullError
+from clipstudio.engine.events import (
+    CheckpointSaved,
+    EpochEnded,
+    EvalEnded,
+    MessageLogged,
+    ShouldStop,
+    StepEnded,
+    TrainEnded,
+    TrainStarted,
+    never_stop,
+)
+from clipstudio.engine.models.base import ImageTextModel
+from clipstudio.engine.training.optimizer import AmpPolicy, cosine_lr, make_optimizer, set_lr
+from clipstudio.engine.runs.load import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    SPLITS_FILE,
+    append_metrics_line,
+    is_run_folder,
+    read_run_info,
+    truncate_metrics,
+    write_history,
+    write_run_info,
+)
+from clipstudio.engine.training.setup import default_run_dir, training_device
+
+COMPLETED, CANCELLED, EARLY_STOPPED, FAILED = "completed", "cancelled", "early_stopped", "failed"
+_STEP_EVENT_INTERVAL_S = 0.1
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed" | "cancelled" | "early_stopped" | "failed"
+    run_dir: Path
+    best_metric: float | None  # best value of the monitored metric; None without validation
+    history: dict[str, Any] = field(default_factory=dict)
+    epochs_completed: int = 0
+    message: str = ""
+
+
+@dataclass
+class _Position:
+    """Where the run is; saved in checkpoint_latest so a resume continues exactly here."""
+
+    epoch: int = 1  # the epoch in progress (1-based)
+    batch_pos: int = 0  # batches of that epoch already trained
+    step: int = 0  # optimizer steps done in the whole run
+    loss_sum: float = 0.0  # image-weighted training loss / accuracy sums of the epoch so far
+    acc_sum: float = 0.0
+    seen: int = 0
+    elapsed: float = 0.0  # wall seconds of earlier sessions
+    best: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+
+
+class Trainer:
+    """Fine-tunes a model as ``cfg`` says. One Trainer runs ``fit`` once.
+
+    callbacks: each gets every event (see the module docstring).
+    should_stop: polled after each optimizer step and validation batch; True cancels cleanly.
+    model: the already-loaded model of ``cfg.model.spec`` (GUI, tests); it is trained in place
+        (LoRA injects its adapters into it). None: loaded from the spec (or the resumed run's).
+    dataset: an already-read dataset; None: read from ``cfg.data``.
+    train_indices, val_indices: explicit sample indices (a cross-validation fold) instead of
+        the dataset's splits.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        callbacks: Sequence[Callable[[object], None]] = (),
+        should_stop: ShouldStop = never_stop,
+        model: ImageTextModel | None = None,
+        dataset: Dataset | None = None,
+        train_indices: list[int] | None = None,
+        val_indices: list[int] | None = None,
+    ) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.callbacks = list(callbacks)
+        self.should_stop = should_stop
+        self._model, self._dataset = model, dataset
+        self._train_indices, self._val_indices = train_indices, val_indices
+        self.run_dir: Path | None = None
+        self.history: dict[str, Any] = {}
+        self.pos = _Position()
+
+    @property
+    def steps_done(self) -> int:
+        """Optimizer steps done so far in the whole run (resumed steps included)."""
+        return self.pos.step
+
+    # --- events ----------------------------------------------------------------------------------
+    def _emit(self, event: object) -> None:
+        for callback in self.callbacks:
+            callback(event)
+
+    def _log(self, text: str, level: str = "info") -> None:
+        self._emit(MessageLogged(level=level, text=text))
+
+    def _end(self, status: str, message: str) -> TrainResult:
+        run_dir = str(self.run_dir) if self.run_dir else ""
+        self._emit(TrainEnded(status=status, run_dir=run_dir, best_metric=self.pos.best, message=message))
+        return TrainResult(
+            status=status,
+            run_dir=self.run_dir or Path(),
+            best_metric=self.pos.best,
+            history=self.history,
+            epochs_completed=len(self.history.get("train_loss", [])),
+            message=message,
+        )
+
+    # --- the run ---------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Train until done, stopped early, cancelled or failed; see the module docstring."""
+        try:
+            return self._fit()
+        except Exception as exc:
+            # The UI learns the run is over either way; the exception carries the details.
+            error = self._user_error(exc)
+            if error is not None or isinstance(exc, ClipStudioError):
+                message = str(error or exc)
+            else:
+                message = f"Training failed: {exc!r}"
+            self._end(FAILED, message)
+            if error is not None:
+                raise error from exc
+            raise
+
+    def _user_error(self, exc: Exception) -> ClipStudioError | None:
+        """The ClipStudioError a user-fixable OS or GPU failure stands for; None for anything else."""
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            where = self.run_dir or exc.filename or self.cfg.output
+            return DiskFullError(
+                f"The disk is full: can't write to {where}. Free some space, then resume the run; "
+                "its last checkpoint is kept."
+            )
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return ConfigError(
+                "The GPU ran out of memory outside a training batch; use a smaller model or img_size, "
+                'or train on the CPU (model.device "cpu").'
+            )
+        return None
+
+    def _fit(self) -> TrainResult:
+        cfg = self.cfg
+        self.run_dir, resume = setup.prepare_run_dir(cfg)
+        seed_everything(cfg.seed)
+        device = setup.training_device(cfg)
+        resume_info = read_run_info(resume) if resume else None
+        data = setup.load_training_data(
+            cfg,
+            self._dataset,
+            train_indices=self._train_indices,
+            val_indices=self._val_indices,
+            resume_info=resume_info,
+        )
+        # Images per forward pass: cfg.batch_size until the GPU runs out of memory (see the module docstring).
+        self.batch_used = min(cfg.batch_size, int((resume_info or {}).get("batch_size_used", cfg.batch_size)))
+        for note in data.notes:
+            self._log(note)
+        model = (
+            self._model if self._model is not None else setup.load_start_model(cfg, data.start_spec, device)
+        )
+        model.to(device)
+        self.method = setup.build_method(
+            cfg, model, data, callback=self._emit, should_stop=self.should_stop, device=device
+        )
+        if self.method is None:
+            return self._end(CANCELLED, "Cancelled while preparing the images; nothing was trained.")
+        for note in getattr(self.method, "notes", []):
+            self._log(note, "warning")
+        self.amp: AmpPolicy = self.method.amp
+        self.base_lr = cfg.resolved_learning_rate()
+        self.optimizer = make_optimizer(
+            self.method.trainable(), lr=self.base_lr, weight_decay=cfg.weight_decay
+        )
+        self.scaler = torch.amp.GradScaler(device.type) if self.amp.use_scaler else None
+        self.batches_per_epoch = self.method.micro_batches_per_epoch
+        if self.batches_per_epoch < 1:
+            raise DataError("Training needs at least 2 readable training images.")
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.monitor_higher = cfg.early_stopping.monitor == "val_acc"
+        self.has_val = self.method.n_val > 0
+        if cfg.early_stopping.patience is not None and not self.has_val:
+            raise ConfigError("Early stopping needs validation images; set data.val_fraction above 0.")
+
+        save_config(setup.recorded_config(cfg, data), self.run_dir / CONFIG_FILE)
+        self._run_info = setup.run_info(cfg, data, self.method) | {"batch_size_used": self.batch_used}
+        write_run_info(self.run_dir, self._run_info)
+        setup.write_splits(self.run_dir / SPLITS_FILE, data, self.method)
+        if hasattr(self.method, "save_base_model"):
+            self.method.save_base_model(self.run_dir)
+
+        if resume:
+            self._restore(resume)
+        else:
+            self.history = _empty_history(cfg, data.kind)
+            (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
+        self._emit(
+            TrainStarted(
+                run_dir=str(self.run_dir),
+                method=cfg.method,
+                epochs=cfg.epochs,
+                steps_per_epoch=self.steps_per_epoch,
+                total_steps=self.total_steps,
+                n_train=self.method.n_train,
+                n_val=self.method.n_val,
+                device=str(device),
+                start_epoch=self.pos.epoch,
+                start_step=self.pos.step,
+            )
+        )
+        self._session_start = time.monotonic()
+        if not resume:
+            initial = self.method.evaluate(self.should_stop)
+            if initial is None:
+                return self._cancel("Cancelled during the first validation; nothing was trained.")
+            if initial:
+                self.history["initial"] = initial
+                self._emit(EvalEnded(epoch=0, metrics=_pairs(initial)))
+        return self._epochs()
+
+    def _epochs(self) -> TrainResult:
+        cfg = self.cfg
+        while self.pos.epoch <= cfg.epochs:
+            epoch = self.pos.epoch
+            started = time.monotonic()
+            outcome = self._train_epoch(epoch)
+            if outcome == CANCELLED:
+                return self._cancel(f"Cancelled in epoch {epoch} after {self.pos.step} steps.")
+            if outcome == FAILED:
+                return self._end(
+                    FAILED,
+                    f"The training loss or its gradient became NaN or infinite in epoch {epoch} "
+                    f"(step {self.pos.step + 1}); "
+                    "the last good checkpoint is kept. Try a lower learning rate or amp off.",
+                )
+            metrics = self.method.evaluate(self.should_stop)
+            if metrics is None:
+                return self._cancel(f"Cancelled during validation of epoch {epoch}.")
+            improved = self._record_epoch(epoch, metrics, time.monotonic() - started)
+            self.pos = _Position(
+                epoch=epoch + 1,
+                step=self.pos.step,
+                elapsed=self.pos.elapsed,
+                best=self.pos.best,
+                best_epoch=self.pos.best_epoch,
+                bad_epochs=self.pos.bad_epochs,
+            )
+            if improved and cfg.save_best:
+                self._save(BEST, epoch)
+            self._save(LATEST, epoch)
+            patience = cfg.early_stopping.patience
+            if patience is not None and self.pos.bad_epochs >= patience and epoch < cfg.epochs:
+                return self._end(
+                    EARLY_STOPPED,
+                    f"Stopped early after epoch {epoch}: no improvement of {cfg.early_stopping.monitor} "
+                    f"for {patience} epoch(s); best was epoch {self.pos.best_epoch}.",
+                )
+        return self._end(COMPLETED, f"Finished {cfg.epochs} epoch(s).")
+
+    def _cancel(self, message: str) -> TrainResult:
+        self._save(LATEST, self.pos.epoch)
+        return self._end(CANCELLED, message)
+
+    # --- one epoch -------------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int) -> str | None:
+        cfg, method, pos = self.cfg, self.method, self.pos
+        params = [p for _, p in method.trainable()]
+        n_batches, accum = self.batches_per_epoch, cfg.grad_accum
+        window = {"loss": 0.0, "batches": 0, "images": 0, "start": time.monotonic()}
+        last_event = -math.inf
+        method.set_train_mode()
+        with method.batches(epoch, pos.batch_pos) as batches:
+            stream = iter(batches)
+            while pos.batch_pos < n_batches:
+                group_end = min(n_batches, (pos.batch_pos // accum + 1) * accum)
+                group = group_end - pos.batch_pos
+                self.optimizer.zero_grad(set_to_none=True)
+                stats = self._backward_group([next(stream)[1] for _ in range(group)])
+                if stats is None:
+                    return FAILED
+                for value, acc, n in stats:
+                    pos.loss_sum += value * n
+                    pos.acc_sum += acc * n
+                    pos.seen += n
+                    window["loss"] += value
+                    window["batches"] += 1
+                    window["images"] += n
+                lr = cosine_lr(
+                    pos.step,
+                    base_lr=self.base_lr,
+                    total_steps=self.total_steps,
+                    warmup_steps=cfg.warmup_steps,
+                )
+                set_lr(self.optimizer, lr)
+                if self.scaler:
+                    self.scaler.unscale_(self.optimizer)
+                if cfg.grad_clip:
+                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    # The scaler skips such steps itself; without it they would write NaN into the weights.
+                    if not self.scaler and not math.isfinite(float(norm)):
+                        return FAILED
+                if self.scaler:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                pos.step += 1
+                pos.batch_pos = group_end
+                if pos.step % cfg.log_every_steps == 0 or pos.batch_pos == n_batches:
+                    now = time.monotonic()
+                    seconds = max(now - window["start"], 1e-9)
+                    record = {
+                        "epoch": epoch,
+                        "step": pos.step,
+                        "loss": window["loss"] / max(window["batches"], 1),
+                        "lr": lr,
+                        "images_per_s": window["images"] / seconds,
+                    }
+                    append_metrics_line(self.run_dir, record)
+                    if now - last_event >= _STEP_EVENT_INTERVAL_S or pos.batch_pos == n_batches:
+                        last_event = now
+                        self._emit(StepEnded(total_steps=self.total_steps, **record))
+                    window = {"loss": 0.0, "batches": 0, "images": 0, "start": now}
+                if self.should_stop():
+                    return CANCELLED
+        return None
+
+    def _backward_group(self, batches: list[Any]) -> list[tuple[float, float, int]] | None:
+        """Gradients of one optimizer step's batches; (loss, accuracy, images) per batch, None if a loss is not finite.
+
+        A GPU out-of-memory error redoes the whole group in halves (see the module docstring).
+        """
+        while True:
+            try:
+                return self._backward_parts(batches)
+            except torch.cuda.OutOfMemoryError:
+                pass  # handled below, outside the except block: its traceback pins the activations
+            self.optimizer.zero_grad(set_to_none=True)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            failed = min(self.batch_used, max(self.method.images_in(b) for b in batches))
+            smallest = getattr(self.method, "min_batch_size", 1)
+            if failed <= smallest:
+                raise ConfigError(
+                    f"The GPU ran out of memory even at batch size {failed}; use a smaller model or "
+                    'img_size, or train on the CPU (model.device "cpu").'
+                )
+            self.batch_used = max(smallest, failed // 2)
+            self._log(
+                f"GPU out of memory at batch size {failed}; retrying with {self.batch_used}.", "warning"
+            )
+            self._run_info["batch_size_used"] = self.batch_used
+            write_run_info(self.run_dir, self._run_info)
+
+    def _backward_parts(self, batches: list[Any]) -> list[tuple[float, float, int]] | None:
+        group, stats = len(batches), []
+        for batch in batches:
+            parts = self.method.split_batch(batch, self.batch_used)
+            total = self.method.images_in(batch)
+            loss_sum = acc_sum = 0.0
+            for part in parts:
+                loss, acc, n = self.method.step_loss(part)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    return None
+                scaled = loss / group if n == total else loss * (n / total) / group
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                loss_sum += value * n
+                acc_sum += acc * n
+            if len(parts) == 1:
+                stats.append((value, acc, total))
+            else:
+                stats.append((loss_sum / total, acc_sum / total, total))
+        return stats
+
+    def _record_epoch(self, epoch: int, metrics: dict[str, float], seconds: float) -> bool:
+        """Append the epoch to the history, emit EvalEnded/EpochEnded; True when the monitored metric improved."""
+        pos, h = self.pos, self.history
+        train_loss = pos.loss_sum / max(pos.seen, 1)
+        train_acc = pos.acc_sum / max(pos.seen, 1)
+        lr = self.optimizer.param_groups[0]["lr"]
+        wall = pos.elapsed + time.monotonic() - self._session_start
+        h["epoch"].append(epoch)
+        h["train_loss"].append(train_loss)
+        h["train_acc"].append(train_acc)
+        h["lr"].append(lr)
+        h["wall_time"].append(wall)
+        for key in h["val_keys"]:
+            h[key].append(metrics.get(key))
+        if metrics:
+            self._emit(EvalEnded(epoch=epoch, metrics=_pairs(metrics)))
+        self._emit(
+            EpochEnded(
+                epoch=epoch,
+                train_loss=train_loss,
+                train_acc=train_acc,
+                val_loss=metrics.get("val_loss"),
+                val_acc=metrics.get("val_acc"),
+                val_balanced_acc=metrics.get("val_balanced_acc"),
+                val_mean_recall=metrics.get("val_mean_recall"),
+                lr=lr,
+                seconds=seconds,
+            )
+        )
+        value = metrics.get(h["monitor_key"]) if metrics else None
+        improved = False
+        if value is not None and math.isfinite(value):
+            delta = self.cfg.early_stopping.min_delta
+            if pos.best is None:
+                improved = True
+            elif self.monitor_higher:
+                improved = value > pos.best + delta
+            else:
+                improved = value < pos.best - delta
+        if improved:
+            pos.best, pos.best_epoch, pos.bad_epochs = value, epoch, 0
+        elif value is not None:
+            pos.bad_epochs += 1
+        h["best_epoch"], h["best_metric"] = pos.best_epoch, pos.best
+        write_history(self.run_dir, h)
+        return improved
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def _save(self, kind: str, epoch: int) -> None:
+        state = {"kind": kind, "epoch": epoch, "step": self.pos.step, "method": self.cfg.method}
+        if kind == LATEST:
+            state.update(
+                position=vars(self.pos) | {"elapsed": self.pos.elapsed + self._elapsed_this_session()},
+                history=self.history,
+                optimizer=self.optimizer.state_dict(),
+                scaler=self.scaler.state_dict() if self.scaler else None,
+                rng=capture_rng_state(),
+                extra=self.method.extra_state(),
+            )
+        else:
+            state.update(best_metric=self.pos.best, monitor=self.cfg.early_stopping.monitor)
+
+        def write(folder: Path) -> None:
+            self.method.save_model(folder)
+            save_train_state(folder, state)
+
+        path = write_checkpoint_folder(self.run_dir / kind, write)
+        self._emit(
+            CheckpointSaved(
+                path=str(path), kind=kind.removeprefix("checkpoint_"), epoch=epoch, step=self.pos.step
+            )
+        )
+
+    def _elapsed_this_session(self) -> float:
+        start = getattr(self, "_session_start", None)
+        return 0.0 if start is None else time.monotonic() - start
+
+    def _restore(self, resume: Path) -> None:
+        checkpoint = find_checkpoint(resume, LATEST)
+        if checkpoint is None:
+            raise ConfigError(f"{resume} has no checkpoint_latest to resume from.")
+        state = load_train_state(checkpoint)
+        if state.get("method") != self.cfg.method:
+            raise ConfigError(
+                f"{resume} was trained with method {state.get('method')!r}; resume it with that method."
+            )
+        self.method.load_weights(checkpoint)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scaler and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            self.method.load_extra_state(state.get("extra") or {})
+            self.pos = _Position(**state["position"])
+            self.history = state["history"]
+            restore_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ConfigError(
+                f"{checkpoint}: the training state is incomplete or does not fit this run ({exc!r}); "
+                "it can't be resumed."
+            ) from None
+        truncate_metrics(self.run_dir, self.pos.step)
+        self._log(f"Resuming {resume} at epoch {self.pos.epoch}, step {self.pos.step}.")
+
+
+def _empty_history(cfg: TrainConfig, kind: str) -> dict[str, Any]:
+    from clipstudio.engine.training.methods.contrastive import RECALL_KS
+    from clipstudio.engine.training.batches import CLASSES
+
+    if kind == CLASSES or cfg.method == "linear_probe":
+        val_keys = ["val_loss", "val_acc", "val_balanced_acc"]
+        monitor_key = "val_balanced_acc"
+    else:
+        recalls = [f"val_{d}_R@{k}" for d in ("i2t", "t2i") for k in RECALL_KS]
+        val_keys = ["val_loss", "val_acc", "val_mean_recall", *recalls]
+        monitor_key = "val_mean_recall"
+    if cfg.early_stopping.monitor == "val_loss":
+        monitor_key = "val_loss"
+    history: dict[str, Any] = {
+        "epoch": [],
+        "train_loss": [],
+        "train_acc": [],
+        "lr": [],
+        "wall_time": [],
+        "val_keys": val_keys,
+        "monitor": cfg.early_stopping.monitor,
+        "monitor_key": monitor_key,
+        "best_epoch": None,
+        "best_metric": None,
+    }
+    history.update({key: [] for key in val_keys})
+    return history
+
+
+def _pairs(metrics: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    return tuple((k, float(v)) for k, v in metrics.items() if v is not None)
+
+
+__all__ = ["DiskFullError", "Trainer", "TrainResult", "default_run_dir", "is_run_folder", "training_device"]
