@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=10.0, help="required speed-up (default 10x)")
     args = ap.parse_args(argv)
 
+    from clipstudio.engine.cache.vectors import EmbeddingCache
     from clipstudio.engine.data import load_dataset
-    from clipstudio.engine.embeddings import EmbeddingCache, encode_image_files
+    from clipstudio.engine.embeddings import encode_image_files
     from clipstudio.engine.models import load_model
 
     dataset = load_dataset(args.data)

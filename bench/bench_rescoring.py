@@ -2,7 +2,8 @@
 
 Row 3 (target < 100 ms): 10,000 images x 20 classes x 5 prompt templates. With the image
 embeddings already cached (the app keeps them in memory), re-scoring after a prompt edit is
-``compare_prompt_sets``: encode the 100 prompt texts, average per class, one matmul, the metrics.
+what ``compare_prompt_sets`` does per set: encode the 100 prompt texts, average per class, one
+matmul, the metrics.
 The headline figure is re-scoring after one template is edited, with a ``TextEmbeddingCache``
 (20 texts encoded, 80 cached), split into its texts and its scoring maths; re-scoring with all 100
 prompts new, and the Prompts screen's re-score (the same plus 1,000 bootstrap resamples for its
@@ -27,15 +28,11 @@ from bench.common import build_clip, fmt_ratio, interleaved, machine, write_resu
 def run(quick: bool = False) -> list[dict]:
     import numpy as np
 
-    from clipstudio.engine.embeddings import TextEmbeddingCache, encode_image_files, l2_normalise
-    from clipstudio.engine.evaluation.zero_shot import zero_shot_from_embeddings
+    from clipstudio.engine.cache.vectors import TextEmbeddingCache
+    from clipstudio.engine.embeddings import encode_image_files, l2_normalise
+    from clipstudio.engine.evaluation.zero_shot import class_text_embeddings, score_embeddings
     from clipstudio.engine.models import load_model
-    from clipstudio.engine.prompts import (
-        DEFAULT_TEMPLATES,
-        PromptSet,
-        class_text_embeddings,
-        compare_prompt_sets,
-    )
+    from clipstudio.engine.prompts import DEFAULT_TEMPLATES, PromptSet
 
     n_images, n_classes, n_templates = (1000, 20, 5) if quick else (10_000, 20, 5)
     subset = 8 if quick else 16
@@ -54,27 +51,28 @@ def run(quick: bool = False) -> list[dict]:
         paths = _image_paths(work, subset)
         edits = iter(range(10**6))
 
+        def compare(prompts: PromptSet, text_cache=None) -> None:
+            # compare_prompt_sets' work for one set, on these in-memory embeddings.
+            class_emb = class_text_embeddings(model, class_names, prompts, text_cache=text_cache)
+            score_embeddings(
+                image_emb, labels, class_emb, class_names, logit_scale=model.logit_scale, n_bootstrap=0,
+                with_predictions=False,
+            )
+
         text_cache = TextEmbeddingCache()
-        compare_prompt_sets(
-            image_emb,
-            labels,
-            class_names,
-            model,
-            [PromptSet(name="start", templates=templates)],
-            text_cache=text_cache,
-        )
+        compare(PromptSet(name="start", templates=templates), text_cache)
 
         def rescore_all() -> None:
             # Every prompt new (a fresh suffix each time): all 100 texts are encoded.
             k = next(edits)
             prompts = PromptSet(name=f"new {k}", templates=[f"{t} ({k})" for t in templates])
-            compare_prompt_sets(image_emb, labels, class_names, model, [prompts])
+            compare(prompts)
 
         def rescore_edit() -> None:
             # The user edits one template: its 20 texts are new, the other 80 come from the text cache.
             k = next(edits)
             prompts = PromptSet(name=f"edit {k}", templates=[*templates[:-1], f"{templates[-1]} ({k})"])
-            compare_prompt_sets(image_emb, labels, class_names, model, [prompts], text_cache=text_cache)
+            compare(prompts, text_cache)
 
         class_emb = class_text_embeddings(model, class_names, PromptSet(templates=templates))
 
@@ -85,8 +83,8 @@ def run(quick: bool = False) -> list[dict]:
             class_text_embeddings(model, class_names, prompts, text_cache=text_cache)
 
         def score() -> None:
-            # The maths half, as compare_prompt_sets calls it.
-            zero_shot_from_embeddings(
+            # The maths half, as compare_prompt_sets runs it.
+            score_embeddings(
                 image_emb,
                 labels,
                 class_emb,
@@ -100,7 +98,7 @@ def run(quick: bool = False) -> list[dict]:
             # What the Prompts screen runs after an edit: the same, plus bootstrap CIs.
             k = next(edits)
             prompts = PromptSet(name=f"edit {k}", templates=[*templates[:-1], f"{templates[-1]} ({k})"])
-            zero_shot_from_embeddings(
+            score_embeddings(
                 image_emb,
                 labels,
                 class_text_embeddings(model, class_names, prompts, text_cache=text_cache),

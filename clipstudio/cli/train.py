@@ -1,4 +1,4 @@
-"""``clipstudio train`` and ``clipstudio eval``: fine-tuning runs, cross-validation, sweeps, before/after.
+"""``clipstudio train [DATA]``: a fine-tuning run, cross-validation or a sweep, into a run folder.
 
 Exit codes of ``train``: 0 when the run completed or stopped early, 130 when Ctrl+C cancelled it
 (checkpoint_latest is saved first; ``--resume-from RUN`` continues it), 1 when it failed (e.g.
@@ -8,23 +8,32 @@ the loss became NaN), 2 for user errors (bad flags, data, model), as everywhere 
 from __future__ import annotations
 
 import argparse
-import io
 import signal
 import sys
 import threading
 from typing import Any
 
-from clipstudio.cli.main import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, train_config_from_args, write_json
-from clipstudio.cli.commands import ProgressBars, embedding_cache, load_data, pick_split
-from clipstudio.engine.config import StudioConfig
+from tqdm import tqdm
+
+from clipstudio.cli.args import add_train_args, train_config_from_args
+from clipstudio.cli.console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ProgressBars
 from clipstudio.engine.errors import ConfigError
-from clipstudio.engine.events import EpochEnded, EvalEnded, StepEnded, TrainEnded, TrainStarted
+from clipstudio.engine.events import (
+    EpochEnded,
+    EvalEnded,
+    StepEnded,
+    TrainEnded,
+    TrainingStatus,
+    TrainStarted,
+)
+
+HELP = "fine-tune a model on class folders or image-caption pairs into a run folder"
 
 _EXIT_BY_STATUS = {
-    "completed": EXIT_OK,
-    "early_stopped": EXIT_OK,
-    "cancelled": EXIT_INTERRUPTED,
-    "failed": EXIT_FAILED,
+    TrainingStatus.COMPLETED: EXIT_OK,
+    TrainingStatus.EARLY_STOPPED: EXIT_OK,
+    TrainingStatus.CANCELLED: EXIT_INTERRUPTED,
+    TrainingStatus.FAILED: EXIT_FAILED,
 }
 
 
@@ -96,8 +105,6 @@ class TrainProgress:
             self.others(event)
 
     def on_started(self, event: TrainStarted) -> None:
-        from tqdm import tqdm
-
         self.close()
         self._epochs = event.epochs
         self._write(
@@ -133,8 +140,6 @@ class TrainProgress:
         self._write(format_epoch(event, self._epochs))
 
     def _write(self, line: str) -> None:
-        from tqdm import tqdm
-
         tqdm.write(line, file=sys.stdout)
 
     def close(self) -> None:
@@ -180,31 +185,33 @@ def _metrics_text(metrics: dict[str, float]) -> str:
 # ---------------------------------------------------------------- train
 
 
-def cmd_train(args: argparse.Namespace, _cfg: StudioConfig | None = None) -> int:
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train", help=HELP,
+        description="Fine-tune a model. Explicit flags override --config; Ctrl+C stops after the current "
+                    "step, saves checkpoint_latest and exits 130 (continue with --resume-from RUN).",
+    )
+    add_train_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
     cfg = train_config_from_args(args)
     if not cfg.data.path:
-        raise ConfigError("--data is required (or a --config file with data.path, or --resume-from RUN).")
+        raise ConfigError("DATA is required (the first argument, or data.path in a --config file, "
+                          "or --resume-from RUN).")
+    from clipstudio.engine.training.launch import TrainingKind, train  # deferred: torch; --help stays instant
+
     progress = TrainProgress()
     try:
         with StopRequest() as stop:
-            if args.multi_config:
-                return _report_sweep(_sweep(args.multi_config, cfg, progress, stop))
-            if cfg.cv.use_cv:
-                from clipstudio.engine.training.crossval import run_cross_validation
-
-                return _report_cv(run_cross_validation(cfg, [progress], stop))
-            from clipstudio.engine.training.trainer import Trainer
-
-            result = Trainer(cfg, callbacks=[progress], should_stop=stop).fit()
+            outcome = train(cfg, sweep=args.multi_config, callbacks=[progress], should_stop=stop)
     finally:
         progress.close()
-    return _report_run(result)
-
-
-def _sweep(path: str, cfg, progress, stop) -> dict:
-    from clipstudio.engine.training.sweep import run_sweep
-
-    return run_sweep(path, base=cfg, callbacks=[progress], should_stop=stop)
+    if outcome.kind is TrainingKind.SWEEP:
+        return _report_sweep(outcome.summary)
+    if outcome.kind is TrainingKind.CROSS_VALIDATION:
+        return _report_cv(outcome.summary)
+    return _report_run(outcome.run)
 
 
 def _report_run(result) -> int:
@@ -215,13 +222,13 @@ def _report_run(result) -> int:
             f"Best {history.get('monitor_key', 'val metric')}: {result.best_metric:.4f} "
             f"(epoch {history.get('best_epoch')})"
         )
-    if result.status == "failed":
+    if result.status is TrainingStatus.FAILED:
         print(f"clipstudio: error: training failed: {result.message}", file=sys.stderr)
     else:
         print(result.message)
-    if result.status == "cancelled":
+    if result.status is TrainingStatus.CANCELLED:
         print(f"Resume with: clipstudio train --resume-from {result.run_dir}")
-    return _EXIT_BY_STATUS.get(result.status, EXIT_FAILED)
+    return _EXIT_BY_STATUS[result.status]
 
 
 def _report_cv(summary: dict) -> int:
@@ -244,93 +251,11 @@ def _report_cv(summary: dict) -> int:
 
 
 def _report_sweep(summary: dict) -> int:
-    from clipstudio.engine.training.sweep import summary_markdown
+    from clipstudio.engine.training.sweep import summary_markdown  # deferred: torch
 
     print(f"Sweep folder: {summary['run_dir']}")
     print(summary_markdown(summary).rstrip())
     if summary["cancelled"]:
         return EXIT_INTERRUPTED
-    finished = all(r["status"] in ("completed", "early_stopped") for r in summary["runs"])
+    finished = all(TrainingStatus(r["status"]).finished for r in summary["runs"])
     return EXIT_OK if finished else EXIT_FAILED
-
-
-# ---------------------------------------------------------------- eval
-
-
-def cmd_eval(args: argparse.Namespace, cfg: StudioConfig) -> int:
-    from clipstudio.engine.evaluation.before_after import compare_run
-    from clipstudio.engine.runs.load import is_run_folder
-
-    if not is_run_folder(args.run):
-        raise ConfigError(f"{args.run}: not a training run folder (it has no run.json and config.json).")
-    dataset = load_data(cfg)
-    part, split_name = pick_split(dataset, cfg.eval.split)
-    bars = ProgressBars()
-    try:
-        result = compare_run(
-            args.run,
-            part,
-            split=split_name,
-            wise_alpha=args.wise_alpha,
-            ks=tuple(cfg.eval.recall_k),
-            cache=embedding_cache(cfg),
-            batch_size=cfg.eval.batch_size,
-            device=cfg.model.device,
-            callback=bars,
-        )
-    finally:
-        bars.close()
-    if args.json:
-        write_json(args.json, result.to_dict())
-    if args.json != "-":
-        print(format_before_after(result))
-    return EXIT_OK
-
-
-_HEADLINES = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "mean_recall": "mean recall",
-}
-
-
-def format_before_after(result) -> str:
-    """The before/after table: headline metrics, change, and per-class recall for class data."""
-    out = io.StringIO()
-    before, after = result.before_summary, result.after_summary
-    unit = "classes" if result.kind == "zeroshot" else "captions"
-    count = (
-        len(result.before.get("classes", [])) if result.kind == "zeroshot" else result.before.get("n_texts")
-    )
-    print(f"Before/after on split '{result.split}': {before.get('n')} images, {count} {unit}", file=out)
-    print(f"before: {result.before_label}", file=out)
-    print(f"after:  {result.after_label}", file=out)
-    keys = [k for k in before if k != "n"]
-    width = max(18, *(len(_label(k)) for k in keys))
-    print(f"\n{'metric':<{width}}  {'before':>7}  {'after':>7}  {'change':>7}", file=out)
-    for key in keys:
-        b, a = before.get(key), after.get(key)
-        change = f"{a - b:+7.3f}" if a is not None and b is not None else f"{'-':>7}"
-        print(f"{_label(key):<{width}}  {_num(b)}  {_num(a)}  {change}", file=out)
-    if result.kind == "zeroshot" and result.after.get("per_class"):
-        classes = result.before["classes"]
-        cw = max(width, *(len(c) for c in classes))
-        print(f"\n{'recall per class':<{cw}}  {'before':>7}  {'after':>7}", file=out)
-        for name in classes:
-            rb = result.before["per_class"][name]["recall"]
-            ra = result.after["per_class"][name]["recall"]
-            print(f"{name:<{cw}}  {_num(rb)}  {_num(ra)}", file=out)
-    if result.cancelled:
-        print("\n(cancelled: partial results)", file=out)
-    return out.getvalue().rstrip()
-
-
-def _label(key: str) -> str:
-    if key in _HEADLINES:
-        return _HEADLINES[key]
-    direction, _, k = key.partition("_")
-    return f"{'image->text' if direction == 'i2t' else 'text->image'} {k}"
-
-
-def _num(value: float | None) -> str:
-    return f"{'-':>7}" if value is None else f"{value:>7.3f}"

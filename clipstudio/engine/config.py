@@ -8,61 +8,134 @@ file is an error rather than a silently ignored setting.
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.storage.atomic import atomic_write_json
+from clipstudio.engine.storage.text_files import read_json
 
-SCHEMA_VERSION = 1
+# 2: removed TrainConfig.embed_dim / temperature and DataConfig.k_folds (never read) and
+# CrossValConfig.random_state (folds now follow DataConfig.seed, like every other split).
+SCHEMA_VERSION = 2
+# Keys older files may carry that no longer mean anything: dropped when such a file loads, so old
+# run folders and configs keep working. {dataclass name: {field: schema version that removed it}}.
+_REMOVED_KEYS = {
+    "DataConfig": {"k_folds": 2},
+    "CrossValConfig": {"random_state": 2},
+    "TrainConfig": {"embed_dim": 2, "temperature": 2},
+}
+
+# Evaluation defaults, used wherever images are scored (CLI, GUI screens, training's validation).
+EVAL_BATCH_SIZE = 64  # images per forward pass when encoding for evaluation
+RECALL_KS = (1, 5, 10)  # the K of Recall@K
 
 T = TypeVar("T")
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    """A dataclass field whose help text (CLI --help, GUI tooltips) lives beside its default."""
+    return field(metadata={"help": text}, **kwargs)
 
 
 @dataclass
 class DataConfig:
     """Where the images are and how to read and split them."""
 
-    path: str = ""  # class folder, pairs folder, or annotation file (JSON/JSONL/CSV)
-    image_key: str | None = None  # JSON list / JSONL / CSV column holding the image file
-    caption_key: str | None = None  # ... and the one holding the caption(s)
-    images_dir: str | None = None  # where image ids of a JSON dict / CSV resolve (default: beside the file)
-    allow_outside_root: bool = False  # accept image paths outside the dataset folder
-    val_fraction: float = 0.2  # used only when the data has no split folders
-    test_fraction: float = 0.0
-    seed: int = 0
-    group_regex: str | None = None  # e.g. r"^(P\d+)_" keeps each patient in one split
-    k_folds: int = 0  # 0: no cross-validation
+    path: str = _help("Class folder, pairs folder, or JSON/JSONL/CSV annotation file.", default="")
+    image_key: str | None = _help(
+        "JSON key / CSV column holding the image file. Default: guessed from the names.", default=None
+    )
+    caption_key: str | None = _help(
+        "JSON key / CSV column holding the caption(s). Default: guessed from the names.", default=None
+    )
+    images_dir: str | None = _help(
+        "Folder the image names of a JSON dict or CSV resolve against. Default: beside the file.",
+        default=None,
+    )
+    allow_outside_root: bool = _help(
+        "Accept image paths that point outside the dataset folder.", default=False
+    )
+    val_fraction: float = _help(
+        "Share of the images held out for validation when the data has no val split.", default=0.2
+    )
+    test_fraction: float = _help(
+        "Share of the images held out for testing when the data has no test split.", default=0.0
+    )
+    seed: int = _help(
+        "Split seed: which images are held out for validation and testing and, with cross-validation, "
+        "which fold each image is in. Training randomness has its own seed.",
+        default=0,
+    )
+    group_regex: str | None = _help(
+        r"Pattern searched in each file name, e.g. '^(P\d+)_'; images with the same match (or first "
+        "capture group) are one patient and stay in one split or fold. Default: none, every image is its own group.",
+        default=None,
+    )
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first invalid setting."""
+        for name, value in (("val_fraction", self.val_fraction), ("test_fraction", self.test_fraction)):
+            if not 0 <= value < 1:
+                raise ConfigError(f"data.{name} must be in [0, 1) (got {value}).")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError(
+                "data.val_fraction + data.test_fraction must be below 1 to leave images for training."
+            )
+        if self.seed < 0:
+            raise ConfigError(f"data.seed must not be negative (got {self.seed}).")
 
 
 @dataclass
 class ModelConfig:
     """Which model to start from and where to run it."""
 
-    spec: str = "builtin"  # "builtin", a Hugging Face id, a model folder or a run folder
-    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    spec: str = _help(
+        "'builtin', a Hugging Face id (e.g. openai/clip-vit-base-patch32), a model folder, or a training "
+        "run folder (its best checkpoint, else the latest).",
+        default="builtin",
+    )
+    device: str = _help(
+        "auto (CUDA when available, then Apple MPS, then CPU), cpu, cuda[:N] or mps.", default="auto"
+    )
 
 
 @dataclass
 class PromptConfig:
     """How class names become texts."""
 
-    templates: list[str] = field(default_factory=list)  # empty: the default ensemble
-    class_texts: str | None = None  # JSON file {"class": "text"} or {"class": ["text", ...]}
+    templates: list[str] = _help(
+        "Prompt template containing {class_name}; several make an ensemble. Default: the built-in ensemble.",
+        default_factory=list,
+    )
+    class_texts: str | None = _help(
+        'JSON file {"class": "text"} or {"class": ["text", ...]} overriding the templates. Default: none.',
+        default=None,
+    )
 
 
 @dataclass
 class EvalConfig:
     """Evaluation settings shared by zero-shot and retrieval."""
 
-    split: str | None = None  # None: "test", else "val", else the whole dataset
-    batch_size: int = 64
-    recall_k: list[int] = field(default_factory=lambda: [1, 5, 10])
-    use_cache: bool = True  # the on-disk embedding cache
+    split: str | None = _help(
+        "Evaluate this split. Default: test, else val, else the whole dataset.", default=None
+    )
+    batch_size: int = _help("Images per forward pass.", default=EVAL_BATCH_SIZE)
+    recall_k: list[int] = _help("Recall@K cut-offs.", default_factory=lambda: list(RECALL_KS))
+    use_cache: bool = _help("Use the on-disk embedding cache.", default=True)
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first invalid setting."""
+        if self.batch_size < 1:
+            raise ConfigError(f"eval.batch_size must be at least 1 (got {self.batch_size}).")
+        if not self.recall_k or any(k < 1 for k in self.recall_k):
+            raise ConfigError(
+                f"eval.recall_k must be one or more values of at least 1 (got {self.recall_k})."
+            )
 
 
 @dataclass
@@ -74,6 +147,43 @@ class StudioConfig:
     prompts: PromptConfig = field(default_factory=PromptConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def validate(self) -> None:
+        """Raise ConfigError naming the first invalid setting."""
+        self.data.validate()
+        self.eval.validate()
+
+
+def config_field(cls: type, path: str) -> tuple[dataclasses.Field, Any]:
+    """The dataclass field at ``path`` ("lr" or "early_stopping.patience") and its default value."""
+    *parents, name = path.split(".")
+    target: Any = cls()
+    for parent in parents:
+        target = getattr(target, parent)
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    if name not in fields:
+        raise KeyError(f"{type(target).__name__} has no field {name!r}")
+    return fields[name], getattr(target, name)
+
+
+def help_for(cls: type, path: str, *, with_default: bool = True) -> str:
+    """The help text of a config field, ending with its default (read from the dataclass).
+
+    Defaults that are None or empty are left out: their help text ends with what "not set" means.
+    """
+    f, default = config_field(cls, path)
+    text = f.metadata["help"]
+    if not with_default or default is None or default == [] or default == "":
+        return text
+    if isinstance(default, bool):
+        shown = "on" if default else "off"
+    elif isinstance(default, list):
+        shown = " ".join(map(str, default))
+    elif isinstance(default, float):
+        shown = f"{default:g}"
+    else:
+        shown = str(default)
+    return f"{text} Default: {shown}."
+
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass, with ``schema_version`` at the top."""
@@ -81,12 +191,17 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "config") -> T:
-    """Build ``cls`` from a dict, rejecting unknown keys and wrong types by name."""
+    """Build ``cls`` from a dict, rejecting unknown keys and wrong types by name.
+
+    Files of an older ``schema_version`` load too: keys removed since then are dropped.
+    """
     data = dict(data)
     version = data.pop("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
-        raise ConfigError(f"{where}: schema_version {version} is not supported (expected {SCHEMA_VERSION}).")
-    return _build(cls, data, where)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        raise ConfigError(
+            f"{where}: schema_version {version!r} is not supported (expected 1 to {SCHEMA_VERSION})."
+        )
+    return _build(cls, data, where, version)
 
 
 def save_config(cfg: Any, path: str | Path) -> Path:
@@ -94,37 +209,27 @@ def save_config(cfg: Any, path: str | Path) -> Path:
 
 
 def load_config(cls: type[T], path: str | Path) -> T:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found.") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: can't read the config file ({exc.strerror or exc}).") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}).") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8 and try again.") from None
-    except (ValueError, RecursionError):  # an integer of thousands of digits, nesting thousands deep
-        raise ConfigError(f"{path}: not usable JSON.") from None
+    data = read_json(path, "config file", error=ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a JSON object.")
     return from_dict(cls, data, where=str(path))
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+def _build(cls: type, data: Any, where: str, version: int = SCHEMA_VERSION) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}.")
+    removed = _REMOVED_KEYS.get(cls.__name__, {})
+    data = {key: value for key, value in data.items() if version >= removed.get(key, 0)}
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} in {cls.__name__}.")
-    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}", version) for name, value in data.items()}
     return cls(**kwargs)
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
+def _coerce(tp: Any, value: Any, where: str, version: int = SCHEMA_VERSION) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
@@ -133,16 +238,16 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _coerce(arg, value, where)
+                return _coerce(arg, value, where, version)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}.")
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
+        return _build(tp, value, where, version)
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__}.")
-        return [_coerce(args[0] if args else Any, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_coerce(args[0] if args else Any, v, f"{where}[{i}]", version) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected an object, got {type(value).__name__}.")
@@ -169,7 +274,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 
 # --- Fine-tuning -------------------------------------------------------------------------------
-# Every default below is the documented one: the GUI shows these comments as tooltips.
+# Every default below is the documented one: the CLI's --help and the GUI's tooltips read the help texts.
 
 TRAIN_METHODS = ("full", "lock_image", "lock_text", "linear_probe", "lora")
 LOSSES = ("multi_positive", "clip")
@@ -188,38 +293,58 @@ DEFAULT_LEARNING_RATES = {
 }
 
 
+_LR_TABLE = ", ".join(f"{method} {lr:g}" for method, lr in DEFAULT_LEARNING_RATES.items())
+
+
 @dataclass
 class LoraConfig:
     """LoRA adapters (method "lora") on the attention projections of the towers that have them."""
 
-    rank: int = 8  # rank r of each adapter (B @ A); 4-16 is typical
-    alpha: float = 8.0  # adapter output is scaled by alpha / rank: 8 / 8 = 1, as in CLIP-Finetune
-    dropout: float = 0.05  # dropout on the adapter input during training
-    # Module names to adapt (matched against the end of each module's name). None: automatic -
-    # q_proj/k_proj/v_proj/out_proj in CLIP, query/key/value/attention.output.dense in BERT/MiniLM;
-    # a tower without attention (EfficientNet) stays frozen except its projection.
-    target_modules: list[str] | None = None
+    rank: int = _help("LoRA rank r of each adapter (B @ A); 4-16 is typical.", default=8)
+    alpha: float = _help(
+        "LoRA alpha: the adapter output is scaled by alpha / rank (8 / 8 = 1, as in CLIP-Finetune).",
+        default=8.0,
+    )
+    dropout: float = _help("Dropout on the LoRA adapter input during training, in [0, 1).", default=0.05)
+    target_modules: list[str] | None = _help(
+        "Module names to adapt (matched against the end of each name). Default: q_proj/k_proj/v_proj/out_proj "
+        "in CLIP, query/key/value/attention.output.dense in BERT/MiniLM; a tower without attention "
+        "(EfficientNet) stays frozen except its projection.",
+        default=None,
+    )
 
 
 @dataclass
 class EarlyStoppingConfig:
     """Stop when the validation metric stops improving."""
 
-    patience: int | None = None  # None: never stop early; N: stop after N epochs without improvement
-    min_delta: float = 0.0  # an epoch must beat the best by more than this to count as improving
-    # "val_acc": balanced accuracy for class data, mean recall (R@1/5/10, both directions) for
-    # image-text pairs, higher is better. "val_loss": validation loss, lower is better.
-    # The same metric picks checkpoint_best.
-    monitor: str = "val_acc"
+    patience: int | None = _help(
+        "Stop after this many epochs without improvement. Default: never stop early.", default=None
+    )
+    min_delta: float = _help(
+        "An epoch must beat the best by more than this to count as improving.", default=0.0
+    )
+    monitor: str = _help(
+        '"val_acc": balanced accuracy for class data, mean recall (R@1/5/10, both directions) for image-text '
+        'pairs, higher is better. "val_loss": validation loss, lower is better. The same metric picks '
+        "checkpoint_best.",
+        default="val_acc",
+    )
 
 
 @dataclass
 class CrossValConfig:
-    """k-fold cross-validation (run by the cross-validation driver, one Trainer per fold)."""
+    """k-fold cross-validation (run by the cross-validation driver, one Trainer per fold).
 
-    use_cv: bool = False  # False: one train/val split
-    n_splits: int = 5  # k: number of folds
-    random_state: int = 42  # seed of the fold assignment
+    The fold assignment follows the split seed, ``DataConfig.seed``.
+    """
+
+    use_cv: bool = _help(
+        "k-fold cross-validation: train k models, each validated on a different fold, and report the mean "
+        "(off: one train/validation split).",
+        default=False,
+    )
+    n_splits: int = _help("k, the number of cross-validation folds (at least 2).", default=5)
 
 
 @dataclass
@@ -229,34 +354,71 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
-    output: str = ""  # the run folder; "" -> <user data>/runs/<timestamp>-<method>
-    # "full": fine-tune both towers (contrastive). "lock_image" / "lock_text": LiT, one tower frozen.
-    # "linear_probe": encoders frozen, a class head initialised from the prompt embeddings (class
-    # data only). "lora": low-rank adapters on the attention layers, merged into the saved model.
-    method: str = "full"
-    epochs: int = 10  # passes over the training images
-    batch_size: int = 32  # images per step (contrastive: also texts per step)
-    learning_rate: float | None = None  # None: the method's default (DEFAULT_LEARNING_RATES)
-    weight_decay: float = 0.1  # AdamW decoupled weight decay; never on biases, norms or temperature
-    warmup_steps: int = 50  # optimizer steps of linear warm-up before the cosine decay (at most 1/5 of the run)
-    img_size: int | None = None  # None: the model's own input size (ViT models: must be left None)
-    augmentation: str = "minimal"  # "none" | "minimal" | "standard" (training images; not linear_probe)
-    embed_dim: int = 512  # only when creating a new dual encoder: shared embedding size
-    temperature: float = 0.07  # only when creating a new dual encoder: initial temperature
-    amp: bool = True  # mixed precision: bf16 on CPU and recent GPUs, fp16 + loss scaling on older GPUs
-    grad_clip: float | None = 1.0  # clip the gradient norm to this; None: no clipping
-    grad_accum: int = 1  # batches per optimizer step (each batch stays its own contrastive batch)
-    # "multi_positive": images sharing a class (or an identical caption) are positives of each
-    # other, not negatives. "clip": plain CLIP loss, only the diagonal is positive.
-    loss: str = "multi_positive"
-    seed: int = 42  # data order, augmentation, text sampling and any random initialisation
-    num_workers: int = 2  # threads decoding images (once, into the image cache)
-    gpu_id: int = 0  # which CUDA GPU when model.device is "auto"
-    log_every_steps: int = 10  # progress events and metrics.jsonl lines every N optimizer steps
+    output: str = _help(
+        "The run folder (config, checkpoints, history). Default: <user data>/runs/<date-time>-<method>.",
+        default="",
+    )
+    method: str = _help(
+        '"full": fine-tune both towers (contrastive). "lock_image" / "lock_text": LiT, one tower frozen. '
+        '"linear_probe": encoders frozen, a class head initialised from the prompt embeddings (class data '
+        'only). "lora": low-rank adapters on the attention layers, merged into the saved model.',
+        default="full",
+    )
+    epochs: int = _help("Passes over the training images.", default=10)
+    batch_size: int = _help("Images per step (contrastive: also texts per step).", default=32)
+    learning_rate: float | None = _help(
+        f"Peak learning rate. Default: the method's own ({_LR_TABLE}); small on purpose, so a few "
+        "hundred images don't wipe out what the model knows.",
+        default=None,
+    )
+    weight_decay: float = _help(
+        "AdamW decoupled weight decay; never on biases, norms or temperature.", default=0.1
+    )
+    warmup_steps: int = _help(
+        "Optimizer steps of linear warm-up before the cosine decay (at most 1/5 of the run).", default=50
+    )
+    img_size: int | None = _help(
+        "Training image size in pixels. Default: the model's own input size (ViT models: keep it).",
+        default=None,
+    )
+    augmentation: str = _help(
+        "Random changes to the training images: none, minimal (crop, flip) or standard (+ colour, rotation); "
+        "not used by the linear probe.",
+        default="minimal",
+    )
+    amp: bool = _help(
+        "Mixed precision: bf16 on CPU and recent GPUs, fp16 + loss scaling on older GPUs. Faster, less memory.",
+        default=True,
+    )
+    grad_clip: float | None = _help("Clip the gradient norm to this (not set: no clipping).", default=1.0)
+    grad_accum: int = _help(
+        "Batches per optimizer step (each batch stays its own contrastive batch).", default=1
+    )
+    loss: str = _help(
+        '"multi_positive": images sharing a class (or an identical caption) are positives of each other, '
+        'not negatives. "clip": plain CLIP loss, only the diagonal is positive.',
+        default="multi_positive",
+    )
+    seed: int = _help(
+        "Training seed: data order, augmentation, text sampling and any random initialisation. "
+        "Which images train, validate or test is the split seed's job.",
+        default=42,
+    )
+    num_workers: int = _help(
+        "Image-decoding threads (threads, not processes, so safe on Windows).", default=2
+    )
+    gpu_id: int = _help("Which CUDA GPU when the device is auto.", default=0)
+    log_every_steps: int = _help(
+        "Progress events and metrics.jsonl lines every N optimizer steps.", default=10
+    )
     lora: LoraConfig = field(default_factory=LoraConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
-    save_best: bool = True  # keep checkpoint_best (best monitored metric) besides checkpoint_latest
-    resume_from: str | None = None  # a run folder: continue from its checkpoint_latest exactly
+    save_best: bool = _help(
+        "Keep checkpoint_best (best monitored metric) besides checkpoint_latest.", default=True
+    )
+    resume_from: str | None = _help(
+        "A run folder: continue it from its checkpoint_latest, exactly. Default: a new run.", default=None
+    )
     cv: CrossValConfig = field(default_factory=CrossValConfig)
 
     def resolved_learning_rate(self) -> float:
@@ -284,18 +446,26 @@ class TrainConfig:
             "lora.rank": self.lora.rank,
         }
         for name, value in positive.items():
-            if value < 1:
+            if not value >= 1:
                 raise ConfigError(f"{name} must be at least 1 (got {value}).")
         non_negative = {
             "weight_decay": self.weight_decay,
             "warmup_steps": self.warmup_steps,
             "num_workers": self.num_workers,
             "gpu_id": self.gpu_id,
+            "seed": self.seed,
             "early_stopping.min_delta": self.early_stopping.min_delta,
         }
         for name, value in non_negative.items():
-            if value < 0:
+            if not value >= 0:
                 raise ConfigError(f"{name} must not be negative (got {value}).")
+        self.data.validate()
+        if self.cv.use_cv and self.cv.n_splits < 2:
+            raise ConfigError(
+                f"cv.n_splits must be at least 2 for cross-validation (got {self.cv.n_splits})."
+            )
+        if not self.lora.alpha > 0:
+            raise ConfigError(f"lora.alpha must be positive (got {self.lora.alpha}).")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive (got {self.learning_rate}).")
         if self.grad_clip is not None and not self.grad_clip > 0:

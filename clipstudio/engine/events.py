@@ -8,7 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
+
+
+class TrainingStatus(StrEnum):
+    """How a training run ended. The values are what run folders and summaries record."""
+
+    COMPLETED = "completed"  # every epoch trained
+    EARLY_STOPPED = "early_stopped"  # the monitored metric stopped improving
+    CANCELLED = "cancelled"  # should_stop asked; checkpoint_latest is saved and can be resumed
+    FAILED = "failed"  # a non-finite loss or an error; the last good checkpoint is kept
+
+    @property
+    def finished(self) -> bool:
+        """Whether training ran to its planned end (completed or stopped early)."""
+        return self in (TrainingStatus.COMPLETED, TrainingStatus.EARLY_STOPPED)
 
 
 @dataclass(frozen=True)
@@ -97,7 +112,7 @@ class CheckpointSaved:
 class TrainEnded:
     """Always the last event of a run, whatever happened."""
 
-    status: str  # "completed" | "cancelled" | "early_stopped" | "failed"
+    status: TrainingStatus
     run_dir: str
     best_metric: float | None  # best value of the monitored metric (None: no validation)
     message: str  # one sentence for the user

@@ -1,21 +1,19 @@
-"""Prompts: templates and per-class texts, and the prompt-ensemble class embeddings built from them."""
+"""Prompts: templates and per-class texts, their files, and the prompt set a config or a run names.
+
+Text only: turning prompts into class embeddings is ``engine.evaluation.zero_shot``'s work.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
-
-from clipstudio.engine.storage.atomic import atomic_write_json
-from clipstudio.engine.embeddings import TextEmbeddingCache, encode_texts, l2_normalise
+from clipstudio.engine.config import PromptConfig
 from clipstudio.engine.errors import ConfigError
-
-if TYPE_CHECKING:
-    from clipstudio.engine.models.base import ImageTextModel
+from clipstudio.engine.runs.layout import read_run_config, read_run_info
+from clipstudio.engine.storage.atomic import atomic_write_json
+from clipstudio.engine.storage.text_files import read_json
 
 PLACEHOLDER = "{class_name}"
 
@@ -72,14 +70,7 @@ class PromptSet:
 def load_class_texts(path: str | os.PathLike) -> dict[str, list[str]]:
     """Read ``{"class": "text"}`` or ``{"class": ["text", ...]}`` JSON into class -> list of texts."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: can't read class texts ({exc.strerror or exc}).") from exc
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8 and try again.") from None
-    except (ValueError, RecursionError) as exc:  # malformed, or absurd numbers or nesting
-        raise ConfigError(f"{path}: not valid JSON ({exc}).") from exc
+    raw = read_json(path, "class-texts file", error=ConfigError)
     if not isinstance(raw, dict):
         raise ConfigError(
             f'{path}: expected an object mapping class names to texts, like {{"pneumonia": "..."}}.'
@@ -105,66 +96,21 @@ def save_class_texts(path: str | os.PathLike, texts: dict[str, list[str]]) -> No
     atomic_write_json(path, {name: list(values) for name, values in texts.items()})
 
 
-def class_text_embeddings(
-    model: ImageTextModel,
-    class_names: list[str],
-    prompts: PromptSet,
-    *,
-    batch_size: int = 256,
-    text_cache: TextEmbeddingCache | None = None,
-) -> np.ndarray:
-    """(C, D) float32: per class, the renormalised mean of its L2-normalised text embeddings.
+def prompt_set_from_config(config: PromptConfig, *, name: str = "default") -> PromptSet:
+    """The prompt set a config names: its templates (or the defaults) and its class-texts file, read now."""
+    class_texts = load_class_texts(config.class_texts) if config.class_texts else {}
+    templates = list(config.templates) or list(DEFAULT_TEMPLATES)
+    return PromptSet(name=name, templates=templates, class_texts=class_texts)
 
-    ``text_cache``: encode only texts it doesn't hold yet (re-scoring after a prompt edit).
+
+def run_prompt_set(run_dir: str | os.PathLike) -> PromptSet:
+    """The prompts a run trained with: its recorded class texts, else its templates (or the defaults).
+
+    run.json records every class's texts, so this works after the class-texts file has moved.
     """
-    per_class = [prompts.texts_for(name) for name in class_names]
-    flat = [text for texts in per_class for text in texts]
-    if text_cache is not None:
-        emb = text_cache.encode(model, flat, batch_size=batch_size)
-    else:
-        emb = l2_normalise(encode_texts(model, flat, batch_size=batch_size))
-    out = np.zeros((len(class_names), emb.shape[1]), dtype=np.float32)
-    start = 0
-    for c, texts in enumerate(per_class):
-        out[c] = emb[start : start + len(texts)].mean(axis=0)
-        start += len(texts)
-    return l2_normalise(out)
-
-
-def compare_prompt_sets(
-    image_embeddings: np.ndarray,
-    labels: np.ndarray,
-    class_names: list[str],
-    model: ImageTextModel,
-    prompt_sets: list[PromptSet],
-    *,
-    text_cache: TextEmbeddingCache | None = None,
-) -> list[dict]:
-    """Zero-shot accuracy of each prompt set on already-encoded images; only the texts are encoded.
-
-    Returns one row per set: ``name``, ``accuracy``, ``balanced_accuracy`` and ``per_class_recall``
-    (class name -> recall; ``None`` for a class with no images).
-    """
-    from clipstudio.engine.evaluation.zero_shot import zero_shot_from_embeddings
-
-    rows = []
-    for prompt_set in prompt_sets:
-        result = zero_shot_from_embeddings(
-            image_embeddings,
-            labels,
-            class_text_embeddings(model, class_names, prompt_set, text_cache=text_cache),
-            class_names,
-            logit_scale=model.logit_scale,
-            n_bootstrap=0,
-            with_predictions=False,
-        )
-        recall = {name: (m["recall"] if m["support"] else None) for name, m in result.per_class.items()}
-        rows.append(
-            {
-                "name": prompt_set.name,
-                "accuracy": result.accuracy,
-                "balanced_accuracy": result.balanced_accuracy,
-                "per_class_recall": recall,
-            }
-        )
-    return rows
+    cfg = read_run_config(run_dir)
+    class_texts = {str(k): list(v) for k, v in (read_run_info(run_dir).get("class_texts") or {}).items()}
+    if not class_texts and cfg.prompts.class_texts and Path(cfg.prompts.class_texts).is_file():
+        class_texts = load_class_texts(cfg.prompts.class_texts)
+    templates = list(cfg.prompts.templates) or list(DEFAULT_TEMPLATES)
+    return PromptSet(name="run", templates=templates, class_texts=class_texts)

@@ -18,7 +18,10 @@ from PySide6.QtWidgets import QApplication
 
 from clipstudio import __version__
 from clipstudio.gui.errors import install_exception_hooks, setup_logging
+from clipstudio.gui.gc_policy import GuiThreadGarbageCollector
+from clipstudio.gui.main_window import MainWindow
 from clipstudio.gui.settings import APPLICATION, ORGANIZATION
+from clipstudio.gui.state import AppState
 from clipstudio.gui.style import apply_style, icon
 
 log = logging.getLogger(__name__)
@@ -70,13 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _windows_taskbar_identity()
     app = create_application(args.qt_args)
     uninstall_hooks = install_exception_hooks()
-    from clipstudio.gui.gc_policy import GuiThreadGarbageCollector
-
     garbage_collector = GuiThreadGarbageCollector(app)  # never collect Qt objects in a worker thread
-
-    from clipstudio.gui.main_window import MainWindow
-    from clipstudio.gui.state import AppState
-
     window = MainWindow(AppState())
     window.show()
     log.info("window shown after %.2f s", time.perf_counter() - started)

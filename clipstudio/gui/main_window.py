@@ -31,7 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from clipstudio import __version__
-from clipstudio.engine.storage.paths import resources_dir, user_data_dir
+from clipstudio.engine.runs.layout import CONFIG_FILE, RUN_FILE, is_run_folder, runs_root
+from clipstudio.engine.runtime.device import device_in_words, select_device
+from clipstudio.engine.storage.paths import resources_dir
 from clipstudio.gui.errors import ScreenErrorPage, log_dir, open_log_folder, show_error
 from clipstudio.gui.gc_policy import freeze_startup_objects
 from clipstudio.gui.screens import SCREENS
@@ -54,19 +56,7 @@ def detect_device(callback, should_stop) -> str:
     every TaskWorker imports the engine's heavy libraries before its job (``engine.warm_up``), and
     those imports hold the GIL in long stretches, so better now than inside the user's first job.
     """
-    import torch
-
-    if torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name(0)}"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "GPU: Apple MPS"
-    return "CPU"
-
-
-def is_run_folder(path: str) -> bool:
-    """Same test as ``engine.runs.is_run_folder``, without importing torch at start-up."""
-    return os.path.isfile(os.path.join(path, "run.json")) and os.path.isfile(os.path.join(path, "config.json"))
+    return device_in_words(select_device())
 
 
 def droppable_path(paths: list[str]) -> str | None:
@@ -238,7 +228,7 @@ class MainWindow(QMainWindow):
             self.open_dataset(path)
 
     def _on_open_run_triggered(self) -> None:
-        runs = user_data_dir() / "runs"
+        runs = runs_root()
         recent = self.settings.recent_runs()
         start = str(Path(recent[0]).parent) if recent else str(runs if runs.is_dir() else Path.home())
         path = QFileDialog.getExistingDirectory(self, "Open training run folder", start)
@@ -283,7 +273,7 @@ class MainWindow(QMainWindow):
     def open_run(self, path: str) -> bool:
         """Make ``path`` the current run and show it in Results; False if it isn't a run folder."""
         if not is_run_folder(path):
-            show_error(self, f"{path} is not a training run folder (it has no run.json and config.json).")
+            show_error(self, f"{path} is not a training run folder (it has no {RUN_FILE} and {CONFIG_FILE}).")
             return False
         log.info("opening run %s", path)
         self.state.set_run(path)  # -> _on_state_run_changed records it and shows Results

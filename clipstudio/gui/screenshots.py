@@ -17,6 +17,17 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QMessageBox
+
+from clipstudio.engine.storage.paths import samples_dir
+from clipstudio.gui.app import create_application
+from clipstudio.gui.errors import install_exception_hooks, setup_logging
+from clipstudio.gui.gc_policy import GuiThreadGarbageCollector
+from clipstudio.gui.main_window import MainWindow
+from clipstudio.gui.screens import SCREENS
+from clipstudio.gui.state import AppState
+
 log = logging.getLogger("clipstudio.gui.screenshots")
 
 
@@ -36,7 +47,6 @@ def _settle(app, seconds: float) -> None:
 
 def _no_blocking_dialogs() -> None:
     """Dialogs would wait for a click that never comes: log their text and carry on."""
-    from PySide6.QtWidgets import QMessageBox
 
     def logged_exec(box):
         print(f"[dialog] {box.text()}", file=sys.stderr)
@@ -63,16 +73,9 @@ def start_scripted_app():
     QSettings go to the (throw-away) ``CLIPSTUDIO_HOME``, so the user's window state and recent
     paths are left alone. Returns ``(app, uninstall_hooks)``.
     """
-    from PySide6.QtCore import QSettings
-
-    from clipstudio.gui.app import create_application
-    from clipstudio.gui.errors import install_exception_hooks, setup_logging
-
     setup_logging()
     for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
         QSettings.setPath(QSettings.Format.IniFormat, scope, str(Path(os.environ["CLIPSTUDIO_HOME"]) / "qsettings"))
-    from clipstudio.gui.gc_policy import GuiThreadGarbageCollector
-
     app = create_application()
     hooks = install_exception_hooks()
     collector = GuiThreadGarbageCollector(app)  # as the app does: never collect in a worker thread
@@ -102,16 +105,9 @@ def capture(out_dir: Path, *, dataset: Path | None = None, size: tuple[int, int]
 
     With ``with_model`` the built-in model is loaded and the screens that score or search do so first.
     """
-
-    from clipstudio.engine.storage.paths import samples_dir
     dataset = dataset or samples_dir() / "chest_xray"
     out_dir.mkdir(parents=True, exist_ok=True)
     app, uninstall_hooks = start_scripted_app()
-
-    from clipstudio.gui.main_window import MainWindow
-    from clipstudio.gui.screens import SCREENS
-    from clipstudio.gui.state import AppState
-
     state = AppState()
     window = MainWindow(state)
     window.resize(*size)

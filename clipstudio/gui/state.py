@@ -10,7 +10,10 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from clipstudio.engine.cache.vectors import EmbeddingCache
+from clipstudio.engine.config import DataConfig
 from clipstudio.engine.data import Dataset
+from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.prompts import PromptSet
 
 
@@ -32,12 +35,21 @@ class AppState(QObject):
         self.prompts: PromptSet = PromptSet()
         self.run_dir: str = ""
         self.split_settings: dict[str, Any] = {"val_fraction": 0.2, "test_fraction": 0.0, "seed": 0,
-                                               "group_regex": None, "k_folds": 0}
+                                               "group_regex": None}
+        # Image embeddings the scoring screens share; emptied when another dataset is opened.
+        self.embeddings = EmbeddingStore(EmbeddingCache())
 
     def set_dataset(self, dataset: Dataset | None, path: str = "") -> None:
         self.dataset, self.dataset_path = dataset, path
         self.health = None
+        self.embeddings.clear()
         self.dataset_changed.emit(dataset)
+
+    def split_config(self) -> DataConfig:
+        """The split settings as the engine takes them (which images validate and which test)."""
+        s = self.split_settings
+        return DataConfig(val_fraction=s["val_fraction"], test_fraction=s["test_fraction"], seed=s["seed"],
+                          group_regex=s["group_regex"] or None)
 
     def set_health(self, health: dict[str, Any] | None) -> None:
         self.health = health

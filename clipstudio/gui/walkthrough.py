@@ -30,6 +30,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from clipstudio.engine.storage.atomic import atomic_write_text
+from clipstudio.gui.heartbeat import Heartbeat, stall_stats
+from clipstudio.gui.main_window import MainWindow
+from clipstudio.gui.screens.retrieval_screen import RUN
 from clipstudio.gui.screenshots import _settle, _wait_until, start_scripted_app
 
 BLOOD_TEMPLATE = "a blood smear micrograph of a {class_name} blood cell."
@@ -91,17 +100,12 @@ class Walkthrough:
         print(f"[walkthrough] {entry['step']:02d} {title}: {facts}", flush=True)
 
     def _click(self, widget) -> None:
-        from PySide6.QtCore import Qt
-        from PySide6.QtTest import QTest
-
         if not widget.isEnabled():
             raise RuntimeError(f"walkthrough: {widget.text() if hasattr(widget, 'text') else widget} is disabled")
         QTest.mouseClick(widget, Qt.MouseButton.LeftButton)
         self.app.processEvents()
 
     def _type(self, widget, text: str) -> None:
-        from PySide6.QtTest import QTest
-
         widget.setFocus()
         widget.selectAll()
         QTest.keyClicks(widget, text)
@@ -117,10 +121,6 @@ class Walkthrough:
 
     # --- the steps ---------------------------------------------------------------------------------
     def drop_dataset(self) -> None:
-        from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-        from PySide6.QtGui import QDragEnterEvent, QDropEvent
-        from PySide6.QtWidgets import QApplication
-
         self._show("data")
         mime = QMimeData()
         mime.setUrls([QUrl.fromLocalFile(str(Path(self.plan.data).resolve()))])
@@ -244,8 +244,6 @@ class Walkthrough:
                    accuracy=results.accuracy_label.text())
         self._click_checkbox(results.misclassified_check)
         row, col = self._worst_cell(results.matrix.counts())
-        from PySide6.QtCore import Qt
-        from PySide6.QtTest import QTest
 
         QTest.mouseClick(results.matrix, Qt.MouseButton.LeftButton, pos=results.matrix.cell_rect(row, col).center())
         _settle(self.app, 0.5)
@@ -266,11 +264,6 @@ class Walkthrough:
         return row, col
 
     def search_text(self) -> None:
-        from PySide6.QtCore import Qt
-        from PySide6.QtTest import QTest
-
-        from clipstudio.gui.screens.retrieval_screen import RUN
-
         retrieval = self._show("retrieval")
         run_items = [i for i in range(retrieval.model_combo.count())
                      if str(retrieval.model_combo.itemData(i)).startswith(f"{RUN}:")]
@@ -294,8 +287,6 @@ class Walkthrough:
             self._spans.setdefault(name, []).append((start, time.perf_counter()))
 
     def run(self) -> WalkthroughReport:
-        from clipstudio.gui.heartbeat import Heartbeat, stall_stats
-
         trace = open(self.plan.trace_stalls, "w", encoding="utf-8") if self.plan.trace_stalls else None  # noqa: SIM115
         heartbeat = Heartbeat(trace_file=trace, trace_late_ms=100)
         heartbeat.start()
@@ -321,8 +312,6 @@ class Walkthrough:
 def run_walkthrough(plan: WalkthroughPlan) -> WalkthroughReport:
     """Open the app in a throw-away app-data folder and walk ``plan``; the window is closed after."""
     app, uninstall_hooks = start_scripted_app()
-    from clipstudio.gui.main_window import MainWindow
-
     window = MainWindow()
     window.resize(*plan.size)
     window.show()
@@ -336,8 +325,6 @@ def run_walkthrough(plan: WalkthroughPlan) -> WalkthroughReport:
         window.close()
         uninstall_hooks()
     if plan.out is not None:
-        from clipstudio.engine.storage.atomic import atomic_write_text
-
         atomic_write_text(plan.out / "walkthrough.json",
                           json.dumps({"steps": report.steps, "facts": report.facts}, indent=2, default=str) + "\n")
     return report

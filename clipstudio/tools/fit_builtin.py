@@ -20,6 +20,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
+
+from clipstudio.engine.models.backbones import efficientnet_lite0_state_dict
+from clipstudio.engine.models.builtin import (
+    NAMES_NAME,
+    PROJECTION_NAME,
+    SPEC_NAME,
+    build_unaligned,
+    builtin_dir,
+)
+from clipstudio.engine.models.image_preprocessing import ImagePreprocessing
+from clipstudio.engine.storage.atomic import atomic_write, atomic_write_json
 
 TEMPLATES = [
     "a photo of a {}.",
@@ -102,19 +114,6 @@ def sample_photos() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from safetensors.torch import save_file
-
-    from clipstudio.engine.storage.atomic import atomic_write, atomic_write_json
-    from clipstudio.engine.models.backbones import efficientnet_lite0_state_dict
-    from clipstudio.engine.models.builtin import (
-        NAMES_NAME,
-        PROJECTION_NAME,
-        SPEC_NAME,
-        build_unaligned,
-        builtin_dir,
-    )
-    from clipstudio.engine.models.image_preprocessing import ImagePreprocessing
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--names", type=Path, default=None, help="ImageNet class names JSON (1000, in order)")
     parser.add_argument(

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = {"row", "baseline", "ours", "ratio", "target", "machine"}
 # Every row of issue 6's table plus issue 3's two benchmarks, by the start of the row text.
@@ -24,6 +26,7 @@ EXPECTED_ROWS = [
 ]
 
 
+@pytest.mark.slow  # every benchmark, the built-in model included (about a minute)
 def test_quick_suite_writes_every_row(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(

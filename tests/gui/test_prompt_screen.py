@@ -40,7 +40,7 @@ def test_class_table_lists_dataset_classes(screen):
 
 
 def test_second_evaluate_after_prompt_edit_does_not_re_encode_images(qtbot, screen, tiny_model, monkeypatch):
-    from clipstudio.engine import embeddings
+    from clipstudio.engine.evaluation import embedding_store
 
     image_batches = []
     real_encode = tiny_model.encode_images
@@ -48,9 +48,9 @@ def test_second_evaluate_after_prompt_edit_does_not_re_encode_images(qtbot, scre
         tiny_model, "encode_images", lambda px: image_batches.append(len(px)) or real_encode(px)
     )
     calls = []
-    real_files = embeddings.encode_image_files
+    real_files = embedding_store.encode_image_files
     monkeypatch.setattr(
-        embeddings, "encode_image_files", lambda *a, **k: calls.append(1) or real_files(*a, **k)
+        embedding_store, "encode_image_files", lambda *a, **k: calls.append(1) or real_files(*a, **k)
     )
 
     first = _evaluate(qtbot, screen)
@@ -175,3 +175,18 @@ def test_rescoring_after_a_template_edit_encodes_only_that_templates_texts(qtbot
     assert sorted(encoded[6:]) == ["blue cells seen", "green cells seen", "red cells seen"]
     assert second.n == first.n == 9 and second.predictions == []
     assert "95% CI" in screen.ci_label.text()
+
+
+def test_without_a_val_split_prompts_are_scored_on_images_carved_from_train_never_on_test(
+    qtbot, make_class_folders, tmp_path, state_with
+):
+    root = make_class_folders(tmp_path / "split", {"train": {"a": 5, "b": 5}, "test": {"a": 4, "b": 4}})
+    app_state = state_with(root)
+    app_state.split_settings = {**app_state.split_settings, "val_fraction": 0.4, "seed": 1}
+    widget = PromptScreen(app_state)
+    qtbot.addWidget(widget)
+    with qtbot.waitSignal(widget.evaluated, timeout=30_000) as blocker:
+        widget.evaluate()
+    widget.shutdown()
+    assert blocker.args[0].n == 4  # 40% of the 10 training images, none of the 8 test images
+    assert "validation part carved from the 'train' split (40%, seed 1)" in widget.split_label.text()

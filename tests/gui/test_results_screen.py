@@ -51,8 +51,8 @@ def test_thumbnails_decode_in_the_background(qtbot, screen):
     screen.resize(900, 600)
     screen.show()
     path = screen.grid.visible_tiles()[0].path
-    qtbot.waitUntil(lambda: screen.grid.loader.image(path) is not None, timeout=10_000)
-    assert not screen.grid.loader.image(path).isNull()
+    qtbot.waitUntil(lambda: screen.grid.loader.pixmap(path) is not None, timeout=10_000)
+    assert not screen.grid.loader.pixmap(path).isNull()
 
 
 def test_misclassified_filter_count_equals_confusion_off_diagonal(qtbot, screen):

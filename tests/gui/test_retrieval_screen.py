@@ -23,11 +23,11 @@ def screen(qtbot, state):
 
 
 def test_text_query_returns_k_images_and_repeat_queries_reuse_the_embeddings(qtbot, screen, monkeypatch):
-    from clipstudio.engine import embeddings
+    from clipstudio.engine.evaluation import embedding_store
 
     calls = []
-    real = embeddings.encode_image_files
-    monkeypatch.setattr(embeddings, "encode_image_files", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = embedding_store.encode_image_files
+    monkeypatch.setattr(embedding_store, "encode_image_files", lambda *a, **k: calls.append(1) or real(*a, **k))
     screen.k_spin.setValue(5)
     with qtbot.waitSignal(screen.searched, timeout=30_000) as blocker:
         screen.search_text("a red square")

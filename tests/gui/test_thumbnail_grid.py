@@ -7,7 +7,8 @@ import threading
 import pytest
 from PySide6.QtCore import Qt
 
-from clipstudio.gui.widgets.thumbnail_grid import THUMB_SIZE, ThumbnailGrid, ThumbnailItem
+from clipstudio.gui.thumbnails import THUMB_SIZE
+from clipstudio.gui.widgets.thumbnail_grid import ThumbnailGrid, ThumbnailItem
 
 
 class CountingDecoder:
@@ -59,13 +60,13 @@ def test_only_visible_thumbnails_of_10k_images_are_decoded(qtbot, counting_grid)
     grid.resize(600, 400)
     grid.show()
     qtbot.waitExposed(grid)
-    qtbot.waitUntil(lambda: bool(grid.decoder.paths) and grid.model.pending() == 0, timeout=10_000)
+    qtbot.waitUntil(lambda: bool(grid.decoder.paths) and grid.loader.pending() == 0, timeout=10_000)
 
     decoded = set(grid.decoder.paths)
     assert 0 < len(decoded) < 200
     assert "/data/img_00000.png" in decoded
     assert "/data/img_09999.png" not in decoded
-    assert grid.model.has_thumbnail("/data/img_00000.png")
+    assert grid.loader.pixmap("/data/img_00000.png") is not None
 
 
 def test_scrolling_to_the_end_decodes_the_last_images_not_the_middle(qtbot, counting_grid):
@@ -74,11 +75,11 @@ def test_scrolling_to_the_end_decodes_the_last_images_not_the_middle(qtbot, coun
     grid.resize(600, 400)
     grid.show()
     qtbot.waitExposed(grid)
-    qtbot.waitUntil(lambda: bool(grid.decoder.paths) and grid.model.pending() == 0, timeout=10_000)
+    qtbot.waitUntil(lambda: bool(grid.decoder.paths) and grid.loader.pending() == 0, timeout=10_000)
 
     grid.view.scrollToBottom()
     qtbot.waitUntil(
-        lambda: "/data/img_09999.png" in grid.model.requested and grid.model.pending() == 0, timeout=10_000
+        lambda: "/data/img_09999.png" in grid.loader.requested and grid.loader.pending() == 0, timeout=10_000
     )
     assert len(set(grid.decoder.paths)) < 400
     assert "/data/img_05000.png" not in grid.decoder.paths
@@ -115,7 +116,8 @@ def test_real_images_get_thumbnails_and_unreadable_files_a_clear_tile(qtbot, gri
     grid.resize(500, 300)
     grid.show()
     qtbot.waitUntil(
-        lambda: grid.model.has_thumbnail(str(good)) and grid.model.is_unreadable(str(bad)), timeout=10_000
+        lambda: grid.loader.pixmap(str(good)) is not None and grid.loader.error(str(bad)) is not None,
+        timeout=10_000,
     )
 
     # A tiny 8 px image is scaled up to the tile size, not left as a dot.

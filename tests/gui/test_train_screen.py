@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import gc
 import threading
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
 
 from clipstudio.engine.config import TrainConfig
-from clipstudio.engine.events import StepEnded
-from clipstudio.gui.screens.train_screen import NO_DATASET, TrainScreen, resumable_step
+from clipstudio.engine.events import StepEnded, TrainingStatus
+from clipstudio.engine.runs.layout import LATEST, find_checkpoint, read_run_info, resumable_step
+from clipstudio.gui.screens.train_screen import NO_DATASET, TrainScreen
 from clipstudio.gui.widgets.train_form import CUSTOM, PRESETS, TOOLTIPS, TrainForm
 
 RUN_TIMEOUT_MS = 120_000
-
-
-@pytest.fixture(autouse=True)
-def _collect_on_gui_thread(qapp):
-    """Free this test's pyqtgraph/Qt reference cycles here, not in a later test's worker thread."""
-    yield
-    QApplication.processEvents()  # deliver deleteLater first
-    gc.collect()
 
 
 @pytest.fixture
@@ -164,7 +155,7 @@ def test_short_run_draws_curves_and_opens_the_run(qtbot, screen, class_data, app
     _wait_idle(qtbot, screen)
     run_dir = Path(run_changed.args[0])
     assert app_state.run_dir == str(run_dir)
-    assert (run_dir / "checkpoint_latest").is_dir()
+    assert find_checkpoint(run_dir, LATEST) is not None
     plots = screen.plots
     assert plots.buffers["train_loss"].size >= 2
     assert plots.buffers["lr"].size >= 2
@@ -182,10 +173,7 @@ def test_hand_written_class_texts_are_saved_with_the_run(qtbot, screen, class_da
     with qtbot.waitSignal(app_state.run_changed, timeout=RUN_TIMEOUT_MS) as run_changed:
         screen.start()
     _wait_idle(qtbot, screen)
-    import json
-
-    info = json.loads((Path(run_changed.args[0]) / "run.json").read_text(encoding="utf-8"))
-    assert info["class_texts"]["cyst"] == ["a fluid-filled cyst"]
+    assert read_run_info(run_changed.args[0])["class_texts"]["cyst"] == ["a fluid-filled cyst"]
 
 
 def test_stop_saves_and_resume_continues_to_completion(qtbot, screen, class_data, app_state):
@@ -204,10 +192,10 @@ def test_stop_saves_and_resume_continues_to_completion(qtbot, screen, class_data
     gate.set()
     _wait_idle(qtbot, screen)
     run_dir = Path(screen.form.output.text())
-    assert screen._run["ended"].status == "cancelled"
+    assert screen._run["ended"].status is TrainingStatus.CANCELLED
     step = resumable_step(run_dir)
     assert step is not None and step > 0
-    assert (run_dir / "checkpoint_latest").is_dir()
+    assert find_checkpoint(run_dir, LATEST) is not None
     assert f"Resume continues from step {step}" in screen.eta.text()
     assert screen.resume_button.isEnabled()
     assert app_state.run_dir == ""  # a stopped run is not a result yet
@@ -215,7 +203,7 @@ def test_stop_saves_and_resume_continues_to_completion(qtbot, screen, class_data
     with qtbot.waitSignal(app_state.run_changed, timeout=RUN_TIMEOUT_MS):
         assert screen.resume()
     _wait_idle(qtbot, screen)
-    assert screen._run["ended"].status == "completed"
+    assert screen._run["ended"].status is TrainingStatus.COMPLETED
     assert app_state.run_dir == str(run_dir)
     assert screen.plots.buffers["val_acc"].x[-1] == 2
     assert screen.plots.buffers["train_loss"].x[0] <= step  # the past of the run is drawn too
@@ -224,7 +212,7 @@ def test_stop_saves_and_resume_continues_to_completion(qtbot, screen, class_data
 
 def test_resume_run_rejects_a_folder_without_checkpoint(screen, tmp_path):
     assert screen.choose_resume_run(str(tmp_path)) is False
-    assert "checkpoint_latest" in screen.message.text()
+    assert LATEST in screen.message.text()
     assert not screen.resume_button.isEnabled()
 
 

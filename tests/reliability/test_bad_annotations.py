@@ -261,7 +261,7 @@ REFUSED: dict[str, tuple[Callable[[Case], Path], str]] = {
         ),
         "not valid JSON at line 3, column 2",
     ),
-    "json_empty_file": (lambda c: c.raw("ann.json", b""), "the file is empty"),
+    "json_empty_file": (lambda c: c.raw("ann.json", b""), "file is empty"),
     "jsonl_empty_file": (lambda c: c.raw("ann.jsonl", b"\n\n"), "no entries found"),
     "csv_empty_file": (lambda c: c.raw("ann.csv", b""), "the file is empty"),
     "json_latin1": (

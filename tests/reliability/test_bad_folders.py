@@ -72,6 +72,7 @@ def _distinct_pngs(n: int) -> list[bytes]:
     return out
 
 
+@pytest.mark.slow  # a 5,000-class scale test
 def test_five_thousand_classes_load_and_score(ram_folder, harness: Harness):
     root = ram_folder / "data"
     n = 5_000

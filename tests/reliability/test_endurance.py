@@ -35,6 +35,7 @@ def _can_read_rss() -> bool:
     return importlib.util.find_spec("psutil") is not None or os.path.exists("/proc/self/statm")
 
 
+@pytest.mark.slow  # 300 training steps
 @pytest.mark.skipif(not _can_read_rss(), reason="needs psutil or /proc to read the RSS")
 def test_300_training_steps_do_not_grow_memory(tmp_path, make_class_folders, tiny_dual_dir):
     data = make_class_folders(tmp_path / "classes", {"red": 25, "green": 25, "blue": 25})

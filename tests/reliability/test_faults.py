@@ -24,14 +24,15 @@ import numpy as np
 import pytest
 import torch
 
-from clipstudio.engine.training import checkpoint as checkpoint_module
-from clipstudio.engine.training.checkpoint import find_checkpoint, load_train_state
 from clipstudio.engine.config import DataConfig, ModelConfig, PromptConfig, TrainConfig
-from clipstudio.engine.errors import ClipStudioError, ConfigError, ModelError
+from clipstudio.engine.errors import ClipStudioError, ConfigError, DiskFullError, ModelError
 from clipstudio.engine.events import MessageLogged, TrainEnded, TrainStarted
-from clipstudio.engine.models import load_model
-from clipstudio.engine.runs.load import load_run_model, read_run_info
-from clipstudio.engine.training.trainer import DiskFullError, Trainer
+from clipstudio.engine.models import load_model, load_run_model
+from clipstudio.engine.runs.layout import find_checkpoint, read_run_info
+from clipstudio.engine.training import checkpoint as checkpoint_module
+from clipstudio.engine.training.checkpoint import load_train_state
+from clipstudio.engine.training.trainer import Trainer
+from tests.fixtures_runs import Recorder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,17 +79,6 @@ def make_cfg(data: Path, model_dir: Path, output: Path, **overrides) -> TrainCon
     )
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[object] = []
-
-    def __call__(self, event: object) -> None:
-        self.events.append(event)
-
-    def of(self, cls: type) -> list:
-        return [e for e in self.events if isinstance(e, cls)]
-
-
 def resume(cfg: TrainConfig, run: Path, **kwargs):
     return Trainer(dataclasses.replace(cfg, resume_from=str(run)), **kwargs).fit()
 
@@ -112,6 +102,7 @@ def leftovers(run: Path) -> list[str]:
 # --- cancel ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 100 training runs
 def test_cancel_at_100_random_points_always_leaves_a_loadable_resumable_checkpoint(
     tmp_path, small_classes, tiny_dual_dir, monkeypatch
 ):
@@ -209,6 +200,7 @@ _KILLED_RUN = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # trains in child processes that are killed
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX only: SIGKILL")
 @pytest.mark.parametrize(
     ("stage", "survivor"),

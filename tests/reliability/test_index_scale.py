@@ -13,6 +13,7 @@ import pytest
 from bench.bench_index_scale import N_ITEMS, TARGET_MB, load_in_subprocess, make_index
 
 
+@pytest.mark.slow  # builds a 100k index
 @pytest.mark.skipif(sys.platform == "win32", reason="peak RSS comes from resource.getrusage")
 def test_100k_item_index_loads_lazily_in_under_500_mb(ram_folder):
     index = make_index(ram_folder / "big", N_ITEMS)

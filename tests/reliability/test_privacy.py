@@ -231,6 +231,7 @@ def app_log_file(tmp_path):
     logger.setLevel(level)
 
 
+@pytest.mark.slow  # every command end to end, training included
 def test_logs_hold_no_caption_text_or_image_contents(
     tmp_path, capsys, caplog, app_log_file, tiny_clip_dir, one_torch_thread
 ):

@@ -21,6 +21,7 @@ import torch
 import clipstudio
 from clipstudio.engine.errors import ClipStudioError, ModelError
 from clipstudio.engine.models import load_model
+from clipstudio.engine.runs.layout import checkpoint_folder
 
 PACKAGE = Path(clipstudio.__file__).resolve().parent
 
@@ -134,50 +135,26 @@ def test_pickled_model_is_refused_by_the_cli_with_one_line(tmp_path, marker, cap
     assert not marker.exists()
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_clip_dir) -> Path:
-    """A finished one-epoch run (full fine-tuning, then a linear probe) on two colour classes."""
-    from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
-    from clipstudio.engine.training.trainer import Trainer
-    from tests.fixtures_data import write_png
-
-    root = tmp_path_factory.mktemp("untrusted_runs")
-    for name, colour in (("red", (220, 20, 20)), ("blue", (20, 20, 220))):
-        for i in range(4):
-            write_png(root / "data" / name / f"{i}.png", (colour[0] - 10 * i, colour[1], colour[2]))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CLIPSTUDIO_HOME", str(root / "home"))
-        mp.setenv("CLIPSTUDIO_CACHE_DIR", str(root / "home" / "cache"))
-        for method in ("full", "linear_probe"):
-            cfg = TrainConfig(
-                data=DataConfig(path=str(root / "data"), val_fraction=0.25),
-                model=ModelConfig(spec=str(tiny_clip_dir), device="cpu"),
-                output=str(root / method), method=method, epochs=1, batch_size=4, warmup_steps=0,
-                amp=False, num_workers=1, save_best=False,
-            )  # fmt: skip
-            assert Trainer(cfg).fit().status == "completed"
-    return root
+def _run_copy(trained: dict[str, Path], run: str, dest: Path) -> Path:
+    """A copy of the shared ``trained`` fixture's ``"full"`` or ``"probe"`` run, safe to damage."""
+    return _copy(trained[run], dest / run)
 
 
-def _run_copy(trained_run: Path, method: str, dest: Path) -> Path:
-    return _copy(trained_run / method, dest / method)
-
-
-def test_pickled_checkpoint_model_in_a_run_is_refused(tmp_path, marker, trained_run):
-    run = _run_copy(trained_run, "full", tmp_path)
-    _torch_pickle(run / "checkpoint_latest" / "model.safetensors", marker)
+def test_pickled_checkpoint_model_in_a_run_is_refused(tmp_path, marker, trained):
+    run = _run_copy(trained, "full", tmp_path)
+    _torch_pickle(checkpoint_folder(run, "best") / "model.safetensors", marker)  # the one load_model reads
 
     with pytest.raises(ModelError, match="is not a readable safetensors file"):
         load_model(str(run), device="cpu")
     assert not marker.exists()
 
 
-def test_pickled_training_state_is_refused_on_resume(tmp_path, marker, trained_run):
+def test_pickled_training_state_is_refused_on_resume(tmp_path, marker, trained):
+    from clipstudio.engine.runs.layout import read_run_config
     from clipstudio.engine.training.checkpoint import load_train_state
-    from clipstudio.engine.runs.load import read_run_config
     from clipstudio.engine.training.trainer import Trainer
 
-    run = _run_copy(trained_run, "full", tmp_path)
+    run = _run_copy(trained, "full", tmp_path)
     checkpoint = run / "checkpoint_latest"
     _torch_pickle(checkpoint / "train_state.safetensors", marker)
 
@@ -191,9 +168,9 @@ def test_pickled_training_state_is_refused_on_resume(tmp_path, marker, trained_r
     assert not marker.exists()
 
 
-def test_pickled_linear_probe_head_is_refused(tmp_path, marker, trained_run):
-    run = _run_copy(trained_run, "linear_probe", tmp_path)
-    _torch_pickle(run / "checkpoint_latest" / "linear_head.safetensors", marker)
+def test_pickled_linear_probe_head_is_refused(tmp_path, marker, trained):
+    run = _run_copy(trained, "probe", tmp_path)
+    _torch_pickle(checkpoint_folder(run, "best") / "linear_head.safetensors", marker)
 
     with pytest.raises(ModelError, match="linear-probe head can't be read"):
         load_model(str(run), device="cpu")

@@ -5,8 +5,8 @@ Every image is decoded, its shorter side resized to ``size`` (bicubic) and the c
 
 The store lives in ``cache_dir()/images/<size>px/``:
 
-- ``index.sqlite`` maps an image's key (absolute path, file size, mtime_ns, as the embedding
-  cache keys it) to a row, remembers unreadable files with their reason, and holds the store's
+- ``index.sqlite`` maps an image's ``file_key`` (absolute path, file size, mtime_ns; see
+  ``file_index``) to a row, remembers unreadable files with their reason, and holds the store's
   metadata (row size, data file name, next free row).
 - ``pixels-<token>.u8`` is an append-only file of fixed-size rows (``size * size * 3`` bytes).
 
@@ -33,18 +33,27 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
-import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from clipstudio.engine.cache.file_index import (
+    FileKey,
+    Progress,
+    decode_ahead,
+    decode_or_problem,
+    discard_database,
+    ensure_schema,
+    file_key,
+    matching_rows,
+)
 from clipstudio.engine.data.dataset import Problem
-from clipstudio.engine.errors import ClipStudioError, ImageError
-from clipstudio.engine.events import Callback, ProgressUpdated, ShouldStop, never_stop, no_callback
+from clipstudio.engine.errors import ClipStudioError
+from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callback
 from clipstudio.engine.storage.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -52,10 +61,14 @@ log = logging.getLogger(__name__)
 STAGE = "decode images"
 _SCHEMA_VERSION = 1
 _INDEX_NAME = "index.sqlite"
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS images ("
+    " path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
+    " row INTEGER, problem TEXT, decoder TEXT)",
+)
 _DATA_PATTERN = re.compile(r"pixels-[0-9a-f]+\.u8")
-_SQL_CHUNK = 500  # under SQLite's host-parameter limit on old builds (999)
 _ROWS_PER_COMMIT = 64  # rows written between fsync + index commit: the most a crash can waste
-_PROGRESS_INTERVAL_S = 0.1
 # load_image's reasons for failures that may pass (locked, unplugged, permissions fixed): never remembered.
 _ACCESS_FAILURES = ("file not found", "permission denied", "cannot read the file", "is a folder")
 
@@ -90,7 +103,7 @@ def decode_to_array(
         raise ValueError(f"size must be positive, got {size}")
     paths = [Path(p) for p in paths]
     total = len(paths)
-    progress = _Progress(callback, total)
+    progress = Progress(callback, STAGE, total)
     if not paths:
         progress.update(0, force=True)
         return DecodedImages(array=_empty(size), indices=[], problems=[])
@@ -120,13 +133,13 @@ def _decode(
     store: _RowStore,
     paths: list[Path],
     size: int,
-    progress: _Progress,
+    progress: Progress,
     *,
     num_workers: int,
     should_stop: ShouldStop,
 ) -> DecodedImages:
     total = len(paths)
-    keys = [_file_key(p) for p in paths]
+    keys = [file_key(p) for p in paths]
     rows, known_problems = store.lookup(keys)
     problems: dict[int, Problem] = {i: Problem(str(paths[i]), r) for i, r in known_problems.items()}
 
@@ -160,28 +173,37 @@ def _decode(
     n_cached, n_decoded, cancelled = len(kept), 0, False
     done = len(kept) + len(problems)
     progress.update(done, force=True)
+    old = store.read_rows() if n_copies else None
+
+    def crop(i: int) -> np.ndarray | Problem:
+        """Position ``i``'s row: read back from the store if cached, else decoded."""
+        if i in rows:
+            return np.asarray(old[rows[i]])
+        return decode_or_problem(paths[i], lambda image: _crop(image, size))
+
     writer = store.writer(start)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, num_workers), thread_name_prefix="decode-image") as pool:
-            items = _in_order(pool, store, paths, todo, rows, size, lookahead=max(8, 4 * num_workers))
-            with contextlib.closing(items):
-                for i, outcome in items:
-                    if should_stop():
-                        cancelled = True
-                        break
-                    if isinstance(outcome, Problem):
-                        problems[i] = outcome
-                        if keys[i] is not None and _is_lasting(outcome.reason):
-                            writer.note_problem(keys[i], outcome.reason)
+        items = decode_ahead(
+            crop, todo, workers=num_workers, lookahead=max(8, 4 * num_workers), name="decode-image"
+        )
+        with contextlib.closing(items):
+            for i, outcome in items:
+                if should_stop():
+                    cancelled = True
+                    break
+                if isinstance(outcome, Problem):
+                    problems[i] = outcome
+                    if keys[i] is not None and _is_lasting(outcome.reason):
+                        writer.note_problem(keys[i], outcome.reason)
+                else:
+                    writer.append(keys[i], outcome)
+                    written.append(i)
+                    if i in rows:
+                        n_cached += 1
                     else:
-                        writer.append(keys[i], outcome)
-                        written.append(i)
-                        if i in rows:
-                            n_cached += 1
-                        else:
-                            n_decoded += 1
-                    done += 1
-                    progress.update(done)
+                        n_decoded += 1
+                done += 1
+                progress.update(done)
         writer.commit()
     finally:
         writer.close()
@@ -190,54 +212,11 @@ def _decode(
     return _result(store, run_start, kept + written, problems, n_cached, n_decoded, cancelled)
 
 
-def _in_order(
-    pool: ThreadPoolExecutor,
-    store: _RowStore,
-    paths: list[Path],
-    order: list[int],
-    rows: dict[int, int],
-    size: int,
-    *,
-    lookahead: int,
-) -> Iterator[tuple[int, np.ndarray | Problem]]:
-    """(position, uint8 crop or Problem) in ``order``: cached rows read back, the rest decoded ahead in ``pool``."""
-    old = store.read_rows() if any(i in rows for i in order) else None
-    pending: deque[tuple[int, Future | None]] = deque()
-    todo = iter(order)
-
-    def submit(i: int) -> None:
-        pending.append((i, None if i in rows else pool.submit(_decode_one, paths[i], size)))
-
-    try:
-        for i in todo:
-            submit(i)
-            if len(pending) >= lookahead:
-                break
-        while pending:
-            i, future = pending.popleft()
-            nxt = next(todo, None)
-            if nxt is not None:
-                submit(nxt)
-            yield i, (np.asarray(old[rows[i]]) if future is None else future.result())
-    finally:
-        for _, future in pending:  # cancelled or failed: don't decode images nobody will store
-            if future is not None:
-                future.cancel()
-        del old
-
-
-def _decode_one(path: Path, size: int) -> np.ndarray | Problem:
-    from clipstudio.engine.data.images import load_image
+def _crop(image: Image.Image, size: int) -> np.ndarray:
+    # deferred: image_preprocessing imports torch
     from clipstudio.engine.models.image_preprocessing import resize_center_crop
 
-    try:
-        image = load_image(path)
-        crop = np.asarray(resize_center_crop(image, size), dtype=np.uint8)
-    except ImageError as exc:
-        text, prefix = str(exc), f"{path}: "
-        return Problem(str(path), text[len(prefix) :] if text.startswith(prefix) else text)
-    except OSError as exc:  # e.g. the file vanished after the dataset was read
-        return Problem(str(path), f"cannot read the file ({exc.strerror or exc})")
+    crop = np.asarray(resize_center_crop(image, size), dtype=np.uint8)
     return np.ascontiguousarray(crop.reshape(size, size, 3))
 
 
@@ -272,19 +251,8 @@ def _is_lasting(reason: str) -> bool:
     return not reason.startswith(_ACCESS_FAILURES)
 
 
-def _file_key(path: Path) -> tuple[str, int, int] | None:
-    """(absolute path, size, mtime_ns), or None when the file can't be stat'ed."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-
-
 def _decoder_tag() -> str:
     """Remembered failures are trusted only while the decoders are the same versions."""
-    from importlib.metadata import PackageNotFoundError, version
-
     found = []
     for package in ("pillow", "pydicom"):
         try:
@@ -292,21 +260,6 @@ def _decoder_tag() -> str:
         except PackageNotFoundError:
             found.append(f"{package} none")
     return "; ".join(found)
-
-
-class _Progress:
-    """Emits ProgressUpdated when the count changed: at most every 0.1 s, or now with ``force``."""
-
-    def __init__(self, callback: Callback, total: int):
-        self.callback, self.total = callback, total
-        self._last_time = float("-inf")
-        self._last_done: int | None = None
-
-    def update(self, done: int, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if done != self._last_done and (force or now - self._last_time >= _PROGRESS_INTERVAL_S):
-            self._last_time, self._last_done = now, done
-            self.callback(ProgressUpdated(stage=STAGE, done=done, total=self.total))
 
 
 # --- the store -----------------------------------------------------------------------------------
@@ -354,24 +307,15 @@ class _RowStore:
         conn = sqlite3.connect(folder / _INDEX_NAME, timeout=30, isolation_level=None)
         try:
             with _transaction(conn):
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version not in (0, _SCHEMA_VERSION):
-                    raise sqlite3.DatabaseError(f"unknown image cache schema version {version}")
-                conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS images ("
-                    " path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
-                    " row INTEGER, problem TEXT, decoder TEXT)"
-                )
+                ensure_schema(conn, _SCHEMA_VERSION, _TABLES, "image cache")
                 meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
                 if not meta:
                     meta = {
                         "row_bytes": str(size * size * 3),
                         "data_file": f"pixels-{secrets.token_hex(8)}.u8",
+                        "next_row": "0",
                     }
-                    meta["next_row"] = "0"
                     conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", sorted(meta.items()))
-                    conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
                 store = cls._checked(folder, size, conn, meta)
         except BaseException:
             conn.close()
@@ -400,9 +344,7 @@ class _RowStore:
 
     @staticmethod
     def _discard(folder: Path) -> None:
-        for suffix in ("", "-journal", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                (folder / f"{_INDEX_NAME}{suffix}").unlink()  # other errors: the caller falls back
+        discard_database(folder / _INDEX_NAME)  # errors other than a missing file: the caller falls back
         for path in folder.glob("pixels-*.u8"):
             with contextlib.suppress(OSError):  # Windows refuses while another array maps it
                 path.unlink()
@@ -418,30 +360,15 @@ class _RowStore:
         self.conn.close()
 
     # -- reading ------------------------------------------------------------------------------------
-    def lookup(self, keys: list[tuple[str, int, int] | None]) -> tuple[dict[int, int], dict[int, str]]:
+    def lookup(self, keys: list[FileKey | None]) -> tuple[dict[int, int], dict[int, str]]:
         """Input position -> row for unchanged cached images, and -> reason for remembered unreadable ones."""
-        by_path: dict[str, list[int]] = {}
-        for i, key in enumerate(keys):
-            if key is not None:
-                by_path.setdefault(key[0], []).append(i)
-        wanted = list(by_path)
         rows: dict[int, int] = {}
         problems: dict[int, str] = {}
-        for start in range(0, len(wanted), _SQL_CHUNK):
-            chunk = wanted[start : start + _SQL_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found = self.conn.execute(
-                f"SELECT path, size, mtime_ns, row, problem, decoder FROM images WHERE path IN ({marks})",
-                chunk,
-            )
-            for path, size, mtime_ns, row, problem, decoder in found:
-                for i in by_path[path]:
-                    if keys[i][1] != size or keys[i][2] != mtime_ns:
-                        continue
-                    if row is not None:
-                        rows[i] = int(row)
-                    elif problem is not None and decoder == self.decoder:
-                        problems[i] = problem
+        for i, (row, problem, decoder) in matching_rows(self.conn, "images", "row, problem, decoder", keys):
+            if row is not None:
+                rows[i] = int(row)
+            elif problem is not None and decoder == self.decoder:
+                problems[i] = problem
         return rows, problems
 
     def read_rows(self) -> np.ndarray:
@@ -505,7 +432,7 @@ class _RowWriter:
         self._rows: list[tuple[str, int, int, int]] = []
         self._problems: list[tuple[str, int, int, str]] = []
 
-    def append(self, key: tuple[str, int, int] | None, pixels: np.ndarray) -> None:
+    def append(self, key: FileKey | None, pixels: np.ndarray) -> None:
         try:
             self._file.write(pixels.tobytes())
         except OSError as exc:
@@ -516,7 +443,7 @@ class _RowWriter:
         if len(self._rows) >= _ROWS_PER_COMMIT:
             self.commit()
 
-    def note_problem(self, key: tuple[str, int, int], reason: str) -> None:
+    def note_problem(self, key: FileKey, reason: str) -> None:
         self._problems.append((*key, reason))
 
     def commit(self) -> None:

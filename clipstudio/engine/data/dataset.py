@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from clipstudio.engine.errors import DataError
+
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -73,8 +75,6 @@ class Dataset:
 
     def split(self, name: str) -> Dataset:
         """The samples of one split. An unknown split raises DataError naming the ones present."""
-        from clipstudio.engine.errors import DataError
-
         idx = [i for i, s in enumerate(self.samples) if s.split == name]
         if not idx:
             have = ", ".join(self.split_names()) or "none (use the whole dataset)"

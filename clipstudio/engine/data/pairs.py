@@ -19,6 +19,7 @@ from clipstudio.engine.data.folders import split_of_folder
 from clipstudio.engine.data.image_paths import ImageResolver, SkipEntry
 from clipstudio.engine.data.images import IMAGE_EXTENSIONS
 from clipstudio.engine.errors import DataError
+from clipstudio.engine.storage.text_files import read_json, read_text
 
 # Accepted key / column names, most specific first; matched case-insensitively.
 IMAGE_KEYS = ("img", "image", "file_name", "filepath", "file", "path")
@@ -32,37 +33,7 @@ ID_KEYS = ("uuid", "image_id", "id")
 # Tried after the exact name when an id carries no extension (JSON dict datasets).
 _ID_EXTENSIONS = tuple(sorted(IMAGE_EXTENSIONS)) + tuple(e.upper() for e in sorted(IMAGE_EXTENSIONS))
 _MISSING = object()
-
-
-def read_text(path: Path) -> str:
-    """The file as text: UTF-8 with or without a BOM; anything else is a DataError naming the file."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: can't read the file ({exc.strerror or exc}).") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path} is not UTF-8 text (invalid byte at position {exc.start}); save it as UTF-8 and try again."
-        ) from None
-
-
-def read_json(path: Path) -> object:
-    """Parse a JSON file; malformed JSON is a DataError giving the line and column."""
-    text = read_text(path)
-    if not text.strip():
-        raise DataError(f"{path}: the file is empty; expected JSON entries.")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})."
-        ) from None
-    except RecursionError:
-        raise DataError(f"{path}: not usable JSON (nested too deeply).") from None
-    except ValueError:  # Python refuses integers of more than 4,300 digits
-        raise DataError(f"{path}: not usable JSON (a number too long to read).") from None
+ANNOTATION_FILE = "annotation file"  # how error messages name the file
 
 
 @dataclass(frozen=True)
@@ -226,7 +197,7 @@ def read_annotation_files(
         bases = [images_dir] if images_dir else _default_bases(fmt, path)
         resolver = ImageResolver(bases, images_dir or root, allow_outside_root)
         if path.suffix.lower() == ".json":
-            data = read_json(path)
+            data = read_json(path, ANNOTATION_FILE)
             if isinstance(data, list):
                 _add_json_list(collector, path, data, resolver, split, image_key, caption_key)
             elif isinstance(data, dict):
@@ -298,7 +269,7 @@ def _add_jsonl(collector, path, resolver, split, image_key, caption_key) -> None
     records: list[tuple[str, object]] = []
     found: dict[str, None] = {}
     # Split on "\n" only: JSON strings may hold U+2028 and friends, which str.splitlines breaks on.
-    for lineno, line in enumerate(read_text(path).split("\n"), 1):
+    for lineno, line in enumerate(read_text(path, ANNOTATION_FILE).split("\n"), 1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
@@ -325,7 +296,7 @@ def _add_jsonl(collector, path, resolver, split, image_key, caption_key) -> None
 
 
 def _add_csv(collector, path, resolver, split, image_key, caption_key) -> None:
-    text = read_text(path)
+    text = read_text(path, ANNOTATION_FILE)
     first_line = text.split("\n", 1)[0]
     delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(first_line)
     # Long radiology reports exceed the csv module's 128 KiB default field limit.

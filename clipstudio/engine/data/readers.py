@@ -17,8 +17,9 @@ from clipstudio.engine.data.folders import (
     split_of_folder,
     visible_subfolders,
 )
-from clipstudio.engine.data.pairs import json_type_name, read_annotation_files, read_json
+from clipstudio.engine.data.pairs import ANNOTATION_FILE, json_type_name, read_annotation_files
 from clipstudio.engine.errors import DataError
+from clipstudio.engine.storage.text_files import read_json
 
 FORMATS = ("class_folders", "clip_finetune", "json_list", "json_dict", "jsonl", "csv")
 
@@ -128,7 +129,7 @@ def _json_kind(path: Path) -> str:
         return "list"
     if head[:1] == "{":
         return "dict"
-    data = read_json(path)  # raises for malformed or non-UTF-8 JSON, naming the line
+    data = read_json(path, ANNOTATION_FILE)  # raises for malformed or non-UTF-8 JSON, naming the line
     if isinstance(data, list):
         return "list"
     if isinstance(data, dict):

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 
 from clipstudio.engine.data.dataset import Dataset
-from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.errors import ConfigError, DataError
 
 
 def apply_group_regex(dataset: Dataset, pattern: str) -> Dataset:
@@ -76,6 +76,39 @@ def assign_splits(
             split_of[i] = names[best]
     samples = [replace(s, split=split_of[i]) for i, s in enumerate(dataset.samples)]
     return replace(dataset, samples=samples)
+
+
+def train_val_indices(
+    dataset: Dataset, *, val_fraction: float = 0.2, test_fraction: float = 0.0, seed: int = 0
+) -> tuple[list[int], list[int]]:
+    """(train, val) sample indices as training uses them; the test split is never among them.
+
+    The dataset's own "train"/"val" splits; without a "val" split, ``val_fraction`` of train is
+    held out (stratified by class, patients kept together); without any split, the whole dataset
+    is split by ``assign_splits`` (``test_fraction`` of it held out as test, in neither list).
+    Deterministic for a seed.
+    """
+    names = dataset.split_names()
+    if not names:
+        split = assign_splits(dataset, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+        return _indices_of(split, "train"), _indices_of(split, "val")
+    if "train" not in names:
+        raise DataError(
+            f"{dataset.source or dataset.root}: no 'train' split to train on (splits present: {', '.join(names)})."
+        )
+    train = _indices_of(dataset, "train")
+    val = _indices_of(dataset, "val")
+    if not val and val_fraction > 0:
+        carved = assign_splits(
+            dataset.subset(train), val_fraction=val_fraction, test_fraction=0.0, seed=seed, overwrite=True
+        )
+        val = [train[i] for i, s in enumerate(carved.samples) if s.split == "val"]
+        train = [train[i] for i, s in enumerate(carved.samples) if s.split == "train"]
+    return train, val
+
+
+def _indices_of(dataset: Dataset, name: str) -> list[int]:
+    return [i for i, s in enumerate(dataset.samples) if s.split == name]
 
 
 def kfold_indices(dataset: Dataset, k: int = 5, *, seed: int = 0) -> list[tuple[list[int], list[int]]]:

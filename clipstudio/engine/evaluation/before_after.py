@@ -12,22 +12,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from clipstudio.engine.cache.vectors import EmbeddingCache
+from clipstudio.engine.config import EVAL_BATCH_SIZE, RECALL_KS
+from clipstudio.engine.data.dataset import Dataset
 from clipstudio.engine.errors import DataError
+from clipstudio.engine.evaluation.evaluate import ZEROSHOT, evaluate_model, evaluation_kind, summary_metrics
+from clipstudio.engine.evaluation.wise import WiseInterpolator, check_alpha
 from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callback
-from clipstudio.engine.evaluation.wise import (
-    WiseInterpolator,
-    check_alpha,
-    evaluate_model,
-    evaluation_kind,
-    run_prompt_set,
-    summary_metrics,
-)
-
-if TYPE_CHECKING:
-    from clipstudio.engine.data.dataset import Dataset
-    from clipstudio.engine.embeddings import EmbeddingCache
+from clipstudio.engine.prompts import run_prompt_set
+from clipstudio.engine.runs.layout import checkpoint_folder, run_start_model_spec
 
 
 @dataclass
@@ -40,7 +34,7 @@ class BeforeAfter:
     after: dict
     before_label: str  # e.g. the start model spec
     after_label: str  # e.g. "runs/x (checkpoint_best)" or "WiSE-FT alpha 0.5 of runs/x"
-    before_summary: dict = field(default_factory=dict)  # headline numbers (wise.summary_metrics)
+    before_summary: dict = field(default_factory=dict)  # headline numbers (evaluate.summary_metrics)
     after_summary: dict = field(default_factory=dict)
     cancelled: bool = False
 
@@ -54,9 +48,9 @@ def compare_run(
     *,
     split: str = "all",
     wise_alpha: float | None = None,
-    ks: Sequence[int] = (1, 5, 10),
+    ks: Sequence[int] = RECALL_KS,
     cache: EmbeddingCache | None = None,
-    batch_size: int = 64,
+    batch_size: int = EVAL_BATCH_SIZE,
     device: str = "auto",
     callback: Callback = no_callback,
     should_stop: ShouldStop = never_stop,
@@ -67,15 +61,13 @@ def compare_run(
     the WiSE-FT interpolation instead of the trained model. Linear-probe runs score their trained
     class head, so the dataset must have the classes the run was trained on.
     """
-    from clipstudio.engine.runs.load import checkpoint_folder, run_start_model_spec
-
     run_dir = Path(run_dir)
     alpha = check_alpha(wise_alpha) if wise_alpha is not None else None
     kind = evaluation_kind(dataset)
     prompts = run_prompt_set(run_dir)
     models = WiseInterpolator(run_dir, device=device)
     if models.is_linear_probe:
-        if kind != "zeroshot":
+        if kind != ZEROSHOT:
             raise DataError(
                 "A linear-probe run can only be evaluated on class data (class folders or labels)."
             )

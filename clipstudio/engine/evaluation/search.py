@@ -1,4 +1,8 @@
-"""Search a dataset by text or by example image, ranked by cosine similarity in the model's space."""
+"""Search a dataset by text or by example image, ranked by cosine similarity in the model's space.
+
+The gallery's embeddings come from an ``EmbeddingStore``, so the Retrieval screen's second query
+(and the CLI's one query) encodes only the query itself.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clipstudio.engine.config import EVAL_BATCH_SIZE
 from clipstudio.engine.data.dataset import Dataset
-from clipstudio.engine.embeddings import (
-    EmbeddingCache,
-    EncodedImages,
-    encode_image_files,
-    encode_texts,
-    l2_normalise,
-)
+from clipstudio.engine.embeddings import EncodedImages, encode_image_files, encode_texts, l2_normalise
 from clipstudio.engine.errors import ConfigError, DataError, ImageError
+from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callback
 
 if TYPE_CHECKING:
@@ -40,44 +40,55 @@ class SearchHit:
 
 
 def search_text(
+    store: EmbeddingStore,
     model: ImageTextModel,
     dataset: Dataset,
     query: str,
     *,
     top: int = 10,
-    cache: EmbeddingCache | None = None,
-    batch_size: int = 64,
+    batch_size: int = EVAL_BATCH_SIZE,
     callback: Callback = no_callback,
     should_stop: ShouldStop = never_stop,
 ) -> list[SearchHit]:
-    """The ``top`` images most similar to a text query, best first."""
+    """The ``top`` images most similar to a text query, best first (of those encoded, if cancelled)."""
     if not query.strip():
         raise ConfigError("The search text is empty.")
-    gallery = _encode_gallery(model, dataset, cache, batch_size, callback, should_stop)
-    query_emb = l2_normalise(encode_texts(model, [query]))[0]
+    gallery = _gallery(store, model, dataset, batch_size, callback, should_stop)
+    query_emb = encode_texts(model, [query])[0]
     return _image_hits(dataset, gallery, query_emb, top)
 
 
 def search_image(
+    store: EmbeddingStore,
     model: ImageTextModel,
     dataset: Dataset,
     image_path: str | os.PathLike,
     *,
     top: int = 10,
-    cache: EmbeddingCache | None = None,
-    batch_size: int = 64,
+    batch_size: int = EVAL_BATCH_SIZE,
     callback: Callback = no_callback,
     should_stop: ShouldStop = never_stop,
 ) -> tuple[list[SearchHit], list[SearchHit]]:
     """The ``top`` images and the ``top`` captions most similar to an example image, best first.
 
-    An image of the dataset used as the query finds itself first, with a score of about 1.
+    An image of the dataset used as the query finds itself first, with a score of about 1 (its
+    vector is the gallery's own, not encoded again).
     """
-    query = encode_image_files(model, [Path(image_path)], cache=cache)
-    if query.problems:
-        raise ImageError(f"{image_path}: {query.problems[0].reason}")
-    query_emb = l2_normalise(query.embeddings)[0]
-    gallery = _encode_gallery(model, dataset, cache, batch_size, callback, should_stop)
+    own = _dataset_index(dataset, image_path)
+    query_emb = None
+    if own is None:  # encoded first: an unreadable query fails before the gallery is encoded
+        encoded = encode_image_files(model, [Path(image_path)], cache=store.disk_cache)
+        if encoded.problems:
+            raise ImageError(f"{image_path}: {encoded.problems[0].reason}")
+        query_emb = encoded.embeddings[0]
+    gallery = _gallery(store, model, dataset, batch_size, callback, should_stop)
+    if query_emb is None:
+        if own not in gallery.indices:
+            if gallery.cancelled:
+                return [], []
+            reason = next((p.reason for p in gallery.problems if p.path == str(dataset.samples[own].path)), "")
+            raise ImageError(f"{image_path}: {reason or 'the image could not be read.'}")
+        query_emb = gallery.embeddings[gallery.indices.index(own)]
     image_hits = _image_hits(dataset, gallery, query_emb, top)
 
     texts, owners = [], []
@@ -86,28 +97,19 @@ def search_image(
             texts.append(caption)
             owners.append(i)
     caption_hits = []
-    if texts and not gallery.cancelled:
-        scores = l2_normalise(encode_texts(model, texts)) @ query_emb
-        for j in _top(scores, top):
-            caption_hits.append(SearchHit(str(dataset.samples[owners[j]].path), float(scores[j]), [texts[j]]))
+    if texts and not gallery.cancelled:  # encoding the captions is more work the user asked to stop
+        rows, scores = rank(store.text_embeddings(model, texts), query_emb, top)
+        caption_hits = [
+            SearchHit(str(dataset.samples[owners[j]].path), float(scores[j]), [texts[j]]) for j in rows
+        ]
     return image_hits, caption_hits
 
 
-def _encode_gallery(model, dataset, cache, batch_size, callback, should_stop) -> EncodedImages:
-    if not len(dataset):
-        raise DataError(f"{dataset.source or dataset.root}: no images to search.")
-    return encode_image_files(
-        model, dataset.paths, cache=cache, batch_size=batch_size, callback=callback, should_stop=should_stop
-    )
-
-
-def _image_hits(dataset: Dataset, gallery: EncodedImages, query_emb: np.ndarray, top: int) -> list[SearchHit]:
-    scores = l2_normalise(gallery.embeddings) @ query_emb
-    hits = []
-    for row in _top(scores, top):
-        sample = dataset.samples[gallery.indices[row]]
-        hits.append(SearchHit(str(sample.path), float(scores[row]), list(sample.captions)))
-    return hits
+def rank(gallery: np.ndarray, query: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the ``top`` gallery vectors most similar to ``query`` (best first; ties keep order),
+    and every row's cosine similarity."""
+    scores = l2_normalise(gallery) @ l2_normalise(np.asarray(query)[None, :])[0]
+    return top_indices(scores, top), scores
 
 
 def top_indices(scores: np.ndarray, top: int) -> np.ndarray:
@@ -129,4 +131,31 @@ def top_indices(scores: np.ndarray, top: int) -> np.ndarray:
     return candidates[np.argsort(-scores[candidates], kind="stable")[:top]]
 
 
-_top = top_indices
+def _gallery(store, model, dataset, batch_size, callback, should_stop) -> EncodedImages:
+    if not len(dataset):
+        raise DataError(f"{dataset.source or dataset.root}: no images to search.")
+    return store.image_embeddings(
+        model, dataset.paths, batch_size=batch_size, callback=callback, should_stop=should_stop
+    )
+
+
+def _dataset_index(dataset: Dataset, image_path: str | os.PathLike) -> int | None:
+    """The sample index of ``image_path`` in the dataset (as given, absolute or resolved), or None."""
+    candidates = {str(image_path), os.path.abspath(image_path)}
+    try:
+        candidates.add(str(Path(image_path).resolve()))
+    except OSError:
+        pass
+    return next((i for i, s in enumerate(dataset.samples) if str(s.path) in candidates), None)
+
+
+def _image_hits(dataset: Dataset, gallery: EncodedImages, query_emb: np.ndarray, top: int) -> list[SearchHit]:
+    rows, scores = rank(gallery.embeddings, query_emb, top)
+    hits = []
+    for row in rows:
+        sample = dataset.samples[gallery.indices[row]]
+        hits.append(SearchHit(str(sample.path), float(scores[row]), list(sample.captions)))
+    return hits
+
+
+__all__ = ["SearchHit", "rank", "search_image", "search_text", "top_indices"]

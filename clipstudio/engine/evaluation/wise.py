@@ -22,14 +22,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from clipstudio.engine.cache.vectors import EmbeddingCache
+from clipstudio.engine.config import EVAL_BATCH_SIZE, RECALL_KS
+from clipstudio.engine.data.dataset import Dataset
 from clipstudio.engine.errors import ConfigError, DataError, ModelError
+from clipstudio.engine.evaluation.evaluate import ZEROSHOT, evaluate_model, evaluation_kind, summary_metrics
+from clipstudio.engine.evaluation.zero_shot import class_text_embeddings
 from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callback
+from clipstudio.engine.models import load_model
+from clipstudio.engine.models.linear_probe_head import LinearProbeModel
+from clipstudio.engine.prompts import PromptSet, run_prompt_set
+from clipstudio.engine.runs.layout import is_run_folder, run_start_model_spec
+from clipstudio.engine.runtime.device import select_device
 
 if TYPE_CHECKING:
-    from clipstudio.engine.data.dataset import Dataset
-    from clipstudio.engine.embeddings import EmbeddingCache
     from clipstudio.engine.models.base import ImageTextModel
-    from clipstudio.engine.prompts import PromptSet
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -88,15 +95,12 @@ class WiseInterpolator:
     """
 
     def __init__(self, run_dir: str | os.PathLike, *, device: str = "auto") -> None:
-        from clipstudio.engine.models import load_model, resolve_device
-        from clipstudio.engine.runs.load import LinearProbeModel, is_run_folder, run_start_model_spec
-
         self.run_dir = Path(run_dir)
         if not is_run_folder(self.run_dir):
             raise ConfigError(
                 f"{str(self.run_dir)!r} is not a training run folder (no run.json and config.json)."
             )
-        self.device = resolve_device(device)
+        self.device = select_device(device)
         self.finetuned = load_model(str(self.run_dir), device=str(self.device))  # best, else latest
         self.is_linear_probe = isinstance(self.finetuned, LinearProbeModel)
         if self.is_linear_probe:
@@ -119,8 +123,6 @@ class WiseInterpolator:
         self._tuned_state: dict[str, torch.Tensor] | None = None  # copied before the first overwrite
 
     def _initial_head(self) -> np.ndarray:
-        from clipstudio.engine.prompts import class_text_embeddings
-
         names = self.finetuned.class_names
         return class_text_embeddings(self.start, names, run_prompt_set(self.run_dir))
 
@@ -129,8 +131,6 @@ class WiseInterpolator:
         if alpha == 0.0:
             return self.start
         if self.is_linear_probe:
-            from clipstudio.engine.runs.load import LinearProbeModel
-
             tuned = self.finetuned
             if alpha == 1.0:
                 return tuned
@@ -156,81 +156,15 @@ def wise_model(run_dir: str | os.PathLike, alpha: float, device: str = "auto") -
     return WiseInterpolator(run_dir, device=device).model_at(alpha)
 
 
-def run_prompt_set(run_dir: str | os.PathLike) -> PromptSet:
-    """The prompts a run trained with: its recorded class texts, else its templates (or the defaults).
-
-    run.json records every class's texts, so this works after the class-texts file has moved.
-    """
-    from clipstudio.engine.prompts import DEFAULT_TEMPLATES, PromptSet, load_class_texts
-    from clipstudio.engine.runs.load import read_run_config, read_run_info
-
-    cfg = read_run_config(run_dir)
-    info = read_run_info(run_dir)
-    class_texts = {str(k): list(v) for k, v in (info.get("class_texts") or {}).items()}
-    if not class_texts and cfg.prompts.class_texts and Path(cfg.prompts.class_texts).is_file():
-        class_texts = load_class_texts(cfg.prompts.class_texts)
-    templates = list(cfg.prompts.templates) or list(DEFAULT_TEMPLATES)
-    return PromptSet(name="run", templates=templates, class_texts=class_texts)
-
-
-def evaluation_kind(dataset: Dataset) -> str:
-    """``"zeroshot"`` for class data, ``"retrieval"`` for image-caption pairs; DataError for neither."""
-    if dataset.is_classification and not dataset.has_captions:
-        return "zeroshot"
-    if dataset.has_captions:
-        return "retrieval"
-    raise DataError(
-        f"{dataset.source or dataset.root}: evaluation needs class labels (2+ classes) or image captions."
-    )
-
-
-def summary_metrics(result) -> dict:
-    """The headline numbers of a ZeroShotResult or RetrievalResult, flat and JSON-ready."""
-    from clipstudio.engine.evaluation.zero_shot import ZeroShotResult
-
-    if isinstance(result, ZeroShotResult):
-        return {"n": result.n, "accuracy": result.accuracy, "balanced_accuracy": result.balanced_accuracy}
-    out: dict = {"n": result.n}
-    recalls = []
-    for direction, prefix in (("image_to_text", "i2t"), ("text_to_image", "t2i")):
-        for key, value in getattr(result, direction).items():
-            out[f"{prefix}_{key}"] = value
-            if value is not None:
-                recalls.append(value)
-    out["mean_recall"] = float(np.mean(recalls)) if recalls else None
-    return out
-
-
-def evaluate_model(
-    model: ImageTextModel,
-    dataset: Dataset,
-    prompts: PromptSet,
-    *,
-    kind: str,
-    ks: Sequence[int] = (1, 5, 10),
-    cache: EmbeddingCache | None = None,
-    batch_size: int = 64,
-    callback: Callback = no_callback,
-    should_stop: ShouldStop = never_stop,
-):
-    """Zero-shot (``kind="zeroshot"``) or retrieval evaluation of one model: the result object."""
-    from clipstudio.engine.evaluation.zero_shot import evaluate_retrieval, evaluate_zero_shot
-
-    common = dict(cache=cache, batch_size=batch_size, callback=callback, should_stop=should_stop)
-    if kind == "zeroshot":
-        return evaluate_zero_shot(model, dataset, prompts, **common)
-    return evaluate_retrieval(model, dataset, ks=tuple(ks), **common)
-
-
 def wise_sweep(
     run_dir: str | os.PathLike,
     dataset: Dataset,
     prompts: PromptSet | None = None,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     *,
-    ks: Sequence[int] = (1, 5, 10),
+    ks: Sequence[int] = RECALL_KS,
     cache: EmbeddingCache | None = None,
-    batch_size: int = 64,
+    batch_size: int = EVAL_BATCH_SIZE,
     device: str = "auto",
     callback: Callback = no_callback,
     should_stop: ShouldStop = never_stop,
@@ -243,15 +177,13 @@ def wise_sweep(
     unchanged (alpha 0 and the starting model, every alpha of a linear probe) encode the images once.
     Stops early (fewer rows) when ``should_stop`` says so.
     """
-    from clipstudio.engine.embeddings import EmbeddingCache
-
     alphas = [check_alpha(a) for a in alphas]
     if not alphas:
         raise ConfigError("A WiSE-FT sweep needs at least one alpha.")
     kind = evaluation_kind(dataset)
     prompts = prompts if prompts is not None else run_prompt_set(run_dir)
     interpolator = WiseInterpolator(run_dir, device=device)
-    if interpolator.is_linear_probe and kind != "zeroshot":
+    if interpolator.is_linear_probe and kind != ZEROSHOT:
         raise DataError("A linear-probe run can only be evaluated on class data.")
     rows = []
     with tempfile.TemporaryDirectory(prefix="clipstudio-wise-") as tmp:
@@ -280,11 +212,7 @@ __all__ = [
     "DEFAULT_ALPHAS",
     "WiseInterpolator",
     "check_alpha",
-    "evaluate_model",
-    "evaluation_kind",
     "interpolate_state_dicts",
-    "run_prompt_set",
-    "summary_metrics",
     "wise_model",
     "wise_sweep",
 ]

@@ -1,7 +1,9 @@
-"""Evaluation: zero-shot classification and image-text retrieval, from a model or from embeddings.
+"""Zero-shot classification: class embeddings (a trained head or a prompt ensemble) and scoring.
 
-The ``*_from_embeddings`` functions hold the maths and take plain arrays; ``evaluate_*`` encode a
-dataset (through the embedding cache) and call them. Results are JSON-ready via ``to_dict()``.
+``score_embeddings`` holds the maths and takes plain arrays. ``score_dataset`` scores a dataset
+(part) with the image embeddings of an ``EmbeddingStore``: the CLI, the Prompts screen, the Results
+screen and ``compare_prompt_sets`` all score through it, so they report the same numbers. Results
+are JSON-ready via ``to_dict()``.
 """
 
 from __future__ import annotations
@@ -11,36 +13,30 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clipstudio.engine.cache.vectors import EmbeddingCache, TextEmbeddingCache
+from clipstudio.engine.config import EVAL_BATCH_SIZE
 from clipstudio.engine.data.dataset import Dataset, Problem
-from clipstudio.engine.embeddings import (
-    EmbeddingCache,
-    encode_image_files,
-    encode_texts,
-    l2_normalise,
-)
+from clipstudio.engine.embeddings import l2_normalise, normalised_text_embeddings
 from clipstudio.engine.errors import DataError
+from clipstudio.engine.evaluation.embedding_store import EmbeddingStore, require_some_images
 from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callback
-from clipstudio.engine.prompts import PromptSet, class_text_embeddings
-
-# Search lives in its own module; re-exported because callers look for it beside evaluation.
-from clipstudio.engine.evaluation.search import SearchHit, search_image, search_text
+from clipstudio.engine.prompts import PromptSet
 
 if TYPE_CHECKING:
     from clipstudio.engine.models.base import ImageTextModel
 
 __all__ = [
-    "RetrievalResult",
-    "SearchHit",
     "ZeroShotResult",
-    "evaluate_retrieval",
+    "class_embeddings",
+    "class_text_embeddings",
+    "compare_prompt_sets",
     "evaluate_zero_shot",
-    "retrieval_from_embeddings",
-    "search_image",
-    "search_text",
-    "zero_shot_from_embeddings",
+    "score_dataset",
+    "score_embeddings",
+    "trained_head",
 ]
 
-_CHUNK_CELLS = 2_000_000  # array cells (resample indices, similarities) held in memory at once
+_CHUNK_CELLS = 2_000_000  # array cells (resample indices) held in memory at once
 
 
 @dataclass
@@ -80,7 +76,7 @@ class ZeroShotResult:
         return out
 
 
-def zero_shot_from_embeddings(
+def score_embeddings(
     image_emb: np.ndarray,
     labels: np.ndarray,
     text_emb: np.ndarray,
@@ -237,17 +233,71 @@ def _bootstrap(
     return np.concatenate(accs), np.concatenate(baccs)
 
 
-def evaluate_zero_shot(
+def class_text_embeddings(
+    model: ImageTextModel,
+    class_names: list[str],
+    prompts: PromptSet,
+    *,
+    batch_size: int = 256,
+    text_cache: TextEmbeddingCache | None = None,
+) -> np.ndarray:
+    """(C, D) float32: per class, the renormalised mean of its L2-normalised prompt text embeddings.
+
+    ``text_cache``: encode only texts it doesn't hold yet (re-scoring after a prompt edit).
+    """
+    per_class = [prompts.texts_for(name) for name in class_names]
+    flat = [text for texts in per_class for text in texts]
+    emb = normalised_text_embeddings(model, flat, cache=text_cache, batch_size=batch_size)
+    out = np.zeros((len(class_names), emb.shape[1]), dtype=np.float32)
+    start = 0
+    for c, texts in enumerate(per_class):
+        out[c] = emb[start : start + len(texts)].mean(axis=0)
+        start += len(texts)
+    return l2_normalise(out)
+
+
+def trained_head(model: ImageTextModel, class_names: list[str]) -> np.ndarray | None:
+    """(C, D) rows of the model's own trained class head (a linear-probe run), or None.
+
+    None also when the head lacks one of ``class_names``: the prompts then describe the classes.
+    """
+    own = getattr(model, "class_embeddings", None)  # only linear-probe models carry a head
+    rows = own(list(class_names)) if callable(own) else None
+    return None if rows is None else np.asarray(rows, dtype=np.float32)
+
+
+def class_embeddings(
+    model: ImageTextModel,
+    class_names: list[str],
+    prompts: PromptSet,
+    *,
+    text_cache: TextEmbeddingCache | None = None,
+) -> np.ndarray:
+    """(C, D) class rows to classify with: the model's trained head if it has one, else the prompt ensemble."""
+    head = trained_head(model, class_names)
+    if head is not None:
+        return head
+    return class_text_embeddings(model, class_names, prompts, text_cache=text_cache)
+
+
+def score_dataset(
+    store: EmbeddingStore,
     model: ImageTextModel,
     dataset: Dataset,
     prompts: PromptSet,
     *,
-    cache: EmbeddingCache | None = None,
-    batch_size: int = 64,
+    with_predictions: bool = True,
+    n_bootstrap: int = 1000,
+    batch_size: int = EVAL_BATCH_SIZE,
     callback: Callback = no_callback,
     should_stop: ShouldStop = never_stop,
 ) -> ZeroShotResult:
-    """Zero-shot classify every image of a labelled dataset with the prompt ensemble of each class."""
+    """Zero-shot classify every image of a labelled dataset (part), its embeddings from ``store``.
+
+    Images the store already holds for this model are not encoded again, nor are prompt texts
+    in ``store.text_cache``. When cancelled, the images encoded so far are scored and
+    ``cancelled`` is set. ``with_predictions``/``n_bootstrap`` as in ``score_embeddings``.
+    """
     where = dataset.source or dataset.root
     if len(dataset.class_names) < 2:
         raise DataError(
@@ -262,163 +312,73 @@ def evaluate_zero_shot(
         raise DataError(f"{where}: no images to evaluate.")
 
     # Texts first: a bad prompt should fail before minutes of image encoding, not after.
-    text_emb = _class_embeddings(model, dataset.class_names, prompts)
-    encoded = encode_image_files(
-        model, dataset.paths, cache=cache, batch_size=batch_size, callback=callback, should_stop=should_stop
+    class_emb = class_embeddings(model, dataset.class_names, prompts, text_cache=store.text_cache)
+    encoded = store.image_embeddings(
+        model, dataset.paths, batch_size=batch_size, callback=callback, should_stop=should_stop
     )
-    _require_some_images(encoded, dataset)
+    require_some_images(encoded, dataset)
     samples = [dataset.samples[i] for i in encoded.indices]
-    result = zero_shot_from_embeddings(
+    result = score_embeddings(
         encoded.embeddings,
         np.array([s.label for s in samples], dtype=np.int64),
-        text_emb,
+        class_emb,
         dataset.class_names,
         logit_scale=model.logit_scale,
         paths=[str(s.path) for s in samples],
+        n_bootstrap=n_bootstrap,
+        with_predictions=with_predictions,
     )
     result.problems = list(encoded.problems)
     result.cancelled = encoded.cancelled
     return result
 
 
-def _class_embeddings(model: ImageTextModel, class_names: list[str], prompts: PromptSet) -> np.ndarray:
-    """(C, D) class rows: a model's own trained class head (linear-probe runs), else the prompt ensemble."""
-    own = getattr(model, "class_embeddings", None)
-    if callable(own):
-        rows = own(list(class_names))
-        if rows is not None:  # None: the head lacks one of these classes
-            return np.asarray(rows, dtype=np.float32)
-    return class_text_embeddings(model, class_names, prompts)
-
-
-def _require_some_images(encoded, dataset: Dataset) -> None:
-    if encoded.indices or encoded.cancelled:
-        return
-    first = encoded.problems[0] if encoded.problems else None
-    detail = f" (first: {first.path}: {first.reason})" if first else ""
-    raise DataError(
-        f"{dataset.source or dataset.root}: none of the {len(dataset)} images could be read{detail}."
-    )
-
-
-@dataclass
-class RetrievalResult:
-    """Image->text and text->image retrieval. Recall is a fraction in [0, 1]; ranks are 1-based."""
-
-    n: int  # images searched
-    n_texts: int  # captions searched
-    image_to_text: dict[str, float | None]  # "R@1", "R@5", ...
-    text_to_image: dict[str, float | None]
-    mean_rank: dict[str, float | None]  # "image_to_text" / "text_to_image"
-    median_rank: dict[str, float | None]
-    problems: list[Problem] = field(default_factory=list)
-    cancelled: bool = False
-
-    def to_dict(self) -> dict:
-        return {
-            "n": self.n,
-            "n_texts": self.n_texts,
-            "image_to_text": dict(self.image_to_text),
-            "text_to_image": dict(self.text_to_image),
-            "mean_rank": dict(self.mean_rank),
-            "median_rank": dict(self.median_rank),
-            "problems": [p.to_dict() for p in self.problems],
-            "cancelled": self.cancelled,
-        }
-
-
-def retrieval_from_embeddings(
-    image_emb: np.ndarray, text_emb: np.ndarray, text_owner: np.ndarray, *, ks=(1, 5, 10)
-) -> RetrievalResult:
-    """Recall@K and ranks for both directions; ``text_owner[j]`` is the image caption ``j`` describes.
-
-    Image->text: an image's rank is that of its best-ranked own caption (images without captions
-    are not queried but stay in the gallery). Ties count against the query, so a model that
-    scores everything alike ranks last rather than first.
-    """
-    image_emb = l2_normalise(image_emb)
-    text_emb = l2_normalise(text_emb)
-    owner = np.asarray(text_owner, dtype=np.int64).reshape(-1)
-    n, m = len(image_emb), len(text_emb)
-    if len(owner) != m:
-        raise ValueError(f"{m} text embeddings but {len(owner)} owners")
-    if m and (owner.min() < 0 or owner.max() >= n):
-        raise ValueError(f"text owners must lie in [0, {n})")
-
-    i2t_rank = np.zeros(n, dtype=np.int64)
-    t2i_rank = np.ones(m, dtype=np.int64)
-    own_sim = np.empty(m, dtype=np.float32)
-    has_caption = np.bincount(owner, minlength=n) > 0 if m else np.zeros(n, bool)
-    rows_per_chunk = max(1, _CHUNK_CELLS // max(m, 1))
-    chunks = [(a, min(a + rows_per_chunk, n)) for a in range(0, n, rows_per_chunk)]
-
-    # Pass 1: each caption's similarity to its own image, and image->text ranks.
-    for a, b in chunks:
-        sims = image_emb[a:b] @ text_emb.T
-        mine = (owner >= a) & (owner < b)
-        cols, rows = np.nonzero(mine)[0], owner[mine] - a
-        own_sim[cols] = sims[rows, cols]
-        best_own = np.full(b - a, -np.inf, dtype=np.float32)
-        np.maximum.at(best_own, rows, sims[rows, cols])
-        sims[rows, cols] = -np.inf  # own captions don't compete with each other
-        i2t_rank[a:b] = 1 + np.sum(sims >= best_own[:, None], axis=1)
-    # Pass 2: text->image ranks against every other image.
-    for a, b in chunks:
-        sims = image_emb[a:b] @ text_emb.T
-        mine = (owner >= a) & (owner < b)
-        cols = np.nonzero(mine)[0]
-        sims[owner[mine] - a, cols] = -np.inf
-        t2i_rank += np.sum(sims >= own_sim[None, :], axis=0)
-
-    i2t = i2t_rank[has_caption]
-    return RetrievalResult(
-        n=n,
-        n_texts=m,
-        image_to_text={f"R@{k}": _recall_at(i2t, k) for k in ks},
-        text_to_image={f"R@{k}": _recall_at(t2i_rank, k) for k in ks},
-        mean_rank={"image_to_text": _mean(i2t), "text_to_image": _mean(t2i_rank)},
-        median_rank={"image_to_text": _median(i2t), "text_to_image": _median(t2i_rank)},
-    )
-
-
-def _recall_at(ranks: np.ndarray, k: int) -> float | None:
-    return float(np.mean(ranks <= k)) if ranks.size else None
-
-
-def _mean(ranks: np.ndarray) -> float | None:
-    return float(np.mean(ranks)) if ranks.size else None
-
-
-def _median(ranks: np.ndarray) -> float | None:
-    return float(np.median(ranks)) if ranks.size else None
-
-
-def evaluate_retrieval(
+def evaluate_zero_shot(
     model: ImageTextModel,
     dataset: Dataset,
+    prompts: PromptSet,
     *,
-    ks=(1, 5, 10),
     cache: EmbeddingCache | None = None,
-    batch_size: int = 64,
+    batch_size: int = EVAL_BATCH_SIZE,
     callback: Callback = no_callback,
     should_stop: ShouldStop = never_stop,
-) -> RetrievalResult:
-    """Retrieve captions from images and images from captions over the whole dataset."""
-    if not dataset.has_captions:
-        raise DataError(f"{dataset.source or dataset.root}: retrieval needs captions; this dataset has none.")
-    encoded = encode_image_files(
-        model, dataset.paths, cache=cache, batch_size=batch_size, callback=callback, should_stop=should_stop
+) -> ZeroShotResult:
+    """``score_dataset`` with a store of its own: one model, one dataset, encoded once (via ``cache``)."""
+    return score_dataset(
+        EmbeddingStore(cache), model, dataset, prompts, batch_size=batch_size, callback=callback,
+        should_stop=should_stop,
     )
-    _require_some_images(encoded, dataset)
-    texts, owners = [], []
-    for row, i in enumerate(encoded.indices):
-        for caption in dataset.samples[i].captions:
-            texts.append(caption)
-            owners.append(row)
-    if encoded.cancelled:  # encoding the captions is more work the user just asked to stop
-        texts, owners = [], []
-    text_emb = encode_texts(model, texts, callback=callback)
-    result = retrieval_from_embeddings(encoded.embeddings, text_emb, np.array(owners, dtype=np.int64), ks=ks)
-    result.problems = list(encoded.problems)
-    result.cancelled = encoded.cancelled
-    return result
+
+
+def compare_prompt_sets(
+    store: EmbeddingStore,
+    model: ImageTextModel,
+    dataset: Dataset,
+    prompt_sets: list[PromptSet],
+    *,
+    callback: Callback = no_callback,
+    should_stop: ShouldStop = never_stop,
+) -> list[dict]:
+    """Zero-shot accuracy of each prompt set on the same images, encoded once; only texts are encoded.
+
+    One row per set: ``name``, ``accuracy``, ``balanced_accuracy`` and ``per_class_recall`` (class
+    name -> recall; ``None`` for a class with no images). Stops early (fewer rows) when cancelled.
+    """
+    rows = []
+    for prompt_set in prompt_sets:
+        result = score_dataset(
+            store, model, dataset, prompt_set, with_predictions=False, n_bootstrap=0, callback=callback,
+            should_stop=should_stop,
+        )
+        if result.cancelled:
+            break
+        recall = {name: (m["recall"] if m["support"] else None) for name, m in result.per_class.items()}
+        rows.append(
+            {
+                "name": prompt_set.name,
+                "accuracy": result.accuracy,
+                "balanced_accuracy": result.balanced_accuracy,
+                "per_class_recall": recall,
+            }
+        )
+    return rows

@@ -1,4 +1,4 @@
-"""Image-text models: ``load_model(spec)`` for the built-in model, a saved folder, or a Hugging Face id.
+"""Image-text models: ``load_model(spec)`` for the built-in model, a saved folder, a run folder or a Hub id.
 
 Importing this package is cheap and never imports Qt; transformers is imported when a model loads.
 """
@@ -11,47 +11,28 @@ from pathlib import Path
 
 import torch
 
-from clipstudio.engine.errors import ConfigError, ModelError
+from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.base import ImageTextModel
+from clipstudio.engine.models.builtin import load_builtin
+from clipstudio.engine.models.dual_encoder import DualEncoderModel
+from clipstudio.engine.models.hf_clip import HFClipModel
 from clipstudio.engine.models.hub import FALLBACK_ADVICE, fetch_model_folder, looks_like_hub_id
+from clipstudio.engine.models.linear_probe_head import LinearProbeModel
 from clipstudio.engine.models.manifest import MANIFEST_NAME, read_manifest
+from clipstudio.engine.runs.layout import BASE_MODEL_DIR, checkpoint_folder, is_run_folder, read_run_info
+from clipstudio.engine.runtime.allocator import tune_malloc
+from clipstudio.engine.runtime.device import select_device
 
-__all__ = ["ImageTextModel", "load_model", "resolve_device", "BUILTIN"]
+__all__ = ["ImageTextModel", "load_model", "load_run_model", "BUILTIN"]
 
 BUILTIN = "builtin"
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA, then Apple MPS, then CPU. Otherwise a torch device string, checked for availability."""
-    if device in ("auto", "", None):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"Device {device!r} was requested but no CUDA GPU is available; use auto or cpu.")
-    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise ConfigError(
-            f"Device {device!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)."
-        )
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"Device {device!r} was requested but MPS is not available; use auto or cpu.")
-    return resolved
-
-
 def _load_hf_clip(folder: Path, device: torch.device, source: str = "") -> ImageTextModel:
-    from clipstudio.engine.models.hf_clip import HFClipModel
-
     return HFClipModel.load(folder, device, source=source)
 
 
 def _load_dual_encoder(folder: Path, device: torch.device, source: str = "") -> ImageTextModel:
-    from clipstudio.engine.models.dual_encoder import DualEncoderModel
-
     return DualEncoderModel.load(folder, device)
 
 
@@ -65,25 +46,18 @@ LOADERS: dict[str, Callable[[Path, torch.device, str], ImageTextModel]] = {
 def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
     """Load ``"builtin"``, a model folder (CLIP Studio or Hugging Face CLIP), a training run folder, or a Hub id.
 
-    A run folder gives its trained model: checkpoint_best, else checkpoint_latest (see ``runs.load_run_model``).
+    A run folder gives its trained model: checkpoint_best, else checkpoint_latest (see ``load_run_model``).
 
     Raises ModelError with one sentence naming the problem when the model can't be loaded.
     """
-    from clipstudio.engine.runtime.allocator import tune_malloc
-
     tune_malloc()  # before the first large tensors; see allocator.py
-    target = resolve_device(device)
+    target = select_device(device)
     quiet_transformers()
     spec = str(spec).strip()
     if spec == BUILTIN:
-        from clipstudio.engine.models.builtin import load_builtin
-
         return load_builtin(target)
     path = Path(spec).expanduser()
     if path.exists():
-        # Imported here: runs imports this package (models.base), so a top-level import would cycle.
-        from clipstudio.engine.runs.load import is_run_folder, load_run_model
-
         if is_run_folder(path):
             return load_run_model(path, "best", device=str(target))
         return load_model_folder(path, target)
@@ -92,6 +66,21 @@ def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
     raise ModelError(
         f"Model {spec!r} is neither a folder nor a Hugging Face id like openai/clip-vit-base-patch32; {FALLBACK_ADVICE}."
     )
+
+
+def load_run_model(path: str | Path, which: str = "best", device: str = "auto") -> ImageTextModel:
+    """The trained model of a run folder: checkpoint_best if present (``which="best"``), else checkpoint_latest.
+
+    Linear-probe runs give a ``LinearProbeModel``: the frozen model plus the trained class head.
+    """
+    path = Path(path)
+    info = read_run_info(path)
+    folder = checkpoint_folder(path, which)
+    target = select_device(device)
+    if info.get("method") == "linear_probe":
+        base = load_model_folder(path / BASE_MODEL_DIR, target)
+        return LinearProbeModel.from_checkpoint(base, folder)
+    return load_model_folder(folder, target)
 
 
 def quiet_transformers() -> None:

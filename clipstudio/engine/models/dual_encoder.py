@@ -15,7 +15,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.backbones import backbone_spec, build_backbone
 from clipstudio.engine.models.fingerprint import tokenizer_digest
@@ -23,6 +22,7 @@ from clipstudio.engine.models.frozen_files import FrozenFiles
 from clipstudio.engine.models.image_preprocessing import ImageInputSpec, ImagePreprocessing
 from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest
 from clipstudio.engine.models.torch_model import TorchImageTextModel
+from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.storage.safetensors_io import save_safetensors
 
 WEIGHTS_NAME = "model.safetensors"

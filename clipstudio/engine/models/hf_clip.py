@@ -8,13 +8,13 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.fingerprint import tokenizer_digest
 from clipstudio.engine.models.frozen_files import FrozenFiles
 from clipstudio.engine.models.image_preprocessing import ImageInputSpec
 from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME
 from clipstudio.engine.models.torch_model import TorchImageTextModel
+from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.storage.safetensors_io import save_safetensors
 
 SAFETENSORS_NAMES = ("model.safetensors", "model.safetensors.index.json")

@@ -53,7 +53,7 @@ MODULES = (
     "clipstudio.engine.training.methods.linear_probe",
     "clipstudio.engine.training.methods.lora",
     "clipstudio.engine.evaluation.wise",
-    "clipstudio.engine.runs.load",
+    "clipstudio.engine.runs.layout",
 )
 
 

@@ -23,7 +23,7 @@ import torch
 
 from clipstudio.engine.config import DataConfig
 from clipstudio.engine.data.dataset import Dataset, Problem
-from clipstudio.engine.data.splits import assign_splits
+from clipstudio.engine.data.splits import train_val_indices
 from clipstudio.engine.errors import DataError
 from clipstudio.engine.prompts import PromptSet
 
@@ -53,11 +53,6 @@ def micro_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return batches
 
 
-def count_micro_batches(n: int, batch_size: int) -> int:
-    full, rest = divmod(n, batch_size)
-    return full + (1 if rest >= 2 or (rest and not full) else 0)
-
-
 def training_splits(
     dataset: Dataset,
     data: DataConfig,
@@ -78,33 +73,9 @@ def training_splits(
         if set(train) & set(val):
             raise DataError("The training and validation indices overlap.")
         return train, val
-    names = dataset.split_names()
-    if not names:
-        split = assign_splits(
-            dataset, val_fraction=data.val_fraction, test_fraction=data.test_fraction, seed=data.seed
-        )
-        return _indices_of(split, "train"), _indices_of(split, "val")
-    if "train" not in names:
-        raise DataError(
-            f"{dataset.source or dataset.root}: no 'train' split to train on (splits present: {', '.join(names)})."
-        )
-    train = _indices_of(dataset, "train")
-    val = _indices_of(dataset, "val")
-    if not val and data.val_fraction > 0:
-        carved = assign_splits(
-            dataset.subset(train),
-            val_fraction=data.val_fraction,
-            test_fraction=0.0,
-            seed=data.seed,
-            overwrite=True,
-        )
-        val = [train[i] for i, s in enumerate(carved.samples) if s.split == "val"]
-        train = [train[i] for i, s in enumerate(carved.samples) if s.split == "train"]
-    return train, val
-
-
-def _indices_of(dataset: Dataset, name: str) -> list[int]:
-    return [i for i, s in enumerate(dataset.samples) if s.split == name]
+    return train_val_indices(
+        dataset, val_fraction=data.val_fraction, test_fraction=data.test_fraction, seed=data.seed
+    )
 
 
 def data_kind(dataset: Dataset) -> str:

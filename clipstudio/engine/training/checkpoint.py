@@ -8,7 +8,7 @@ training state: ``train_state.safetensors`` (every tensor: optimizer moments, RN
 Writing: the whole new folder is built beside the old one (``<name>.tmp-<pid>``), then the old
 folder is renamed to ``<name>.old``, the new one renamed into place and ``.old`` deleted. No
 step renames onto an existing folder (Windows can't), and a crash at any point leaves a complete
-checkpoint under ``<name>`` or ``<name>.old``; ``find_checkpoint`` looks in both.
+checkpoint under ``<name>`` or ``<name>.old``; ``runs.layout.find_checkpoint`` looks in both.
 """
 
 from __future__ import annotations
@@ -28,16 +28,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.runs.layout import STATE_JSON, STATE_TENSORS
+from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.storage.safetensors_io import save_safetensors
 
-STATE_JSON = "train_state.json"  # written last: its presence marks a complete checkpoint
-STATE_TENSORS = "train_state.safetensors"
 STATE_FORMAT = 1
-
-LATEST = "checkpoint_latest"
-BEST = "checkpoint_best"
 
 
 def write_checkpoint_folder(final: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -78,15 +74,6 @@ def _replace(src: Path, dst: Path, attempts: int = 5) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.1 * 2**attempt)
-
-
-def find_checkpoint(run_dir: str | os.PathLike, name: str = LATEST) -> Path | None:
-    """The complete checkpoint folder ``run_dir/name``, else its ``.old`` copy, else None."""
-    run_dir = Path(run_dir)
-    for candidate in (run_dir / name, run_dir / f"{name}.old"):
-        if (candidate / STATE_JSON).is_file():
-            return candidate
-    return None
 
 
 def _remove_tree(path: Path) -> None:

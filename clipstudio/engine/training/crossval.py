@@ -20,15 +20,27 @@ from typing import Any
 
 import numpy as np
 
-from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.config import TrainConfig, save_config
 from clipstudio.engine.data.dataset import Dataset
+from clipstudio.engine.data.readers import load_dataset
+from clipstudio.engine.data.splits import apply_group_regex, kfold_indices
 from clipstudio.engine.errors import ConfigError
-from clipstudio.engine.events import MessageLogged, ShouldStop, never_stop
+from clipstudio.engine.events import MessageLogged, ShouldStop, TrainingStatus, never_stop
+from clipstudio.engine.runs.layout import (
+    CV_CONFIG_FILE,
+    CV_SUMMARY_FILE,
+    default_run_dir,
+    fold_dir,
+    holds_cross_validation,
+    is_run_folder,
+)
+from clipstudio.engine.storage.atomic import atomic_write_json
+from clipstudio.engine.training.trainer import Trainer
 
-SUMMARY_FILE = "cv_summary.json"
-CV_CONFIG_FILE = "cv_config.json"
-_FINISHED = ("completed", "early_stopped")
+
+def default_cv_dir(method: str) -> Path:
+    """A new folder under the user's runs for a cross-validation of ``method``."""
+    return default_run_dir(f"{method}-cv")
 
 
 def cv_pool(dataset: Dataset) -> list[int]:
@@ -38,8 +50,6 @@ def cv_pool(dataset: Dataset) -> list[int]:
 
 def cv_folds(dataset: Dataset, n_splits: int, random_state: int) -> list[tuple[list[int], list[int]]]:
     """(train, validation) dataset indices per fold over the training pool."""
-    from clipstudio.engine.data.splits import kfold_indices
-
     pool = cv_pool(dataset)
     folds = kfold_indices(dataset.subset(pool), n_splits, seed=random_state)
     return [([pool[i] for i in train], [pool[i] for i in held]) for train, held in folds]
@@ -47,8 +57,6 @@ def cv_folds(dataset: Dataset, n_splits: int, random_state: int) -> list[tuple[l
 
 def load_cv_dataset(cfg: TrainConfig) -> Dataset:
     """The dataset named by ``cfg.data``, read as the Trainer would read it."""
-    from clipstudio.engine.data.readers import load_dataset
-
     if not cfg.data.path:
         raise ConfigError("data.path is empty: choose the dataset to train on.")
     dataset = load_dataset(
@@ -73,8 +81,6 @@ def run_cross_validation(
     ``should_stop`` cancels the fold in progress (it saves and can be resumed like any run) and
     starts no further fold; the summary then has ``"complete": false, "cancelled": true``.
     """
-    from clipstudio.engine.training.trainer import Trainer, default_run_dir
-
     cfg.validate()
     if cfg.resume_from:
         raise ConfigError(
@@ -84,14 +90,12 @@ def run_cross_validation(
     if cfg.output:
         root = Path(os.path.abspath(Path(cfg.output).expanduser()))
     else:
-        root = default_run_dir(f"{cfg.method}-cv")
+        root = default_cv_dir(cfg.method)
     _check_output(root)
     dataset = dataset if dataset is not None else load_cv_dataset(cfg)
     if cfg.data.group_regex:
-        from clipstudio.engine.data.splits import apply_group_regex
-
         dataset = apply_group_regex(dataset, cfg.data.group_regex)
-    folds = cv_folds(dataset, k, cfg.cv.random_state)
+    folds = cv_folds(dataset, k, cfg.data.seed)
     root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, root / CV_CONFIG_FILE)
 
@@ -101,7 +105,7 @@ def run_cross_validation(
 
     summary: dict[str, Any] = {
         "n_splits": k,
-        "random_state": cfg.cv.random_state,
+        "split_seed": cfg.data.seed,
         "method": cfg.method,
         "n_pool": sum(len(held) for _, held in folds),
         "monitor": None,
@@ -117,7 +121,7 @@ def run_cross_validation(
             break
         emit(MessageLogged("info", f"Fold {i}/{k}: {len(train)} training and {len(held)} validation images."))
         fold_cfg = copy.deepcopy(cfg)
-        fold_cfg.output = str(root / f"fold_{i}")
+        fold_cfg.output = str(fold_dir(root, i))
         fold_cfg.cv.use_cv = False  # each fold folder records an ordinary run
         try:
             trainer = Trainer(
@@ -135,25 +139,23 @@ def run_cross_validation(
         summary["folds"].append(_fold_row(i, result, len(train), len(held)))
         summary["monitor"] = summary["monitor"] or result.history.get("monitor_key")
         summary["mean"], summary["std"] = _mean_std(summary["folds"])
-        if result.status == "cancelled":
+        if result.status == TrainingStatus.CANCELLED:
             summary["cancelled"] = True
             break
         _write(root, summary)
     summary["complete"] = not summary["cancelled"] and len(summary["folds"]) == k
-    summary["n_finished"] = sum(1 for f in summary["folds"] if f["status"] in _FINISHED)
+    summary["n_finished"] = sum(1 for f in summary["folds"] if TrainingStatus(f["status"]).finished)
     _write(root, summary)
     summary["run_dir"] = str(root)
     return summary
 
 
 def _check_output(root: Path) -> None:
-    from clipstudio.engine.runs.load import is_run_folder
-
     if is_run_folder(root):
         raise ConfigError(f"{str(root)!r} is a training run; choose a new folder for the cross-validation.")
     if root.is_file():
         raise ConfigError(f"output {str(root)!r} is a file, not a folder.")
-    if (root / SUMMARY_FILE).is_file():
+    if holds_cross_validation(root):
         raise ConfigError(f"{str(root)!r} already holds a cross-validation; choose another output folder.")
 
 
@@ -188,7 +190,7 @@ def _fold_row(fold: int, result, n_train: int, n_val: int) -> dict[str, Any]:
 
 def _mean_std(folds: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float | None]]:
     """Mean and sample standard deviation (ddof=1; None for one fold) of each metric over the finished folds."""
-    finished = [f for f in folds if f["status"] in _FINISHED]
+    finished = [f for f in folds if TrainingStatus(f["status"]).finished]
     keys = sorted({key for f in finished for key in f["metrics"]})
     mean, std = {}, {}
     for key in keys:
@@ -199,7 +201,7 @@ def _mean_std(folds: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, 
 
 
 def _write(root: Path, summary: dict[str, Any]) -> None:
-    atomic_write_json(root / SUMMARY_FILE, summary)
+    atomic_write_json(root / CV_SUMMARY_FILE, summary)
 
 
-__all__ = ["SUMMARY_FILE", "cv_folds", "cv_pool", "load_cv_dataset", "run_cross_validation"]
+__all__ = ["cv_folds", "default_cv_dir", "cv_pool", "load_cv_dataset", "run_cross_validation"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -11,15 +12,21 @@ from typing import Any
 
 import torch
 
-from clipstudio.engine.storage.atomic import atomic_write_json
+from clipstudio import __version__
+from clipstudio.engine.cache.pixels import decode_to_array
 from clipstudio.engine.config import TrainConfig
 from clipstudio.engine.data.dataset import Dataset
+from clipstudio.engine.data.readers import load_dataset
+from clipstudio.engine.data.splits import apply_group_regex
 from clipstudio.engine.errors import ConfigError, DataError
 from clipstudio.engine.events import Callback, ShouldStop
+from clipstudio.engine.models import load_model, load_run_model
 from clipstudio.engine.models.base import ImageTextModel
-from clipstudio.engine.training.optimizer import AmpPolicy, amp_policy
+from clipstudio.engine.models.linear_probe_head import LinearProbeModel
 from clipstudio.engine.prompts import DEFAULT_TEMPLATES, PromptSet, load_class_texts
-from clipstudio.engine.runs.load import is_run_folder
+from clipstudio.engine.runs.layout import LATEST, default_run_dir, find_checkpoint, is_run_folder
+from clipstudio.engine.runtime.device import select_device
+from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.training.batches import (
     CLASSES,
     PAIRS,
@@ -29,35 +36,15 @@ from clipstudio.engine.training.batches import (
     problems_summary,
     training_splits,
 )
+from clipstudio.engine.training.methods.base import TrainingMethod
+from clipstudio.engine.training.methods.contrastive import ContrastiveMethod
+from clipstudio.engine.training.methods.linear_probe import LinearProbeMethod, encode_probe_splits
+from clipstudio.engine.training.optimizer import amp_policy
 
 
 def training_device(cfg: TrainConfig) -> torch.device:
-    """``model.device`` "auto": CUDA GPU ``gpu_id``, else Apple MPS, else CPU; anything else as given."""
-    from clipstudio.engine.models import resolve_device
-
-    if cfg.model.device in ("auto", ""):
-        if torch.cuda.is_available():
-            if cfg.gpu_id >= torch.cuda.device_count():
-                raise ConfigError(
-                    f"gpu_id {cfg.gpu_id} does not exist; this machine has {torch.cuda.device_count()} GPU(s)."
-                )
-            return torch.device(f"cuda:{cfg.gpu_id}")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return resolve_device(cfg.model.device)
-
-
-def default_run_dir(method: str) -> Path:
-    from clipstudio.engine.storage.paths import user_data_dir
-
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = user_data_dir() / "runs" / f"{stamp}-{method}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+    """``model.device``, where "auto" and "cuda" mean CUDA GPU ``gpu_id`` (see ``select_device``)."""
+    return select_device(cfg.model.device, gpu_id=cfg.gpu_id)
 
 
 def prepare_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
@@ -69,8 +56,6 @@ def prepare_run_dir(cfg: TrainConfig) -> tuple[Path, Path | None]:
         run_dir = Path(os.path.abspath(Path(cfg.output).expanduser()))
     else:
         run_dir = resume or default_run_dir(cfg.method)
-    from clipstudio.engine.training.checkpoint import LATEST, find_checkpoint
-
     # A run that ended before its first checkpoint has nothing worth keeping: start it afresh.
     has_run = is_run_folder(run_dir) and find_checkpoint(run_dir, LATEST) is not None
     if has_run and (resume is None or not _same(run_dir, resume)):
@@ -118,9 +103,6 @@ def load_training_data(
     val_indices: list[int] | None,
     resume_info: dict[str, Any] | None,
 ) -> RunData:
-    from clipstudio.engine.data.readers import load_dataset
-    from clipstudio.engine.data.splits import apply_group_regex
-
     if dataset is None:
         if not cfg.data.path:
             raise ConfigError("data.path is empty: choose the dataset to train on.")
@@ -156,11 +138,7 @@ def load_training_data(
 
 def load_start_model(cfg: TrainConfig, spec: str, device: torch.device) -> ImageTextModel:
     """The model training starts from: ``load_model(spec)``, or a run folder's trained model."""
-    from clipstudio.engine.models import load_model
-
     if is_run_folder(spec):
-        from clipstudio.engine.runs.load import LinearProbeModel, load_run_model
-
         model = load_run_model(spec, "best", device=str(device))
         if isinstance(model, LinearProbeModel):
             raise ConfigError(f"{spec!r} is a linear-probe run; fine-tune its base model instead.")
@@ -176,33 +154,33 @@ def build_method(
     callback: Callback,
     should_stop: ShouldStop,
     device: torch.device,
-):
-    """The training method object (ContrastiveMethod or LinearProbeMethod); None when cancelled meanwhile."""
+) -> TrainingMethod | None:
+    """The training method of ``cfg.method``, its images read or embedded; None when cancelled meanwhile."""
     if cfg.method == "linear_probe":
-        from clipstudio.engine.training.methods.linear_probe import LinearProbeMethod
-
-        method = LinearProbeMethod(
-            cfg,
-            model,
-            data.dataset,
-            data.train_indices,
-            data.val_indices,
-            data.prompts,
-            callback=callback,
-            should_stop=should_stop,
-        )
-        if method.cancelled:
-            return None
-        method.amp = AmpPolicy(device.type, None, False)
-        method.notes = [problems_summary(method.problems)] if method.problems else []
-        return method
+        return _linear_probe(cfg, model, data, callback=callback, should_stop=should_stop)
     return _contrastive(cfg, model, data, callback=callback, should_stop=should_stop, device=device)
 
 
-def _contrastive(cfg, model, data: RunData, *, callback, should_stop, device):
-    from clipstudio.engine.training.methods.contrastive import ContrastiveMethod
-    from clipstudio.engine.cache.pixels import decode_to_array
+def _linear_probe(cfg, model, data: RunData, *, callback, should_stop) -> LinearProbeMethod | None:
+    embedded = encode_probe_splits(
+        model,
+        data.dataset,
+        data.train_indices,
+        data.val_indices,
+        batch_size=max(cfg.batch_size, 64),
+        num_workers=cfg.num_workers,
+        callback=callback,
+        should_stop=should_stop,
+    )
+    if embedded.cancelled:
+        return None
+    notes = [problems_summary(embedded.problems)] if embedded.problems else []
+    return LinearProbeMethod(
+        cfg, model, data.dataset.class_names, embedded.train, embedded.val, data.prompts, notes=notes
+    )
 
+
+def _contrastive(cfg, model, data: RunData, *, callback, should_stop, device) -> ContrastiveMethod | None:
     dataset = data.dataset
     native = model.image_input_spec().size
     if cfg.img_size and cfg.img_size != native and model.kind == "hf_clip":
@@ -214,8 +192,6 @@ def _contrastive(cfg, model, data: RunData, *, callback, should_stop, device):
     if size != native and hasattr(model, "preprocessing"):
         # The fine-tuned model is used at the size it was trained at: its saved checkpoints (and so
         # zero-shot, eval and retrieval with the run) preprocess images to `size`, not the original.
-        import dataclasses
-
         model.preprocessing = dataclasses.replace(model.preprocessing, image_size=size, resize_size=None)
     wanted = data.train_indices + data.val_indices
     decoded = decode_to_array(
@@ -238,11 +214,10 @@ def _contrastive(cfg, model, data: RunData, *, callback, should_stop, device):
     val = image_split(dataset, data.val_indices, decoded.array, rows, val_ids) if data.val_indices else None
     if len(train) < 2:
         raise DataError(f"{dataset.source or dataset.root}: fewer than 2 training images could be read.")
-    method = ContrastiveMethod(
-        cfg, model, texts, train, val, val_texts, data.prompts, amp_policy(device, cfg.amp)
+    notes = [problems_summary(decoded.problems)] if decoded.problems else []
+    return ContrastiveMethod(
+        cfg, model, texts, train, val, val_texts, data.prompts, amp_policy(device, cfg.amp), notes
     )
-    method.notes = [problems_summary(decoded.problems)] if decoded.problems else []
-    return method
 
 
 def recorded_config(cfg: TrainConfig, data: RunData) -> TrainConfig:
@@ -252,9 +227,7 @@ def recorded_config(cfg: TrainConfig, data: RunData) -> TrainConfig:
     return recorded
 
 
-def run_info(cfg: TrainConfig, data: RunData, method: Any) -> dict[str, Any]:
-    from clipstudio import __version__
-
+def run_info(cfg: TrainConfig, data: RunData, method: TrainingMethod) -> dict[str, Any]:
     info: dict[str, Any] = {
         "method": cfg.method,
         "start_model": data.start_spec,
@@ -271,7 +244,7 @@ def run_info(cfg: TrainConfig, data: RunData, method: Any) -> dict[str, Any]:
     return info
 
 
-def write_splits(path: Path, data: RunData, method: Any) -> None:
+def write_splits(path: Path, data: RunData, method: TrainingMethod) -> None:
     """The images each split actually used (after unreadable ones were left out)."""
     samples = data.dataset.samples
     atomic_write_json(

@@ -24,28 +24,35 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from clipstudio.engine.storage.atomic import atomic_write_json, atomic_write_text
 from clipstudio.engine.config import TrainConfig, from_dict, to_dict
 from clipstudio.engine.errors import ConfigError
-from clipstudio.engine.events import MessageLogged, ShouldStop, never_stop
+from clipstudio.engine.events import MessageLogged, ShouldStop, TrainingStatus, never_stop
+from clipstudio.engine.runs.layout import (
+    SWEEP_SUMMARY_JSON,
+    SWEEP_SUMMARY_MD,
+    default_run_dir,
+    holds_sweep,
+    is_run_folder,
+    sweep_run_dir,
+)
+from clipstudio.engine.storage.atomic import atomic_write_json, atomic_write_text
+from clipstudio.engine.storage.text_files import read_json
+from clipstudio.engine.training.crossval import run_cross_validation
+from clipstudio.engine.training.trainer import Trainer
 
-SUMMARY_JSON = "sweep_summary.json"
-SUMMARY_MD = "sweep_summary.md"
 _SET_BY_SWEEP = ("output",)  # every run's folder is <output>/run_<i>
 _NOT_COMPARED = ("output", "resume_from", "schema_version")
+
+
+def default_sweep_dir() -> Path:
+    """A new folder under the user's runs for a sweep."""
+    return default_run_dir("sweep")
 
 
 def load_sweep_configs(path: str | os.PathLike, base: TrainConfig | None = None) -> list[TrainConfig]:
     """The configs of a sweep file: each array element merged over ``base`` (default: the defaults)."""
     path = Path(path)
-    try:
-        items = json.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: sweep file not found.") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: can't read the sweep file ({exc.strerror or exc}).") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}).") from None
+    items = read_json(path, "sweep file", error=ConfigError)
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{path}: a sweep file must hold a non-empty JSON array of config objects.")
     return [merge_config(base or TrainConfig(), item, where=f"{path}[{i}]") for i, item in enumerate(items)]
@@ -107,9 +114,6 @@ def run_sweep(
     ``output``: the sweep folder; default ``base.output``, else a new folder under the user's runs.
     ``should_stop`` cancels the run in progress (saved, resumable) and starts no further run.
     """
-    from clipstudio.engine.training.crossval import run_cross_validation
-    from clipstudio.engine.training.trainer import Trainer, default_run_dir
-
     if isinstance(configs, str | os.PathLike):
         configs = load_sweep_configs(configs, base)
     configs = [copy.deepcopy(c) for c in configs]
@@ -118,7 +122,7 @@ def run_sweep(
     for cfg in configs:
         cfg.validate()
     target = output if output is not None else (base.output if base is not None else "")
-    root = Path(os.path.abspath(Path(target).expanduser())) if target else default_run_dir("sweep")
+    root = Path(os.path.abspath(Path(target).expanduser())) if target else default_sweep_dir()
     _check_output(root)
     root.mkdir(parents=True, exist_ok=True)
 
@@ -139,10 +143,10 @@ def run_sweep(
         if should_stop():
             summary["cancelled"] = True
             break
-        name = f"run_{i}"
+        name = sweep_run_dir(root, i).name
         described = ", ".join(f"{k}={v}" for k, v in changed.items()) or "base config"
         emit(MessageLogged("info", f"Sweep run {i}/{len(configs)} ({described})."))
-        cfg.output = str(root / name)
+        cfg.output = str(sweep_run_dir(root, i))
         cfg.resume_from = None
         try:
             if cfg.cv.use_cv:
@@ -157,7 +161,7 @@ def run_sweep(
         summary["runs"].append(row)
         summary["monitor"] = summary["monitor"] or row["monitor"]
         summary["best_run"] = _best_run(summary["runs"])
-        if row["status"] == "cancelled":
+        if row["status"] == TrainingStatus.CANCELLED:
             summary["cancelled"] = True
             break
         _write(root, summary)
@@ -168,13 +172,11 @@ def run_sweep(
 
 
 def _check_output(root: Path) -> None:
-    from clipstudio.engine.runs.load import is_run_folder
-
     if is_run_folder(root):
         raise ConfigError(f"{str(root)!r} is a training run; choose a new folder for the sweep.")
     if root.is_file():
         raise ConfigError(f"output {str(root)!r} is a file, not a folder.")
-    if (root / SUMMARY_JSON).is_file():
+    if holds_sweep(root):
         raise ConfigError(f"{str(root)!r} already holds a sweep; choose another output folder.")
 
 
@@ -200,7 +202,10 @@ def _run_row(name: str, cfg: TrainConfig, changed: dict, result) -> dict[str, An
 
 def _cv_row(name: str, cfg: TrainConfig, changed: dict, cv: dict[str, Any]) -> dict[str, Any]:
     monitor = cv.get("monitor")
-    status = "cancelled" if cv["cancelled"] else ("completed" if cv["complete"] else "failed")
+    if cv["cancelled"]:
+        status = TrainingStatus.CANCELLED
+    else:
+        status = TrainingStatus.COMPLETED if cv["complete"] else TrainingStatus.FAILED
     return {
         "run": name,
         "run_dir": cv["run_dir"],
@@ -225,8 +230,8 @@ def _best_run(rows: list[dict[str, Any]]) -> str | None:
 
 
 def _write(root: Path, summary: dict[str, Any]) -> None:
-    atomic_write_json(root / SUMMARY_JSON, summary)
-    atomic_write_text(root / SUMMARY_MD, summary_markdown(summary))
+    atomic_write_json(root / SWEEP_SUMMARY_JSON, summary)
+    atomic_write_text(root / SWEEP_SUMMARY_MD, summary_markdown(summary))
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -268,6 +273,7 @@ def _cell(value: Any) -> str:
 
 __all__ = [
     "config_differences",
+    "default_sweep_dir",
     "load_sweep_configs",
     "merge_config",
     "run_sweep",

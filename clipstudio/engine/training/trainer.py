@@ -35,19 +35,7 @@ from typing import Any
 
 import torch
 
-from clipstudio.engine.training import setup
-from clipstudio.engine.training.checkpoint import (
-    BEST,
-    LATEST,
-    capture_rng_state,
-    find_checkpoint,
-    load_train_state,
-    restore_rng_state,
-    save_train_state,
-    seed_everything,
-    write_checkpoint_folder,
-)
-from clipstudio.engine.config import TrainConfig, save_config
+from clipstudio.engine.config import RECALL_KS, TrainConfig, save_config
 from clipstudio.engine.data.dataset import Dataset
 from clipstudio.engine.errors import ClipStudioError, ConfigError, DataError, DiskFullError
 from clipstudio.engine.events import (
@@ -58,32 +46,44 @@ from clipstudio.engine.events import (
     ShouldStop,
     StepEnded,
     TrainEnded,
+    TrainingStatus,
     TrainStarted,
     never_stop,
 )
 from clipstudio.engine.models.base import ImageTextModel
-from clipstudio.engine.training.optimizer import AmpPolicy, cosine_lr, make_optimizer, set_lr
-from clipstudio.engine.runs.load import (
-    CONFIG_FILE,
-    METRICS_FILE,
+from clipstudio.engine.runs.layout import (
+    BEST,
+    LATEST,
     SPLITS_FILE,
     append_metrics_line,
-    is_run_folder,
+    find_checkpoint,
     read_run_info,
+    remove_metrics,
+    run_config_path,
     truncate_metrics,
     write_history,
     write_run_info,
 )
-from clipstudio.engine.training.setup import default_run_dir, training_device
+from clipstudio.engine.training import setup
+from clipstudio.engine.training.batches import CLASSES
+from clipstudio.engine.training.checkpoint import (
+    capture_rng_state,
+    load_train_state,
+    restore_rng_state,
+    save_train_state,
+    seed_everything,
+    write_checkpoint_folder,
+)
+from clipstudio.engine.training.methods.base import TrainingMethod
+from clipstudio.engine.training.optimizer import AmpPolicy, cosine_lr, make_optimizer, set_lr
 
-COMPLETED, CANCELLED, EARLY_STOPPED, FAILED = "completed", "cancelled", "early_stopped", "failed"
 _STEP_EVENT_INTERVAL_S = 0.1
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @dataclass
 class TrainResult:
-    status: str  # "completed" | "cancelled" | "early_stopped" | "failed"
+    status: TrainingStatus
     run_dir: Path
     best_metric: float | None  # best value of the monitored metric; None without validation
     history: dict[str, Any] = field(default_factory=dict)
@@ -139,6 +139,8 @@ class Trainer:
         self.run_dir: Path | None = None
         self.history: dict[str, Any] = {}
         self.pos = _Position()
+        self.method: TrainingMethod | None = None
+        self._session_start: float | None = None  # when this session's training began
 
     @property
     def steps_done(self) -> int:
@@ -153,7 +155,7 @@ class Trainer:
     def _log(self, text: str, level: str = "info") -> None:
         self._emit(MessageLogged(level=level, text=text))
 
-    def _end(self, status: str, message: str) -> TrainResult:
+    def _end(self, status: TrainingStatus, message: str) -> TrainResult:
         run_dir = str(self.run_dir) if self.run_dir else ""
         self._emit(TrainEnded(status=status, run_dir=run_dir, best_metric=self.pos.best, message=message))
         return TrainResult(
@@ -177,7 +179,7 @@ class Trainer:
                 message = str(error or exc)
             else:
                 message = f"Training failed: {exc!r}"
-            self._end(FAILED, message)
+            self._end(TrainingStatus.FAILED, message)
             if error is not None:
                 raise error from exc
             raise
@@ -222,8 +224,10 @@ class Trainer:
             cfg, model, data, callback=self._emit, should_stop=self.should_stop, device=device
         )
         if self.method is None:
-            return self._end(CANCELLED, "Cancelled while preparing the images; nothing was trained.")
-        for note in getattr(self.method, "notes", []):
+            return self._end(
+                TrainingStatus.CANCELLED, "Cancelled while preparing the images; nothing was trained."
+            )
+        for note in self.method.notes:
             self._log(note, "warning")
         self.amp: AmpPolicy = self.method.amp
         self.base_lr = cfg.resolved_learning_rate()
@@ -241,18 +245,17 @@ class Trainer:
         if cfg.early_stopping.patience is not None and not self.has_val:
             raise ConfigError("Early stopping needs validation images; set data.val_fraction above 0.")
 
-        save_config(setup.recorded_config(cfg, data), self.run_dir / CONFIG_FILE)
+        save_config(setup.recorded_config(cfg, data), run_config_path(self.run_dir))
         self._run_info = setup.run_info(cfg, data, self.method) | {"batch_size_used": self.batch_used}
         write_run_info(self.run_dir, self._run_info)
         setup.write_splits(self.run_dir / SPLITS_FILE, data, self.method)
-        if hasattr(self.method, "save_base_model"):
-            self.method.save_base_model(self.run_dir)
+        self.method.save_run_files(self.run_dir)
 
         if resume:
             self._restore(resume)
         else:
             self.history = _empty_history(cfg, data.kind)
-            (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
+            remove_metrics(self.run_dir)
         self._emit(
             TrainStarted(
                 run_dir=str(self.run_dir),
@@ -283,11 +286,11 @@ class Trainer:
             epoch = self.pos.epoch
             started = time.monotonic()
             outcome = self._train_epoch(epoch)
-            if outcome == CANCELLED:
+            if outcome == TrainingStatus.CANCELLED:
                 return self._cancel(f"Cancelled in epoch {epoch} after {self.pos.step} steps.")
-            if outcome == FAILED:
+            if outcome == TrainingStatus.FAILED:
                 return self._end(
-                    FAILED,
+                    TrainingStatus.FAILED,
                     f"The training loss or its gradient became NaN or infinite in epoch {epoch} "
                     f"(step {self.pos.step + 1}); "
                     "the last good checkpoint is kept. Try a lower learning rate or amp off.",
@@ -310,18 +313,18 @@ class Trainer:
             patience = cfg.early_stopping.patience
             if patience is not None and self.pos.bad_epochs >= patience and epoch < cfg.epochs:
                 return self._end(
-                    EARLY_STOPPED,
+                    TrainingStatus.EARLY_STOPPED,
                     f"Stopped early after epoch {epoch}: no improvement of {cfg.early_stopping.monitor} "
                     f"for {patience} epoch(s); best was epoch {self.pos.best_epoch}.",
                 )
-        return self._end(COMPLETED, f"Finished {cfg.epochs} epoch(s).")
+        return self._end(TrainingStatus.COMPLETED, f"Finished {cfg.epochs} epoch(s).")
 
     def _cancel(self, message: str) -> TrainResult:
         self._save(LATEST, self.pos.epoch)
-        return self._end(CANCELLED, message)
+        return self._end(TrainingStatus.CANCELLED, message)
 
     # --- one epoch -------------------------------------------------------------------------------
-    def _train_epoch(self, epoch: int) -> str | None:
+    def _train_epoch(self, epoch: int) -> TrainingStatus | None:
         cfg, method, pos = self.cfg, self.method, self.pos
         params = [p for _, p in method.trainable()]
         n_batches, accum = self.batches_per_epoch, cfg.grad_accum
@@ -336,7 +339,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 stats = self._backward_group([next(stream)[1] for _ in range(group)])
                 if stats is None:
-                    return FAILED
+                    return TrainingStatus.FAILED
                 for value, acc, n in stats:
                     pos.loss_sum += value * n
                     pos.acc_sum += acc * n
@@ -357,7 +360,7 @@ class Trainer:
                     norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     # The scaler skips such steps itself; without it they would write NaN into the weights.
                     if not self.scaler and not math.isfinite(float(norm)):
-                        return FAILED
+                        return TrainingStatus.FAILED
                 if self.scaler:
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
@@ -381,7 +384,7 @@ class Trainer:
                         self._emit(StepEnded(total_steps=self.total_steps, **record))
                     window = {"loss": 0.0, "batches": 0, "images": 0, "start": now}
                 if self.should_stop():
-                    return CANCELLED
+                    return TrainingStatus.CANCELLED
         return None
 
     def _backward_group(self, batches: list[Any]) -> list[tuple[float, float, int]] | None:
@@ -398,7 +401,7 @@ class Trainer:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             failed = min(self.batch_used, max(self.method.images_in(b) for b in batches))
-            smallest = getattr(self.method, "min_batch_size", 1)
+            smallest = self.method.min_batch_size
             if failed <= smallest:
                 raise ConfigError(
                     f"The GPU ran out of memory even at batch size {failed}; use a smaller model or "
@@ -489,7 +492,6 @@ class Trainer:
                 optimizer=self.optimizer.state_dict(),
                 scaler=self.scaler.state_dict() if self.scaler else None,
                 rng=capture_rng_state(),
-                extra=self.method.extra_state(),
             )
         else:
             state.update(best_metric=self.pos.best, monitor=self.cfg.early_stopping.monitor)
@@ -506,7 +508,7 @@ class Trainer:
         )
 
     def _elapsed_this_session(self) -> float:
-        start = getattr(self, "_session_start", None)
+        start = self._session_start
         return 0.0 if start is None else time.monotonic() - start
 
     def _restore(self, resume: Path) -> None:
@@ -523,7 +525,6 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scaler and state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
-            self.method.load_extra_state(state.get("extra") or {})
             self.pos = _Position(**state["position"])
             self.history = state["history"]
             restore_rng_state(state["rng"])
@@ -537,9 +538,6 @@ class Trainer:
 
 
 def _empty_history(cfg: TrainConfig, kind: str) -> dict[str, Any]:
-    from clipstudio.engine.training.methods.contrastive import RECALL_KS
-    from clipstudio.engine.training.batches import CLASSES
-
     if kind == CLASSES or cfg.method == "linear_probe":
         val_keys = ["val_loss", "val_acc", "val_balanced_acc"]
         monitor_key = "val_balanced_acc"
@@ -569,4 +567,4 @@ def _pairs(metrics: dict[str, float]) -> tuple[tuple[str, float], ...]:
     return tuple((k, float(v)) for k, v in metrics.items() if v is not None)
 
 
-__all__ = ["DiskFullError", "Trainer", "TrainResult", "default_run_dir", "is_run_folder", "training_device"]
+__all__ = ["Trainer", "TrainResult"]

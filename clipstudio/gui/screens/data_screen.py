@@ -85,6 +85,7 @@ def load_job(
     """The worker job: read the dataset (emit ``DatasetRead``), then return its health report."""
 
     def job(callback, should_stop):
+        # deferred: the data readers pull in numpy/PIL; the window paints before the first dataset opens
         from clipstudio.engine.data import detect_format, load_dataset
         from clipstudio.engine.data.health import health_report
 
@@ -325,7 +326,7 @@ class DataScreen(QWidget):
 
     # --- ui slots ------------------------------------------------------------------------------
     def _on_sample_button_clicked(self) -> None:
-        from clipstudio.engine.storage.paths import samples_dir
+        from clipstudio.engine.storage.paths import samples_dir  # deferred: only when the button is clicked
 
         self.open_dataset(str(samples_dir() / "chest_xray"))
 

@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from clipstudio.engine.events import MessageLogged
-from clipstudio.engine.storage.paths import user_data_dir
+from clipstudio.engine.runs.layout import is_run_folder, runs_root
+from clipstudio.engine.runtime.device import DeviceReport, GpuInfo, probe_devices
 from clipstudio.gui.errors import show_error
 from clipstudio.gui.state import AppState
 from clipstudio.gui.workers import TaskWorker
@@ -49,31 +50,6 @@ KIND_NAMES = {
 }
 SOURCES = ("builtin", "hub", "folder", "run")
 GIB = 1024**3
-
-
-def probe_devices(_callback=None, _should_stop=None) -> dict[str, Any]:
-    """What torch sees: version, CUDA build, GPUs with free/total memory, CPU cores (a worker job)."""
-    import os
-
-    import torch
-
-    info: dict[str, Any] = {
-        "torch": torch.__version__,
-        "cuda_build": torch.version.cuda,
-        "cuda_available": bool(torch.cuda.is_available()),
-        "cpu_cores": os.cpu_count() or 1,
-        "gpus": [],
-    }
-    if info["cuda_available"]:
-        for i in range(torch.cuda.device_count()):
-            gpu: dict[str, Any] = {"index": i, "name": torch.cuda.get_device_name(i)}
-            try:
-                free, total = torch.cuda.mem_get_info(i)
-                gpu.update(free=free, total=total)
-            except RuntimeError as exc:  # e.g. the GPU is busy or in an exclusive mode
-                gpu["error"] = str(exc).splitlines()[0]
-            info["gpus"].append(gpu)
-    return info
 
 
 def describe_model(model: Any, *, with_fingerprint: bool = True) -> dict[str, str]:
@@ -103,6 +79,7 @@ def load_job(spec: str, device: str):
     """The worker job: load ``spec`` on ``device``; says so first when a Hub download is needed."""
 
     def job(callback, _should_stop):
+        # deferred: the models import torch, which only the worker waits for.
         from clipstudio.engine.models import load_model
         from clipstudio.engine.models.hub import looks_like_hub_id
 
@@ -137,7 +114,7 @@ class ModelScreen(QWidget):
         self._probe_worker: TaskWorker | None = None
         self._probed = False
         self._loaded_model: Any = None
-        self.device_info: dict[str, Any] | None = None
+        self.device_info: DeviceReport | None = None
 
         # --- choose ---
         self.source_group = QButtonGroup(self)
@@ -288,8 +265,7 @@ class ModelScreen(QWidget):
             return
         path = Path(spec).expanduser()
         if path.exists():
-            # engine.runs.is_run_folder's test, without importing torch on the GUI thread.
-            is_run = (path / "run.json").is_file() and (path / "config.json").is_file()
+            is_run = is_run_folder(path)
             (self.run_edit if is_run else self.folder_edit).setText(spec)
             (self.run_radio if is_run else self.folder_radio).setChecked(True)
         else:
@@ -322,7 +298,7 @@ class ModelScreen(QWidget):
         if self._probe_worker is not None and self._probe_worker.isRunning():
             return
         self._probed = True
-        worker = TaskWorker(probe_devices, name="probe devices", parent=self)
+        worker = TaskWorker(lambda _callback, _should_stop: probe_devices(), name="probe devices", parent=self)
         worker.succeeded.connect(self._on_probe_worker_succeeded)
         worker.failed.connect(self._on_probe_worker_failed)
         self._probe_worker = worker
@@ -354,7 +330,7 @@ class ModelScreen(QWidget):
             self.folder_edit.setText(folder)
 
     def _on_run_browse_clicked(self) -> None:
-        start = self.run_edit.text() or str(user_data_dir() / "runs")
+        start = self.run_edit.text() or str(runs_root())
         folder = QFileDialog.getExistingDirectory(self, "Choose a training run folder", start)
         if folder:
             self.run_edit.setText(folder)
@@ -389,30 +365,30 @@ class ModelScreen(QWidget):
         self.load_button.setEnabled(True)
         self.load_progress.hide()
 
-    def _on_probe_worker_succeeded(self, info: dict[str, Any]) -> None:
+    def _on_probe_worker_succeeded(self, info: DeviceReport) -> None:
         self.probe_button.setEnabled(True)
         self.device_info = info
         labels = self.device_labels
-        labels["cuda_available"].setText(f"<b>{info['cuda_available']}</b>")
-        labels["torch"].setText(info["torch"])
-        labels["cuda_build"].setText(info["cuda_build"] or "none (CPU-only build of torch)")
-        labels["cpu"].setText(f"CPU ({info['cpu_cores']} cores)")
-        gpus = [_describe_gpu(g) for g in info["gpus"]]
+        labels["cuda_available"].setText(f"<b>{info.cuda_available}</b>")
+        labels["torch"].setText(info.torch_version)
+        labels["cuda_build"].setText(info.cuda_build or "none (CPU-only build of torch)")
+        labels["cpu"].setText(f"CPU ({info.cpu_cores} cores)")
+        gpus = [_describe_gpu(g) for g in info.gpus]
         labels["gpus"].setText("\n".join(gpus) if gpus else "none found")
-        if info["cuda_available"]:
-            self.device_note.setText(f"Models run on {info['gpus'][0]['name']} when the device is auto.")
-        elif info["cuda_build"]:
+        if info.cuda_available:
+            self.device_note.setText(f"Models run on {info.gpus[0].name} when the device is auto.")
+        elif info.cuda_build:
             self.device_note.setText(
                 "This torch is built with CUDA but sees no GPU: check that the NVIDIA driver is installed "
                 "and up to date. Models run on the CPU (slower, but everything works)."
             )
         else:
-            self.device_note.setText(f"Models run on the CPU ({info['cpu_cores']} cores).")
+            self.device_note.setText(f"Models run on the CPU ({info.cpu_cores} cores).")
         current = self.device_combo.currentData()
         while self.device_combo.count() > 2:
             self.device_combo.removeItem(2)
-        for gpu in info["gpus"]:
-            self.device_combo.addItem(f"cuda:{gpu['index']} — {gpu['name']}", f"cuda:{gpu['index']}")
+        for gpu in info.gpus:
+            self.device_combo.addItem(f"cuda:{gpu.index} — {gpu.name}", f"cuda:{gpu.index}")
         at = self.device_combo.findData(current)
         self.device_combo.setCurrentIndex(max(at, 0))
         self.probe_finished.emit()
@@ -441,12 +417,12 @@ class ModelScreen(QWidget):
                 self.info_labels[key].setText(value)
 
 
-def _describe_gpu(gpu: dict[str, Any]) -> str:
-    text = f"cuda:{gpu['index']}: {gpu['name']}"
-    if "total" in gpu:
-        text += f" — {gpu['free'] / GIB:.1f} GiB free of {gpu['total'] / GIB:.1f} GiB"
-    elif "error" in gpu:
-        text += f" (memory unknown: {gpu['error']})"
+def _describe_gpu(gpu: GpuInfo) -> str:
+    text = f"cuda:{gpu.index}: {gpu.name}"
+    if gpu.total_bytes is not None:
+        text += f" — {gpu.free_bytes / GIB:.1f} GiB free of {gpu.total_bytes / GIB:.1f} GiB"
+    elif gpu.memory_error:
+        text += f" (memory unknown: {gpu.memory_error})"
     return text
 
 

@@ -1,9 +1,10 @@
 """The Prompts screen: write the texts that describe each class, score them, compare prompt sets.
 
-Scoring reuses the session's image embeddings, and the screen keeps the text embeddings of the
-prompts it has scored, so after the first evaluation an edit costs only the encoding of the edited
-texts. Whatever is in the editor (when valid) is the app's active prompt set (``state.prompts``),
-which the Train screen uses.
+Prompts are scored on validation images (``split_policy.selection_part``: never the test split).
+Scoring reuses the app's ``EmbeddingStore``, which keeps the image embeddings and the text
+embeddings of the prompts scored, so after the first evaluation an edit costs only the encoding of
+the edited texts. Whatever is in the editor (when valid) is the app's active prompt set
+(``state.prompts``), which the Train screen uses.
 """
 
 from __future__ import annotations
@@ -27,16 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from clipstudio.engine.embeddings import TextEmbeddingCache
+from clipstudio.engine.evaluation.split_policy import selection_part
+from clipstudio.engine.evaluation.zero_shot import compare_prompt_sets, score_dataset, trained_head
 from clipstudio.engine.prompts import PLACEHOLDER, PromptSet
-from clipstudio.gui.embedding_session import (
-    MissingInputBanner,
-    ScreenJobs,
-    describe_failure,
-    evaluation_split,
-    session_for,
-)
+from clipstudio.gui.errors import show_error
+from clipstudio.gui.screen_jobs import ScreenJobs
 from clipstudio.gui.state import AppState
+from clipstudio.gui.widgets.missing_input import MissingInputBanner
 from clipstudio.gui.widgets.prompt_editor import PromptEditor, heading
 
 _GOOD = QColor("#e3f4e8")
@@ -56,8 +54,6 @@ class PromptScreen(QWidget):
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
-        self.session = session_for(state)
-        self.text_cache = TextEmbeddingCache()  # kept across edits: only edited texts are encoded
         self.jobs = ScreenJobs(self)
         self.saved_sets: dict[str, PromptSet] = {}
         self.comparison: list[dict] = []
@@ -85,7 +81,7 @@ class PromptScreen(QWidget):
         self.template_status = self.editor.template_status
 
         self.evaluate_button = QPushButton("Evaluate  (Ctrl+Enter)")
-        self.evaluate_button.setToolTip("Zero-shot accuracy of these prompts on the evaluation images")
+        self.evaluate_button.setToolTip("Zero-shot accuracy of these prompts on the validation images")
         self.evaluate_button.clicked.connect(self.evaluate)
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
             shortcut = QShortcut(QKeySequence(keys), self)
@@ -196,7 +192,7 @@ class PromptScreen(QWidget):
         self._publish_timer.start()
 
     def _on_editor_failed(self, message: str) -> None:
-        describe_failure(self, message, "")
+        show_error(self, message)
 
     def _publish_prompts(self) -> None:
         """Make the editor's prompts the app's active set (the Train screen reads it)."""
@@ -226,7 +222,6 @@ class PromptScreen(QWidget):
 
     def _on_state_model_changed(self, _model) -> None:
         self.comparison, self.last_result = [], None
-        self.text_cache = TextEmbeddingCache()  # the old model's vectors would only take memory
         self._show_result(None)
         self._fill_comparison()
 
@@ -243,7 +238,7 @@ class PromptScreen(QWidget):
         return None
 
     def evaluate(self) -> None:
-        """Score the editor's prompts on the evaluation split (images encoded once per model)."""
+        """Score the editor's prompts on the validation images (images encoded once per model)."""
         problem = self._ready()
         if problem is not None:
             if problem != "missing":
@@ -253,37 +248,31 @@ class PromptScreen(QWidget):
             self._evaluate_again = True  # score the newest edit once the running job is done
             return
         self._publish_prompts()
-        model, prompts = self.state.model, self.current_prompt_set()
-        split, label = evaluation_split(self.state.dataset)
-        class_names = list(self.state.dataset.class_names)
-        session, text_cache = self.session, self.text_cache
+        model, prompts, dataset = self.state.model, self.current_prompt_set(), self.state.dataset
+        store, split_config = self.state.embeddings, self.state.split_config()
 
         def job(callback, should_stop):
-            from clipstudio.engine.evaluation.zero_shot import zero_shot_from_embeddings
-            from clipstudio.engine.prompts import class_text_embeddings
-
-            encoded = session.image_embeddings(model, split.paths, callback=callback, should_stop=should_stop)
-            if encoded.cancelled:
-                return None
+            part = selection_part(dataset, split_config)
             # This runs as the user types: no per-image list (the screen shows none), only edited texts encoded.
-            result = zero_shot_from_embeddings(
-                encoded.embeddings,
-                np.array([split.samples[i].label for i in encoded.indices], dtype=np.int64),
-                class_text_embeddings(model, class_names, prompts, text_cache=text_cache), class_names,
-                logit_scale=model.logit_scale, with_predictions=False,
-            )
-            result.problems = list(encoded.problems)
-            return result
+            result = score_dataset(store, model, part.dataset, prompts, with_predictions=False,
+                                   callback=callback, should_stop=should_stop)
+            if result.cancelled:
+                return None
+            head = trained_head(model, part.dataset.class_names) is not None
+            return part.description, head, result
 
-        self.split_label.setText(f"Evaluated on: {label}")
         self.progress_label.setText("Scoring…")
         self.jobs.start(job, name="evaluate prompts", succeeded=self._on_evaluate_succeeded,
                         finished=self._on_evaluate_finished)
 
-    def _on_evaluate_succeeded(self, result) -> None:
-        if result is None:
+    def _on_evaluate_succeeded(self, outcome) -> None:
+        if outcome is None:
             self.progress_label.setText("Cancelled.")
             return
+        description, head, result = outcome
+        note = ("\nThis model classifies with its own trained class head, so prompts don't change its numbers."
+                if head else "")
+        self.split_label.setText(f"Evaluated on: {description}{note}")
         self.last_result = result
         skipped = f" ({len(result.problems)} unreadable image(s) skipped)" if result.problems else ""
         self.progress_label.setText(f"Scored {result.n} images{skipped}.")
@@ -347,24 +336,18 @@ class PromptScreen(QWidget):
         return True
 
     def compare_sets(self) -> None:
-        """Score every saved set on the cached image embeddings (only texts are encoded)."""
+        """Score every saved set on the validation images' cached embeddings (only texts are encoded)."""
         if not self.saved_sets or self._ready() is not None:
             return
         if self.jobs.busy("compare prompt sets"):
             self.jobs.cancel("compare prompt sets")
-        model, sets = self.state.model, list(self.saved_sets.values())
-        split, _label = evaluation_split(self.state.dataset)
-        class_names = list(self.state.dataset.class_names)
-        session, text_cache = self.session, self.text_cache
+        model, sets, dataset = self.state.model, list(self.saved_sets.values()), self.state.dataset
+        store, split_config = self.state.embeddings, self.state.split_config()
 
         def job(callback, should_stop):
-            from clipstudio.engine.prompts import compare_prompt_sets
-
-            encoded = session.image_embeddings(model, split.paths, callback=callback, should_stop=should_stop)
-            if encoded.cancelled:
-                return None
-            labels = np.array([split.samples[i].label for i in encoded.indices], dtype=np.int64)
-            return compare_prompt_sets(encoded.embeddings, labels, class_names, model, sets, text_cache=text_cache)
+            part = selection_part(dataset, split_config)
+            rows = compare_prompt_sets(store, model, part.dataset, sets, callback=callback, should_stop=should_stop)
+            return None if should_stop() else rows
 
         self.progress_label.setText("Comparing prompt sets…")
         self.jobs.start(job, name="compare prompt sets", succeeded=self._on_compare_succeeded)

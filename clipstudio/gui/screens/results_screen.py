@@ -1,8 +1,9 @@
 """The Results screen: browse zero-shot predictions, the confusion matrix and per-class metrics;
 for a training run, compare it with its starting model and pick a WiSE-FT mix.
 
-The grid and the metrics always show one ``ZeroShotResult`` (``last_result``) of the evaluation
-split: the current model's, the run's fine-tuned model's, or a WiSE-FT mix of the run's two.
+The grid and the metrics always show one ``ZeroShotResult`` (``last_result``) of the report images
+(``split_policy.report_part``: test, else val, else all, as ``clipstudio zeroshot`` uses): the
+current model's, the run's fine-tuned model's, or a WiSE-FT mix of the run's two.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
@@ -32,15 +32,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from clipstudio.gui.embedding_session import (
-    MissingInputBanner,
-    ScreenJobs,
-    describe_failure,
-    evaluation_split,
-    session_for,
-)
+from clipstudio.engine.evaluation.split_policy import report_part
+from clipstudio.engine.evaluation.zero_shot import score_dataset
+from clipstudio.engine.prompts import run_prompt_set
+from clipstudio.engine.runs.layout import is_run_folder
+from clipstudio.engine.storage.atomic import atomic_write_text
+from clipstudio.gui.errors import show_error
+from clipstudio.gui.screen_jobs import ScreenJobs
 from clipstudio.gui.state import AppState
 from clipstudio.gui.widgets.confusion_matrix import ConfusionMatrixView
+from clipstudio.gui.widgets.missing_input import MissingInputBanner
 from clipstudio.gui.widgets.prediction_grid import PredictionGrid
 from clipstudio.gui.widgets.run_comparison import BeforeAfterTable, WiseCurve
 
@@ -54,27 +55,6 @@ def _pct(value: float | None) -> str:
 
 def _with_ci(value: float | None, ci: list[float] | None) -> str:
     return _pct(value) + (f"  (95% CI {_pct(ci[0])} – {_pct(ci[1])})" if ci else "")
-
-
-def score_split(session, model, split, prompts, callback, should_stop):
-    """Zero-shot result of ``model`` on ``split`` from the session's image embeddings (None if cancelled)."""
-    from clipstudio.engine.evaluation.zero_shot import zero_shot_from_embeddings
-    from clipstudio.engine.prompts import class_text_embeddings
-
-    encoded = session.image_embeddings(model, split.paths, callback=callback, should_stop=should_stop)
-    if encoded.cancelled:
-        return None
-    names = list(split.class_names)
-    own = getattr(model, "class_embeddings", None)  # a linear-probe run scores with its trained head
-    rows = own(names) if callable(own) else None
-    class_emb = np.asarray(rows, dtype=np.float32) if rows is not None else class_text_embeddings(model, names, prompts)
-    samples = [split.samples[i] for i in encoded.indices]
-    result = zero_shot_from_embeddings(
-        encoded.embeddings, np.array([s.label for s in samples], dtype=np.int64), class_emb, names,
-        logit_scale=model.logit_scale, paths=[str(s.path) for s in samples], top_k=min(5, len(names)),
-    )
-    result.problems = list(encoded.problems)
-    return result
 
 
 def predictions_csv(predictions: list[dict]) -> str:
@@ -105,7 +85,6 @@ class ResultsScreen(QWidget):
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
-        self.session = session_for(state)
         self.jobs = ScreenJobs(self)
         self.last_result: Any = None
         self.sweep_rows: list[dict] = []
@@ -243,8 +222,7 @@ class ResultsScreen(QWidget):
         return self.state.run_dir if self.source() == RUN else ""
 
     def _on_state_run_changed(self, run_dir: str) -> None:
-        # The same test as runs.is_run_folder, without importing torch on the GUI thread.
-        valid = bool(run_dir) and (Path(run_dir) / "run.json").is_file() and (Path(run_dir) / "config.json").is_file()
+        valid = bool(run_dir) and is_run_folder(run_dir)
         self.source_combo.blockSignals(True)
         self.source_combo.clear()
         self.source_combo.addItem("Current model", CURRENT)
@@ -290,36 +268,40 @@ class ResultsScreen(QWidget):
         return True
 
     def evaluate(self) -> None:
-        """Score the selected model on the evaluation split and fill the grid and the metrics."""
+        """Score the selected model on the report images and fill the grid and the metrics."""
         if not self._ready():
             return
         self.jobs.cancel("evaluate")
-        split, label = evaluation_split(self.state.dataset)
-        session, run_dir, run_models = self.session, self._run_dir(), self._run_models
+        dataset, split_config, store = self.state.dataset, self.state.split_config(), self.state.embeddings
+        run_dir, run_models = self._run_dir(), self._run_models
         model, prompts = self.state.model, self.state.prompts
+        who = f"training run {Path(run_dir).name} (its own prompts)" if run_dir else "current model"
 
         def job(callback, should_stop):
+            part = report_part(dataset, split_config)
             use_model, use_prompts = model, prompts
             if run_dir:
-                from clipstudio.engine.runs.load import load_run_model
-                from clipstudio.engine.evaluation.wise import run_prompt_set
+                from clipstudio.engine.models import load_run_model  # deferred: imports torch
 
                 if run_dir not in run_models:
                     run_models[run_dir] = load_run_model(run_dir)
                 use_model, use_prompts = run_models[run_dir], run_prompt_set(run_dir)
-            return score_split(session, use_model, split, use_prompts, callback, should_stop)
+            result = score_dataset(store, use_model, part.dataset, use_prompts, callback=callback,
+                                   should_stop=should_stop)
+            return None if result.cancelled else (f"{who} on the {part.description}", result)
 
         self._stale = False
-        who = f"training run {Path(run_dir).name} (its own prompts)" if run_dir else "current model"
-        self.split_label.setText(f"{who} on the {label}")
+        self.split_label.setText(f"{who}: scoring…")
         self.progress_label.setText("Evaluating…")
         self.jobs.start(job, name="evaluate", succeeded=self._on_result_ready)
-        self.summary_label.setText("Scoring the evaluation images; the metrics appear here when done.")
+        self.summary_label.setText("Scoring the report images; the metrics appear here when done.")
 
-    def _on_result_ready(self, result) -> None:
-        if result is None:
+    def _on_result_ready(self, outcome) -> None:
+        if outcome is None:
             self.progress_label.setText("Cancelled.")
             return
+        label, result = outcome
+        self.split_label.setText(label)
         self.last_result = result
         skipped = f"; {len(result.problems)} unreadable image(s) skipped" if result.problems else ""
         self.progress_label.setText(f"{result.n} images{skipped}.")
@@ -338,7 +320,7 @@ class ResultsScreen(QWidget):
             self.grid.set_predictions([])
             self.matrix.clear()
             self.accuracy_label.setText("–")
-            self.summary_label.setText("Press Evaluate to score the model on the evaluation images.")
+            self.summary_label.setText("Press Evaluate to score the model on the report images.")
             self._on_filters_changed()
             return
         for name in result.class_names:
@@ -394,12 +376,10 @@ class ResultsScreen(QWidget):
             path, _ = QFileDialog.getSaveFileName(self, "Export predictions", "predictions.csv", "CSV files (*.csv)")
             if not path:
                 return False
-        from clipstudio.engine.storage.atomic import atomic_write_text
-
         try:
             atomic_write_text(path, predictions_csv(self.last_result.predictions))
         except OSError as exc:
-            describe_failure(self, f"Can't write {path}: {exc.strerror or exc}.", "")
+            show_error(self, f"Can't write {path}: {exc.strerror or exc}.")
             return False
         self.state.post_status(f"Saved {len(self.last_result.predictions)} predictions to {path}")
         return True
@@ -407,19 +387,18 @@ class ResultsScreen(QWidget):
     # --- before / after ---------------------------------------------------------------------------
 
     def compare_before_after(self) -> None:
-        """Score the run's starting model and its fine-tuned model on the evaluation split."""
+        """Score the run's starting model and its fine-tuned model on the report images."""
         run_dir = self._run_dir()
         if not run_dir or self.state.dataset is None or self.jobs.busy("compare"):
             return
-        split, label = evaluation_split(self.state.dataset)
-        cache = self.session.disk_cache
+        dataset, split_config, cache = self.state.dataset, self.state.split_config(), self.state.embeddings.disk_cache
 
         def job(callback, should_stop):
-            try:
-                from clipstudio.engine.evaluation.before_after import compare_run
-            except ImportError:
-                return _compare_without_engine(run_dir, split, cache, callback, should_stop)
-            ba = compare_run(run_dir, split, split=label, cache=cache, callback=callback, should_stop=should_stop)
+            from clipstudio.engine.evaluation.before_after import compare_run  # deferred: imports torch
+
+            part = report_part(dataset, split_config)
+            ba = compare_run(run_dir, part.dataset, split=part.description, cache=cache, callback=callback,
+                             should_stop=should_stop)
             if ba.cancelled:
                 return None
             return {"before": ba.before, "after": ba.after, "before_label": ba.before_label,
@@ -453,19 +432,22 @@ class ResultsScreen(QWidget):
             self.jobs.cancel("wise")
             return
         self._wise_alpha_pending = None
-        alpha, split, label = self.wise.alpha(), *evaluation_split(self.state.dataset)
-        session, screen = self.session, self
+        alpha, dataset, split_config = self.wise.alpha(), self.state.dataset, self.state.split_config()
+        store, screen = self.state.embeddings, self
 
         def job(callback, should_stop):
-            from clipstudio.engine.evaluation.wise import WiseInterpolator, run_prompt_set
+            from clipstudio.engine.evaluation.wise import WiseInterpolator  # deferred: imports torch
 
+            part = report_part(dataset, split_config)
             if screen._wise is None or str(screen._wise.run_dir) != str(Path(run_dir)):
                 screen._wise = WiseInterpolator(run_dir)
-            model = screen._wise.model_at(alpha)
-            return score_split(session, model, split, run_prompt_set(run_dir), callback, should_stop)
+            result = score_dataset(store, screen._wise.model_at(alpha), part.dataset, run_prompt_set(run_dir),
+                                   callback=callback, should_stop=should_stop)
+            label = f"WiSE-FT α = {alpha:.1f} of {Path(run_dir).name} on the {part.description}"
+            return None if result.cancelled else (label, result)
 
         self.jobs.cancel("evaluate")
-        self.split_label.setText(f"WiSE-FT α = {alpha:.1f} of {Path(run_dir).name} on the {label}")
+        self.split_label.setText(f"WiSE-FT α = {alpha:.1f} of {Path(run_dir).name}: scoring…")
         self.progress_label.setText(f"Evaluating α = {alpha:.1f}…")
         self.jobs.start(job, name="wise", succeeded=self._on_result_ready, finished=self._on_wise_finished)
 
@@ -478,13 +460,14 @@ class ResultsScreen(QWidget):
         run_dir = self._run_dir()
         if not run_dir or not self._ready() or self.jobs.busy("sweep"):
             return
-        split, _label = evaluation_split(self.state.dataset)
-        cache = self.session.disk_cache
+        dataset, split_config, cache = self.state.dataset, self.state.split_config(), self.state.embeddings.disk_cache
 
         def job(callback, should_stop):
-            from clipstudio.engine.evaluation.wise import wise_sweep
+            from clipstudio.engine.evaluation.wise import wise_sweep  # deferred: imports torch
 
-            return wise_sweep(run_dir, split, alphas=ALPHAS, cache=cache, callback=callback, should_stop=should_stop)
+            part = report_part(dataset, split_config)
+            return wise_sweep(run_dir, part.dataset, alphas=ALPHAS, cache=cache, callback=callback,
+                              should_stop=should_stop)
 
         self.wise.sweep_button.setEnabled(False)
         self.jobs.start(job, name="sweep", succeeded=self._on_sweep_succeeded, finished=lambda: self.wise.sweep_button.setEnabled(True))
@@ -506,19 +489,3 @@ class ResultsScreen(QWidget):
         self.jobs.shutdown()
         self.banner.shutdown()
         self.grid.shutdown()
-
-
-def _compare_without_engine(run_dir, split, cache, callback, should_stop) -> dict | None:
-    """Before/after by hand, for builds whose engine lacks clipstudio.engine.evaluation.before_after."""
-    from clipstudio.engine.evaluation.zero_shot import evaluate_zero_shot
-    from clipstudio.engine.models import load_model
-    from clipstudio.engine.runs.load import load_run_model, run_start_model_spec
-    from clipstudio.engine.evaluation.wise import run_prompt_set
-
-    prompts, spec = run_prompt_set(run_dir), run_start_model_spec(run_dir)
-    common = dict(cache=cache, callback=callback, should_stop=should_stop)
-    before = evaluate_zero_shot(load_model(spec), split, prompts, **common)
-    after = evaluate_zero_shot(load_run_model(run_dir), split, prompts, **common)
-    if before.cancelled or after.cancelled:
-        return None
-    return {"before": before.to_dict(), "after": after.to_dict(), "before_label": spec, "after_label": str(run_dir)}

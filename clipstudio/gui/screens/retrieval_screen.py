@@ -1,17 +1,16 @@
 """The Retrieval screen: find images by a text description or by an example image.
 
-The dataset's images are encoded once per model (the session keeps the embeddings), so every
-further query only encodes its own text or image. Any model can be searched with, not only the
+The dataset's images are encoded once per model (the app's ``EmbeddingStore`` keeps the
+embeddings), so every further query only encodes its own text or image. The ranking is the
+engine's (``evaluation.search``), the same as ``clipstudio search``. Any model can be searched with, not only the
 app's current one: the built-in model, the latest training run, or a model folder.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
 from PySide6.QtWidgets import (
@@ -31,27 +30,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from clipstudio.engine.evaluation.search import SearchHit
-from clipstudio.gui.embedding_session import (
-    NO_DATASET,
-    MissingInputBanner,
-    ScreenJobs,
-    session_for,
-)
+from clipstudio.engine.evaluation.search import SearchHit, search_image, search_text
+from clipstudio.engine.runs.layout import is_run_folder
+from clipstudio.gui.screen_jobs import ScreenJobs
 from clipstudio.gui.state import AppState
+from clipstudio.gui.widgets.missing_input import NO_DATASET, MissingInputBanner
 from clipstudio.gui.widgets.prediction_grid import Tile, TileGrid
 
 CURRENT, BUILTIN, RUN, CHOOSE = "current", "builtin", "run", "choose"
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".dcm", ".dicom"}
-
-
-def rank(gallery: np.ndarray, query: np.ndarray, top: int) -> tuple[list[int], np.ndarray]:
-    """Rows of the ``top`` gallery vectors most similar to ``query`` (best first; ties keep order), and
-    every row's cosine similarity."""
-    from clipstudio.engine.embeddings import l2_normalise
-
-    scores = l2_normalise(gallery) @ l2_normalise(query[None, :])[0]
-    return [int(i) for i in np.argsort(-scores, kind="stable")[: max(0, top)]], scores
 
 
 class RetrievalScreen(QWidget):
@@ -64,7 +51,6 @@ class RetrievalScreen(QWidget):
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
-        self.session = session_for(state)
         self.jobs = ScreenJobs(self)
         self.models: dict[str, Any] = {}  # spec -> loaded model (not the current one)
         self.image_hits: list[SearchHit] = []
@@ -163,7 +149,7 @@ class RetrievalScreen(QWidget):
         if self.state.model_spec != "builtin" or self.state.model is None:
             self.model_combo.addItem("Built-in model", BUILTIN)
         run = self.state.run_dir
-        if run and (Path(run) / "run.json").is_file():
+        if run and is_run_folder(run):
             self.model_combo.addItem(f"Training run: {Path(run).name}", f"{RUN}:{run}")
         for spec in folders:
             self.model_combo.addItem(f"Folder: {Path(spec[7:]).name}", spec)
@@ -206,7 +192,7 @@ class RetrievalScreen(QWidget):
     # --- queries ------------------------------------------------------------------------------------
 
     def _start_query(self, name: str, search, succeeded) -> None:
-        """Run ``search(model, gallery EncodedImages)`` in a worker, with the model and gallery ready."""
+        """Run ``search(store, model, dataset, callback=, should_stop=)`` in a worker, with the model loaded."""
         self._update_banner()
         dataset = self.state.dataset
         if dataset is None:
@@ -219,18 +205,16 @@ class RetrievalScreen(QWidget):
         if model is None and not spec:
             return  # the banner offers the built-in model
         self.jobs.cancel()
-        session, models = self.session, self.models
+        store, models = self.state.embeddings, self.models
 
         def job(callback, should_stop):
             use = model
             if use is None:
-                from clipstudio.engine.models import load_model
+                from clipstudio.engine.models import load_model  # deferred: imports torch
 
                 use = models[spec] = load_model(spec)
-            gallery = session.image_embeddings(use, dataset.paths, callback=callback, should_stop=should_stop)
-            if gallery.cancelled:
-                return None
-            return search(use, dataset, gallery)
+            found = search(store, use, dataset, callback=callback, should_stop=should_stop)
+            return None if should_stop() else found
 
         self.progress_label.setText("Loading the model…" if model is None else "Searching…")
         self.jobs.start(job, name=name, succeeded=succeeded)
@@ -243,53 +227,18 @@ class RetrievalScreen(QWidget):
             return
         self.query_edit.setText(query)
         top = self.k_spin.value()
-
-        def search(model, dataset, gallery):
-            from clipstudio.engine.embeddings import encode_texts
-
-            rows, scores = rank(gallery.embeddings, encode_texts(model, [query])[0], top)
-            return [_hit(dataset, gallery.indices[r], scores[r]) for r in rows]
-
         self._query_text = f"Images for “{query}”"
-        self._start_query("text search", search, self._on_text_search_succeeded)
+        self._start_query("text search", lambda *a, **k: search_text(*a, query, top=top, **k),
+                          self._on_text_search_succeeded)
 
     def search_image(self, path: str) -> None:
         """The top-k images, and captions when the dataset has them, nearest to an example image."""
         path = str(path)
         self._show_query_image(path)
         top = self.k_spin.value()
-        session = self.session
-
-        def search(model, dataset, gallery):
-            from clipstudio.engine.embeddings import encode_image_files
-            from clipstudio.engine.errors import ImageError
-
-            by_path = {str(dataset.samples[i].path): row for row, i in enumerate(gallery.indices)}
-            candidates = (path, os.path.abspath(path), str(Path(path).resolve()))
-            row = next((by_path[c] for c in candidates if c in by_path), None)
-            if row is not None:  # an image of the dataset: its vector is already in the gallery
-                query = gallery.embeddings[row]
-            else:
-                encoded = encode_image_files(model, [Path(path)], cache=session.disk_cache)
-                if encoded.problems:
-                    raise ImageError(f"{path}: {encoded.problems[0].reason}")
-                query = encoded.embeddings[0]
-            rows, scores = rank(gallery.embeddings, query, top)
-            image_hits = [_hit(dataset, gallery.indices[r], scores[r]) for r in rows]
-            texts, owners = [], []
-            for i in gallery.indices:
-                for caption in dataset.samples[i].captions:
-                    texts.append(caption)
-                    owners.append(i)
-            caption_hits = []
-            if texts:
-                caption_rows, caption_scores = rank(session.text_embeddings(model, texts), query, top)
-                caption_hits = [SearchHit(str(dataset.samples[owners[j]].path), float(caption_scores[j]),
-                                          [texts[j]]) for j in caption_rows]
-            return image_hits, caption_hits
-
         self._query_text = f"Images like {Path(path).name}"
-        self._start_query("image search", search, self._on_image_search_succeeded)
+        self._start_query("image search", lambda *a, **k: search_image(*a, path, top=top, **k),
+                          self._on_image_search_succeeded)
 
     def choose_image(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a query image", "",
@@ -378,11 +327,6 @@ class RetrievalScreen(QWidget):
         self.jobs.shutdown()
         self.banner.shutdown()
         self.grid.shutdown()
-
-
-def _hit(dataset, index: int, score: float) -> SearchHit:
-    sample = dataset.samples[index]
-    return SearchHit(str(sample.path), float(score), list(sample.captions))
 
 
 def _dropped_image(event) -> str | None:

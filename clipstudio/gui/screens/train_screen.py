@@ -2,19 +2,18 @@
 
 The Trainer runs in a ``TaskWorker``; its events arrive queued on the GUI thread, where the slot only
 appends numbers (the plots redraw on their own timer) and updates a label. Stop is cooperative: the
-trainer saves ``checkpoint_latest`` and ends "cancelled", and Resume continues from that step.
+trainer saves its latest checkpoint and ends cancelled, and Resume continues from that step.
 torch is imported inside the worker job, never here, so the window paints fast.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -22,7 +21,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
-    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -32,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from clipstudio.engine.config import TrainConfig, load_config
+from clipstudio.engine.config import TrainConfig
 from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.events import (
     CheckpointSaved,
@@ -41,15 +39,26 @@ from clipstudio.engine.events import (
     ProgressUpdated,
     StepEnded,
     TrainEnded,
+    TrainingStatus,
     TrainStarted,
 )
+from clipstudio.engine.runs.layout import (
+    BEST,
+    CV_SUMMARY_FILE,
+    LATEST,
+    read_run_config,
+    resumable_step,
+    runs_root,
+)
+from clipstudio.gui.errors import show_error
 from clipstudio.gui.style import ERROR, MUTED_TEXT, icon
 from clipstudio.gui.widgets.train_form import TrainForm
 from clipstudio.gui.workers import TaskWorker
 
+if TYPE_CHECKING:
+    from clipstudio.engine.training.launch import TrainingOutcome
+
 MAX_LOG_LINES = 5000
-CLASS_TEXTS_FILE = "class_texts.json"
-FINISHED = ("completed", "early_stopped")
 NO_DATASET = "Open a dataset on the Data screen first."
 # While training, hand the GIL over every 1 ms instead of 5: a repaint makes dozens of Qt calls that
 # each release and retake the GIL, and a Python-heavy training loop made each retake wait up to 5 ms
@@ -66,40 +75,16 @@ class TrainJob:
     class_texts: dict[str, list[str]] = field(default_factory=dict)  # written to the run folder
 
     def __call__(self, callback, should_stop) -> Any:
-        cfg = self.cfg
-        if cfg.cv.use_cv:
-            from clipstudio.engine.training.crossval import run_cross_validation
+        # deferred: it imports torch, which the GUI thread never waits for; the worker does.
+        from clipstudio.engine.training.launch import train
 
-            return run_cross_validation(cfg, [callback], should_stop, dataset=self.dataset)
-        from clipstudio.engine.training.trainer import Trainer, default_run_dir, is_run_folder
-
-        if not cfg.resume_from:
-            if not cfg.output:
-                cfg.output = str(default_run_dir(cfg.method))
-            # The Trainer reads hand-written class texts from a file: keep it with the run it shaped.
-            if self.class_texts and not is_run_folder(cfg.output):
-                from clipstudio.engine.prompts import save_class_texts
-
-                path = Path(cfg.output) / CLASS_TEXTS_FILE
-                path.parent.mkdir(parents=True, exist_ok=True)
-                save_class_texts(path, self.class_texts)
-                cfg.prompts.class_texts = str(path)
-        return Trainer(cfg, callbacks=[callback], should_stop=should_stop, dataset=self.dataset).fit()
-
-
-def resumable_step(run_dir: str | os.PathLike) -> int | None:
-    """The step a run folder's checkpoint_latest resumes from; None when it can't be resumed."""
-    run_dir = Path(run_dir)
-    if not ((run_dir / "run.json").is_file() and (run_dir / "config.json").is_file()):
-        return None
-    for name in ("checkpoint_latest", "checkpoint_latest.old"):
-        state = run_dir / name / "train_state.json"
-        if state.is_file():
-            try:
-                return int(json.loads(state.read_text(encoding="utf-8"))["state"]["step"])
-            except (OSError, ValueError, KeyError, TypeError):
-                return 0
-    return None
+        return train(
+            self.cfg,
+            callbacks=[callback],
+            should_stop=should_stop,
+            dataset=self.dataset,
+            class_texts=self.class_texts,
+        )
 
 
 def format_duration(seconds: float) -> str:
@@ -169,7 +154,7 @@ class TrainScreen(QWidget):
         self.resume_button = QPushButton(icon("resume"), "Resume")
         self.resume_button.setToolTip("Continue the stopped run from its last saved step.")
         self.resume_run_button = QPushButton("Resume run…")
-        self.resume_run_button.setToolTip("Choose a run folder with checkpoint_latest to continue.")
+        self.resume_run_button.setToolTip(f"Choose a run folder with {LATEST} to continue.")
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -216,7 +201,7 @@ class TrainScreen(QWidget):
     def plots(self):
         """The LivePlots widget (created on first use)."""
         if self._plots is None:
-            from clipstudio.gui.widgets.live_plots import LivePlots
+            from clipstudio.gui.widgets.live_plots import LivePlots  # deferred: pyqtgraph takes ~0.3 s
 
             self._plots = LivePlots()
             self._plots_slot.addWidget(self._plots)
@@ -231,7 +216,7 @@ class TrainScreen(QWidget):
         return self._worker is not None and self._worker.isRunning()
 
     def shutdown(self) -> None:
-        """Cancel a running training (it saves checkpoint_latest) and wait for it."""
+        """Cancel a running training (it saves its latest checkpoint) and wait for it."""
         worker = self._worker
         if worker is not None:
             worker.cancel()
@@ -248,7 +233,6 @@ class TrainScreen(QWidget):
         cfg.data.test_fraction = float(split.get("test_fraction", cfg.data.test_fraction))
         cfg.data.seed = int(split.get("seed", cfg.data.seed))
         cfg.data.group_regex = split.get("group_regex") or None
-        cfg.data.k_folds = int(split.get("k_folds") or 0)
         cfg.model.spec = self.state.model_spec or "builtin"
         cfg.prompts.templates = list(self.state.prompts.templates)
         cfg.validate()
@@ -269,16 +253,16 @@ class TrainScreen(QWidget):
         return True
 
     def resume(self, run_dir: str | None = None) -> bool:
-        """Continue ``run_dir`` (default: the stopped run) from its checkpoint_latest."""
+        """Continue ``run_dir`` (default: the stopped run) from its latest checkpoint."""
         run_dir = run_dir or self._resume_dir
         if self.busy() or not run_dir:
             return False
         step = resumable_step(run_dir)
         if step is None:
-            self._show_message(f"{run_dir} has no checkpoint_latest to resume from.", error=True)
+            self._show_message(f"{run_dir} has no {LATEST} to resume from.", error=True)
             return False
         try:
-            cfg = load_config(TrainConfig, Path(run_dir) / "config.json")
+            cfg = read_run_config(run_dir)
         except ClipStudioError as exc:
             self._show_message(str(exc), error=True)
             return False
@@ -337,7 +321,7 @@ class TrainScreen(QWidget):
             if event.kind == "latest":
                 self._run["saved_step"] = event.step
             else:
-                self._append_log(f"Best so far: saved checkpoint_best (epoch {event.epoch}).")
+                self._append_log(f"Best so far: saved {BEST} (epoch {event.epoch}).")
         elif isinstance(event, TrainEnded):
             self._on_train_ended(event)
 
@@ -382,14 +366,14 @@ class TrainScreen(QWidget):
     def _on_train_ended(self, e: TrainEnded) -> None:
         self._run["ended"] = e
         self.plots.redraw()
-        if e.status in FINISHED:
+        if e.status.finished:
             self.progress.setValue(self.progress.maximum())
             self._append_log(f"{e.message} Run folder: {e.run_dir}")
             if not self._run.get("cv"):
-                self.eta.setText("Finished." if e.status == "completed" else "Stopped early.")
+                self.eta.setText("Finished." if e.status is TrainingStatus.COMPLETED else "Stopped early.")
                 self.state.set_run(e.run_dir)
                 self.state.post_status(f"Training finished: {e.message}")
-        elif e.status == "cancelled":
+        elif e.status is TrainingStatus.CANCELLED:
             step = self._run.get("saved_step")
             if step is not None and not self._run.get("cv"):
                 self._resume_dir = e.run_dir
@@ -405,11 +389,11 @@ class TrainScreen(QWidget):
             self.eta.setText("Training failed.")
             self._append_log(f"Training failed: {e.message}")
 
-    def _on_worker_succeeded(self, result: object) -> None:
-        if isinstance(result, dict):  # a cross-validation summary
-            self._report_cv(result)
-        elif getattr(result, "status", "") == "failed":
-            self._show_error(result.message)
+    def _on_worker_succeeded(self, outcome: TrainingOutcome) -> None:
+        if outcome.summary is not None:  # a cross-validation
+            self._report_cv(outcome.summary)
+        elif outcome.run.status is TrainingStatus.FAILED:
+            self._show_error(outcome.run.message)
 
     def _on_worker_failed(self, message: str, details: str) -> None:
         self._append_log(f"Error: {message}")
@@ -431,7 +415,7 @@ class TrainScreen(QWidget):
         line = f"Cross-validation: {summary.get('n_finished', 0)}/{summary.get('n_splits')} folds finished"
         if mean is not None:
             line += f"; {monitor} {mean:.3f}" + (f" ± {std:.3f}" if std is not None else "")
-        line += f". Summary: {Path(summary['run_dir']) / 'cv_summary.json'}"
+        line += f". Summary: {Path(summary['run_dir']) / CV_SUMMARY_FILE}"
         self._append_log(line)
         self.state.post_status(line)
 
@@ -449,9 +433,7 @@ class TrainScreen(QWidget):
         self.resume()
 
     def _on_resume_run_button_clicked(self) -> None:
-        from clipstudio.engine.storage.paths import user_data_dir
-
-        folder = QFileDialog.getExistingDirectory(self, "Resume run", str(Path(user_data_dir()) / "runs"))
+        folder = QFileDialog.getExistingDirectory(self, "Resume run", str(runs_root()))
         if folder:
             self.choose_resume_run(folder)
 
@@ -459,7 +441,7 @@ class TrainScreen(QWidget):
         """Make ``folder`` the run Resume continues; False (and a message) if it can't be resumed."""
         step = resumable_step(folder)
         if step is None:
-            self._show_message(f"{folder} is not a run folder with checkpoint_latest.", error=True)
+            self._show_message(f"{folder} is not a run folder with {LATEST}.", error=True)
             return False
         self._resume_dir = folder
         self._show_message(f"Resume continues {Path(folder).name} from step {step}.")
@@ -506,11 +488,6 @@ class TrainScreen(QWidget):
         self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {line}")
 
     def _show_error(self, message: str, details: str = "") -> None:
-        try:
-            from clipstudio.gui.errors import show_error
-        except ImportError:  # the shared dialog is optional for this screen
-            QMessageBox.warning(self, "CLIP Studio", message)
-            return
         show_error(self, message, details)
 
 
@@ -521,4 +498,4 @@ def _same_path(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-__all__ = ["TrainJob", "TrainScreen", "format_duration", "resumable_step"]
+__all__ = ["TrainJob", "TrainScreen", "format_duration"]

@@ -7,7 +7,6 @@ what changed. So a burst of events never costs more than a few array writes on t
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -15,7 +14,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 
+from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.events import EvalEnded, StepEnded, TrainStarted
+from clipstudio.engine.runs.layout import read_history, read_metrics
 from clipstudio.gui.style import BASE, MUTED_TEXT, PLOT_COLOURS, TEXT
 
 REDRAW_INTERVAL_MS = 200  # ~5 Hz: smooth enough to watch, cheap enough to never stall the GUI
@@ -162,27 +163,19 @@ class LivePlots(pg.GraphicsLayoutWidget):
             self._timer.start()
 
     def load_run(self, run_dir: str | Path, steps_per_epoch: int, up_to_step: int) -> None:
-        """Fill the curves from a run folder's metrics.jsonl and history.json (a resumed run's past)."""
-        run_dir = Path(run_dir)
-        metrics = run_dir / "metrics.jsonl"
-        if metrics.is_file():
-            for line in metrics.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                    step = int(record["step"])
-                    loss, lr = float(record["loss"]), float(record["lr"])
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a crash
-                if step > up_to_step:
-                    continue
-                if math.isfinite(loss):
-                    self._append("train_loss", step, loss)
-                self._append("lr", step, lr)
-        history_file = run_dir / "history.json"
+        """Fill the curves from a run folder's step metrics and history (a resumed run's past)."""
+        for record in read_metrics(run_dir, up_to_step):
+            try:
+                step, loss, lr = int(record["step"]), float(record["loss"]), float(record["lr"])
+            except (KeyError, TypeError, ValueError):
+                continue  # not a record the Trainer writes
+            if math.isfinite(loss):
+                self._append("train_loss", step, loss)
+            self._append("lr", step, lr)
         try:
-            history = json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else {}
-        except (OSError, json.JSONDecodeError):
-            history = {}
+            history = read_history(run_dir)
+        except ClipStudioError:
+            history = {}  # the curves show the steps; the epochs' metrics start with this session
         if history.get("initial"):
             self._add_eval(0, history["initial"], 0)
         for i, epoch in enumerate(history.get("epoch", [])):

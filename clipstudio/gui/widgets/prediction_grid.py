@@ -1,35 +1,22 @@
 """An image grid like a photo browser: a QListView in icon mode whose thumbnails decode lazily.
 
-Only the tiles Qt actually paints ask for their thumbnail; decoding (PIL, so DICOM and EXIF
-orientation work as everywhere else in the app) runs in a small thread pool, and finished
-thumbnails come back to the GUI thread as QImages. ``TileGrid`` shows any list of tiles
+Only the tiles Qt actually paints ask for their thumbnail (``gui.thumbnails.ThumbnailLoader``
+decodes it, as for the Data screen's grid). ``TileGrid`` shows any list of tiles
 (e.g. search hits); ``PredictionGrid`` shows zero-shot predictions with a green or red border and
 filters them (misclassified only, by class, by confusion-matrix cell).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import (
-    QAbstractListModel,
-    QModelIndex,
-    QObject,
-    QRect,
-    QRunnable,
-    QSize,
-    QSortFilterProxyModel,
-    Qt,
-    QThreadPool,
-    Signal,
-)
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRect, QSize, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QWidget
 
-THUMB_PX = 96
+from clipstudio.gui.thumbnails import THUMB_SIZE, ThumbnailLoader
+
 _TEXT_LINES = 3
-_MAX_THUMBNAILS = 1500  # decoded thumbnails kept (about 37 kB each)
 OK_COLOUR = QColor("#2e9d4f")
 WRONG_COLOUR = QColor("#d43c3c")
 
@@ -46,74 +33,6 @@ class Tile:
     correct: bool | None = None
     true: str | None = None
     pred: str | None = None
-
-
-class _Decoded(QObject):
-    done = Signal(str, QImage)  # path, thumbnail (a null image when the file can't be read)
-
-
-class _DecodeTask(QRunnable):
-    def __init__(self, path: str, size: int, signals: _Decoded) -> None:
-        super().__init__()
-        self._path, self._size, self._signals = path, size, signals
-
-    def run(self) -> None:  # in a pool thread; QImage (unlike QPixmap) is safe here
-        image = QImage()
-        try:
-            from clipstudio.engine.data.images import load_image
-
-            pil = load_image(self._path)
-            pil.thumbnail((self._size, self._size))
-            pil = pil.convert("RGB")
-            data = pil.tobytes()
-            image = QImage(data, pil.width, pil.height, 3 * pil.width, QImage.Format.Format_RGB888).copy()
-        except Exception:  # noqa: BLE001 - an unreadable file just shows as "can't read"
-            image = QImage()
-        self._signals.done.emit(self._path, image)
-
-
-class ThumbnailLoader(QObject):
-    """Decodes thumbnails in a private thread pool and keeps the most recent ones."""
-
-    loaded = Signal(str)  # path
-
-    def __init__(self, size: int = THUMB_PX, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._size = size
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(4)
-        self._pool.setExpiryTimeout(2000)
-        self._signals = _Decoded(self)
-        self._signals.done.connect(self._on_decode_done)
-        self._images: OrderedDict[str, QImage] = OrderedDict()
-        self._pending: set[str] = set()
-
-    def image(self, path: str) -> QImage | None:
-        """The thumbnail if decoded (null when unreadable); otherwise queue it and return None."""
-        found = self._images.get(path)
-        if found is not None:
-            self._images.move_to_end(path)
-            return found
-        if path not in self._pending:
-            self._pending.add(path)
-            self._pool.start(_DecodeTask(path, self._size, self._signals))
-        return None
-
-    def _on_decode_done(self, path: str, image: QImage) -> None:
-        self._pending.discard(path)
-        self._images[path] = image
-        while len(self._images) > _MAX_THUMBNAILS:
-            self._images.popitem(last=False)
-        self.loaded.emit(path)
-
-    def cancel_pending(self) -> None:
-        self._pool.clear()
-        self._pending.clear()
-
-    def shutdown(self) -> None:
-        self._pool.clear()
-        self._pool.waitForDone()
-        self._pending.clear()
 
 
 class TileModel(QAbstractListModel):
@@ -144,8 +63,10 @@ class TileModel(QAbstractListModel):
         tile = self._tiles[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             return "\n".join(tile.lines)
-        if role == Qt.ItemDataRole.DecorationRole:
-            return self._loader.image(tile.path)
+        if role == Qt.ItemDataRole.DecorationRole:  # None while decoding; a null pixmap when unreadable
+            if self._loader.error(tile.path) is not None:
+                return QPixmap()
+            return self._loader.pixmap(tile.path)
         if role == Qt.ItemDataRole.ToolTipRole:
             return tile.tooltip or tile.path
         if role == TileRole:
@@ -183,22 +104,24 @@ class PredictionFilter(QSortFilterProxyModel):
 class TileDelegate(QStyledItemDelegate):
     """A thumbnail framed in green (right) or red (wrong) with a check/cross badge, text below."""
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, loader: ThumbnailLoader, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.tile_size = QSize(THUMB_PX + 40, THUMB_PX + 14 + 16 * _TEXT_LINES)
+        self._loader = loader
+        self.tile_size = QSize(THUMB_SIZE + 40, THUMB_SIZE + 14 + 16 * _TEXT_LINES)
 
     def sizeHint(self, option, index) -> QSize:
         return self.tile_size
 
     def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
         tile: Tile = index.data(TileRole)
+        self._loader.request(tile.path)  # asked here, not in data(): only tiles on screen get decoded
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         rect = option.rect.adjusted(3, 3, -3, -3)
         palette = option.palette
         if option.state & QStyle.StateFlag.State_Selected:
             painter.fillRect(rect, palette.highlight().color().lighter(160))
-        thumb = QRect(rect.center().x() - THUMB_PX // 2, rect.top() + 4, THUMB_PX, THUMB_PX)
+        thumb = QRect(rect.center().x() - THUMB_SIZE // 2, rect.top() + 4, THUMB_SIZE, THUMB_SIZE)
         image = index.data(Qt.ItemDataRole.DecorationRole)
         painter.fillRect(thumb, QColor("#20242a"))
         if image is None:
@@ -211,7 +134,7 @@ class TileDelegate(QStyledItemDelegate):
             scaled = image.size().scaled(thumb.size(), Qt.AspectRatioMode.KeepAspectRatio)
             target = QRect(0, 0, scaled.width(), scaled.height())
             target.moveCenter(thumb.center())
-            painter.drawImage(target, image)
+            painter.drawPixmap(target, image)
         if tile.correct is not None:
             colour = OK_COLOUR if tile.correct else WRONG_COLOUR
             painter.setPen(QPen(colour, 4))
@@ -243,12 +166,12 @@ class TileGrid(QListView):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.loader = ThumbnailLoader(parent=self)
+        self.loader = ThumbnailLoader(self)
         self.tile_model = TileModel(self.loader, self)
         self.filter = PredictionFilter(self)
         self.filter.setSourceModel(self.tile_model)
         self.setModel(self.filter)
-        self.delegate = TileDelegate(self)
+        self.delegate = TileDelegate(self.loader, self)
         self.setItemDelegate(self.delegate)
         self.setViewMode(QListView.ViewMode.IconMode)
         self.setResizeMode(QListView.ResizeMode.Adjust)
@@ -271,8 +194,11 @@ class TileGrid(QListView):
         if self.model().rowCount() == 0 and self._empty_text:
             painter = QPainter(self.viewport())
             painter.setPen(QColor("#6b7785"))
-            painter.drawText(self.viewport().rect().adjusted(20, 20, -20, -20),
-                             Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._empty_text)
+            painter.drawText(
+                self.viewport().rect().adjusted(20, 20, -20, -20),
+                Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                self._empty_text,
+            )
 
     def set_tiles(self, tiles: list[Tile]) -> None:
         self.loader.cancel_pending()  # thumbnails of the old list nobody will see

@@ -1,8 +1,9 @@
-"""Split settings for training: val/test fractions, seed, k-fold and a patient (group) pattern.
+"""Split settings for training: val/test fractions, the split seed and a patient (group) pattern.
 
 The values go to ``AppState.split_settings`` (the keys of ``DataConfig``) as soon as they are
 valid; "Apply" previews the resulting split sizes in a worker, with the same function training
-uses (``train_data.training_splits``), so the preview can't disagree with the run.
+uses (``training.batches.training_splits``), so the preview can't disagree with the run. Tooltips are
+the ``DataConfig`` help texts. Cross-validation is a training setting (the Train screen's form).
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from clipstudio.engine.config import DataConfig, help_for
 from clipstudio.engine.data import Dataset
+from clipstudio.engine.data.splits import apply_group_regex
 
 GROUP_COUNT_DELAY_MS = 250
+_DEFAULTS = DataConfig()
 
 
 def split_situation(dataset: Dataset | None) -> str:
@@ -43,7 +47,7 @@ def split_situation(dataset: Dataset | None) -> str:
     if "val" in names:
         return (
             f"This dataset comes with its own splits ({listed}), so the fractions are not used; "
-            "the group pattern and k-fold still apply."
+            "the group pattern still applies."
         )
     return (
         f"This dataset comes with its own splits ({listed}) but no val split: the val fraction of "
@@ -63,9 +67,8 @@ def count_groups(dataset: Dataset, pattern: str) -> tuple[int, int]:
 
 
 def preview_splits(dataset: Dataset, settings: dict[str, Any]) -> dict[str, Any]:
-    """Split sizes (train, val, held out) and k-fold sizes training would use; runs in a worker."""
-    from clipstudio.engine.config import DataConfig
-    from clipstudio.engine.data.splits import apply_group_regex, kfold_indices
+    """Split sizes (train, val, held out) training would use; runs in a worker."""
+    # deferred: training.batches imports torch, and the window opens before torch loads
     from clipstudio.engine.training.batches import training_splits
 
     if settings.get("group_regex"):
@@ -74,15 +77,11 @@ def preview_splits(dataset: Dataset, settings: dict[str, Any]) -> dict[str, Any]
         val_fraction=settings["val_fraction"], test_fraction=settings["test_fraction"], seed=settings["seed"]
     )
     train, val = training_splits(dataset, cfg)
-    out: dict[str, Any] = {
+    return {
         "train": len(train),
         "val": len(val),
         "held_out": len(dataset) - len(train) - len(val),
     }
-    k = settings.get("k_folds") or 0
-    if k:
-        out["folds"] = [len(held) for _, held in kfold_indices(dataset, k, seed=settings["seed"])]
-    return out
 
 
 class SplitSettingsPanel(QWidget):
@@ -105,16 +104,10 @@ class SplitSettingsPanel(QWidget):
             box.setDecimals(2)
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
-        self.k_folds = QSpinBox()
-        self.k_folds.setRange(0, 20)
-        self.k_folds.setSpecialValueText("off")
-        self.k_folds.setToolTip("k-fold cross-validation: train k models, each validated on a different fold")
         self.group_regex = QLineEdit()
         self.group_regex.setPlaceholderText(r"e.g. ^(P\d+)_  (first capture group = patient id)")
-        self.group_regex.setToolTip(
-            "A regular expression searched in each file name; images with the same match (or first\n"
-            "capture group) are one patient and always stay in the same split."
-        )
+        for name in ("val_fraction", "test_fraction", "seed", "group_regex"):
+            getattr(self, name).setToolTip(help_for(DataConfig, name))
         self.group_info = QLabel()
         self.group_info.setWordWrap(True)
         self.error = QLabel()
@@ -131,14 +124,13 @@ class SplitSettingsPanel(QWidget):
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
-        for box in (self.val_fraction, self.test_fraction, self.seed, self.k_folds):
+        for box in (self.val_fraction, self.test_fraction, self.seed):
             box.setMinimumWidth(110)
         self.group_regex.setMinimumWidth(320)
         self.group_info.setMinimumWidth(320)
         form.addRow("Validation fraction", self.val_fraction)
         form.addRow("Test fraction", self.test_fraction)
-        form.addRow("Seed", self.seed)
-        form.addRow("k-fold (0 = off)", self.k_folds)
+        form.addRow("Split seed", self.seed)
         form.addRow("Patient / group pattern", self.group_regex)
         form.addRow("", self.group_info)
         buttons = QHBoxLayout()
@@ -157,16 +149,15 @@ class SplitSettingsPanel(QWidget):
         self._group_timer.setSingleShot(True)
         self._group_timer.setInterval(GROUP_COUNT_DELAY_MS)
         self._group_timer.timeout.connect(self._update_groups)
-        for box in (self.val_fraction, self.test_fraction, self.seed, self.k_folds):
+        for box in (self.val_fraction, self.test_fraction, self.seed):
             box.valueChanged.connect(self._on_value_changed)
         self.group_regex.textChanged.connect(self._on_group_regex_text_changed)
 
     # --- public ------------------------------------------------------------------------------------
     def set_settings(self, settings: dict[str, Any]) -> None:
-        self.val_fraction.setValue(float(settings.get("val_fraction", 0.2)))
-        self.test_fraction.setValue(float(settings.get("test_fraction", 0.0)))
-        self.seed.setValue(int(settings.get("seed", 0)))
-        self.k_folds.setValue(int(settings.get("k_folds", 0) or 0))
+        self.val_fraction.setValue(float(settings.get("val_fraction", _DEFAULTS.val_fraction)))
+        self.test_fraction.setValue(float(settings.get("test_fraction", _DEFAULTS.test_fraction)))
+        self.seed.setValue(int(settings.get("seed", _DEFAULTS.seed)))
         self.group_regex.setText(settings.get("group_regex") or "")
 
     def set_dataset(self, dataset: Dataset | None) -> None:
@@ -181,7 +172,6 @@ class SplitSettingsPanel(QWidget):
             "test_fraction": round(self.test_fraction.value(), 4),
             "seed": self.seed.value(),
             "group_regex": self.group_regex.text().strip() or None,
-            "k_folds": self.k_folds.value(),
         }
 
     def validation_error(self) -> str:
@@ -189,8 +179,6 @@ class SplitSettingsPanel(QWidget):
         s = self.settings()
         if s["val_fraction"] + s["test_fraction"] >= 1:
             return "Validation + test fractions must be below 1 to leave images for training."
-        if s["k_folds"] == 1:
-            return "k-fold needs k ≥ 2 (or 0 to turn it off)."
         if s["group_regex"]:
             try:
                 re.compile(s["group_regex"])
@@ -203,9 +191,6 @@ class SplitSettingsPanel(QWidget):
             f"Training uses <b>{preview['train']:,}</b> images, validation <b>{preview['val']:,}</b>, "
             f"held out (test / unused) <b>{preview['held_out']:,}</b>."
         )
-        if preview.get("folds"):
-            sizes = ", ".join(f"{n:,}" for n in preview["folds"])
-            text += f"<br>{len(preview['folds'])} folds, held-out images per fold: {sizes}."
         self.result.setText(text)
 
     def show_busy(self, busy: bool) -> None:

@@ -2,7 +2,7 @@
 
 ``set_config(cfg)`` fills the fields, ``to_config(base)`` returns a copy of ``base`` with the form's
 values, and ``problem()`` is the ConfigError sentence of the current values ("" when they are valid).
-Every tooltip says what the setting does and its default, in the words of ``engine/config.py``.
+Every tooltip is the help text of the config field (``engine.config.help_for``), as in ``--help``.
 """
 
 from __future__ import annotations
@@ -28,11 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from clipstudio.engine.config import DEFAULT_LEARNING_RATES, TrainConfig
+from clipstudio.engine.config import DEFAULT_LEARNING_RATES, TrainConfig, help_for
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.storage.paths import user_data_dir
-
-_D = TrainConfig()  # the documented defaults, quoted in the tooltips
 
 METHODS = {  # method -> (label, one-line explanation)
     "full": ("Full fine-tune", "Both towers learn. Most flexible; needs the most images and memory."),
@@ -56,72 +54,34 @@ PRESETS: dict[str, dict] = {
     "Full fine-tune (5 epochs, lr 1e-5)": {"method": "full", "epochs": 5, "learning_rate": 1e-5},
 }
 
-_LR_TABLE = ", ".join(f"{m} {lr:g}" for m, lr in DEFAULT_LEARNING_RATES.items())
+# Form field -> the TrainConfig field(s) it edits; the tooltips are those fields' help texts.
+FIELD_PATHS: dict[str, tuple[str, ...]] = {
+    "method": ("method",),
+    "epochs": ("epochs",),
+    "batch_size": ("batch_size",),
+    "learning_rate": ("learning_rate",),
+    "warmup_steps": ("warmup_steps",),
+    "weight_decay": ("weight_decay",),
+    "img_size": ("img_size",),
+    "augmentation": ("augmentation",),
+    "amp": ("amp",),
+    "patience": ("early_stopping.patience",),
+    "min_delta": ("early_stopping.min_delta",),
+    "monitor": ("early_stopping.monitor",),
+    "cv_folds": ("cv.use_cv", "cv.n_splits"),
+    "lora_rank": ("lora.rank",),
+    "lora_alpha": ("lora.alpha",),
+    "lora_dropout": ("lora.dropout",),
+    "loss": ("loss",),
+    "seed": ("seed",),
+    "output": ("output",),
+}
 TOOLTIPS = {
     "preset": (
         'Fill in a tested starting point; any change afterwards makes it "Custom". '
         "Default: Custom (the documented defaults below)."
     ),
-    "method": (
-        '"full": fine-tune both towers (contrastive). "lock_image" / "lock_text": LiT, one tower frozen. '
-        '"linear_probe": encoders frozen, a class head initialised from the prompt embeddings (class data '
-        'only). "lora": low-rank adapters on the attention layers, merged into the saved model. '
-        f"Default: {_D.method}."
-    ),
-    "epochs": f"Passes over the training images. Default: {_D.epochs}.",
-    "batch_size": f"Images per step (contrastive: also texts per step). Default: {_D.batch_size}.",
-    "learning_rate": (
-        "Step size of the optimizer. Leave blank for the method's default "
-        f"({_LR_TABLE}); small on purpose, so a few hundred images don't wipe out what the model knows."
-    ),
-    "warmup_steps": f"Optimizer steps of linear warm-up before the cosine decay. Default: {_D.warmup_steps}.",
-    "weight_decay": (
-        f"AdamW decoupled weight decay; never on biases, norms or temperature. Default: {_D.weight_decay:g}."
-    ),
-    "img_size": (
-        'Training image size in pixels. "model default": the model\'s own input size '
-        "(ViT models: must be left at the default). Default: model default."
-    ),
-    "augmentation": (
-        "Random changes to the training images: none, minimal, or standard (not used by the linear probe). "
-        f"Default: {_D.augmentation}."
-    ),
-    "amp": (
-        "Mixed precision: bf16 on CPU and recent GPUs, fp16 + loss scaling on older GPUs. Faster, less "
-        f"memory. Default: {'on' if _D.amp else 'off'}."
-    ),
-    "patience": (
-        "Stop when the validation metric has not improved for this many epochs. 0 = never stop early. "
-        "Default: off."
-    ),
-    "min_delta": (
-        "An epoch must beat the best by more than this to count as improving. "
-        f"Default: {_D.early_stopping.min_delta:g}."
-    ),
-    "monitor": (
-        '"val_acc": balanced accuracy for class data, mean recall (R@1/5/10, both directions) for image-text '
-        'pairs, higher is better. "val_loss": validation loss, lower is better. The same metric picks '
-        f"checkpoint_best. Default: {_D.early_stopping.monitor}."
-    ),
-    "k_folds": (
-        "k-fold cross-validation: train k models, each validated on a different fold, and report the mean. "
-        f"Off = one train/validation split. Default: off (k = {_D.cv.n_splits} when on)."
-    ),
-    "lora_rank": f"Rank r of each adapter (B @ A); 4-16 is typical. Default: {_D.lora.rank}.",
-    "lora_alpha": (
-        "Adapter output is scaled by alpha / rank: 8 / 8 = 1, as in CLIP-Finetune. "
-        f"Default: {_D.lora.alpha:g}."
-    ),
-    "lora_dropout": f"Dropout on the adapter input during training. Default: {_D.lora.dropout:g}.",
-    "loss": (
-        '"multi_positive": images sharing a class (or an identical caption) are positives of each other, '
-        f'not negatives. "clip": plain CLIP loss, only the diagonal is positive. Default: {_D.loss}.'
-    ),
-    "seed": (f"Data order, augmentation, text sampling and any random initialisation. Default: {_D.seed}."),
-    "output": (
-        "The run folder (config, checkpoints, history). Blank: <user data>/runs/<timestamp>-<method>. "
-        "Default: blank."
-    ),
+    **{name: "\n".join(help_for(TrainConfig, path) for path in paths) for name, paths in FIELD_PATHS.items()},
 }
 
 
@@ -180,7 +140,7 @@ class TrainForm(QWidget):
         self.patience = _spin(0, 1000, "off")
         self.min_delta = _double(0.0, 1e6, 4, 0.001)
         self.monitor = _combo(MONITORS)
-        self.k_folds = _spin(0, 20, "off")
+        self.cv_folds = _spin(0, 20, "off")
         self.lora_rank = _spin(0, 512)
         self.lora_alpha = _double(0.0, 4096.0, 2, 1.0)
         self.lora_dropout = _double(0.0, 0.99, 3, 0.01)
@@ -221,7 +181,7 @@ class TrainForm(QWidget):
         stop_form.addRow("Patience (epochs)", self.patience)
         stop_form.addRow("Min. improvement", self.min_delta)
         stop_form.addRow("Monitor", self.monitor)
-        stop_form.addRow("Cross-validation folds", self.k_folds)
+        stop_form.addRow("Cross-validation folds", self.cv_folds)
 
         out_row = QHBoxLayout()
         out_row.addWidget(self.output, 1)
@@ -271,7 +231,7 @@ class TrainForm(QWidget):
             self.patience.setValue(cfg.early_stopping.patience or 0)
             self.min_delta.setValue(cfg.early_stopping.min_delta)
             _select(self.monitor, cfg.early_stopping.monitor)
-            self.k_folds.setValue(cfg.cv.n_splits if cfg.cv.use_cv else 0)
+            self.cv_folds.setValue(cfg.cv.n_splits if cfg.cv.use_cv else 0)
             self.lora_rank.setValue(cfg.lora.rank)
             self.lora_alpha.setValue(cfg.lora.alpha)
             self.lora_dropout.setValue(cfg.lora.dropout)
@@ -299,7 +259,7 @@ class TrainForm(QWidget):
         cfg.early_stopping.patience = self.patience.value() or None
         cfg.early_stopping.min_delta = self.min_delta.value()
         cfg.early_stopping.monitor = self.monitor.currentData()
-        k = self.k_folds.value()
+        k = self.cv_folds.value()
         if k == 1:
             raise ConfigError("Cross-validation needs at least 2 folds (or off).")
         cfg.cv.use_cv = k >= 2

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstudio.engine.training.augment import BatchTransform
+from clipstudio.engine.cache.pixels import decode_to_array
 from clipstudio.engine.data.images import load_image
 from clipstudio.engine.events import ProgressUpdated
-from clipstudio.engine.cache.pixels import decode_to_array
 from clipstudio.engine.models import load_model
+from clipstudio.engine.training.augment import BatchTransform
 
 SIZE = 16
 

@@ -726,6 +726,7 @@ def test_detect_format_names_are_the_public_formats(
     assert found == set(FORMATS)
 
 
+@pytest.mark.slow  # a 20,000-file index
 def test_large_jsonl_index_loads_without_opening_each_file(tmp_path, monkeypatch):
     folder = tmp_path / "big"
     (folder / "imgs").mkdir(parents=True)

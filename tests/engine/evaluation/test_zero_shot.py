@@ -1,24 +1,25 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from clipstudio.engine.evaluation import zero_shot as evaluate
+from clipstudio.engine.cache.vectors import EmbeddingCache
 from clipstudio.engine.data.dataset import Dataset, Sample
-from clipstudio.engine.embeddings import EmbeddingCache
-from clipstudio.engine.errors import DataError, ImageError
+from clipstudio.engine.errors import DataError
+from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.evaluation.zero_shot import (
-    evaluate_retrieval,
+    class_embeddings,
+    class_text_embeddings,
+    compare_prompt_sets,
     evaluate_zero_shot,
-    retrieval_from_embeddings,
-    search_image,
-    search_text,
-    zero_shot_from_embeddings,
+    score_dataset,
+    score_embeddings,
 )
-from clipstudio.engine.prompts import PromptSet
-from tests.engine.fake_model import COLOURS, FakeModel, write_png
+from clipstudio.engine.prompts import DEFAULT_TEMPLATES, PromptSet
+from tests.engine.fake_model import COLOURS, FakeModel, text_vector, write_png
 
 E = np.eye(3, dtype=np.float32)
 
@@ -32,7 +33,7 @@ def _three_class_example():
 
 def test_zero_shot_metrics_match_hand_computed_values():
     image_emb, labels = _three_class_example()
-    r = zero_shot_from_embeddings(image_emb, labels, E, ["a", "b", "c"], logit_scale=10.0)
+    r = score_embeddings(image_emb, labels, E, ["a", "b", "c"], logit_scale=10.0)
 
     assert r.n == 6
     assert r.accuracy == pytest.approx(4 / 6)
@@ -47,7 +48,7 @@ def test_zero_shot_metrics_match_hand_computed_values():
 def test_predictions_list_top_classes_with_softmax_probabilities():
     image_emb, labels = _three_class_example()
     paths = [f"img{i}.png" for i in range(6)]
-    r = zero_shot_from_embeddings(
+    r = score_embeddings(
         image_emb, labels, E, ["a", "b", "c"], logit_scale=10.0, paths=paths, top_k=2
     )
     p = r.predictions[2]
@@ -62,12 +63,12 @@ def test_bootstrap_ci_brackets_the_estimates_and_is_reproducible():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 3, size=200)
     noisy = E[labels] + rng.normal(scale=0.6, size=(200, 3))
-    r = zero_shot_from_embeddings(noisy, labels, E, ["a", "b", "c"], logit_scale=100.0)
+    r = score_embeddings(noisy, labels, E, ["a", "b", "c"], logit_scale=100.0)
     for key in ("accuracy", "balanced_accuracy"):
         lo, hi = r.ci95[key]
         assert 0.0 <= lo <= getattr(r, key) <= hi <= 1.0
         assert hi - lo > 0.01
-    again = zero_shot_from_embeddings(noisy, labels, E, ["a", "b", "c"], logit_scale=100.0)
+    again = score_embeddings(noisy, labels, E, ["a", "b", "c"], logit_scale=100.0)
     assert again.ci95 == r.ci95
 
 
@@ -77,7 +78,7 @@ def test_top5_accuracy_only_with_six_or_more_classes():
     correct = eye7[0]
     second = eye7[1] + 0.5 * eye7[0]  # true class ranks 2nd
     last = np.array([0, 6, 5, 4, 3, 2, 1], dtype=np.float32)  # true class ranks 7th
-    r = zero_shot_from_embeddings(
+    r = score_embeddings(
         np.stack([correct, second, last]), np.zeros(3, int), eye7, names, logit_scale=50.0
     )
     assert r.accuracy == pytest.approx(1 / 3)
@@ -85,14 +86,14 @@ def test_top5_accuracy_only_with_six_or_more_classes():
     assert r.to_dict()["top5_accuracy"] == pytest.approx(2 / 3)
 
     image_emb, labels = _three_class_example()
-    small = zero_shot_from_embeddings(image_emb, labels, E, ["a", "b", "c"], logit_scale=10.0)
+    small = score_embeddings(image_emb, labels, E, ["a", "b", "c"], logit_scale=10.0)
     assert "top5_accuracy" not in small.to_dict()
 
 
 def test_a_class_without_images_neither_crashes_nor_counts_towards_balanced_accuracy():
     image_emb = E[[0, 0, 1]]
     labels = np.array([0, 0, 0])  # class "b" has no images, "c" neither
-    r = zero_shot_from_embeddings(image_emb, labels, E, ["a", "b", "c"], logit_scale=10.0)
+    r = score_embeddings(image_emb, labels, E, ["a", "b", "c"], logit_scale=10.0)
     assert r.balanced_accuracy == pytest.approx(2 / 3)
     assert r.per_class["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert r.confusion_matrix == [[2, 1, 0], [0, 0, 0], [0, 0, 0]]
@@ -102,7 +103,7 @@ def test_a_class_without_images_neither_crashes_nor_counts_towards_balanced_accu
 
 def test_to_dict_is_plain_json():
     image_emb, labels = _three_class_example()
-    r = zero_shot_from_embeddings(
+    r = score_embeddings(
         image_emb, labels, E, ["a", "b", "c"], logit_scale=10.0, paths=list("uvwxyz")
     )
     plain = r.to_dict()
@@ -138,7 +139,7 @@ def test_metrics_equal_sklearns_with_classes_never_seen_or_never_predicted(seed)
     pred = np.where(rng.random(n) < 0.6, labels, rng.choice([0, 1, 3, 4], size=n))
     pred[pred == 5] = 0  # class 5 has images but is never predicted; 6 is neither
     names = [f"c{i}" for i in range(n_classes)]
-    r = zero_shot_from_embeddings(
+    r = score_embeddings(
         _embeddings_predicting(pred, n_classes, rng),
         labels,
         np.eye(n_classes),
@@ -168,7 +169,7 @@ def test_bootstrap_ci_is_the_percentile_interval_over_resampled_images():
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 4, size=150)
     pred = np.where(rng.random(150) < 0.7, labels, rng.integers(0, 4, size=150))
-    r = zero_shot_from_embeddings(
+    r = score_embeddings(
         _embeddings_predicting(pred, 4, rng),
         labels,
         np.eye(4),
@@ -198,8 +199,8 @@ def test_a_gallery_not_of_unit_length_scores_like_its_normalised_copy_and_is_lef
     names = [f"c{i}" for i in range(6)]
     kwargs = {"logit_scale": 30.0, "n_bootstrap": 100, "top_k": 3}
 
-    raw = zero_shot_from_embeddings(gallery, labels, texts, names, **kwargs).to_dict(include_predictions=True)
-    unit = zero_shot_from_embeddings(l2_normalise(gallery), labels, texts, names, **kwargs).to_dict(
+    raw = score_embeddings(gallery, labels, texts, names, **kwargs).to_dict(include_predictions=True)
+    unit = score_embeddings(l2_normalise(gallery), labels, texts, names, **kwargs).to_dict(
         include_predictions=True
     )
     np.testing.assert_array_equal(gallery, before)
@@ -293,111 +294,6 @@ def test_zero_shot_cancelled_before_any_image_is_an_empty_result(tmp_path):
     assert plain["confusion_matrix"] == [[0, 0, 0]] * 3
 
 
-# --- retrieval ----------------------------------------------------------------------------------
-
-
-def _retrieval_example():
-    """3 images (one-hot), 4 unit captions; image 0 has two captions.
-
-    sims (images x captions):  I0 [1, 0, .6, .8]   I1 [0, 1, .8, 0]   I2 [0, 0, 0, .6]
-    image->text ranks (best own caption): I0 1, I1 2 (T1 beats its T2), I2 1
-    text->image ranks: T0 1, T1 3 (its 0 ties I2's 0 and ties count against), T2 1, T3 2 (I0 .8 > .6)
-    """
-    image_emb = E.copy()
-    text_emb = np.array([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0], [0.8, 0, 0.6]], dtype=np.float32)
-    owner = np.array([0, 0, 1, 2])
-    return image_emb, text_emb, owner
-
-
-def test_retrieval_recall_and_ranks_match_hand_computed_values():
-    r = retrieval_from_embeddings(*_retrieval_example(), ks=(1, 2, 5))
-    assert (r.n, r.n_texts) == (3, 4)
-    assert r.image_to_text == pytest.approx({"R@1": 2 / 3, "R@2": 1.0, "R@5": 1.0})
-    assert r.text_to_image == pytest.approx({"R@1": 0.5, "R@2": 0.75, "R@5": 1.0})
-    assert r.mean_rank == pytest.approx({"image_to_text": 4 / 3, "text_to_image": 7 / 4})
-    assert r.median_rank == pytest.approx({"image_to_text": 1.0, "text_to_image": 1.5})
-    json.dumps(r.to_dict())
-
-
-def test_retrieval_gives_the_same_answer_when_computed_in_chunks(monkeypatch):
-    whole = retrieval_from_embeddings(*_retrieval_example()).to_dict()
-    monkeypatch.setattr(evaluate, "_CHUNK_CELLS", 4)  # one image row per chunk
-    assert retrieval_from_embeddings(*_retrieval_example()).to_dict() == whole
-
-
-def test_images_without_captions_are_distractors_not_queries():
-    image_emb, text_emb, owner = _retrieval_example()
-    distractor = np.array([[0.0, 0.0, 1.0]], dtype=np.float32)  # identical to I2
-    r = retrieval_from_embeddings(np.vstack([image_emb, distractor]), text_emb, owner, ks=(1,))
-    assert r.n == 4
-    assert r.image_to_text["R@1"] == pytest.approx(2 / 3)  # still over the 3 captioned images
-    assert r.text_to_image["R@1"] == pytest.approx(0.5)
-
-
-def test_a_model_that_scores_everything_alike_ranks_last():
-    r = retrieval_from_embeddings(np.ones((3, 2)), np.ones((3, 2)), np.arange(3), ks=(1,))
-    assert r.image_to_text["R@1"] == 0.0 and r.text_to_image["R@1"] == 0.0
-
-
-def _caption_dataset(tmp_path):
-    return _colour_dataset(
-        tmp_path,
-        [
-            ("r", "red", None, ["a red square"]),
-            ("g", "green", None, ["green tissue", "a green patch"]),
-            ("b", "blue", None, ["blue stain"]),
-            ("y", "yellow", None, ["yellow fluid"]),
-        ],
-        class_names=[],
-    )
-
-
-def test_evaluate_retrieval_on_files(tmp_path):
-    ds = _caption_dataset(tmp_path)
-    model = FakeModel()
-    r = evaluate_retrieval(model, ds, cache=EmbeddingCache())
-    assert (r.n, r.n_texts) == (4, 5)
-    assert r.image_to_text["R@1"] == 1.0 and r.text_to_image["R@1"] == 1.0
-    assert r.median_rank == {"image_to_text": 1.0, "text_to_image": 1.0}
-
-
-def test_evaluate_retrieval_needs_captions(tmp_path):
-    ds = _colour_dataset(tmp_path, [("r", "red", 0, []), ("g", "green", 1, [])])
-    with pytest.raises(DataError, match="captions"):
-        evaluate_retrieval(FakeModel(), ds)
-
-
-# --- search -------------------------------------------------------------------------------------
-
-
-def test_search_text_finds_the_matching_image_first(tmp_path):
-    ds = _caption_dataset(tmp_path)
-    hits = search_text(FakeModel(), ds, "something blue", top=2, cache=EmbeddingCache())
-    assert len(hits) == 2
-    assert hits[0].path == str(tmp_path / "imgs" / "b.png")
-    assert hits[0].captions == ["blue stain"]
-    assert hits[0].score > hits[1].score
-
-
-def test_search_image_finds_similar_images_and_captions(tmp_path):
-    ds = _caption_dataset(tmp_path)
-    query = write_png(tmp_path / "query.png", (10, 240, 10))
-    images, captions = search_image(FakeModel(), ds, query, top=3, cache=EmbeddingCache())
-    assert images[0].path == str(tmp_path / "imgs" / "g.png")
-    assert len(images) == 3
-    assert {h.captions[0] for h in captions[:2]} == {"green tissue", "a green patch"}
-    assert all(h.path == str(tmp_path / "imgs" / "g.png") for h in captions[:2])
-    json.dumps([h.to_dict() for h in images + captions])
-
-
-def test_search_image_with_an_unreadable_query_is_an_image_error(tmp_path):
-    ds = _caption_dataset(tmp_path)
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"junk")
-    with pytest.raises(ImageError, match="bad.png"):
-        search_image(FakeModel(), ds, bad)
-
-
 def test_zero_shot_runs_on_a_tiny_real_clip(request, tmp_path):
     """Integration with a real (tiny, random) HF CLIP: only runs once that fixture exists."""
     try:
@@ -415,3 +311,110 @@ def test_zero_shot_runs_on_a_tiny_real_clip(request, tmp_path):
     assert len(r.predictions) == 3
     second = evaluate_zero_shot(model, ds, PromptSet(), cache=cache)
     assert second.to_dict() == r.to_dict()
+
+
+# --- class embeddings ---------------------------------------------------------------------------
+
+
+def test_class_embedding_is_the_normalised_mean_of_normalised_prompt_embeddings():
+    model = FakeModel()
+    prompts = PromptSet(
+        templates=["a photo of {class_name}.", "{class_name} tissue"],
+        class_texts={"blue": ["blue", "cyan dye"]},
+    )
+    emb = class_text_embeddings(model, ["red", "blue"], prompts, batch_size=3)
+
+    def ensemble(texts):
+        mean = np.mean([text_vector(t) for t in texts], axis=0)
+        return mean / np.linalg.norm(mean)
+
+    assert emb.shape == (2, 6) and emb.dtype == np.float32
+    np.testing.assert_allclose(emb[0], ensemble(["a photo of red.", "red tissue"]), atol=1e-6)
+    np.testing.assert_allclose(emb[1], ensemble(["blue", "cyan dye"]), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-6)
+    assert model.text_calls == 2  # 4 texts in batches of 3
+
+
+class _HeadModel(FakeModel):
+    """A FakeModel with a trained class head, like a linear-probe run: it knows red and green."""
+
+    def class_embeddings(self, class_names):
+        rows = {"red": [0, 1, 0, 0, 0, 0], "green": [1, 0, 0, 0, 0, 0]}  # deliberately swapped
+        if any(name not in rows for name in class_names):
+            return None
+        return np.array([rows[name] for name in class_names], dtype=np.float32)
+
+
+def test_a_model_with_its_own_head_scores_with_it_and_without_the_classes_uses_prompts(tmp_path):
+    ds = _colour_dataset(tmp_path, [("r", "red", 0, []), ("g", "green", 1, [])], class_names=["red", "green"])
+    model = _HeadModel()
+    np.testing.assert_array_equal(class_embeddings(model, ["red", "green"], PromptSet())[0], [0, 1, 0, 0, 0, 0])
+    assert model.text_calls == 0  # the head needs no prompts
+    assert evaluate_zero_shot(model, ds, PromptSet()).accuracy == 0.0  # the swapped head gets both wrong
+
+    three = _colour_dataset(tmp_path / "3", [("r", "red", 0, []), ("b", "blue", 2, [])])
+    assert evaluate_zero_shot(model, three, PromptSet()).accuracy == 1.0  # no head row for blue: prompts
+
+
+# --- scoring from a store, comparing prompt sets ------------------------------------------------
+
+
+def _six_colour_images(tmp_path: Path):
+    return _colour_dataset(
+        tmp_path,
+        [(f"{c}{i}", c, label, []) for label, c in enumerate(["red", "green", "blue"]) for i in range(2)],
+    )
+
+
+def test_scoring_from_a_store_encodes_the_images_once_and_equals_evaluate_zero_shot(tmp_path):
+    ds = _six_colour_images(tmp_path)
+    model, store = FakeModel(), EmbeddingStore()
+    first = score_dataset(store, model, ds, PromptSet())
+    second = score_dataset(store, model, ds, PromptSet(name="again"))
+    assert model.images_encoded == 6  # the second scoring took the store's embeddings
+    assert first.to_dict(include_predictions=True) == second.to_dict(include_predictions=True)
+    assert first.to_dict(include_predictions=True) == evaluate_zero_shot(
+        FakeModel(), ds, PromptSet()
+    ).to_dict(include_predictions=True)
+
+
+def test_compare_prompt_sets_scores_each_set_and_encodes_only_texts(tmp_path):
+    ds = _six_colour_images(tmp_path)
+    model, store = FakeModel(), EmbeddingStore()
+    good = PromptSet(name="templates")
+    shuffled = PromptSet(name="shuffled", class_texts={"red": ["green"], "green": ["blue"], "blue": ["red"]})
+    rows = compare_prompt_sets(store, model, ds, [good, shuffled])
+
+    assert [r["name"] for r in rows] == ["templates", "shuffled"]
+    assert rows[0]["accuracy"] == 1.0 and rows[0]["balanced_accuracy"] == 1.0
+    assert rows[1]["accuracy"] == 0.0
+    assert rows[0]["per_class_recall"] == {"red": 1.0, "green": 1.0, "blue": 1.0}
+    assert model.images_encoded == 6  # once, for both sets
+    assert len(model.texts_encoded) == 3 * len(DEFAULT_TEMPLATES) + 3
+    json.dumps(rows)
+
+
+def test_compare_prompt_sets_reports_no_recall_for_a_class_without_images(tmp_path):
+    ds = _colour_dataset(tmp_path, [("r", "red", 0, []), ("g", "green", 1, [])])
+    rows = compare_prompt_sets(EmbeddingStore(), FakeModel(), ds, [PromptSet()])
+    assert rows[0]["per_class_recall"] == {"red": 1.0, "green": 1.0, "blue": None}
+    assert rows[0]["balanced_accuracy"] == 1.0
+
+
+def test_rescoring_after_an_edit_encodes_only_the_edited_texts_and_scores_as_without_a_cache(tmp_path):
+    ds = _six_colour_images(tmp_path)
+    model, store = FakeModel(), EmbeddingStore()
+    first = PromptSet(name="first", templates=["a photo of {class_name}.", "{class_name} cells"])
+    edited = PromptSet(name="edited", templates=["a photo of {class_name}.", "{class_name} stain"])
+    compare_prompt_sets(store, model, ds, [first])
+
+    before = len(model.texts_encoded)
+    rows = compare_prompt_sets(store, model, ds, [edited])
+    assert model.texts_encoded[before:] == ["red stain", "green stain", "blue stain"]
+    assert rows == compare_prompt_sets(EmbeddingStore(), FakeModel(), ds, [edited])
+
+
+def test_comparing_prompt_sets_stops_when_cancelled(tmp_path):
+    ds = _six_colour_images(tmp_path)
+    rows = compare_prompt_sets(EmbeddingStore(), FakeModel(), ds, [PromptSet(), PromptSet()], should_stop=lambda: True)
+    assert rows == []

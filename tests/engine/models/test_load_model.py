@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstudio.engine.errors import ConfigError, ModelError
-from clipstudio.engine.models import load_model, resolve_device
+from clipstudio.engine.errors import ModelError
+from clipstudio.engine.models import load_model
 from tests.fixtures_models import CAT_IDS
 
 KINDS = ["tiny_clip_dir", "tiny_dual_dir"]
@@ -184,14 +184,3 @@ def test_dual_encoder_with_corrupt_weights_is_refused(tiny_dual_dir, tmp_path):
 def test_spec_that_is_neither_folder_nor_id_is_refused():
     with pytest.raises(ModelError, match="neither a folder nor a Hugging Face id"):
         load_model("no such folder here", device="cpu")
-
-
-def test_resolve_device():
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
-    assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(ConfigError):
-        resolve_device("toaster")
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="no CUDA GPU"):
-            resolve_device("cuda")

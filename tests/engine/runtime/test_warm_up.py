@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from clipstudio.engine.runtime import warm_up
 
 
+@pytest.mark.slow  # imports the whole engine and transformers in a fresh interpreter
 def test_warm_up_imports_the_engine_without_qt():
     code = (
         "import sys\n"
@@ -34,6 +37,7 @@ def test_stop_request_ends_the_warm_up_early(monkeypatch):
     assert warm_up.import_engine(should_stop=lambda: True) == {}
 
 
+@pytest.mark.slow  # three threads import transformers in a fresh interpreter
 def test_jobs_starting_during_the_warm_up_get_whole_modules():
     # Each thread stands for a job started while the app's warm-up imports: before the lock, a
     # concurrent `from transformers import AutoModel` could see a half-initialised transformers.

@@ -7,8 +7,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from clipstudio.engine.storage import safetensors_io
 from clipstudio.engine.models.frozen_files import FrozenFiles
+from clipstudio.engine.storage import safetensors_io
 from clipstudio.engine.storage.safetensors_io import save_safetensors
 
 

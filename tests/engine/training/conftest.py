@@ -1,4 +1,7 @@
-"""Training test helpers: small coloured class folders / pairs and a TrainConfig factory."""
+"""Training test helpers: small coloured class folders / pairs and a TrainConfig factory.
+
+The event ``recorder`` is shared: tests/fixtures_runs.py.
+"""
 
 from __future__ import annotations
 
@@ -45,21 +48,3 @@ def make_cfg(tmp_path):
         )
 
     return make
-
-
-class Recorder:
-    """A callback that keeps every event."""
-
-    def __init__(self) -> None:
-        self.events: list[object] = []
-
-    def __call__(self, event: object) -> None:
-        self.events.append(event)
-
-    def of(self, cls: type) -> list:
-        return [e for e in self.events if isinstance(e, cls)]
-
-
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()

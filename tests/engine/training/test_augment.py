@@ -5,9 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from clipstudio.engine.training.augment import PRESETS, BatchTransform
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.models.image_preprocessing import ImageInputSpec
+from clipstudio.engine.training.augment import PRESETS, BatchTransform
 
 SPEC = ImageInputSpec(
     size=32, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711)

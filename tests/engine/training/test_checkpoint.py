@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from clipstudio.engine.models import load_model
+from clipstudio.engine.runs.layout import STATE_JSON, find_checkpoint
 from clipstudio.engine.training.checkpoint import (
-    STATE_JSON,
-    find_checkpoint,
     load_train_state,
     save_train_state,
     write_checkpoint_folder,
 )
-from clipstudio.engine.models import load_model
 
 
 def test_training_state_round_trips_optimizer_and_rng_state(tmp_path):

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 
 from clipstudio.engine.config import CrossValConfig, DataConfig, ModelConfig, TrainConfig
-from clipstudio.engine.training.crossval import SUMMARY_FILE, cv_folds, run_cross_validation
 from clipstudio.engine.data import load_dataset
 from clipstudio.engine.data.splits import apply_group_regex
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.events import TrainEnded
-from clipstudio.engine.runs.load import is_run_folder
+from clipstudio.engine.runs.layout import CV_SUMMARY_FILE, is_run_folder
+from clipstudio.engine.training.crossval import cv_folds, run_cross_validation
 
 
 def _probe_config(data, out, model, k=3) -> TrainConfig:
     return TrainConfig(
-        data=DataConfig(path=str(data)),
+        data=DataConfig(path=str(data), seed=7),
         model=ModelConfig(spec=str(model), device="cpu"),
         output=str(out),
         method="linear_probe",
@@ -26,17 +26,18 @@ def _probe_config(data, out, model, k=3) -> TrainConfig:
         batch_size=8,
         learning_rate=0.1,
         warmup_steps=0,
-        cv=CrossValConfig(use_cv=True, n_splits=k, random_state=7),
+        cv=CrossValConfig(use_cv=True, n_splits=k),
     )
 
 
+@pytest.mark.slow  # one training run per fold
 def test_one_run_folder_per_fold_and_a_summary_with_mean_and_std(tmp_path, make_class_folders, tiny_clip_dir):
     data = make_class_folders(tmp_path / "data", {"red": 6, "green": 6, "blue": 6})
     summary = run_cross_validation(_probe_config(data, tmp_path / "cv", tiny_clip_dir))
 
     for i in (1, 2, 3):
         assert is_run_folder(tmp_path / "cv" / f"fold_{i}")
-    written = json.loads((tmp_path / "cv" / SUMMARY_FILE).read_text(encoding="utf-8"))
+    written = json.loads((tmp_path / "cv" / CV_SUMMARY_FILE).read_text(encoding="utf-8"))
     assert written["complete"] is True and written["n_splits"] == 3 and len(written["folds"]) == 3
     monitor = written["monitor"]
     assert monitor == "val_balanced_acc"
@@ -66,7 +67,7 @@ def test_cancelling_stops_after_the_current_fold_with_a_partial_summary(
     )
     assert ended == ["completed"]
     assert not (tmp_path / "cv" / "fold_2").exists()
-    written = json.loads((tmp_path / "cv" / SUMMARY_FILE).read_text(encoding="utf-8"))
+    written = json.loads((tmp_path / "cv" / CV_SUMMARY_FILE).read_text(encoding="utf-8"))
     assert written["complete"] is False and written["cancelled"] is True and len(written["folds"]) == 1
     assert summary["std"]["val_balanced_acc"] is None  # one fold: no spread to report
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from clipstudio.engine.data.readers import load_dataset
-from clipstudio.engine.evaluation.zero_shot import evaluate_zero_shot
+from clipstudio.engine.evaluation.zero_shot import class_text_embeddings, evaluate_zero_shot
 from clipstudio.engine.events import EvalEnded
-from clipstudio.engine.models import load_model
-from clipstudio.engine.prompts import PromptSet, class_text_embeddings
-from clipstudio.engine.runs.load import LinearProbeModel, load_run_model
+from clipstudio.engine.models import load_model, load_run_model
+from clipstudio.engine.models.linear_probe_head import LinearProbeModel
+from clipstudio.engine.prompts import PromptSet
 from clipstudio.engine.training.trainer import Trainer
 
 

@@ -6,8 +6,8 @@ import copy
 
 import torch
 
-from clipstudio.engine.training.methods.contrastive import training_attention
 from clipstudio.engine.models import load_model
+from clipstudio.engine.training.methods.contrastive import training_attention
 from clipstudio.engine.training.optimizer import BETAS, EPS, make_optimizer, no_decay
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
 from clipstudio.engine.errors import ConfigError
-from clipstudio.engine.runs.load import is_run_folder, read_run_config
-from clipstudio.engine.training.sweep import SUMMARY_JSON, SUMMARY_MD, load_sweep_configs, merge_config, run_sweep
+from clipstudio.engine.runs.layout import SWEEP_SUMMARY_JSON, SWEEP_SUMMARY_MD, is_run_folder, read_run_config
+from clipstudio.engine.training.sweep import load_sweep_configs, merge_config, run_sweep
 
 
 def _base(data, out, model) -> TrainConfig:
@@ -24,6 +24,7 @@ def _base(data, out, model) -> TrainConfig:
     )
 
 
+@pytest.mark.slow  # two training runs
 def test_two_config_sweep_writes_runs_and_a_summary_table(tmp_path, make_class_folders, tiny_clip_dir):
     data = make_class_folders(tmp_path / "data", {"red": 4, "green": 4})
     sweep_file = tmp_path / "sweep.json"
@@ -35,14 +36,14 @@ def test_two_config_sweep_writes_runs_and_a_summary_table(tmp_path, make_class_f
     assert is_run_folder(root / "run_1") and is_run_folder(root / "run_2")
     assert read_run_config(root / "run_2").learning_rate == 0.1
     assert read_run_config(root / "run_2").method == "linear_probe"  # the base config still applies
-    written = json.loads((root / SUMMARY_JSON).read_text(encoding="utf-8"))
+    written = json.loads((root / SWEEP_SUMMARY_JSON).read_text(encoding="utf-8"))
     assert written == {k: v for k, v in summary.items() if k != "run_dir"}
     assert written["complete"] is True and written["varied"] == ["epochs", "learning_rate"]
     assert [r["run"] for r in written["runs"]] == ["run_1", "run_2"]
     assert [r["epochs"] for r in written["runs"]] == [1, 2]
     assert written["runs"][1]["changes"] == {"epochs": 2, "learning_rate": 0.1}
     assert all(r["best_metric"] is not None for r in written["runs"])
-    table = (root / SUMMARY_MD).read_text(encoding="utf-8")
+    table = (root / SWEEP_SUMMARY_MD).read_text(encoding="utf-8")
     assert "| run | epochs | learning_rate |" in table
     assert "| run_2 | 2 | 0.1 | completed |" in table
 

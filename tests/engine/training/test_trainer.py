@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from clipstudio.engine.training.checkpoint import find_checkpoint, load_train_state
 from clipstudio.engine.events import (
     CheckpointSaved,
     EpochEnded,
@@ -18,14 +17,15 @@ from clipstudio.engine.events import (
     TrainEnded,
     TrainStarted,
 )
-from clipstudio.engine.models import load_model
-from clipstudio.engine.runs.load import (
+from clipstudio.engine.models import load_model, load_run_model
+from clipstudio.engine.runs.layout import (
+    find_checkpoint,
     is_run_folder,
-    load_run_model,
     read_history,
     read_run_config,
     run_start_model_spec,
 )
+from clipstudio.engine.training.checkpoint import load_train_state
 from clipstudio.engine.training.trainer import Trainer
 
 
@@ -82,6 +82,7 @@ def test_lock_image_leaves_the_image_tower_unchanged(class_data, tiny_dual_dir, 
     assert any(not torch.equal(before[k], after[k]) for k in text_keys)
 
 
+@pytest.mark.slow  # three training runs
 def test_cancel_mid_epoch_then_resume_matches_an_uninterrupted_run(
     class_data, tiny_dual_dir, make_cfg, recorder
 ):

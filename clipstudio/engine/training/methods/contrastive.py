@@ -8,10 +8,10 @@ retrieval metrics.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,14 +19,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from clipstudio.engine.storage.atomic import atomic_write
-from clipstudio.engine.training.augment import BatchTransform
+from clipstudio.engine.config import RECALL_KS
 from clipstudio.engine.embeddings import encode_texts, l2_normalise
 from clipstudio.engine.errors import ModelError
-from clipstudio.engine.evaluation.zero_shot import retrieval_from_embeddings, zero_shot_from_embeddings
-from clipstudio.engine.training.methods.lora import LoraAdapters, apply_lora, merged_copy
-from clipstudio.engine.training.losses import contrastive_loss, in_batch_accuracy
-from clipstudio.engine.prompts import class_text_embeddings
+from clipstudio.engine.evaluation.retrieval import retrieval_from_embeddings
+from clipstudio.engine.evaluation.zero_shot import class_text_embeddings, score_embeddings
+from clipstudio.engine.models import load_model_folder
+from clipstudio.engine.storage.atomic import atomic_write
+from clipstudio.engine.training.augment import BatchTransform
 from clipstudio.engine.training.batches import (
     CLASSES,
     Batch,
@@ -42,17 +42,20 @@ from clipstudio.engine.training.batches import (
     text_rng,
     val_text_rng,
 )
+from clipstudio.engine.training.losses import contrastive_loss, in_batch_accuracy
+from clipstudio.engine.training.methods.base import TrainingMethod
+from clipstudio.engine.training.methods.lora import LoraAdapters, apply_lora, merged_copy
 
 if TYPE_CHECKING:
     from clipstudio.engine.config import TrainConfig
+    from clipstudio.engine.events import ShouldStop
     from clipstudio.engine.models.base import ImageTextModel
-    from clipstudio.engine.training.optimizer import AmpPolicy
     from clipstudio.engine.prompts import PromptSet
+    from clipstudio.engine.training.optimizer import AmpPolicy
 
 ADAPTER_FILE = "adapter.safetensors"  # LoRA checkpoints: unmerged trainable weights, for resuming
 _IMAGE_WORDS = ("vision", "visual", "image")
 _TEXT_WORDS = ("text",)
-RECALL_KS = (1, 5, 10)
 
 
 def tower_modules(module: nn.Module) -> dict[str, list[tuple[str, nn.Module]]]:
@@ -93,10 +96,9 @@ def training_attention(module: nn.Module, device: torch.device) -> Iterator[None
         module.set_attn_implementation("sdpa")
 
 
-class ContrastiveMethod:
+class ContrastiveMethod(TrainingMethod):
     """Trains ``model`` in place with the contrastive loss; ``cfg.method`` decides what is frozen."""
 
-    use_amp = True
     min_batch_size = 2  # one image has no negatives: its contrastive loss and gradient are zero
 
     def __init__(
@@ -109,9 +111,11 @@ class ContrastiveMethod:
         val_texts: TrainingTexts | None,
         prompts: PromptSet,
         amp: AmpPolicy,
+        notes: Sequence[str] = (),
     ) -> None:
+        super().__init__(amp=amp, notes=notes)
         self.cfg, self.model, self.texts, self.train, self.val = cfg, model, texts, train, val
-        self.val_texts, self.prompts, self.amp = val_texts, prompts, amp
+        self.val_texts, self.prompts = val_texts, prompts
         self.module = model.torch_module
         self.adapters: LoraAdapters | None = None
         self.frozen_towers: list[str] = []
@@ -224,8 +228,7 @@ class ContrastiveMethod:
         return loss, in_batch_accuracy(logits, keys), batch.size
 
     # --- validation ------------------------------------------------------------------------------
-    def evaluate(self, should_stop) -> dict[str, float] | None:
-        """Validation metrics, or None when ``should_stop`` interrupted them."""
+    def evaluate(self, should_stop: ShouldStop) -> dict[str, float] | None:
         if self.val is None or not len(self.val):
             return {}
         was_training = self.module.training
@@ -274,7 +277,7 @@ class ContrastiveMethod:
     def _class_metrics(self, image_emb: np.ndarray) -> dict[str, float]:
         text_emb = l2_normalise(encode_texts(self.model, self.texts.texts))
         class_emb = class_text_embeddings(self.model, self.texts.class_names, self.prompts)
-        result = zero_shot_from_embeddings(
+        result = score_embeddings(
             image_emb,
             self.val.labels,
             class_emb,
@@ -320,6 +323,9 @@ class ContrastiveMethod:
         }
         atomic_write(folder / ADAPTER_FILE, lambda p: save_file(state, str(p)))
 
+    def save_run_files(self, run_dir: Path) -> None:
+        """Nothing: every checkpoint holds the whole model."""
+
     def load_weights(self, checkpoint: Path) -> None:
         """Continue from a checkpoint's weights (the model must be the run's starting model, set up alike)."""
         device = self.model.device
@@ -335,14 +341,6 @@ class ContrastiveMethod:
                 raise ModelError(f"{checkpoint}: the LoRA weights lack {sorted(missing)[:3]}.")
             self.module.load_state_dict(state, strict=False)
             return
-        from clipstudio.engine.models import load_model_folder
-
         saved = load_model_folder(checkpoint, torch.device("cpu"))
         self.module.load_state_dict(saved.torch_module.state_dict(), strict=True)
         self.model.to(device)
-
-    def extra_state(self) -> dict[str, Any]:
-        return {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass

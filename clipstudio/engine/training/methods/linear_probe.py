@@ -13,23 +13,25 @@ model is saved once per run folder (``base_model/``).
 
 from __future__ import annotations
 
-import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from clipstudio.engine.storage.atomic import atomic_write_json
-from clipstudio.engine.embeddings import EmbeddingCache, encode_image_files, l2_normalise
-from clipstudio.engine.errors import ConfigError, DataError, ModelError
-from clipstudio.engine.evaluation.zero_shot import zero_shot_from_embeddings
-from clipstudio.engine.prompts import class_text_embeddings
-from clipstudio.engine.storage.safetensors_io import save_safetensors
+from clipstudio.engine.cache.vectors import EmbeddingCache
+from clipstudio.engine.embeddings import encode_image_files, l2_normalise
+from clipstudio.engine.errors import ConfigError, DataError
+from clipstudio.engine.evaluation.zero_shot import class_text_embeddings, score_embeddings
+from clipstudio.engine.models.linear_probe_head import load_head, save_head
+from clipstudio.engine.runs.layout import BASE_MODEL_DIR
 from clipstudio.engine.training.batches import Prefetcher, epoch_order, micro_batches
+from clipstudio.engine.training.methods.base import TrainingMethod
+from clipstudio.engine.training.optimizer import AmpPolicy
 
 if TYPE_CHECKING:
     from clipstudio.engine.config import TrainConfig
@@ -38,71 +40,93 @@ if TYPE_CHECKING:
     from clipstudio.engine.models.base import ImageTextModel
     from clipstudio.engine.prompts import PromptSet
 
-HEAD_WEIGHTS = "linear_head.safetensors"
-HEAD_INFO = "linear_head.json"
-BASE_MODEL_DIR = "base_model"
+
+@dataclass
+class ProbeSplit:
+    """The frozen model's embeddings of one split's readable images."""
+
+    x: np.ndarray  # (N, D) L2-normalised image embeddings
+    y: np.ndarray  # (N,) class indices
+    indices: list[int]  # dataset indices of the images that could be read
+
+    @classmethod
+    def empty(cls, dim: int) -> ProbeSplit:
+        return cls(np.zeros((0, dim), np.float32), np.zeros(0, np.int64), [])
 
 
-def save_head(folder: Path, weight: torch.Tensor, class_names: list[str], logit_scale: float) -> None:
-    tensor = weight.detach().float().cpu().contiguous().clone()
-    save_safetensors({"weight": tensor}, folder / HEAD_WEIGHTS)
-    atomic_write_json(
-        folder / HEAD_INFO, {"class_names": list(class_names), "logit_scale": float(logit_scale)}
-    )
+@dataclass
+class ProbeEmbeddings:
+    """What ``encode_probe_splits`` gives: both splits, the unreadable images, and whether it was stopped."""
+
+    train: ProbeSplit
+    val: ProbeSplit
+    problems: list[Problem]
+    cancelled: bool
 
 
-def load_head(folder: Path) -> tuple[torch.Tensor, list[str], float]:
-    """(weight (C, D), class names, logit scale) from a linear-probe checkpoint."""
-    try:
-        info = json.loads((folder / HEAD_INFO).read_text(encoding="utf-8"))
-        weight = load_file(str(folder / HEAD_WEIGHTS))["weight"]
-        names = [str(n) for n in info["class_names"]]
-        scale = float(info["logit_scale"])
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
-        raise ModelError(f"{folder}: the linear-probe head can't be read ({exc}).") from None
-    if weight.ndim != 2 or weight.shape[0] != len(names):
-        raise ModelError(f"{folder}: the linear-probe head does not match its class names.")
-    return weight, names, scale
+def encode_probe_splits(
+    model: ImageTextModel,
+    dataset: Dataset,
+    train_indices: list[int],
+    val_indices: list[int],
+    *,
+    batch_size: int,
+    num_workers: int,
+    callback: Callback,
+    should_stop: ShouldStop,
+) -> ProbeEmbeddings:
+    """Embed the training and validation images with the frozen model, through the on-disk cache."""
+    cache = EmbeddingCache()
+    problems: list[Problem] = []
+    splits = []
+    cancelled = False
+    for indices in (train_indices, val_indices):
+        if not indices or cancelled:
+            splits.append(ProbeSplit.empty(model.embed_dim))
+            continue
+        encoded = encode_image_files(
+            model,
+            [dataset.samples[i].path for i in indices],
+            cache=cache,
+            batch_size=batch_size,
+            callback=callback,
+            should_stop=should_stop,
+            num_workers=num_workers,
+        )
+        cancelled |= encoded.cancelled
+        problems += encoded.problems
+        kept = [indices[i] for i in encoded.indices]
+        labels = np.array([dataset.samples[i].label for i in kept], dtype=np.int64)
+        splits.append(ProbeSplit(l2_normalise(encoded.embeddings), labels, kept))
+    return ProbeEmbeddings(splits[0], splits[1], problems, cancelled)
 
 
-class LinearProbeMethod:
+class LinearProbeMethod(TrainingMethod):
     """Trains a (C, D) head on frozen, cached image embeddings."""
 
-    use_amp = False  # one small matmul: nothing to gain
     min_batch_size = 1
 
     def __init__(
         self,
         cfg: TrainConfig,
         model: ImageTextModel,
-        dataset: Dataset,
-        train_indices: list[int],
-        val_indices: list[int],
+        class_names: Sequence[str],
+        train: ProbeSplit,
+        val: ProbeSplit,
         prompts: PromptSet,
         *,
-        callback: Callback,
-        should_stop: ShouldStop,
+        notes: Sequence[str] = (),
     ) -> None:
-        if not dataset.is_classification:
-            raise ConfigError(
-                "The linear probe needs class data (class folders or labelled images); "
-                "for image-text pairs use 'full', 'lock_image' or 'lora'."
-            )
+        # One small matmul: mixed precision has nothing to gain.
+        super().__init__(amp=AmpPolicy(model.device.type, None, False), notes=notes)
+        if not len(train.x):
+            raise DataError("None of the training images could be read.")
         self.cfg, self.model, self.prompts = cfg, model, prompts
-        self.class_names = list(dataset.class_names)
+        self.class_names = list(class_names)
         for param in model.torch_module.parameters():
             param.requires_grad_(False)
-        self.problems: list[Problem] = []
-        self.cancelled = False
-        cache = EmbeddingCache()
-        self.train_x, self.train_y, self.train_indices = self._encode(
-            dataset, train_indices, cache, callback, should_stop
-        )
-        self.val_x, self.val_y, self.val_indices = self._encode(
-            dataset, val_indices, cache, callback, should_stop
-        )
-        if not self.cancelled and not len(self.train_x):
-            raise DataError("None of the training images could be read.")
+        self.train_x, self.train_y, self.train_indices = train.x, train.y, train.indices
+        self.val_x, self.val_y, self.val_indices = val.x, val.y, val.indices
         device = model.device
         init = class_text_embeddings(model, self.class_names, prompts)
         self.initial_head = init
@@ -110,24 +134,6 @@ class LinearProbeMethod:
         self.logit_scale = float(model.logit_scale)
         self._train_x = torch.from_numpy(self.train_x).to(device)
         self._train_y = torch.from_numpy(self.train_y).to(device)
-
-    def _encode(self, dataset, indices, cache, callback, should_stop):
-        if not indices or self.cancelled:
-            return np.zeros((0, self.model.embed_dim), np.float32), np.zeros(0, np.int64), []
-        encoded = encode_image_files(
-            self.model,
-            [dataset.samples[i].path for i in indices],
-            cache=cache,
-            batch_size=max(self.cfg.batch_size, 64),
-            callback=callback,
-            should_stop=should_stop,
-            num_workers=self.cfg.num_workers,
-        )
-        self.cancelled |= encoded.cancelled
-        self.problems += encoded.problems
-        kept = [indices[i] for i in encoded.indices]
-        labels = np.array([dataset.samples[i].label for i in kept], dtype=np.int64)
-        return l2_normalise(encoded.embeddings), labels, kept
 
     @property
     def n_train(self) -> int:
@@ -175,13 +181,13 @@ class LinearProbeMethod:
         acc = float((logits.argmax(dim=1) == labels).float().mean())
         return loss, acc, len(rows)
 
-    def evaluate(self, should_stop) -> dict[str, float] | None:
+    def evaluate(self, should_stop: ShouldStop) -> dict[str, float] | None:
         if not self.n_val:
             return {}
         if should_stop():
             return None
         weight = F.normalize(self.head.detach(), dim=-1).cpu().numpy()
-        result = zero_shot_from_embeddings(
+        result = score_embeddings(
             self.val_x,
             self.val_y,
             weight,
@@ -203,14 +209,12 @@ class LinearProbeMethod:
     def save_model(self, folder: Path) -> None:
         save_head(folder, self.head, self.class_names, self.logit_scale)
 
-    def save_base_model(self, run_dir: Path) -> None:
+    def save_run_files(self, run_dir: Path) -> None:
         """The frozen model, once per run folder (a temp folder renamed into place: never half written)."""
         target = run_dir / BASE_MODEL_DIR
         if target.is_dir():
             return
         tmp = run_dir / f"{BASE_MODEL_DIR}.tmp"
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save(tmp)
         tmp.replace(target)
@@ -223,9 +227,3 @@ class LinearProbeMethod:
             )
         with torch.no_grad():
             self.head.copy_(weight.to(self.head.device))
-
-    def extra_state(self) -> dict[str, Any]:
-        return {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass

@@ -68,6 +68,7 @@ def apply_lora(model: ImageTextModel, cfg: LoraConfig) -> LoraAdapters:
 
     Raises ConfigError when the model has no layer to adapt.
     """
+    # peft takes seconds to import: only LoRA runs pay for it.
     from peft import LoraConfig as PeftLoraConfig
     from peft.tuners.lora import LoraModel
 

@@ -1,0 +1,106 @@
+"""``clipstudio eval RUN DATA``: a run's model before and after fine-tuning, scored on the same images."""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+from clipstudio.cli.args import add_data_args, add_eval_args, config_from_args, field_help, unit_interval
+from clipstudio.cli.console import EXIT_OK, ProgressBars, write_json
+from clipstudio.cli.steps import embedding_cache, load_data, pick_split
+from clipstudio.engine.config import ModelConfig
+from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.runs.layout import is_run_folder
+
+HELP = "a run's model before and after fine-tuning, on the same images"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    p.add_argument("run", metavar="RUN", help="training run folder")
+    add_data_args(p, optional=True)
+    p.add_argument("--wise-alpha", type=unit_interval, metavar="A",
+                   help="score the WiSE-FT interpolation (1-A)*start + A*fine-tuned instead (0-1)")
+    p.add_argument("--device", help=field_help(ModelConfig, "device"))
+    add_eval_args(p, recall=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from clipstudio.engine.evaluation.before_after import compare_run  # deferred: torch; --help stays instant
+
+    if not is_run_folder(args.run):
+        raise ConfigError(f"{args.run}: not a training run folder (it has no run.json and config.json).")
+    cfg = config_from_args(args)
+    if not cfg.data.path:
+        raise ConfigError("DATA is required: the images to score the run on (after RUN).")
+    dataset = load_data(cfg)
+    part = pick_split(dataset, cfg)
+    bars = ProgressBars()
+    try:
+        result = compare_run(
+            args.run,
+            part.dataset,
+            split=part.name,
+            wise_alpha=args.wise_alpha,
+            ks=tuple(cfg.eval.recall_k),
+            cache=embedding_cache(cfg),
+            batch_size=cfg.eval.batch_size,
+            device=cfg.model.device,
+            callback=bars,
+        )
+    finally:
+        bars.close()
+    if args.json:
+        write_json(args.json, result.to_dict())
+    if args.json != "-":
+        print(format_before_after(result))
+    return EXIT_OK
+
+
+_HEADLINES = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "mean_recall": "mean recall",
+}
+
+
+def format_before_after(result) -> str:
+    """The before/after table: headline metrics, change, and per-class recall for class data."""
+    out = io.StringIO()
+    before, after = result.before_summary, result.after_summary
+    unit = "classes" if result.kind == "zeroshot" else "captions"
+    count = (
+        len(result.before.get("classes", [])) if result.kind == "zeroshot" else result.before.get("n_texts")
+    )
+    print(f"Before/after on split '{result.split}': {before.get('n')} images, {count} {unit}", file=out)
+    print(f"before: {result.before_label}", file=out)
+    print(f"after:  {result.after_label}", file=out)
+    keys = [k for k in before if k != "n"]
+    width = max(18, *(len(_label(k)) for k in keys))
+    print(f"\n{'metric':<{width}}  {'before':>7}  {'after':>7}  {'change':>7}", file=out)
+    for key in keys:
+        b, a = before.get(key), after.get(key)
+        change = f"{a - b:+7.3f}" if a is not None and b is not None else f"{'-':>7}"
+        print(f"{_label(key):<{width}}  {_num(b)}  {_num(a)}  {change}", file=out)
+    if result.kind == "zeroshot" and result.after.get("per_class"):
+        classes = result.before["classes"]
+        cw = max(width, *(len(c) for c in classes))
+        print(f"\n{'recall per class':<{cw}}  {'before':>7}  {'after':>7}", file=out)
+        for name in classes:
+            rb = result.before["per_class"][name]["recall"]
+            ra = result.after["per_class"][name]["recall"]
+            print(f"{name:<{cw}}  {_num(rb)}  {_num(ra)}", file=out)
+    if result.cancelled:
+        print("\n(cancelled: partial results)", file=out)
+    return out.getvalue().rstrip()
+
+
+def _label(key: str) -> str:
+    if key in _HEADLINES:
+        return _HEADLINES[key]
+    direction, _, k = key.partition("_")
+    return f"{'image->text' if direction == 'i2t' else 'text->image'} {k}"
+
+
+def _num(value: float | None) -> str:
+    return f"{'-':>7}" if value is None else f"{value:>7.3f}"

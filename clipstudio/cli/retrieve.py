@@ -1,0 +1,61 @@
+"""``clipstudio retrieve DATA --model M``: image-to-text and text-to-image Recall@K on image-caption pairs."""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+from clipstudio.cli.args import add_data_args, add_eval_args, add_model_args, config_from_args
+from clipstudio.cli.console import EXIT_OK, ProgressBars, write_json
+from clipstudio.cli.steps import embedding_cache, load_data, load_model, pick_split
+from clipstudio.engine.errors import DataError
+from clipstudio.engine.evaluation.retrieval import evaluate_retrieval
+
+HELP = "image-to-text and text-to-image Recall@K on image-caption pairs"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("retrieve", help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    add_data_args(p)
+    add_model_args(p)
+    add_eval_args(p, recall=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    dataset = load_data(cfg)
+    if not dataset.has_captions:
+        raise DataError(f"{dataset.source or dataset.root}: retrieval needs image captions "
+                        "(a pairs file: JSON, JSONL or CSV); this dataset has none.")
+    part = pick_split(dataset, cfg)
+    model = load_model(cfg)
+    bars = ProgressBars()
+    try:
+        result = evaluate_retrieval(model, part.dataset, ks=tuple(cfg.eval.recall_k), cache=embedding_cache(cfg),
+                                    batch_size=cfg.eval.batch_size, callback=bars)
+    finally:
+        bars.close()
+    payload = result.to_dict()
+    payload["split"] = part.name
+    payload["split_description"] = part.description
+    payload["model"] = cfg.model.spec
+    if args.json:
+        write_json(args.json, payload)
+    if args.json != "-":
+        print(format_retrieval(payload))
+    return EXIT_OK
+
+
+def format_retrieval(d: dict) -> str:
+    """Recall@K in both directions, with mean and median rank, as the terminal shows them."""
+    out = io.StringIO()
+    print(f"Retrieval: {d['n']} images, {d.get('n_texts', '?')} captions, split '{d['split']}', "
+          f"model {d['model']}", file=out)
+    keys = list(d["image_to_text"])
+    print(f"{'direction':<15}" + "".join(f"{k:>8}" for k in keys) + f"{'mean rank':>11}{'median':>8}", file=out)
+    for direction, label in (("image_to_text", "image -> text"), ("text_to_image", "text -> image")):
+        rec = d[direction]
+        print(f"{label:<15}" + "".join(f"{rec[k]:>8.3f}" for k in keys)
+              + f"{d['mean_rank'][direction]:>11.1f}{d['median_rank'][direction]:>8.1f}", file=out)
+    return out.getvalue().rstrip()
+

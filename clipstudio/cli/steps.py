@@ -1,0 +1,57 @@
+"""The steps several commands share: read the data, pick the split, load the model, build the prompts."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from clipstudio.cli.console import report_problems
+from clipstudio.engine.cache.vectors import EmbeddingCache
+from clipstudio.engine.config import StudioConfig
+from clipstudio.engine.data import Dataset, load_dataset
+from clipstudio.engine.evaluation.split_policy import EvaluationPart, report_part
+from clipstudio.engine.prompts import PromptSet, prompt_set_from_config
+
+
+def load_data(cfg: StudioConfig, *, quiet: bool = False) -> Dataset:
+    """Read the dataset named in the config and report skipped items on stderr."""
+    data = cfg.data
+    dataset = load_dataset(
+        data.path,
+        image_key=data.image_key,
+        caption_key=data.caption_key,
+        images_dir=data.images_dir,
+        allow_outside_root=data.allow_outside_root,
+    )
+    if dataset.problems and not quiet:
+        report_problems(dataset.problems, "skipped")
+    return dataset
+
+
+def pick_split(dataset: Dataset, cfg: StudioConfig) -> EvaluationPart:
+    """The images a report scores, by the engine's split policy (the GUI's too), announced on stderr.
+
+    ``--split`` wins; else test, else val, else the whole dataset.
+    """
+    part = report_part(dataset, cfg.data, requested=cfg.eval.split)
+    print(f"Evaluating on the {part.description}.", file=sys.stderr)
+    return part
+
+
+def load_model(cfg: StudioConfig):
+    """The model of ``cfg.model``, announced on stderr with the time it took (an ImageTextModel)."""
+    from clipstudio.engine.models import load_model as load  # deferred: torch; `--help` stays instant
+
+    t0 = time.perf_counter()
+    print(f"Loading model '{cfg.model.spec}'...", file=sys.stderr)
+    model = load(cfg.model.spec, device=cfg.model.device)
+    print(f"Model ready on {model.device} in {time.perf_counter() - t0:.1f} s.", file=sys.stderr)
+    return model
+
+
+def prompt_set(cfg: StudioConfig) -> PromptSet:
+    return prompt_set_from_config(cfg.prompts, name="cli")
+
+
+def embedding_cache(cfg: StudioConfig) -> EmbeddingCache | None:
+    return EmbeddingCache() if cfg.eval.use_cache else None

@@ -1,0 +1,107 @@
+"""``clipstudio zeroshot DATA --model M``: zero-shot classification accuracy with class prompts."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+
+from clipstudio.cli.args import (
+    add_data_args,
+    add_eval_args,
+    add_model_args,
+    add_prompt_args,
+    config_from_args,
+)
+from clipstudio.cli.console import EXIT_OK, ProgressBars, report_problems, write_json
+from clipstudio.cli.steps import embedding_cache, load_data, load_model, pick_split, prompt_set
+from clipstudio.engine.errors import DataError
+from clipstudio.engine.evaluation.zero_shot import ZeroShotResult, evaluate_zero_shot
+from clipstudio.engine.storage.atomic import atomic_write_text
+
+HELP = "zero-shot classification accuracy with class prompts"
+# Wider confusion matrices wrap into noise in a terminal (5,000 classes would print 25 million cells).
+CONFUSION_MATRIX_MAX_CLASSES = 30
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("zeroshot", help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    add_data_args(p)
+    add_model_args(p)
+    add_prompt_args(p)
+    add_eval_args(p)
+    p.add_argument("--predictions", metavar="CSV", help="also write per-image predictions to a CSV file")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    dataset = load_data(cfg)
+    if not dataset.is_classification:
+        raise DataError(f"{dataset.source or dataset.root}: zero-shot needs class labels for at least 2 classes "
+                        f"(class folders, or a label column); this dataset has {len(dataset.class_names)}.")
+    part = pick_split(dataset, cfg)
+    prompts = prompt_set(cfg)
+    model = load_model(cfg)
+    bars = ProgressBars()
+    try:
+        result = evaluate_zero_shot(model, part.dataset, prompts, cache=embedding_cache(cfg),
+                                    batch_size=cfg.eval.batch_size, callback=bars)
+    finally:
+        bars.close()
+    if result.problems:
+        report_problems(result.problems, "could not read")
+    payload = result.to_dict()
+    payload["split"] = part.name
+    payload["split_description"] = part.description
+    payload["model"] = cfg.model.spec
+    if args.json:
+        write_json(args.json, payload)
+    if args.predictions:
+        write_predictions_csv(args.predictions, result)
+    if args.json != "-":
+        print(format_zero_shot(payload))
+    return EXIT_OK
+
+
+def format_zero_shot(d: dict) -> str:
+    """The metrics, per-class table and confusion matrix as the terminal shows them."""
+    out = io.StringIO()
+    print(f"Zero-shot: {d['n']} images, {len(d['classes'])} classes, split '{d['split']}', model {d['model']}",
+          file=out)
+    ci = d.get("ci95") or {}
+
+    def ci_text(key: str) -> str:
+        lo_hi = ci.get(key)
+        return f"  (95% CI {lo_hi[0]:.3f}-{lo_hi[1]:.3f})" if lo_hi else ""
+
+    print(f"accuracy           {d['accuracy']:.3f}{ci_text('accuracy')}", file=out)
+    print(f"balanced accuracy  {d['balanced_accuracy']:.3f}{ci_text('balanced_accuracy')}", file=out)
+    if d.get("top5_accuracy") is not None:
+        print(f"top-5 accuracy     {d['top5_accuracy']:.3f}", file=out)
+    width = max(8, *(len(c) for c in d["classes"]))
+    print(f"\n{'class':<{width}}  precision  recall     f1  support", file=out)
+    for name in d["classes"]:
+        m = d["per_class"][name]
+        print(f"{name:<{width}}  {m['precision']:>9.3f}  {m['recall']:>6.3f}  {m['f1']:>5.3f}  {m['support']:>7}",
+              file=out)
+    n_classes = len(d["classes"])
+    if n_classes > CONFUSION_MATRIX_MAX_CLASSES:
+        print(f"\nconfusion matrix: {n_classes} x {n_classes}, too wide to show here (it is in the --json output)",
+              file=out)
+        return out.getvalue().rstrip()
+    print("\nconfusion matrix (rows: true, columns: predicted)", file=out)
+    for name, row in zip(d["classes"], d["confusion_matrix"], strict=True):
+        print(f"{name:<{width}}  " + " ".join(f"{v:>6}" for v in row), file=out)
+    return out.getvalue().rstrip()
+
+
+def write_predictions_csv(target: str, result: ZeroShotResult) -> None:
+    """Per-image predictions: path, true and predicted class, whether they agree, the top-k scores."""
+    rows = result.to_dict(include_predictions=True)["predictions"]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", "true", "predicted", "correct", "top_k"])
+    for r in rows:
+        topk = "; ".join(f"{c}={p:.4f}" for c, p in r["topk"])
+        writer.writerow([r["path"], r["true"], r["pred"], r["true"] == r["pred"], topk])
+    atomic_write_text(target, buf.getvalue())

@@ -1,0 +1,70 @@
+"""`clipstudio zeroshot DATA --model M`: metrics, prompts, splits and a run folder as the model."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_zeroshot_json_on_tiny_clip(cli, tmp_path, make_class_folders, tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"red": 3, "green": 3, "blue": 2})
+    out_json = tmp_path / "zs.json"
+    preds = tmp_path / "preds.csv"
+    code, out, _ = cli("zeroshot", str(data), "--model", str(tiny_clip_dir),
+                       "--template", "a {class_name} square", "--json", str(out_json),
+                       "--predictions", str(preds))
+    assert code == 0, out
+    d = json.loads(out_json.read_text(encoding="utf-8"))
+    for key in ("n", "classes", "accuracy", "balanced_accuracy", "per_class", "confusion_matrix", "ci95"):
+        assert key in d
+    assert d["n"] == 8 and d["classes"] == ["blue", "green", "red"]
+    assert "top5_accuracy" not in d or d["top5_accuracy"] is None  # fewer than 6 classes
+    assert sum(map(sum, d["confusion_matrix"])) == 8
+    assert len(preds.read_text(encoding="utf-8").splitlines()) == 9  # header + one row per image
+    assert "accuracy" in out
+
+
+def test_zeroshot_class_texts_file(cli, tmp_path, make_class_folders, tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"正常": 2, "肺炎": 2})
+    texts = tmp_path / "class_texts.json"
+    texts.write_text(json.dumps({"正常": "正常的胸片", "肺炎": ["肺炎的胸片", "肺部感染"]}, ensure_ascii=False),
+                     encoding="utf-8")
+    code, _, _ = cli("zeroshot", str(data), "--model", str(tiny_clip_dir), "--class-texts", str(texts),
+                     "--json", str(tmp_path / "zs.json"))
+    assert code == 0
+    assert json.loads((tmp_path / "zs.json").read_text(encoding="utf-8"))["classes"] == ["正常", "肺炎"]
+
+
+def test_zeroshot_rejects_a_template_without_placeholder(cli, tmp_path, make_class_folders, tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"a": 2, "b": 2})
+    code, _, err = cli("zeroshot", str(data), "--model", str(tiny_clip_dir), "--template", "an x-ray")
+    assert code == 2 and "{class_name}" in err
+
+
+def test_zeroshot_unknown_split_names_the_splits(cli, tmp_path, make_class_folders, tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"train": {"a": 2, "b": 2}, "test": {"a": 1, "b": 1}})
+    code, _, err = cli("zeroshot", str(data), "--model", str(tiny_clip_dir), "--split", "val")
+    assert code == 2 and "train" in err and "test" in err
+
+
+def test_offline_hub_id_fails_fast_naming_builtin(cli, tmp_path, make_class_folders):
+    data = make_class_folders(tmp_path / "data", {"a": 2, "b": 2})
+    code, _, err = cli("zeroshot", str(data), "--model", "openai/clip-vit-base-patch32")
+    assert code == 2
+    assert "builtin" in err and "openai/clip-vit-base-patch32" in err
+
+
+def test_nothing_is_written_into_the_dataset(cli, tmp_path, make_class_folders, tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"a": 2, "b": 2})
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    cli("inspect", str(data))
+    cli("zeroshot", str(data), "--model", str(tiny_clip_dir))
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+
+
+def test_zeroshot_accepts_a_run_folder_as_model(cli, tmp_path, trained):
+    out_json = tmp_path / "zs.json"
+    code, _, err = cli("zeroshot", trained["data"], "--model", trained["probe"], "--json", out_json,
+                       "--device", "cpu")
+    assert code == 0, err
+    d = json.loads(out_json.read_text(encoding="utf-8"))
+    assert d["model"] == str(trained["probe"]) and d["accuracy"] == 1.0  # the probe's head, not the prompts
