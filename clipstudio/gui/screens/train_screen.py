@@ -366,14 +366,15 @@ class TrainScreen(QWidget):
     def _on_train_ended(self, e: TrainEnded) -> None:
         self._run["ended"] = e
         self.plots.redraw()
-        if e.status.finished:
+        status = TrainingStatus(e.status)  # events may carry the plain string value
+        if status.finished:
             self.progress.setValue(self.progress.maximum())
             self._append_log(f"{e.message} Run folder: {e.run_dir}")
             if not self._run.get("cv"):
-                self.eta.setText("Finished." if e.status is TrainingStatus.COMPLETED else "Stopped early.")
+                self.eta.setText("Finished." if status is TrainingStatus.COMPLETED else "Stopped early.")
                 self.state.set_run(e.run_dir)
                 self.state.post_status(f"Training finished: {e.message}")
-        elif e.status is TrainingStatus.CANCELLED:
+        elif status is TrainingStatus.CANCELLED:
             step = self._run.get("saved_step")
             if step is not None and not self._run.get("cv"):
                 self._resume_dir = e.run_dir
