@@ -37,6 +37,7 @@ def rss_bytes() -> int:
 def soak(steps: int, workdir: Path, *, per_class: int = 80, batch_size: int = 4) -> dict:
     """Train for ``steps`` optimizer steps in ``workdir``; RSS (bytes) per step and the wall time."""
     from clipstudio.engine.config import DataConfig, ModelConfig, PromptConfig, TrainConfig
+    from clipstudio.engine.events import TrainingStatus
     from clipstudio.engine.training.trainer import Trainer
     from tests.fixtures_data import write_png
     from tests.fixtures_models import build_tiny_dual
@@ -74,7 +75,7 @@ def soak(steps: int, workdir: Path, *, per_class: int = 80, batch_size: int = 4)
     start = time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - start
-    if result.status not in ("completed", "cancelled"):
+    if result.status not in (TrainingStatus.COMPLETED, TrainingStatus.CANCELLED):
         raise RuntimeError(f"the soak run ended {result.status}: {result.message}")
     return {
         "rss": [samples[s] for s in sorted(samples) if s > 0],

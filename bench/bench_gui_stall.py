@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from clipstudio.engine.config import TrainConfig
     from clipstudio.engine.data import load_dataset
+    from clipstudio.engine.events import TrainingStatus
     from clipstudio.gui.gc_policy import GuiThreadGarbageCollector, freeze_startup_objects
     from clipstudio.gui.heartbeat import stall_stats
     from clipstudio.gui.screens.train_screen import TrainScreen
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         training = stall_stats(ticks, [(phases.get("TrainStarted", np.inf), phases.get("TrainEnded", np.inf))])
 
     status = ended.status if ended else "unknown"
-    if status not in ("completed", "cancelled", "early_stopped") or not any(steps):
+    ran = status in (TrainingStatus.COMPLETED, TrainingStatus.EARLY_STOPPED, TrainingStatus.CANCELLED)
+    if not ran or not any(steps):
         print(f"bench_gui_stall: training did not run ({status}): {getattr(ended, 'message', '')}", file=sys.stderr)
         return 2  # nothing measured: keep the last results rather than overwrite them with zeros
     label = "tiny CLIP" if args.model == "tiny" else args.model

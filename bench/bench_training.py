@@ -131,7 +131,7 @@ def trainer_epoch(
     import shutil
 
     from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
-    from clipstudio.engine.events import EpochEnded, StepEnded, TrainStarted
+    from clipstudio.engine.events import EpochEnded, StepEnded, TrainingStatus, TrainStarted
     from clipstudio.engine.training.trainer import Trainer
 
     shutil.rmtree(out, ignore_errors=True)
@@ -166,7 +166,7 @@ def trainer_epoch(
         cfg, callbacks=[on_event], model=model, dataset=dataset, train_indices=train, val_indices=[]
     )
     result = trainer.fit()
-    if result.status != "completed":
+    if result.status != TrainingStatus.COMPLETED:
         raise RuntimeError(f"training ended {result.status}: {result.message}")
     if whole_epoch:
         return marks["end"] - marks["start"], n_train

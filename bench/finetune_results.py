@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.finetune_results [--quick]
 
-Runs the real CLI (`clipstudio train`, then `clipstudio eval RUN --data ... --json`) for each
+Runs the real CLI (`clipstudio train`, then `clipstudio eval RUN DATA --json`) for each
 dataset and method, plus the multi-positive vs plain CLIP loss comparison, and writes
 docs/FINETUNING.md with every command that produced a number. Held-out figures are on each set's
 test split, which training never sees (validation is carved from train).
@@ -37,12 +37,12 @@ def _cli(argv: list[str]) -> None:
 
 def run_case(name: str, data: Path, train_args: list[str], runs: Path, tag: str) -> dict:
     run = runs / f"{name}-{tag}"
-    train = ["train", "--data", str(data), "--output", str(run), *train_args]
+    train = ["train", str(data), "--output", str(run), *train_args]
     t0 = time.perf_counter()
     _cli(train)
     train_s = time.perf_counter() - t0
     out = runs / f"{name}-{tag}.json"
-    evaluate = ["eval", str(run), "--data", str(data), "--json", str(out)]
+    evaluate = ["eval", str(run), str(data), "--json", str(out)]
     _cli(evaluate)
     result = json.loads(out.read_text(encoding="utf-8"))
     history = json.loads((run / "history.json").read_text(encoding="utf-8"))

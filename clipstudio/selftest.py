@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from clipstudio import __version__
+from clipstudio.engine.runtime.device import probe_devices
 from clipstudio.engine.storage.atomic import atomic_write_text
 from clipstudio.engine.storage.paths import resources_dir, samples_dir, user_data_dir
 
@@ -272,13 +273,11 @@ def _versions() -> dict[str, str]:
 
 def _cuda() -> dict[str, Any]:
     try:
-        import torch
-
-        available = bool(torch.cuda.is_available())
-        return {"cuda_available": available, "cuda_build": torch.version.cuda,
-                "gpu": torch.cuda.get_device_name(0) if available else None}
+        devices = probe_devices()
     except Exception as exc:  # noqa: BLE001 - reported, and the model check fails on its own
         return {"cuda_available": False, "cuda_build": None, "gpu": None, "error": str(exc)}
+    return {"cuda_available": devices.cuda_available, "cuda_build": devices.cuda_build,
+            "gpu": devices.gpus[0].name if devices.gpus else None}
 
 
 def run_selftest(report_path: str | Path | None = None, *, print_fn: Callable[[str], None] = print) -> int:

@@ -13,6 +13,7 @@ import pytest
 
 from clipstudio import selftest
 from clipstudio.cli import main as cli
+from clipstudio.engine.runtime.device import DeviceReport, GpuInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ["window", "libraries", "model", "zero-shot", "linear probe", "no network"]
@@ -98,3 +99,23 @@ def test_cli_routes_selftest(monkeypatch, tmp_path, argv):
     report = str(tmp_path / "r.json")
     assert cli.main([report if a == "REPORT" else a for a in argv]) == 0
     assert calls == [report if "--report" in argv else None]
+
+
+def test_the_report_names_the_gpu_torch_sees(monkeypatch):
+    gpus = (GpuInfo(0, "NVIDIA H200", free_bytes=1, total_bytes=2), GpuInfo(1, "NVIDIA L4"))
+    report = DeviceReport(torch_version="2.5", cuda_build="12.4", cuda_available=True, cpu_cores=16, gpus=gpus)
+    monkeypatch.setattr(selftest, "probe_devices", lambda: report)
+    assert selftest._cuda() == {"cuda_available": True, "cuda_build": "12.4", "gpu": "NVIDIA H200"}
+
+    cpu_only = DeviceReport(torch_version="2.5", cuda_build=None, cuda_available=False, cpu_cores=2)
+    monkeypatch.setattr(selftest, "probe_devices", lambda: cpu_only)
+    assert selftest._cuda() == {"cuda_available": False, "cuda_build": None, "gpu": None}
+
+
+def test_a_broken_torch_is_reported_not_raised(monkeypatch):
+    def broken():
+        raise OSError("libcudart.so: cannot open shared object file")
+
+    monkeypatch.setattr(selftest, "probe_devices", broken)
+    assert selftest._cuda() == {"cuda_available": False, "cuda_build": None, "gpu": None,
+                                "error": "libcudart.so: cannot open shared object file"}

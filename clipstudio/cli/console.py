@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.evaluation.split_policy import EvaluationPart
 from clipstudio.engine.events import MessageLogged, ProgressUpdated
 from clipstudio.engine.storage.atomic import atomic_write_text
 
@@ -44,6 +45,19 @@ def write_json(target: str, payload: Any) -> None:
     if path.is_dir():
         raise ConfigError(f"--json {target}: is a folder; give a file name.")
     atomic_write_text(path, text + "\n")
+
+
+def show_result(json_target: str | None, payload: Any, text: Callable[[], str]) -> None:
+    """Write ``payload`` where ``--json`` asks, and print ``text()`` unless the JSON went to stdout."""
+    if json_target:
+        write_json(json_target, payload)
+    if json_target != "-":
+        print(text())
+
+
+def scored_payload(result: dict[str, Any], part: EvaluationPart, model_spec: str) -> dict[str, Any]:
+    """An evaluation's JSON with the split it was scored on and the model that scored it."""
+    return {**result, "split": part.name, "split_description": part.description, "model": model_spec}
 
 
 def report_problems(problems: Sequence[Any], verb: str, shown: int = 5) -> None:

@@ -30,6 +30,7 @@ from clipstudio.engine.evaluation.zero_shot import (
     compare_prompt_sets,
     score_embeddings,
 )
+from clipstudio.engine.events import TrainingStatus
 from clipstudio.engine.prompts import DEFAULT_TEMPLATES, PromptSet
 from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.storage.paths import samples_dir, user_data_dir
@@ -133,7 +134,7 @@ def run_demo(*, model_spec: str = "builtin", device: str = "auto", out: str | Pa
     print_fn(f"\nReport written to {report_path}")
 
     ok = (len(first.indices) == len(dataset) and second.n_cached == len(dataset) and len(hits) == 5
-          and all(math.isfinite(r["accuracy"]) for r in rows) and probe["status"] == "completed")
+          and all(math.isfinite(r["accuracy"]) for r in rows) and probe["status"] == TrainingStatus.COMPLETED)
     if not ok:
         print("clipstudio: demo self-check failed (see the report above)", file=sys.stderr)
     return ok

@@ -6,7 +6,7 @@ import argparse
 import io
 
 from clipstudio.cli.args import add_data_args, add_eval_args, config_from_args, field_help, unit_interval
-from clipstudio.cli.console import EXIT_OK, ProgressBars, write_json
+from clipstudio.cli.console import EXIT_OK, ProgressBars, show_result
 from clipstudio.cli.steps import embedding_cache, load_data, pick_split
 from clipstudio.engine.config import ModelConfig
 from clipstudio.engine.errors import ConfigError
@@ -50,10 +50,7 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         bars.close()
-    if args.json:
-        write_json(args.json, result.to_dict())
-    if args.json != "-":
-        print(format_before_after(result))
+    show_result(args.json, result.to_dict(), lambda: format_before_after(result))
     return EXIT_OK
 
 

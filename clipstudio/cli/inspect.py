@@ -6,7 +6,7 @@ import argparse
 import io
 
 from clipstudio.cli.args import add_data_args, config_from_args
-from clipstudio.cli.console import EXIT_OK, ProgressBars, write_json
+from clipstudio.cli.console import EXIT_OK, ProgressBars, show_result
 from clipstudio.cli.steps import load_data, load_model
 from clipstudio.engine.data import Dataset
 from clipstudio.engine.data.health import health_report
@@ -35,10 +35,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     payload = report.to_dict()
-    if args.json:
-        write_json(args.json, payload)
-    if args.json != "-":
-        print(format_health(payload, dataset))
+    show_result(args.json, payload, lambda: format_health(payload, dataset))
     return EXIT_OK
 
 

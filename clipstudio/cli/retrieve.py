@@ -6,7 +6,7 @@ import argparse
 import io
 
 from clipstudio.cli.args import add_data_args, add_eval_args, add_model_args, config_from_args
-from clipstudio.cli.console import EXIT_OK, ProgressBars, write_json
+from clipstudio.cli.console import EXIT_OK, ProgressBars, scored_payload, show_result
 from clipstudio.cli.steps import embedding_cache, load_data, load_model, pick_split
 from clipstudio.engine.errors import DataError
 from clipstudio.engine.evaluation.retrieval import evaluate_retrieval
@@ -35,14 +35,8 @@ def run(args: argparse.Namespace) -> int:
                                     batch_size=cfg.eval.batch_size, callback=bars)
     finally:
         bars.close()
-    payload = result.to_dict()
-    payload["split"] = part.name
-    payload["split_description"] = part.description
-    payload["model"] = cfg.model.spec
-    if args.json:
-        write_json(args.json, payload)
-    if args.json != "-":
-        print(format_retrieval(payload))
+    payload = scored_payload(result.to_dict(), part, cfg.model.spec)
+    show_result(args.json, payload, lambda: format_retrieval(payload))
     return EXIT_OK
 
 

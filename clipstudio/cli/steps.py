@@ -8,21 +8,14 @@ import time
 from clipstudio.cli.console import report_problems
 from clipstudio.engine.cache.vectors import EmbeddingCache
 from clipstudio.engine.config import StudioConfig
-from clipstudio.engine.data import Dataset, load_dataset
+from clipstudio.engine.data import Dataset, load_dataset_from_config
 from clipstudio.engine.evaluation.split_policy import EvaluationPart, report_part
 from clipstudio.engine.prompts import PromptSet, prompt_set_from_config
 
 
 def load_data(cfg: StudioConfig, *, quiet: bool = False) -> Dataset:
     """Read the dataset named in the config and report skipped items on stderr."""
-    data = cfg.data
-    dataset = load_dataset(
-        data.path,
-        image_key=data.image_key,
-        caption_key=data.caption_key,
-        images_dir=data.images_dir,
-        allow_outside_root=data.allow_outside_root,
-    )
+    dataset = load_dataset_from_config(cfg.data)
     if dataset.problems and not quiet:
         report_problems(dataset.problems, "skipped")
     return dataset

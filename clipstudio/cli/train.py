@@ -152,17 +152,9 @@ class TrainProgress:
 def format_epoch(e: EpochEnded, epochs: int) -> str:
     """One line per epoch: train loss/acc, val loss/acc, balanced accuracy or mean recall, lr, seconds."""
     parts = [f"epoch {e.epoch}/{epochs}", f"train loss {e.train_loss:.4f} acc {e.train_acc:.3f}"]
-    val = []
-    if e.val_loss is not None:
-        val.append(f"loss {e.val_loss:.4f}")
-    if e.val_acc is not None:
-        val.append(f"acc {e.val_acc:.3f}")
-    if e.val_balanced_acc is not None:
-        val.append(f"bal acc {e.val_balanced_acc:.3f}")
-    if e.val_mean_recall is not None:
-        val.append(f"mean R@K {e.val_mean_recall:.3f}")
+    val = e.val_metrics()
     if val:
-        parts.append("val " + " ".join(val))
+        parts.append("val " + " ".join(_metric_text(_EPOCH_METRIC_NAMES[k], k, v) for k, v in val.items()))
     parts += [f"lr {e.lr:.2e}", f"{e.seconds:.1f} s"]
     return "  ".join(parts)
 
@@ -173,12 +165,21 @@ _METRIC_NAMES = {
     "val_balanced_acc": "bal acc",
     "val_mean_recall": "mean R@K",
 }
+_EPOCH_METRIC_NAMES = {  # after "val " on the epoch line
+    "val_loss": "loss",
+    "val_acc": "acc",
+    "val_balanced_acc": "bal acc",
+    "val_mean_recall": "mean R@K",
+}
+
+
+def _metric_text(name: str, key: str, value: float) -> str:
+    return f"{name} {value:.4f}" if "loss" in key else f"{name} {value:.3f}"
 
 
 def _metrics_text(metrics: dict[str, float]) -> str:
-    shown = [(name, metrics[key]) for key, name in _METRIC_NAMES.items() if metrics.get(key) is not None]
     return ", ".join(
-        f"{name} {value:.4f}" if "loss" in name else f"{name} {value:.3f}" for name, value in shown
+        _metric_text(name, key, metrics[key]) for key, name in _METRIC_NAMES.items() if metrics.get(key) is not None
     )
 
 

@@ -13,7 +13,7 @@ from clipstudio.cli.args import (
     add_prompt_args,
     config_from_args,
 )
-from clipstudio.cli.console import EXIT_OK, ProgressBars, report_problems, write_json
+from clipstudio.cli.console import EXIT_OK, ProgressBars, report_problems, scored_payload, show_result
 from clipstudio.cli.steps import embedding_cache, load_data, load_model, pick_split, prompt_set
 from clipstudio.engine.errors import DataError
 from clipstudio.engine.evaluation.zero_shot import ZeroShotResult, evaluate_zero_shot
@@ -50,16 +50,10 @@ def run(args: argparse.Namespace) -> int:
         bars.close()
     if result.problems:
         report_problems(result.problems, "could not read")
-    payload = result.to_dict()
-    payload["split"] = part.name
-    payload["split_description"] = part.description
-    payload["model"] = cfg.model.spec
-    if args.json:
-        write_json(args.json, payload)
+    payload = scored_payload(result.to_dict(), part, cfg.model.spec)
     if args.predictions:
         write_predictions_csv(args.predictions, result)
-    if args.json != "-":
-        print(format_zero_shot(payload))
+    show_result(args.json, payload, lambda: format_zero_shot(payload))
     return EXIT_OK
 
 

@@ -88,6 +88,16 @@ class EpochEnded:
     lr: float
     seconds: float  # wall time of the epoch
 
+    def val_metrics(self) -> dict[str, float]:
+        """The validation metrics this epoch has, keyed as in ``EvalEnded`` (val_loss, val_acc, ...), in that order."""
+        metrics = {
+            "val_loss": self.val_loss,
+            "val_acc": self.val_acc,
+            "val_balanced_acc": self.val_balanced_acc,
+            "val_mean_recall": self.val_mean_recall,
+        }
+        return {key: value for key, value in metrics.items() if value is not None}
+
 
 @dataclass(frozen=True)
 class EvalEnded:

@@ -14,7 +14,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
@@ -65,6 +66,18 @@ SCREEN_ACTIONS: dict[str, tuple[str, tuple]] = {
     "results": ("evaluate", ()),
     "retrieval": ("search_text", (SAMPLE_QUERY,)),
 }
+
+
+@contextmanager
+def user_folder(path: str | None, prefix: str) -> Iterator[str]:
+    """The per-user folder (runs, caches) for a scripted session: ``path`` as given (created if
+    missing, kept), or a temporary folder removed afterwards."""
+    if path:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield str(Path(path))
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as home:
+        yield home
 
 
 def start_scripted_app():
@@ -153,12 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="dataset to open (default: the bundled chest X-ray sample)")
     parser.add_argument("--size", default="1280x800", help="window size WxH (default 1280x800)")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds to let each screen settle (default 1)")
+    parser.add_argument("--home", default=None,
+                        help="per-user folder for runs and caches (default: a temporary folder, removed afterwards)")
     parser.add_argument("--no-model", action="store_true", help="don't load the built-in model first")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    with tempfile.TemporaryDirectory(prefix="clipstudio-screenshots-") as home:
+    with user_folder(args.home, "clipstudio-screenshots-") as home:
         os.environ["CLIPSTUDIO_HOME"] = home
         saved = capture(Path(args.out), dataset=Path(args.data) if args.data else None,
                         size=(width, height), settle_s=args.settle, with_model=not args.no_model)

@@ -40,6 +40,12 @@ def decode_thumbnail(path: str, size: int = THUMB_SIZE) -> Decoded:
     return image.width, image.height, image.tobytes()
 
 
+def to_qimage(decoded: Decoded) -> QImage:
+    """The RGB bytes of ``decode_thumbnail`` as a QImage that owns its pixels."""
+    width, height, data = decoded
+    return QImage(data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+
 class _DecodeSignals(QObject):
     finished = Signal(str, object, str)  # path, Decoded | None, error ("" when decoded)
 
@@ -140,9 +146,7 @@ class ThumbnailLoader(QObject):
         if result is None:
             self._errors[path] = error
         else:
-            width, height, data = result
-            image = QImage(data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
-            self._pixmaps[path] = QPixmap.fromImage(image)
+            self._pixmaps[path] = QPixmap.fromImage(to_qimage(result))
             while len(self._pixmaps) > self._cache_items:
                 self._pixmaps.popitem(last=False)
         self.loaded.emit(path)

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,7 +38,7 @@ from clipstudio.engine.storage.atomic import atomic_write_text
 from clipstudio.gui.heartbeat import Heartbeat, stall_stats
 from clipstudio.gui.main_window import MainWindow
 from clipstudio.gui.screens.retrieval_screen import RUN
-from clipstudio.gui.screenshots import _settle, _wait_until, start_scripted_app
+from clipstudio.gui.screenshots import _settle, _wait_until, start_scripted_app, user_folder
 
 BLOOD_TEMPLATE = "a blood smear micrograph of a {class_name} blood cell."
 
@@ -341,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--img-size", type=int, default=WalkthroughPlan.img_size)
     parser.add_argument("--stop-after", type=float, default=WalkthroughPlan.train_before_stop_s,
                         help="seconds of training before Stop is pressed (default 45)")
+    parser.add_argument("--home", default=None,
+                        help="per-user folder for runs and caches (default: a temporary folder, removed afterwards)")
     parser.add_argument("--trace-stalls", default=None, help="file for the thread stacks of each GUI stall > 100 ms")
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():
@@ -350,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = WalkthroughPlan(data=args.data, model=args.model, template=args.template, query=args.query,
                            epochs=args.epochs, img_size=args.img_size, train_before_stop_s=args.stop_after,
                            out=Path(args.out), trace_stalls=Path(args.trace_stalls) if args.trace_stalls else None)
-    with tempfile.TemporaryDirectory(prefix="clipstudio-walkthrough-") as home:
+    with user_folder(args.home, "clipstudio-walkthrough-") as home:
         os.environ["CLIPSTUDIO_HOME"] = home
         report = run_walkthrough(plan)
     print(json.dumps(report.facts, indent=2, default=str))

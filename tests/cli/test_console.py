@@ -6,9 +6,17 @@ import json
 
 import pytest
 
-from clipstudio.cli.console import ProgressBars, print_error, report_problems, write_json
-from clipstudio.engine.data import Problem
+from clipstudio.cli.console import (
+    ProgressBars,
+    print_error,
+    report_problems,
+    scored_payload,
+    show_result,
+    write_json,
+)
+from clipstudio.engine.data import Dataset, Problem
 from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.evaluation.split_policy import EvaluationPart
 from clipstudio.engine.events import MessageLogged, ProgressUpdated
 
 
@@ -25,6 +33,26 @@ def test_write_json_to_stdout_and_to_a_file(capsys, tmp_path):
 def test_write_json_to_a_folder_is_a_user_error(tmp_path):
     with pytest.raises(ConfigError, match="is a folder"):
         write_json(str(tmp_path), {})
+
+
+def test_a_result_prints_as_a_table_unless_its_json_goes_to_stdout(capsys, tmp_path):
+    show_result(None, {"accuracy": 0.5}, lambda: "accuracy 0.500")
+    assert capsys.readouterr().out == "accuracy 0.500\n"
+
+    target = tmp_path / "result.json"
+    show_result(str(target), {"accuracy": 0.5}, lambda: "accuracy 0.500")
+    assert capsys.readouterr().out == "accuracy 0.500\n"
+    assert json.loads(target.read_text(encoding="utf-8")) == {"accuracy": 0.5}
+
+    show_result("-", {"accuracy": 0.5}, lambda: "accuracy 0.500")
+    assert json.loads(capsys.readouterr().out) == {"accuracy": 0.5}  # nothing else on stdout: it pipes
+
+
+def test_a_scored_result_names_its_split_and_model(tmp_path):
+    part = EvaluationPart(Dataset(root=tmp_path, format="class_folders", samples=[]), "test", "'test' split, 3 images")
+    payload = scored_payload({"n": 3, "accuracy": 1.0}, part, "builtin")
+    assert payload == {"n": 3, "accuracy": 1.0, "split": "test", "split_description": "'test' split, 3 images",
+                       "model": "builtin"}
 
 
 def test_errors_and_skipped_items_go_to_stderr(capsys, tmp_path):

@@ -8,6 +8,7 @@ import signal
 import pytest
 
 from clipstudio.cli import train as train_command
+from clipstudio.engine.events import EpochEnded
 from clipstudio.engine.runs.layout import is_run_folder, read_history, read_run_config
 
 
@@ -105,3 +106,14 @@ def test_a_non_utf8_file_the_user_names_exits_2_with_one_line(cli, tmp_path, nam
     assert err.strip().splitlines() == [err.strip()]  # one line, no traceback
     assert str(latin1) in err and "not UTF-8" in err
 
+
+
+def test_an_epoch_line_shows_the_validation_metrics_the_epoch_has():
+    classes = EpochEnded(epoch=2, train_loss=0.5, train_acc=0.5, val_loss=0.3, val_acc=0.8, val_balanced_acc=0.7,
+                         val_mean_recall=None, lr=1e-4, seconds=2.0)
+    assert train_command.format_epoch(classes, 5) == (
+        "epoch 2/5  train loss 0.5000 acc 0.500  val loss 0.3000 acc 0.800 bal acc 0.700  lr 1.00e-04  2.0 s"
+    )
+    no_val = EpochEnded(epoch=1, train_loss=0.5, train_acc=0.5, val_loss=None, val_acc=None, val_balanced_acc=None,
+                        val_mean_recall=None, lr=1e-4, seconds=2.0)
+    assert train_command.format_epoch(no_val, 5) == "epoch 1/5  train loss 0.5000 acc 0.500  lr 1.00e-04  2.0 s"

@@ -149,6 +149,7 @@ def run_dir(tmp_path_factory, tiny_clip_dir):
     return root / "run"
 
 
+@pytest.mark.slow
 def test_run_before_after_and_wise_slider(qtbot, screen, state, run_dir):
     state.set_run(str(run_dir))
     screen.source_combo.setCurrentIndex(screen.source_combo.findData("run"))

@@ -99,3 +99,35 @@ def test_without_model_the_banner_offers_the_builtin_model(qtbot, make_class_fol
     assert widget.banner.load_button.text() == "Load the built-in model"
     assert not widget.banner.load_button.isHidden()
     widget.shutdown()
+
+
+def test_a_dicom_query_image_is_previewed(qtbot, screen, tmp_path):
+    import numpy as np
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    path = tmp_path / "chest.dcm"
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "OT"
+    ds.set_pixel_data(np.tile(np.arange(0, 200, 5, dtype=np.uint8), (20, 1)), "MONOCHROME2", 8)
+    ds.save_as(path, enforce_file_format=True)
+
+    with qtbot.waitSignal(screen.image_searched, timeout=30_000):
+        screen.search_image(str(path))
+    preview = screen.query_preview.pixmap()
+    assert not preview.isNull()
+    assert max(preview.width(), preview.height()) == 68  # fitted to the preview frame, aspect kept
+    assert preview.width() == 2 * preview.height()  # 40 x 20 px image
+
+
+def test_an_unreadable_query_image_shows_a_placeholder(qtbot, screen, tmp_path, monkeypatch):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    monkeypatch.setattr(screen, "_start_query", lambda *args: None)  # only the preview is under test
+    screen.search_image(str(bad))
+    assert screen.query_preview.text() == "query"
+    assert str(bad) in screen.query_path_label.text()

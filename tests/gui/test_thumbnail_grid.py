@@ -36,6 +36,13 @@ def synthetic_items(n: int) -> list[ThumbnailItem]:
     ]
 
 
+def wait_until_laid_out(qtbot, grid: ThumbnailGrid) -> None:
+    """The view lays out 10k tiles in batches (500 per event-loop turn); until the last batch is done
+    the scroll range covers only the first ones, so "scroll to the bottom" would land mid-list."""
+    last = grid.proxy.index(grid.proxy.rowCount() - 1, 0)
+    qtbot.waitUntil(lambda: grid.view.visualRect(last).isValid(), timeout=10_000)
+
+
 @pytest.fixture
 def grid(qtbot):
     widget = ThumbnailGrid()
@@ -76,6 +83,7 @@ def test_scrolling_to_the_end_decodes_the_last_images_not_the_middle(qtbot, coun
     grid.show()
     qtbot.waitExposed(grid)
     qtbot.waitUntil(lambda: bool(grid.decoder.paths) and grid.loader.pending() == 0, timeout=10_000)
+    wait_until_laid_out(qtbot, grid)
 
     grid.view.scrollToBottom()
     qtbot.waitUntil(

@@ -9,9 +9,9 @@ import pytest
 from PySide6.QtCore import Qt
 
 from clipstudio.engine.config import TrainConfig
-from clipstudio.engine.events import StepEnded, TrainingStatus
+from clipstudio.engine.events import EpochEnded, StepEnded, TrainingStatus
 from clipstudio.engine.runs.layout import LATEST, find_checkpoint, read_run_info, resumable_step
-from clipstudio.gui.screens.train_screen import NO_DATASET, TrainScreen
+from clipstudio.gui.screens.train_screen import NO_DATASET, TrainScreen, format_epoch
 from clipstudio.gui.widgets.train_form import CUSTOM, PRESETS, TOOLTIPS, TrainForm
 
 RUN_TIMEOUT_MS = 120_000
@@ -225,3 +225,11 @@ def test_a_failing_run_shows_an_error_dialog_and_logs_it(qtbot, screen, class_da
     assert "Error:" in screen.log.toPlainText()
     assert app_state.run_dir == ""
     assert screen.start_button.isEnabled()
+
+
+def test_the_log_line_of_an_epoch_shows_its_validation_metrics():
+    pairs = EpochEnded(epoch=3, train_loss=0.25, train_acc=0.5, val_loss=0.75, val_acc=0.5, val_balanced_acc=None,
+                       val_mean_recall=0.625, lr=2e-5, seconds=75.0)
+    assert format_epoch(pairs, 4) == (
+        "Epoch 3/4: train loss 0.2500 · val loss 0.7500 · val acc 0.500 · mean R@K 0.625 · lr 2.00e-05 · 1 min 15 s"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from clipstudio.engine.config import DataConfig
 from clipstudio.engine.data.dataset import SPLIT_NAMES, Dataset
 from clipstudio.engine.data.folders import (
     is_image_name,
@@ -18,7 +19,7 @@ from clipstudio.engine.data.folders import (
     visible_subfolders,
 )
 from clipstudio.engine.data.pairs import ANNOTATION_FILE, json_type_name, read_annotation_files
-from clipstudio.engine.errors import DataError
+from clipstudio.engine.errors import ConfigError, DataError
 from clipstudio.engine.storage.text_files import read_json
 
 FORMATS = ("class_folders", "clip_finetune", "json_list", "json_dict", "jsonl", "csv")
@@ -73,6 +74,22 @@ def load_dataset(
         caption_key=caption_key,
         images_dir=images,
         allow_outside_root=allow_outside_root,
+    )
+
+
+def load_dataset_from_config(data: DataConfig) -> Dataset:
+    """The dataset ``data.path`` names, read with the keys, images folder and path rule of ``data``.
+
+    The split and group settings are not applied here: they decide how the dataset is used.
+    """
+    if not data.path:
+        raise ConfigError("data.path is empty: choose the dataset.")
+    return load_dataset(
+        data.path,
+        image_key=data.image_key,
+        caption_key=data.caption_key,
+        images_dir=data.images_dir,
+        allow_outside_root=data.allow_outside_root,
     )
 
 

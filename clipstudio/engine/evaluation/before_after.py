@@ -16,8 +16,7 @@ from pathlib import Path
 from clipstudio.engine.cache.vectors import EmbeddingCache
 from clipstudio.engine.config import EVAL_BATCH_SIZE, RECALL_KS
 from clipstudio.engine.data.dataset import Dataset
-from clipstudio.engine.errors import DataError
-from clipstudio.engine.evaluation.evaluate import ZEROSHOT, evaluate_model, evaluation_kind, summary_metrics
+from clipstudio.engine.evaluation.evaluate import evaluate_model, summary_metrics
 from clipstudio.engine.evaluation.wise import WiseInterpolator, check_alpha
 from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callback
 from clipstudio.engine.prompts import run_prompt_set
@@ -63,19 +62,9 @@ def compare_run(
     """
     run_dir = Path(run_dir)
     alpha = check_alpha(wise_alpha) if wise_alpha is not None else None
-    kind = evaluation_kind(dataset)
     prompts = run_prompt_set(run_dir)
     models = WiseInterpolator(run_dir, device=device)
-    if models.is_linear_probe:
-        if kind != ZEROSHOT:
-            raise DataError(
-                "A linear-probe run can only be evaluated on class data (class folders or labels)."
-            )
-        if models.finetuned.class_embeddings(dataset.class_names) is None:
-            raise DataError(
-                f"{dataset.source or dataset.root}: its classes ({', '.join(dataset.class_names)}) are not "
-                f"the run's ({', '.join(models.finetuned.class_names)}); a linear probe only knows its own."
-            )
+    kind = models.evaluation_kind_of(dataset)
     checkpoint = checkpoint_folder(run_dir, "best").name.removesuffix(".old")
     start_spec = run_start_model_spec(run_dir)
     after_label = f"{run_dir} ({checkpoint})"

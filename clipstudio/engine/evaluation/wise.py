@@ -122,6 +122,23 @@ class WiseInterpolator:
         _check_same_tensors(start_state, tuned_state)
         self._tuned_state: dict[str, torch.Tensor] | None = None  # copied before the first overwrite
 
+    def evaluation_kind_of(self, dataset: Dataset) -> str:
+        """How this run's models score ``dataset`` (ZEROSHOT or RETRIEVAL); DataError when they can't.
+
+        A linear-probe run scores its trained class head: it needs class data with the classes it was trained on.
+        """
+        kind = evaluation_kind(dataset)
+        if not self.is_linear_probe:
+            return kind
+        if kind != ZEROSHOT:
+            raise DataError("A linear-probe run can only be evaluated on class data (class folders or labels).")
+        if self.finetuned.class_embeddings(dataset.class_names) is None:
+            raise DataError(
+                f"{dataset.source or dataset.root}: its classes ({', '.join(dataset.class_names)}) are not "
+                f"the run's ({', '.join(self.finetuned.class_names)}); a linear probe only knows its own."
+            )
+        return kind
+
     def _initial_head(self) -> np.ndarray:
         names = self.finetuned.class_names
         return class_text_embeddings(self.start, names, run_prompt_set(self.run_dir))
@@ -180,11 +197,9 @@ def wise_sweep(
     alphas = [check_alpha(a) for a in alphas]
     if not alphas:
         raise ConfigError("A WiSE-FT sweep needs at least one alpha.")
-    kind = evaluation_kind(dataset)
     prompts = prompts if prompts is not None else run_prompt_set(run_dir)
     interpolator = WiseInterpolator(run_dir, device=device)
-    if interpolator.is_linear_probe and kind != ZEROSHOT:
-        raise DataError("A linear-probe run can only be evaluated on class data.")
+    kind = interpolator.evaluation_kind_of(dataset)
     rows = []
     with tempfile.TemporaryDirectory(prefix="clipstudio-wise-") as tmp:
         cache = cache if cache is not None else EmbeddingCache(Path(tmp))

@@ -22,7 +22,7 @@ import numpy as np
 
 from clipstudio.engine.config import TrainConfig, save_config
 from clipstudio.engine.data.dataset import Dataset
-from clipstudio.engine.data.readers import load_dataset
+from clipstudio.engine.data.readers import load_dataset_from_config
 from clipstudio.engine.data.splits import apply_group_regex, kfold_indices
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.events import MessageLogged, ShouldStop, TrainingStatus, never_stop
@@ -48,25 +48,11 @@ def cv_pool(dataset: Dataset) -> list[int]:
     return [i for i, s in enumerate(dataset.samples) if s.split != "test"]
 
 
-def cv_folds(dataset: Dataset, n_splits: int, random_state: int) -> list[tuple[list[int], list[int]]]:
+def cv_folds(dataset: Dataset, n_splits: int, seed: int) -> list[tuple[list[int], list[int]]]:
     """(train, validation) dataset indices per fold over the training pool."""
     pool = cv_pool(dataset)
-    folds = kfold_indices(dataset.subset(pool), n_splits, seed=random_state)
+    folds = kfold_indices(dataset.subset(pool), n_splits, seed=seed)
     return [([pool[i] for i in train], [pool[i] for i in held]) for train, held in folds]
-
-
-def load_cv_dataset(cfg: TrainConfig) -> Dataset:
-    """The dataset named by ``cfg.data``, read as the Trainer would read it."""
-    if not cfg.data.path:
-        raise ConfigError("data.path is empty: choose the dataset to train on.")
-    dataset = load_dataset(
-        cfg.data.path,
-        image_key=cfg.data.image_key,
-        caption_key=cfg.data.caption_key,
-        images_dir=cfg.data.images_dir,
-        allow_outside_root=cfg.data.allow_outside_root,
-    )
-    return dataset
 
 
 def run_cross_validation(
@@ -92,7 +78,7 @@ def run_cross_validation(
     else:
         root = default_cv_dir(cfg.method)
     _check_output(root)
-    dataset = dataset if dataset is not None else load_cv_dataset(cfg)
+    dataset = dataset if dataset is not None else load_dataset_from_config(cfg.data)
     if cfg.data.group_regex:
         dataset = apply_group_regex(dataset, cfg.data.group_regex)
     folds = cv_folds(dataset, k, cfg.data.seed)
@@ -204,4 +190,4 @@ def _write(root: Path, summary: dict[str, Any]) -> None:
     atomic_write_json(root / CV_SUMMARY_FILE, summary)
 
 
-__all__ = ["cv_folds", "default_cv_dir", "cv_pool", "load_cv_dataset", "run_cross_validation"]
+__all__ = ["cv_folds", "default_cv_dir", "cv_pool", "run_cross_validation"]

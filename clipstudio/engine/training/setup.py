@@ -16,14 +16,14 @@ from clipstudio import __version__
 from clipstudio.engine.cache.pixels import decode_to_array
 from clipstudio.engine.config import TrainConfig
 from clipstudio.engine.data.dataset import Dataset
-from clipstudio.engine.data.readers import load_dataset
+from clipstudio.engine.data.readers import load_dataset_from_config
 from clipstudio.engine.data.splits import apply_group_regex
 from clipstudio.engine.errors import ConfigError, DataError
 from clipstudio.engine.events import Callback, ShouldStop
 from clipstudio.engine.models import load_model, load_run_model
 from clipstudio.engine.models.base import ImageTextModel
 from clipstudio.engine.models.linear_probe_head import LinearProbeModel
-from clipstudio.engine.prompts import DEFAULT_TEMPLATES, PromptSet, load_class_texts
+from clipstudio.engine.prompts import PromptSet, prompt_set_from_config
 from clipstudio.engine.runs.layout import LATEST, default_run_dir, find_checkpoint, is_run_folder
 from clipstudio.engine.runtime.device import select_device
 from clipstudio.engine.storage.atomic import atomic_write_json
@@ -88,13 +88,6 @@ class RunData:
     notes: list[str] = field(default_factory=list)
 
 
-def prompt_set(cfg: TrainConfig) -> PromptSet:
-    """The prompts that turn class names into texts: cfg.prompts, or the default templates."""
-    class_texts = load_class_texts(cfg.prompts.class_texts) if cfg.prompts.class_texts else {}
-    templates = list(cfg.prompts.templates) or list(DEFAULT_TEMPLATES)
-    return PromptSet(name="training", templates=templates, class_texts=class_texts)
-
-
 def load_training_data(
     cfg: TrainConfig,
     dataset: Dataset | None,
@@ -104,15 +97,7 @@ def load_training_data(
     resume_info: dict[str, Any] | None,
 ) -> RunData:
     if dataset is None:
-        if not cfg.data.path:
-            raise ConfigError("data.path is empty: choose the dataset to train on.")
-        dataset = load_dataset(
-            cfg.data.path,
-            image_key=cfg.data.image_key,
-            caption_key=cfg.data.caption_key,
-            images_dir=cfg.data.images_dir,
-            allow_outside_root=cfg.data.allow_outside_root,
-        )
+        dataset = load_dataset_from_config(cfg.data)
     if cfg.data.group_regex:
         dataset = apply_group_regex(dataset, cfg.data.group_regex)
     kind = data_kind(dataset)
@@ -133,7 +118,8 @@ def load_training_data(
             raise ConfigError("The dataset's classes differ from those of the run being resumed.")
     else:
         start_spec = cfg.model.spec
-    return RunData(dataset, kind, train, val, prompt_set(cfg), start_spec, notes)
+    prompts = prompt_set_from_config(cfg.prompts, name="training")
+    return RunData(dataset, kind, train, val, prompts, start_spec, notes)
 
 
 def load_start_model(cfg: TrainConfig, spec: str, device: torch.device) -> ImageTextModel:

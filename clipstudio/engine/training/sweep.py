@@ -6,7 +6,7 @@ flags). Unknown keys are rejected by name. The learning-rate sweep of the fine-t
 
     [{"learning_rate": 1e-6}, {"learning_rate": 1.5e-6}, {"learning_rate": 2e-6}]
 
-    clipstudio train --data DATA --output runs/lr-sweep --epochs 10 --multi-config lr_sweep.json
+    clipstudio train DATA --output runs/lr-sweep --epochs 10 --multi-config lr_sweep.json
 
 Run ``i`` (1-based) trains into ``<output>/run_<i>/``, an ordinary run folder (or, with
 cross-validation on, a folder of folds). ``<output>/sweep_summary.json`` and ``sweep_summary.md``

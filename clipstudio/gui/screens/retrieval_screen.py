@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPixmap
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -30,14 +30,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from clipstudio.engine.errors import ImageError
 from clipstudio.engine.evaluation.search import SearchHit, search_image, search_text
 from clipstudio.engine.runs.layout import is_run_folder
 from clipstudio.gui.screen_jobs import ScreenJobs
 from clipstudio.gui.state import AppState
+from clipstudio.gui.thumbnails import decode_thumbnail, to_qimage
 from clipstudio.gui.widgets.missing_input import NO_DATASET, MissingInputBanner
 from clipstudio.gui.widgets.prediction_grid import Tile, TileGrid
 
 CURRENT, BUILTIN, RUN, CHOOSE = "current", "builtin", "run", "choose"
+QUERY_PREVIEW_SIZE = 68  # px, inside the 72 px dashed frame
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".dcm", ".dicom"}
 
 
@@ -248,12 +251,12 @@ class RetrievalScreen(QWidget):
 
     def _show_query_image(self, path: str) -> None:
         self.query_path_label.setText(f"Query image: {path}")
-        image = QImage(path)
-        if image.isNull():
+        try:
+            decoded = decode_thumbnail(path, QUERY_PREVIEW_SIZE)  # DICOM too, upright
+        except ImageError:
             self.query_preview.setText("query")
             return
-        self.query_preview.setPixmap(QPixmap.fromImage(image).scaled(
-            68, 68, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
+        self.query_preview.setPixmap(QPixmap.fromImage(to_qimage(decoded)))
 
     def _on_text_search_succeeded(self, hits) -> None:
         if hits is None:

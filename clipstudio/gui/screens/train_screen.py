@@ -98,16 +98,18 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
+_METRIC_NAMES = {
+    "val_loss": "val loss",
+    "val_acc": "val acc",
+    "val_balanced_acc": "balanced acc",
+    "val_mean_recall": "mean R@K",
+}
+
+
 def format_epoch(e: EpochEnded, epochs: int) -> str:
     parts = [f"Epoch {e.epoch}/{epochs}: train loss {e.train_loss:.4f}"]
-    if e.val_loss is not None:
-        parts.append(f"val loss {e.val_loss:.4f}")
-    if e.val_acc is not None:
-        parts.append(f"val acc {e.val_acc:.3f}")
-    if e.val_balanced_acc is not None:
-        parts.append(f"balanced acc {e.val_balanced_acc:.3f}")
-    if e.val_mean_recall is not None:
-        parts.append(f"mean R@K {e.val_mean_recall:.3f}")
+    for key, value in e.val_metrics().items():
+        parts.append(f"{_METRIC_NAMES[key]} {value:.4f}" if key == "val_loss" else f"{_METRIC_NAMES[key]} {value:.3f}")
     parts += [f"lr {e.lr:.2e}", format_duration(e.seconds)]
     return " · ".join(parts)
 

@@ -2,7 +2,7 @@
 
 The values go to ``AppState.split_settings`` (the keys of ``DataConfig``) as soon as they are
 valid; "Apply" previews the resulting split sizes in a worker, with the same function training
-uses (``training.batches.training_splits``), so the preview can't disagree with the run. Tooltips are
+uses (``engine.data.splits.train_val_indices``), so the preview can't disagree with the run. Tooltips are
 the ``DataConfig`` help texts. Cross-validation is a training setting (the Train screen's form).
 """
 
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from clipstudio.engine.config import DataConfig, help_for
 from clipstudio.engine.data import Dataset
-from clipstudio.engine.data.splits import apply_group_regex
+from clipstudio.engine.data.splits import apply_group_regex, train_val_indices
 
 GROUP_COUNT_DELAY_MS = 250
 _DEFAULTS = DataConfig()
@@ -68,15 +68,11 @@ def count_groups(dataset: Dataset, pattern: str) -> tuple[int, int]:
 
 def preview_splits(dataset: Dataset, settings: dict[str, Any]) -> dict[str, Any]:
     """Split sizes (train, val, held out) training would use; runs in a worker."""
-    # deferred: training.batches imports torch, and the window opens before torch loads
-    from clipstudio.engine.training.batches import training_splits
-
     if settings.get("group_regex"):
         dataset = apply_group_regex(dataset, settings["group_regex"])
-    cfg = DataConfig(
-        val_fraction=settings["val_fraction"], test_fraction=settings["test_fraction"], seed=settings["seed"]
+    train, val = train_val_indices(
+        dataset, val_fraction=settings["val_fraction"], test_fraction=settings["test_fraction"], seed=settings["seed"]
     )
-    train, val = training_splits(dataset, cfg)
     return {
         "train": len(train),
         "val": len(val),

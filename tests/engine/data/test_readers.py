@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from clipstudio.engine.data import FORMATS, detect_format, load_dataset
-from clipstudio.engine.errors import DataError
+from clipstudio.engine.config import DataConfig
+from clipstudio.engine.data import FORMATS, detect_format, load_dataset, load_dataset_from_config
+from clipstudio.engine.errors import ConfigError, DataError
 
 
 def write_json(path: Path, data: object) -> Path:
@@ -691,6 +692,31 @@ def test_images_dir_option_sets_where_paths_point(tmp_path, tiny_png):
 
     assert ds.paths == [(tmp_path / "pictures" / "a.png").resolve()]
     assert ds.root == (tmp_path / "pictures").resolve()
+
+
+def test_a_data_config_is_read_with_its_keys_and_images_folder(tmp_path, tiny_png):
+    tiny_png(tmp_path / "pictures" / "a.png")
+    ann = write_json(tmp_path / "notes" / "ann.json", [{"picture": "a.png", "report": "left lung"}])
+    cfg = DataConfig(path=str(ann), image_key="picture", caption_key="report", images_dir=str(tmp_path / "pictures"))
+
+    ds = load_dataset_from_config(cfg)
+
+    assert ds.paths == [(tmp_path / "pictures" / "a.png").resolve()]
+    assert ds.all_captions() == ["left lung"]
+
+
+def test_a_data_config_reaching_outside_the_folder_needs_its_permission(tmp_path, tiny_png):
+    outside = tiny_png(tmp_path / "elsewhere" / "a.png")
+    ann = write_json(tmp_path / "set" / "ann.json", [{"img": str(outside), "caption": "x"}])
+
+    with pytest.raises(DataError, match="outside"):
+        load_dataset_from_config(DataConfig(path=str(ann)))
+    assert load_dataset_from_config(DataConfig(path=str(ann), allow_outside_root=True)).paths == [outside.resolve()]
+
+
+def test_a_data_config_without_a_path_is_a_config_error():
+    with pytest.raises(ConfigError, match="data.path is empty"):
+        load_dataset_from_config(DataConfig())
 
 
 def test_windows_style_paths_are_found(tmp_path, tiny_png):

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from clipstudio.engine.data import load_dataset
-from clipstudio.engine.errors import ConfigError, ModelError
+from clipstudio.engine.errors import ConfigError, DataError, ModelError
+from clipstudio.engine.evaluation.before_after import compare_run
+from clipstudio.engine.evaluation.evaluate import ZEROSHOT
 from clipstudio.engine.evaluation.wise import (
     WiseInterpolator,
     interpolate_state_dicts,
@@ -39,6 +41,7 @@ def test_alpha_zero_is_the_start_one_the_fine_tuned_and_half_the_average(trained
     assert torch.equal(models.model_at(1.0).encode_texts(TEXTS), tuned.encode_texts(TEXTS))
 
 
+@pytest.mark.slow
 def test_sweep_alpha_zero_and_one_reproduce_start_and_fine_tuned_metrics(trained):
     dataset = load_dataset(trained["data"])
     prompts = run_prompt_set(trained["full"])
@@ -51,6 +54,7 @@ def test_sweep_alpha_zero_and_one_reproduce_start_and_fine_tuned_metrics(trained
     assert rows[0]["n"] == len(dataset)
 
 
+@pytest.mark.slow
 def test_linear_probe_wise_moves_the_head_from_zero_shot_to_trained(trained):
     dataset = load_dataset(trained["data"])
     rows = wise_sweep(trained["probe"], dataset, alphas=(0.0, 0.5, 1.0), device="cpu")
@@ -61,6 +65,26 @@ def test_linear_probe_wise_moves_the_head_from_zero_shot_to_trained(trained):
     full = wise_model(trained["probe"], 1.0, device="cpu")
     names = ["blue", "green", "red"]
     assert not np.allclose(half.class_embeddings(names), full.class_embeddings(names))
+
+
+def test_a_linear_probe_run_only_scores_the_classes_it_was_trained_on(trained, tmp_path, make_class_folders):
+    models = WiseInterpolator(trained["probe"], device="cpu")
+    assert models.evaluation_kind_of(load_dataset(trained["data"])) == ZEROSHOT
+    other = load_dataset(make_class_folders(tmp_path / "other", {"blue": 2, "cat": 2}))
+    with pytest.raises(DataError, match="a linear probe only knows its own"):
+        models.evaluation_kind_of(other)
+    # Both the WiSE-FT sweep and the before/after comparison refuse it, rather than score with prompts.
+    with pytest.raises(DataError, match="a linear probe only knows its own"):
+        wise_sweep(trained["probe"], other, alphas=(1.0,), device="cpu")
+    with pytest.raises(DataError, match="a linear probe only knows its own"):
+        compare_run(trained["probe"], other, device="cpu")
+
+
+def test_a_linear_probe_run_refuses_image_caption_pairs(trained, tmp_path, make_clip_finetune):
+    pairs = load_dataset(make_clip_finetune(tmp_path / "pairs", {"train": 3}))
+    with pytest.raises(DataError, match="only be evaluated on class data"):
+        wise_sweep(trained["probe"], pairs, alphas=(1.0,), device="cpu")
+    assert WiseInterpolator(trained["full"], device="cpu").evaluation_kind_of(pairs) != ZEROSHOT
 
 
 def test_alpha_outside_zero_to_one_is_rejected(trained):

@@ -79,7 +79,7 @@ def test_folds_keep_patients_together_and_never_use_the_test_split(tmp_path, tin
                 for view in range(2):
                     tiny_png(tmp_path / split / cls / f"P{p}_{view}.png", colour)
     dataset = apply_group_regex(load_dataset(tmp_path), r"^(P\d+)_")
-    folds = cv_folds(dataset, 3, random_state=0)
+    folds = cv_folds(dataset, 3, seed=0)
     assert len(folds) == 3
     test = {i for i, s in enumerate(dataset.samples) if s.split == "test"}
     for train, held in folds:

@@ -16,6 +16,7 @@ from clipstudio.engine.prompts import PromptSet
 from clipstudio.engine.training.trainer import Trainer
 
 
+@pytest.mark.slow
 def test_epoch_zero_equals_zero_shot_and_the_head_loads_back(class_data, tiny_clip_dir, make_cfg, recorder):
     cfg = make_cfg(class_data, tiny_clip_dir, method="linear_probe", epochs=3, save_best=True)
 

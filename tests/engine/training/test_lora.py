@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors import safe_open
 
@@ -14,6 +15,7 @@ def _saved_keys(folder) -> list[str]:
         return list(f.keys())
 
 
+@pytest.mark.slow
 def test_lora_export_is_merged_and_matches_the_adapted_model(class_data, tiny_clip_dir, make_cfg):
     cfg = make_cfg(class_data, tiny_clip_dir, method="lora", epochs=1)
     cfg.lora.rank = 4

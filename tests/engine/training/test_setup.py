@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from clipstudio.engine.config import PromptConfig
 from clipstudio.engine.data import load_dataset
 from clipstudio.engine.errors import ConfigError, DataError
 from clipstudio.engine.models import load_model
 from clipstudio.engine.models.linear_probe_head import LinearProbeModel
+from clipstudio.engine.prompts import DEFAULT_TEMPLATES
 from clipstudio.engine.runs.layout import LATEST, STATE_JSON, write_run_info
 from clipstudio.engine.training import setup
 from clipstudio.engine.training.methods.base import TrainingMethod
@@ -90,6 +92,26 @@ def test_training_data_holds_out_validation_images_and_notes_the_counts(class_da
     assert data.notes == [
         f"{len(data.train_indices)} training and {len(data.val_indices)} validation images (classes)."
     ]
+
+
+def test_training_texts_come_from_the_configured_prompts(class_data, tiny_clip_dir, make_cfg, tmp_path):
+    cfg = make_cfg(class_data, tiny_clip_dir)
+    data = setup.load_training_data(cfg, None, train_indices=None, val_indices=None, resume_info=None)
+    assert data.prompts.templates == list(DEFAULT_TEMPLATES) and data.prompts.class_texts == {}
+
+    texts = tmp_path / "texts.json"
+    texts.write_text('{"red": "a red square"}', encoding="utf-8")
+    cfg.prompts = PromptConfig(templates=["an x-ray of {class_name}"], class_texts=str(texts))
+    data = setup.load_training_data(cfg, None, train_indices=None, val_indices=None, resume_info=None)
+    assert data.prompts.templates == ["an x-ray of {class_name}"]
+    assert data.prompts.class_texts == {"red": ["a red square"]}
+
+
+def test_a_config_without_a_dataset_is_refused(class_data, tiny_clip_dir, make_cfg):
+    cfg = make_cfg(class_data, tiny_clip_dir)
+    cfg.data.path = ""
+    with pytest.raises(ConfigError, match="data.path is empty"):
+        setup.load_training_data(cfg, None, train_indices=None, val_indices=None, resume_info=None)
 
 
 def test_resuming_with_other_classes_is_refused(class_data, tiny_clip_dir, make_cfg):

@@ -68,6 +68,7 @@ def TrainStartedSteps(recorder) -> int:  # noqa: N802 - reads like the event fie
     return recorder.of(TrainStarted)[0].steps_per_epoch
 
 
+@pytest.mark.slow
 def test_lock_image_leaves_the_image_tower_unchanged(class_data, tiny_dual_dir, make_cfg):
     cfg = make_cfg(class_data, tiny_dual_dir, method="lock_image", epochs=1)
 
