@@ -63,6 +63,20 @@ def test_epoch_zero_and_validation_points(plots):
     assert legend == ["accuracy", "balanced accuracy"]
 
 
+def test_the_axes_span_the_whole_run_from_its_first_point(plots):
+    """One point at step 0 used to sit mid-way along a guessed -400..400 axis labelled "(x0.001)"."""
+    plots.on_event(TrainStarted("run", "full", 10, 15, 150, 480, 120, "cpu"))
+    plots.on_event(EvalEnded(epoch=0, metrics=(("val_loss", 3.7), ("val_acc", 0.4))))
+    plots.redraw()
+    (x_lo, x_hi), _ = plots.loss_plot.viewRange()
+    assert x_lo <= 0 < 10 and 150 <= x_hi < 160
+    (e_lo, e_hi), _ = plots.metric_plot.viewRange()
+    assert e_lo <= 0 and 10 <= e_hi < 11
+    lr_lo, lr_hi = plots.lr_plot.viewRange()[0]  # linked to the loss plot
+    assert lr_lo <= 0 and 150 <= lr_hi < 160
+    assert plots.loss_plot.getAxis("bottom").labelString().count("x0.001") == 0
+
+
 def test_pairs_show_mean_recall(plots):
     plots.on_event(EvalEnded(epoch=0, metrics=(("val_acc", 0.1), ("val_mean_recall", 0.3))))
     plots.redraw()

@@ -93,11 +93,18 @@ def test_without_model_the_banner_offers_the_builtin_model(qtbot, make_class_fol
     app_state.set_dataset(load_dataset(root), str(root))
     widget = RetrievalScreen(app_state)
     qtbot.addWidget(widget)
+    statuses: list[str] = []
+    app_state.status_posted.connect(statuses.append)
     widget.search_text("anything")
     assert not widget.busy()
     assert not widget.banner.isHidden()
     assert widget.banner.load_button.text() == "Load the built-in model"
     assert not widget.banner.load_button.isHidden()
+    # The press is answered: the banner lights up, says what is missing in the status bar and
+    # hands the focus to its button.
+    assert "#d08000" in widget.banner.styleSheet()
+    assert statuses and statuses[-1].startswith("No model is loaded yet")
+    qtbot.waitUntil(lambda: "#d08000" not in widget.banner.styleSheet(), timeout=5000)
     widget.shutdown()
 
 

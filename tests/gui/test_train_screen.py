@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from clipstudio.engine.config import TrainConfig
-from clipstudio.engine.events import EpochEnded, StepEnded, TrainingStatus
+from clipstudio.engine.events import EpochEnded, EvalEnded, StepEnded, TrainingStatus, TrainStarted
 from clipstudio.engine.runs.layout import LATEST, find_checkpoint, read_run_info, resumable_step
 from clipstudio.gui.screens.train_screen import NO_DATASET, TrainScreen, format_epoch
 from clipstudio.gui.widgets.train_form import CUSTOM, PRESETS, TOOLTIPS, TrainForm
@@ -233,3 +233,16 @@ def test_the_log_line_of_an_epoch_shows_its_validation_metrics():
     assert format_epoch(pairs, 4) == (
         "Epoch 3/4: train loss 0.2500 · val loss 0.7500 · val acc 0.500 · mean R@K 0.625 · lr 2.00e-05 · 1 min 15 s"
     )
+
+
+def test_after_the_starting_model_is_validated_the_status_says_training_not_validating(screen):
+    """On a CPU the first optimizer steps of a full fine-tune can take a while; the line under the
+    progress bar must not keep saying "validating…" once validation is over."""
+    screen._on_worker_event_emitted(TrainStarted("run", "full", 10, 15, 150, 480, 120, "cpu"))
+    assert screen.eta.text().endswith("validating…")
+    screen._on_worker_event_emitted(EvalEnded(epoch=0, metrics=(("val_acc", 0.4),)))
+    assert screen.eta.text() == "epoch 1/10 · step 0/150 · training…"
+    screen._on_worker_event_emitted(
+        StepEnded(epoch=1, step=1, total_steps=150, loss=3.0, lr=1e-6, images_per_s=12.0)
+    )
+    assert screen.eta.text().startswith("epoch 1/10 · step 1/150 · 12 img/s")

@@ -19,6 +19,8 @@ from clipstudio.engine.models.hf_clip import HFClipModel
 from clipstudio.engine.models.hub import FALLBACK_ADVICE, fetch_model_folder, looks_like_hub_id
 from clipstudio.engine.models.linear_probe_head import LinearProbeModel
 from clipstudio.engine.models.manifest import MANIFEST_NAME, read_manifest
+from clipstudio.engine.models.open_clip_format import is_open_clip_folder, is_open_clip_repo, load_open_clip
+from clipstudio.engine.models.vit_hf_text import ViTHFTextModel
 from clipstudio.engine.runs.layout import BASE_MODEL_DIR, checkpoint_folder, is_run_folder, read_run_info
 from clipstudio.engine.runtime.allocator import tune_malloc
 from clipstudio.engine.runtime.device import select_device
@@ -36,10 +38,15 @@ def _load_dual_encoder(folder: Path, device: torch.device, source: str = "") -> 
     return DualEncoderModel.load(folder, device)
 
 
+def _load_vit_hf_text(folder: Path, device: torch.device, source: str = "") -> ImageTextModel:
+    return ViTHFTextModel.load(folder, device)
+
+
 # clipstudio_model.json "kind" -> loader. Add a model kind by adding its loader here.
 LOADERS: dict[str, Callable[[Path, torch.device, str], ImageTextModel]] = {
     "hf_clip": _load_hf_clip,
     "dual_encoder": _load_dual_encoder,
+    "vit_hf_text": _load_vit_hf_text,
 }
 
 
@@ -62,6 +69,8 @@ def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
             return load_run_model(path, "best", device=str(target))
         return load_model_folder(path, target)
     if looks_like_hub_id(spec):
+        if is_open_clip_repo(spec):
+            return load_open_clip(spec, target)
         return _load_hf_clip(fetch_model_folder(spec), target, source=spec)
     raise ModelError(
         f"Model {spec!r} is neither a folder nor a Hugging Face id like openai/clip-vit-base-patch32; {FALLBACK_ADVICE}."
@@ -106,6 +115,8 @@ def load_model_folder(folder: Path, device: torch.device) -> ImageTextModel:
                 f"{str(folder)!r} holds a model of unknown kind {kind!r}; expected one of {sorted(LOADERS)}."
             )
         return loader(folder, device, str(folder))
+    if is_open_clip_folder(folder):
+        return load_open_clip(folder, device)
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise ModelError(f"{str(folder)!r} is not a model folder; expected {expected}.")

@@ -47,6 +47,7 @@ KIND_NAMES = {
     "builtin": "Built-in (EfficientNet-Lite0 + MiniLM)",
     "hf_clip": "Hugging Face CLIP",
     "dual_encoder": "CLIP Studio dual encoder",
+    "vit_hf_text": "ViT + Hugging Face text encoder (open_clip format)",
 }
 SOURCES = ("builtin", "hub", "folder", "run")
 GIB = 1024**3

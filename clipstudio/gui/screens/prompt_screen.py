@@ -82,16 +82,16 @@ class PromptScreen(QWidget):
 
         self.evaluate_button = QPushButton("Evaluate  (Ctrl+Enter)")
         self.evaluate_button.setToolTip("Zero-shot accuracy of these prompts on the validation images")
-        self.evaluate_button.clicked.connect(self.evaluate)
+        self.evaluate_button.clicked.connect(self._evaluate_pressed)
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
             shortcut = QShortcut(QKeySequence(keys), self)
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            shortcut.activated.connect(self.evaluate)
+            shortcut.activated.connect(self._evaluate_pressed)
         self.progress_label = QLabel()
         self.jobs.show_status_on(self.progress_label)
         self.split_label = QLabel()
         self.split_label.setWordWrap(True)
-        self.accuracy_label = QLabel("–")
+        self.accuracy_label = QLabel()  # empty until something is scored
         big = QFont(self.font())
         big.setPointSizeF(big.pointSizeF() * 2.4)
         big.setBold(True)
@@ -237,6 +237,10 @@ class PromptScreen(QWidget):
             return f"Every template line needs {PLACEHOLDER}; fix the marked lines first."
         return None
 
+    def _evaluate_pressed(self) -> None:
+        if self.banner.draw_attention():
+            self.evaluate()
+
     def evaluate(self) -> None:
         """Score the editor's prompts on the validation images (images encoded once per model)."""
         problem = self._ready()
@@ -287,7 +291,7 @@ class PromptScreen(QWidget):
     def _show_result(self, result) -> None:
         self.recall_plot.clear()
         if result is None or result.accuracy is None:
-            self.accuracy_label.setText("–")
+            self.accuracy_label.setText("")
             self.ci_label.setText("Press Evaluate to score these prompts.")
             self.balanced_label.setText("")
             return

@@ -108,7 +108,7 @@ class ResultsScreen(QWidget):
         self.source_combo = QComboBox()
         self.source_combo.currentIndexChanged.connect(self._on_source_combo_changed)
         self.evaluate_button = QPushButton("Evaluate")
-        self.evaluate_button.clicked.connect(self.evaluate)
+        self.evaluate_button.clicked.connect(self._evaluate_pressed)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.clicked.connect(lambda: self.export_csv())
         self.progress_label = QLabel()
@@ -149,7 +149,7 @@ class ResultsScreen(QWidget):
         lv.addLayout(cell_row)
         lv.addWidget(self.grid, 1)
 
-        self.accuracy_label = QLabel("–")
+        self.accuracy_label = QLabel()  # empty until something is scored
         big = QFont(self.font())
         big.setPointSizeF(big.pointSizeF() * 2.2)
         big.setBold(True)
@@ -267,6 +267,11 @@ class ResultsScreen(QWidget):
             return False
         return True
 
+    def _evaluate_pressed(self) -> None:
+        self.banner.needs_model = self.source() == CURRENT
+        if self.banner.draw_attention():
+            self.evaluate()
+
     def evaluate(self) -> None:
         """Score the selected model on the report images and fill the grid and the metrics."""
         if not self._ready():
@@ -319,7 +324,7 @@ class ResultsScreen(QWidget):
             self.class_combo.blockSignals(False)
             self.grid.set_predictions([])
             self.matrix.clear()
-            self.accuracy_label.setText("–")
+            self.accuracy_label.setText("")
             self.summary_label.setText("Press Evaluate to score the model on the report images.")
             self._on_filters_changed()
             return

@@ -206,7 +206,8 @@ class RetrievalScreen(QWidget):
             return
         model, spec = self._model_source()
         if model is None and not spec:
-            return  # the banner offers the built-in model
+            self.banner.draw_attention()  # it offers the built-in model
+            return
         self.jobs.cancel()
         store, models = self.state.embeddings, self.models
 

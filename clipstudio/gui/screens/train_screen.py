@@ -35,6 +35,7 @@ from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.events import (
     CheckpointSaved,
     EpochEnded,
+    EvalEnded,
     MessageLogged,
     ProgressUpdated,
     StepEnded,
@@ -317,6 +318,8 @@ class TrainScreen(QWidget):
             self._append_log(event.text if event.level == "info" else f"Warning: {event.text}")
         elif isinstance(event, TrainStarted):
             self._on_train_started(event)
+        elif isinstance(event, EvalEnded):
+            self._show_training_resumes(event)
         elif isinstance(event, EpochEnded):
             self._append_log(format_epoch(event, self._run.get("epochs", event.epoch)))
         elif isinstance(event, CheckpointSaved):
@@ -348,6 +351,15 @@ class TrainScreen(QWidget):
             f"Training {e.method} on {e.device}: {e.n_train} training, {e.n_val} validation images, "
             f"{e.epochs} epochs of {e.steps_per_epoch} steps. Run folder: {e.run_dir}"
         )
+
+    def _show_training_resumes(self, e: EvalEnded) -> None:
+        """Validation is done and optimizer steps follow: say so until the next step's numbers come
+        (on a CPU the first steps of a full fine-tune can take a while; "validating…" would be stale)."""
+        epochs, total = self._run.get("epochs"), self._run.get("total")
+        if epochs is None or total is None or e.epoch >= epochs:
+            return
+        step = self.progress.value()
+        self.eta.setText(f"epoch {e.epoch + 1}/{epochs} · step {step}/{total} · training…")
 
     def _show_step(self, e: StepEnded) -> None:
         run = self._run

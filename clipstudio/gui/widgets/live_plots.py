@@ -114,6 +114,7 @@ class LivePlots(pg.GraphicsLayoutWidget):
             axis = plot.getAxis(name)
             axis.setPen(pg.mkPen(MUTED_TEXT))
             axis.setTextPen(pg.mkPen(TEXT))
+        plot.getAxis("bottom").enableAutoSIPrefix(False)  # steps and epochs are counts: never "(x0.001)"
         return plot
 
     def _add_curve(self, key: str, plot: pg.PlotItem, label: str, colour: str, symbol: str | None) -> None:
@@ -157,10 +158,19 @@ class LivePlots(pg.GraphicsLayoutWidget):
             self._add_eval(event.epoch, event.as_dict(), self._last_step)
         elif isinstance(event, TrainStarted):
             self._last_step = event.start_step
+            self.set_extent(event.total_steps, event.epochs)
         else:
             return
         if self._dirty and not self._timer.isActive():
             self._timer.start()
+
+    def set_extent(self, total_steps: int, epochs: int) -> None:
+        """Fix the x axes to the whole run (steps 0..total, epochs 0..epochs), so the first points
+        sit at the left of a run-long axis instead of mid-way along a range pyqtgraph guesses."""
+        self.loss_plot.enableAutoRange(axis="x", enable=False)
+        self.loss_plot.setXRange(0, max(1, total_steps), padding=0.02)
+        self.metric_plot.enableAutoRange(axis="x", enable=False)
+        self.metric_plot.setXRange(0, max(1, epochs), padding=0.04)
 
     def load_run(self, run_dir: str | Path, steps_per_epoch: int, up_to_step: int) -> None:
         """Fill the curves from a run folder's step metrics and history (a resumed run's past)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from clipstudio.gui.errors import show_error
@@ -13,6 +13,9 @@ from clipstudio.gui.state import AppState
 
 NO_DATASET = "Open a dataset on the Data screen first."
 NO_MODEL = "No model is loaded yet."
+_CALM = "#MissingInputBanner { background: #fff7e0; border: 1px solid #e0c060; border-radius: 4px; }"
+_ALERT = "#MissingInputBanner { background: #ffe2a8; border: 2px solid #d08000; border-radius: 4px; }"
+ATTENTION_MS = 1200
 
 
 class MissingInputBanner(QFrame):
@@ -29,9 +32,7 @@ class MissingInputBanner(QFrame):
         self._jobs = ScreenJobs(self)
         self.setObjectName("MissingInputBanner")
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setStyleSheet(
-            "#MissingInputBanner { background: #fff7e0; border: 1px solid #e0c060; border-radius: 4px; }"
-        )
+        self.setStyleSheet(_CALM)
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -59,6 +60,19 @@ class MissingInputBanner(QFrame):
         self.load_button.setVisible(show_button)
         self.load_button.setEnabled(not loading)
         self.show()
+        return False
+
+    def draw_attention(self) -> bool:
+        """For a button the user pressed: True when the screen can go ahead; otherwise the banner
+        lights up for a moment, its text goes to the status bar and its button takes the focus, so
+        the press visibly answers "this is what is missing"."""
+        if self.refresh():
+            return True
+        self.setStyleSheet(_ALERT)
+        QTimer.singleShot(ATTENTION_MS, self, lambda: self.setStyleSheet(_CALM))
+        self._state.post_status(self.label.text().removesuffix(", or:").removesuffix(":"))
+        if self.load_button.isVisible() and self.load_button.isEnabled():
+            self.load_button.setFocus(Qt.FocusReason.OtherFocusReason)
         return False
 
     def load_builtin_model(self) -> None:

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+from clipstudio.engine.evaluation.subgroups import subgroup_metrics
+
+
+def _hospitals(seed: int = 0):
+    """Three hospitals; the model is good on two and near chance on "C"."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(["A", "B", "C"], [300, 300, 200])
+    labels = rng.integers(0, 3, len(groups))
+    skill = np.where(groups == "C", 0.2, 3.0)[:, None]
+    logits = rng.normal(size=(len(groups), 3)) + skill * np.eye(3)[labels]
+    probs = np.exp(logits)
+    return labels, probs / probs.sum(axis=1, keepdims=True), groups
+
+
+def test_each_subgroup_gets_its_own_n_and_metrics():
+    labels, probs, groups = _hospitals()
+
+    r = subgroup_metrics(labels, probs, groups, ["x", "y", "z"], n_bootstrap=200)
+
+    assert [g.group for g in r.groups] == ["A", "B", "C"]
+    assert [g.n for g in r.groups] == [300, 300, 200]
+    assert r.overall.n == r.n == 800
+    c = groups == "C"
+    hospital_c = r.groups[2]
+    assert hospital_c.accuracy.value == pytest.approx(np.mean(probs[c].argmax(axis=1) == labels[c]))
+    assert hospital_c.balanced_accuracy.value == pytest.approx(
+        balanced_accuracy_score(labels[c], probs[c].argmax(axis=1))
+    )
+    assert hospital_c.macro_auc.value == pytest.approx(roc_auc_score(labels[c], probs[c], multi_class="ovr"))
+    assert hospital_c.accuracy.ci95[0] < hospital_c.accuracy.value < hospital_c.accuracy.ci95[1]
+
+
+def test_a_subgroup_clearly_below_the_overall_figure_is_flagged():
+    labels, probs, groups = _hospitals()
+
+    r = subgroup_metrics(labels, probs, groups, ["x", "y", "z"], n_bootstrap=200)
+
+    assert r.groups[2].flagged == ["accuracy", "balanced_accuracy", "macro_auc"]
+    assert r.groups[0].flagged == [] and r.groups[1].flagged == []
+    assert r.to_dict()["flagged"] == ["C"]
+
+
+def test_a_single_class_subgroup_has_no_auc_and_says_why():
+    labels, probs, groups = _hospitals()
+    labels[groups == "B"] = 1
+
+    r = subgroup_metrics(labels, probs, list(groups), ["x", "y", "z"], n_bootstrap=100)
+
+    auc = r.groups[1].macro_auc
+    assert auc.value is None and auc.ci95 is None
+    assert "all of one class" in auc.reason
+    assert r.groups[1].accuracy.value is not None
+    json.dumps(r.to_dict(), allow_nan=False)
+
+
+def test_a_one_image_subgroup_gets_a_figure_but_no_degenerate_interval():
+    labels, probs, groups = _hospitals()
+    groups = groups.astype(object)
+    groups[0] = "D"
+
+    r = subgroup_metrics(labels, probs, groups, ["x", "y", "z"], n_bootstrap=100)
+
+    d = r.groups[3]
+    assert d.n == 1 and d.accuracy.value in (0.0, 1.0)
+    assert d.accuracy.ci95 is None and "same value" in d.accuracy.reason
+    assert d.flagged == []
