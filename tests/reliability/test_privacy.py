@@ -163,10 +163,6 @@ _NETWORK_MODULES = ("requests", "urllib", "urllib3", "httpx", "http", "aiohttp",
 _ALLOWED = {
     ("clipstudio/engine/models/hub.py", "huggingface_hub"): "downloads the Hub model the user picked",
     ("clipstudio/selftest.py", "socket"): "installs a guard that refuses every connection",
-    (
-        "clipstudio/gui/screens/model_screen.py",
-        "huggingface_hub",
-    ): "try_to_load_from_cache: the local cache only",
 }
 
 

@@ -72,3 +72,68 @@ def fetch_model_folder(repo_id: str) -> Path:
         raise ModelError(
             f"Downloading {repo_id!r} failed ({type(exc).__name__}: {exc}); {FALLBACK_ADVICE}."
         ) from None
+
+
+def cached_hub_file(repo_id: str, filename: str) -> Path | None:
+    """A file of a Hub repo if the local HF cache has it; never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename)
+    return Path(found) if isinstance(found, str) else None
+
+
+def list_hub_files(repo_id: str) -> set[str] | None:
+    """The file names of a Hub repo (one quick request); None offline or on any Hub failure."""
+    if hub_offline():
+        return None
+    from huggingface_hub import model_info
+
+    try:
+        return {s.rfilename for s in (model_info(repo_id, timeout=PROBE_TIMEOUT_S).siblings or [])}
+    except Exception:  # any Hub failure: the caller's plain path reports it with its usual advice
+        return None
+
+
+def hub_file(repo_id: str, filename: str) -> Path | None:
+    """A file of a Hub repo from the HF cache, else downloaded; None if the repo has no such file."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, local_files_only=True))
+    except (OSError, ValueError):
+        pass  # not cached
+    if hub_offline():
+        return None
+    try:
+        return Path(hf_hub_download(repo_id, filename, etag_timeout=ETAG_TIMEOUT_S))
+    except EntryNotFoundError:
+        return None
+    except (RepositoryNotFoundError, GatedRepoError):
+        raise ModelError(
+            f"Model {repo_id!r} was not found (or is gated) on the Hugging Face Hub; {FALLBACK_ADVICE}."
+        ) from None
+    except Exception as exc:  # any network failure gets the same advice
+        raise ModelError(
+            f"Downloading {filename} of {repo_id!r} failed ({type(exc).__name__}); {FALLBACK_ADVICE}."
+        ) from None
+
+
+def hub_snapshot(repo_id: str, patterns: list[str]) -> Path:
+    """A local snapshot of a Hub repo's ``patterns`` files: the cached one, else downloaded."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except (OSError, ValueError):
+        pass
+    if hub_offline():
+        raise ModelError(
+            f"{repo_id!r} is not in the local Hugging Face cache and offline mode is on; {FALLBACK_ADVICE}."
+        )
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=ETAG_TIMEOUT_S))
+    except Exception as exc:
+        raise ModelError(
+            f"Downloading {repo_id!r} failed ({type(exc).__name__}); {FALLBACK_ADVICE}."
+        ) from None

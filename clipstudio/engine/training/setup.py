@@ -169,7 +169,7 @@ def _linear_probe(cfg, model, data: RunData, *, callback, should_stop) -> Linear
 def _contrastive(cfg, model, data: RunData, *, callback, should_stop, device) -> ContrastiveMethod | None:
     dataset = data.dataset
     native = model.image_input_spec().size
-    if cfg.img_size and cfg.img_size != native and model.kind == "hf_clip":
+    if cfg.img_size and cfg.img_size != native and model.kind in ("hf_clip", "vit_hf_text"):
         # A ViT's position embeddings are sized for its own input; CNN backbones take any size.
         raise ConfigError(
             f"This CLIP model takes {native} px images; leave img_size empty (got {cfg.img_size})."

@@ -82,23 +82,22 @@ def load_job(spec: str, device: str):
     def job(callback, _should_stop):
         # deferred: the models import torch, which only the worker waits for.
         from clipstudio.engine.models import load_model
-        from clipstudio.engine.models.hub import looks_like_hub_id
+        from clipstudio.engine.models.hub import cached_hub_file, looks_like_hub_id
+        from clipstudio.engine.models.open_clip_config import CONFIG_NAME as OPEN_CLIP_CONFIG
 
-        if looks_like_hub_id(spec) and not Path(spec).expanduser().exists() and not _in_hf_cache(spec):
+        def in_hf_cache(repo_id: str) -> bool:
+            """Whether the HF cache holds the model's config (a Hugging Face CLIP's or an open_clip one's)."""
+            try:
+                return any(cached_hub_file(repo_id, n) is not None for n in ("config.json", OPEN_CLIP_CONFIG))
+            except Exception:  # an odd id or cache layout: assume a download
+                return False
+
+        if looks_like_hub_id(spec) and not Path(spec).expanduser().exists() and not in_hf_cache(spec):
             callback(MessageLogged("info", f"Downloading {spec} from the Hugging Face Hub…"))
         model = load_model(spec, device=device)
         return model, describe_model(model)
 
     return job
-
-
-def _in_hf_cache(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except Exception:  # an odd id or cache layout: assume a download
-        return False
 
 
 class ModelScreen(QWidget):
