@@ -67,6 +67,7 @@ positive_float = _number(float, lambda v: v > 0, "positive")
 non_negative_float = _number(float, lambda v: v >= 0, "0 or more")
 fraction = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
 unit_interval = _number(float, lambda v: 0 <= v <= 1, "between 0 and 1")
+open_unit_interval = _number(float, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")
 
 
 # --- argument groups ---------------------------------------------------------------------------------
@@ -110,6 +111,14 @@ def add_eval_args(p: argparse.ArgumentParser, *, recall: bool = False) -> None:
         p.add_argument("--k", type=positive_int, nargs="+", metavar="K", help=field_help(EvalConfig, "recall_k"))
     p.add_argument("--no-cache", action="store_true", help="don't use the on-disk embedding cache")
     p.add_argument("--json", metavar="FILE", help="write the metrics as JSON ('-' for stdout)")
+
+
+def add_clinical_args(p: argparse.ArgumentParser, operating_point_default: str = "") -> None:
+    """Conformal coverage and the operating point rule (class data); ``operating_point_default`` words a
+    default other than the config's."""
+    p.add_argument("--coverage", type=open_unit_interval, metavar="C", help=field_help(EvalConfig, "coverage"))
+    point_help = field_help(EvalConfig, "operating_point", with_default=not operating_point_default)
+    p.add_argument("--operating-point", metavar="RULE", help=f"{point_help} {operating_point_default}".rstrip())
 
 
 # TrainConfig field -> (flags, argparse options). Every option defaults to None ("not given"), so a
@@ -216,7 +225,7 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         "data.image_key": "image_key", "data.caption_key": "caption_key", "data.images_dir": "images_dir",
         "data.allow_outside_root": "allow_outside_root", "model.spec": "model", "model.device": "device",
         "prompts.class_texts": "class_texts", "eval.split": "split", "eval.batch_size": "batch_size",
-        "eval.recall_k": "k",
+        "eval.recall_k": "k", "eval.coverage": "coverage", "eval.operating_point": "operating_point",
     }
     for path, dest in given.items():
         value = getattr(args, dest, None)

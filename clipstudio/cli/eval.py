@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 
-from clipstudio.cli.args import add_data_args, add_eval_args, config_from_args, field_help, unit_interval
+from clipstudio.cli.args import (
+    add_clinical_args,
+    add_data_args,
+    add_eval_args,
+    config_from_args,
+    field_help,
+    unit_interval,
+)
+from clipstudio.cli.clinical import clinical_lines, paired_lines
 from clipstudio.cli.console import EXIT_OK, ProgressBars, show_result
 from clipstudio.cli.steps import embedding_cache, load_data, pick_split
 from clipstudio.engine.config import ModelConfig
 from clipstudio.engine.errors import ConfigError
-from clipstudio.engine.runs.layout import is_run_folder
+from clipstudio.engine.runs.layout import CALIBRATION_FILE, is_run_folder
 
 HELP = "a run's model before and after fine-tuning, on the same images"
 
@@ -23,10 +32,15 @@ def add_parser(sub) -> None:
                    help="score the WiSE-FT interpolation (1-A)*start + A*fine-tuned instead (0-1)")
     p.add_argument("--device", help=field_help(ModelConfig, "device"))
     add_eval_args(p, recall=True)
+    add_clinical_args(p, "Default: the one stored in the run folder (an earlier eval chose it on validation), "
+                         "else youden.")
 
 
 def run(args: argparse.Namespace) -> int:
-    from clipstudio.engine.evaluation.before_after import compare_run  # deferred: torch; --help stays instant
+    from clipstudio.engine.evaluation.before_after import (  # deferred: torch; --help stays instant
+        STORED_POINT,
+        compare_run,
+    )
 
     if not is_run_folder(args.run):
         raise ConfigError(f"{args.run}: not a training run folder (it has no run.json and config.json).")
@@ -46,10 +60,19 @@ def run(args: argparse.Namespace) -> int:
             cache=embedding_cache(cfg),
             batch_size=cfg.eval.batch_size,
             device=cfg.model.device,
+            source=dataset,
+            coverage=cfg.eval.coverage,
+            operating_point=cfg.eval.operating_point if args.operating_point else None,
             callback=bars,
         )
     finally:
         bars.close()
+    if result.operating_point_from == STORED_POINT:
+        print(f"Applied the operating point stored in {args.run} ({CALIBRATION_FILE}, chosen on validation); "
+              "--operating-point chooses a new one.", file=sys.stderr)
+    if result.calibration_saved is not None:
+        print(f"Saved what was fitted on validation (temperature, operating point) to {result.calibration_saved}.",
+              file=sys.stderr)
     show_result(args.json, result.to_dict(), lambda: format_before_after(result))
     return EXIT_OK
 
@@ -87,6 +110,14 @@ def format_before_after(result) -> str:
             rb = result.before["per_class"][name]["recall"]
             ra = result.after["per_class"][name]["recall"]
             print(f"{name:<{cw}}  {_num(rb)}  {_num(ra)}", file=out)
+    if result.kind == "zeroshot" and "auc" in result.after:
+        print("\nafter (fine-tuned), clinical metrics:", file=out)
+        for line in clinical_lines(result.after):
+            print(line, file=out)
+    if result.paired is not None:
+        print("", file=out)
+        for line in paired_lines(result.paired.to_dict()):
+            print(line, file=out)
     if result.cancelled:
         print("\n(cancelled: partial results)", file=out)
     return out.getvalue().rstrip()

@@ -7,16 +7,20 @@ import csv
 import io
 
 from clipstudio.cli.args import (
+    add_clinical_args,
     add_data_args,
     add_eval_args,
     add_model_args,
     add_prompt_args,
     config_from_args,
 )
+from clipstudio.cli.clinical import clinical_lines
 from clipstudio.cli.console import EXIT_OK, ProgressBars, report_problems, scored_payload, show_result
 from clipstudio.cli.steps import embedding_cache, load_data, load_model, pick_split, prompt_set
 from clipstudio.engine.errors import DataError
-from clipstudio.engine.evaluation.zero_shot import ZeroShotResult, evaluate_zero_shot
+from clipstudio.engine.evaluation.clinical_scoring import score_clinical
+from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
+from clipstudio.engine.evaluation.zero_shot import ZeroShotResult
 from clipstudio.engine.storage.atomic import atomic_write_text
 
 HELP = "zero-shot classification accuracy with class prompts"
@@ -30,6 +34,7 @@ def add_parser(sub) -> None:
     add_model_args(p)
     add_prompt_args(p)
     add_eval_args(p)
+    add_clinical_args(p)
     p.add_argument("--predictions", metavar="CSV", help="also write per-image predictions to a CSV file")
 
 
@@ -44,13 +49,16 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(cfg)
     bars = ProgressBars()
     try:
-        result = evaluate_zero_shot(model, part.dataset, prompts, cache=embedding_cache(cfg),
-                                    batch_size=cfg.eval.batch_size, callback=bars)
+        # The validation images are scored too: temperature, threshold and prediction sets are fitted on them.
+        scored = score_clinical(EmbeddingStore(embedding_cache(cfg)), model, dataset, prompts, cfg.data, part,
+                                coverage=cfg.eval.coverage, operating_point=cfg.eval.operating_point,
+                                batch_size=cfg.eval.batch_size, callback=bars)
     finally:
         bars.close()
+    result = scored.result
     if result.problems:
         report_problems(result.problems, "could not read")
-    payload = scored_payload(result.to_dict(), part, cfg.model.spec)
+    payload = scored_payload(scored.to_dict(), part, cfg.model.spec)
     if args.predictions:
         write_predictions_csv(args.predictions, result)
     show_result(args.json, payload, lambda: format_zero_shot(payload))
@@ -72,6 +80,8 @@ def format_zero_shot(d: dict) -> str:
     print(f"balanced accuracy  {d['balanced_accuracy']:.3f}{ci_text('balanced_accuracy')}", file=out)
     if d.get("top5_accuracy") is not None:
         print(f"top-5 accuracy     {d['top5_accuracy']:.3f}", file=out)
+    for line in clinical_lines(d):
+        print(line, file=out)
     width = max(8, *(len(c) for c in d["classes"]))
     print(f"\n{'class':<{width}}  precision  recall     f1  support", file=out)
     for name in d["classes"]:

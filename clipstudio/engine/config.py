@@ -127,6 +127,17 @@ class EvalConfig:
     batch_size: int = _help("Images per forward pass.", default=EVAL_BATCH_SIZE)
     recall_k: list[int] = _help("Recall@K cut-offs.", default_factory=lambda: list(RECALL_KS))
     use_cache: bool = _help("Use the on-disk embedding cache.", default=True)
+    coverage: float = _help(
+        "Conformal prediction sets: the share of images whose set should hold the true class, between 0 "
+        "and 1 (calibrated on validation images).",
+        default=0.9,
+    )
+    operating_point: str = _help(
+        "Binary tasks: how the threshold is chosen on validation images. 'youden' (best sensitivity + "
+        "specificity), 'sensitivity=0.95' (the most specific threshold reaching that sensitivity) or "
+        "'specificity=0.9' (the most sensitive one reaching that specificity).",
+        default="youden",
+    )
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid setting."""
@@ -136,6 +147,31 @@ class EvalConfig:
             raise ConfigError(
                 f"eval.recall_k must be one or more values of at least 1 (got {self.recall_k})."
             )
+        if not 0 < self.coverage < 1:
+            raise ConfigError(f"eval.coverage must be between 0 and 1 (got {self.coverage}).")
+        operating_point_rule(self.operating_point)
+
+
+# The spellings of EvalConfig.operating_point's targets -> the rule they name.
+_OPERATING_POINT_TARGETS = {"sensitivity": "target_sensitivity", "specificity": "target_specificity"}
+
+
+def operating_point_rule(text: str) -> tuple[str, float | None]:
+    """``("youden", None)``, ``("target_sensitivity", 0.95)`` or ``("target_specificity", 0.9)`` from
+    "youden", "sensitivity=0.95" or "specificity=0.9"; ConfigError for anything else."""
+    spelled = text.strip().lower().replace(" ", "")
+    if spelled == "youden":
+        return "youden", None
+    name, _, value = spelled.partition("=")
+    try:
+        target = float(value)
+    except ValueError:
+        target = None
+    if name not in _OPERATING_POINT_TARGETS or target is None or not 0 < target <= 1:
+        raise ConfigError(
+            f"operating point {text!r} is not 'youden', 'sensitivity=X' or 'specificity=X' with X in (0, 1]."
+        )
+    return _OPERATING_POINT_TARGETS[name], target
 
 
 @dataclass

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+
+import pytest
+
+from tests.fixtures_data import write_png
 
 
 def test_eval_json_has_before_and_after_like_zeroshot(cli, tmp_path, trained):
@@ -11,7 +16,7 @@ def test_eval_json_has_before_and_after_like_zeroshot(cli, tmp_path, trained):
                          "--device", "cpu", "--no-cache")
     assert code == 0, err
     d = json.loads(out_json.read_text(encoding="utf-8"))
-    assert set(d) == {"before", "after"}
+    assert set(d) == {"before", "after", "paired"}
     for side in ("before", "after"):
         for key in ("n", "classes", "accuracy", "balanced_accuracy", "per_class", "confusion_matrix", "split"):
             assert key in d[side]
@@ -46,3 +51,67 @@ def test_eval_without_data_asks_for_it(cli, trained):
     code, _, err = cli("eval", trained["full"])
     assert code == 2 and "DATA is required" in err and len(err.strip().splitlines()) == 1
 
+
+
+def _binary_data(root):
+    """Two of the run's colour classes, as train/ and test/ folders: a binary task with a validation part."""
+    for split, n in (("train", 10), ("test", 5)):
+        for name, rgb in (("blue", (40, 40, 200)), ("red", (200, 40, 40))):
+            for i in range(n):
+                write_png(root / split / name / f"{name}_{i}.png", tuple(v - 10 * (i % 5) for v in rgb))
+    return root
+
+
+@pytest.mark.slow
+def test_eval_json_has_the_clinical_blocks_of_the_trained_model_and_the_paired_comparison(cli, tmp_path, trained):
+    run = shutil.copytree(trained["full"], tmp_path / "run")
+    out_json = tmp_path / "eval.json"
+    code, out, err = cli("eval", run, _binary_data(tmp_path / "data"), "--json", out_json, "--device", "cpu")
+    assert code == 0, err
+    d = json.loads(out_json.read_text(encoding="utf-8"))
+    after = d["after"]
+    assert after["n"] == 10 and after["validation"]["split"] == "carved-val"
+    for key in ("auc", "roc", "calibration", "conformal", "operating_point"):
+        assert key in after and key not in d["before"]
+    assert after["calibration"]["temperature"] is not None and after["operating_point"]["from"] == "validation"
+    paired = d["paired"]
+    assert (paired["a"], paired["b"], paired["n"]) == ("before", "after", 10)
+    for key in ("accuracy", "balanced_accuracy", "macro_auc"):
+        assert "ci95" in paired[key]["difference"] and paired[key]["verdict"]
+    assert paired["mcnemar"]["p_value"] <= 1
+    assert "paired: after - before" in out and "McNemar" in out and "operating point" in out
+
+
+@pytest.mark.slow
+def test_eval_stores_the_fitted_operating_point_and_applies_it_next_time(cli, tmp_path, trained):
+    run = shutil.copytree(trained["full"], tmp_path / "run")
+    data = _binary_data(tmp_path / "data")
+    first = tmp_path / "first.json"
+    code, _, err = cli("eval", run, data, "--json", first, "--device", "cpu")
+    assert code == 0 and "calibration.json" in err
+    stored = json.loads((run / "calibration.json").read_text(encoding="utf-8"))
+    fitted = json.loads(first.read_text(encoding="utf-8"))["after"]
+    assert stored["temperature"] == fitted["calibration"]["temperature"]
+    assert stored["operating_point"]["threshold"] == fitted["operating_point"]["threshold"]
+    assert stored["fitted_on"]["split"] == "carved-val"
+
+    # A threshold of 0 calls every image positive: the next eval must apply it, not choose its own.
+    stored["operating_point"]["threshold"] = 0.0
+    (run / "calibration.json").write_text(json.dumps(stored), encoding="utf-8")
+    second = tmp_path / "second.json"
+    code, out, err = cli("eval", run, data, "--json", second, "--device", "cpu")
+    assert code == 0 and "Applied the operating point stored" in err and "stored in the run folder" in out
+    point = json.loads(second.read_text(encoding="utf-8"))["after"]["operating_point"]
+    assert point["from"] == "run folder" and point["threshold"] == 0.0
+    assert point["sensitivity"]["value"] == 1.0 and point["specificity"]["value"] == 0.0
+
+    # --operating-point chooses anew on validation.
+    code, _, err = cli("eval", run, data, "--json", second, "--device", "cpu", "--operating-point", "youden")
+    point = json.loads(second.read_text(encoding="utf-8"))["after"]["operating_point"]
+    assert code == 0 and point["from"] == "validation" and point["threshold"] == fitted["operating_point"]["threshold"]
+
+
+def test_eval_of_a_wise_interpolation_leaves_the_run_folder_alone(cli, tmp_path, trained):
+    run = shutil.copytree(trained["full"], tmp_path / "run")
+    code, _, _ = cli("eval", run, _binary_data(tmp_path / "data"), "--wise-alpha", "0.5", "--device", "cpu")
+    assert code == 0 and not (run / "calibration.json").exists()

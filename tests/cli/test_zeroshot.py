@@ -68,3 +68,49 @@ def test_zeroshot_accepts_a_run_folder_as_model(cli, tmp_path, trained):
     assert code == 0, err
     d = json.loads(out_json.read_text(encoding="utf-8"))
     assert d["model"] == str(trained["probe"]) and d["accuracy"] == 1.0  # the probe's head, not the prompts
+
+
+def test_zeroshot_json_has_the_clinical_blocks_fitted_on_carved_validation(cli, tmp_path, make_class_folders,
+                                                                           tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"train": {"normal": 10, "pneumonia": 10},
+                                                   "test": {"normal": 5, "pneumonia": 5}})
+    out_json = tmp_path / "zs.json"
+    code, out, err = cli("zeroshot", data, "--model", tiny_clip_dir, "--json", out_json, "--coverage", "0.8",
+                         "--operating-point", "specificity=0.5", "--no-cache")
+    assert code == 0, err
+    d = json.loads(out_json.read_text(encoding="utf-8"))
+    assert d["n"] == 10 and d["split"] == "test" and d["accuracy"] is not None  # today's keys stay
+    assert d["validation"]["split"] == "carved-val" and d["validation"]["n"] == 4
+    assert d["auc"]["macro"]["n"] == 10 and "ci95" in d["auc"]["macro"]
+    assert d["auc"]["positive_class"] == "pneumonia" and "ci95" in d["auc"]["per_class"]["pneumonia"]
+    assert d["roc"]["per_class"]["pneumonia"]["roc"]["fpr"][0] == 0.0
+    assert d["calibration"]["temperature"] > 0 and d["calibration"]["ece_after"] is not None
+    assert d["calibration"]["fitted_on"] == {"split": "validation", "n": 4}
+    assert d["conformal"]["coverage_target"] == 0.8 and d["conformal"]["mean_set_size"] >= 0
+    point = d["operating_point"]
+    assert point["rule"] == "target_specificity" and point["fitted_on"]["n"] == 4 and point["n"] == 10
+    for line in ("AUC (pneumonia)", "ECE", "T = ", "conformal sets", "target 80%", "sensitivity", "PPV",
+                 "chosen on 4 validation images", "carved from the 'train' split"):
+        assert line in out
+
+
+def test_zeroshot_multiclass_has_no_operating_point_and_fits_nothing_on_the_images_it_reports(
+        cli, tmp_path, make_class_folders, tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"red": 5, "green": 5, "blue": 5})
+    out_json = tmp_path / "zs.json"
+    code, out, _ = cli("zeroshot", data, "--model", tiny_clip_dir, "--json", out_json)
+    assert code == 0
+    d = json.loads(out_json.read_text(encoding="utf-8"))
+    assert "operating_point" not in d and set(d["auc"]["per_class"]) == {"red", "green", "blue"}
+    # The whole dataset is reported on; its carved validation part lies inside it, so nothing is fitted.
+    assert d["validation"]["split"] is None and "among the evaluated images" in d["validation"]["reason"]
+    assert d["calibration"]["temperature"] is None and d["conformal"]["coverage"] is None
+    assert "no temperature fitted" in out
+
+
+def test_zeroshot_refuses_a_bad_coverage_or_operating_point_in_one_line(cli, tmp_path, make_class_folders,
+                                                                        tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"a": 2, "b": 2})
+    for flag, value, words in (("--coverage", "1.5", "between 0 and 1"), ("--operating-point", "sens=0.9", "youden")):
+        code, _, err = cli("zeroshot", data, "--model", tiny_clip_dir, flag, value)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1

@@ -10,11 +10,13 @@ import pytest
 from clipstudio.engine.config import (
     SCHEMA_VERSION,
     DataConfig,
+    EvalConfig,
     StudioConfig,
     TrainConfig,
     from_dict,
     help_for,
     load_config,
+    operating_point_rule,
     save_config,
     to_dict,
 )
@@ -167,3 +169,12 @@ def test_help_quotes_the_dataclass_default_so_it_cannot_drift():
     assert help_for(StudioConfig, "eval.recall_k").endswith("Default: 1 5 10.")
     assert "Default" not in help_for(TrainConfig, "epochs", with_default=False)
 
+
+
+def test_eval_config_checks_the_coverage_and_the_operating_point_spelling():
+    EvalConfig(coverage=0.95, operating_point="sensitivity=0.9").validate()
+    assert operating_point_rule("specificity = 0.8") == ("target_specificity", 0.8)
+    for bad in (dict(coverage=1.0), dict(coverage=0.0), dict(operating_point="sensitivity=0"),
+                dict(operating_point="ppv=0.9")):
+        with pytest.raises(ConfigError, match="coverage|operating point"):
+            EvalConfig(**bad).validate()

@@ -101,9 +101,9 @@ def test_csv_export_lists_every_prediction(qtbot, screen, tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 12
     assert list(rows[0])[:6] == ["path", "true", "predicted", "correct", "top1_class", "top1_probability"]
-    by_path = {p["path"]: p for p in result.predictions}
+    by_path = {p["path"]: p for p in screen.shown_predictions}
     for row in rows:
-        p = by_path[row["path"]]
+        p = by_path[row["path"]]  # what the grid shows: calibrated when a temperature was fitted
         assert (row["true"], row["predicted"]) == (p["true"], p["pred"])
         assert row["correct"] == ("yes" if p["true"] == p["pred"] else "no")
         assert row["top1_class"] == p["pred"]
@@ -117,7 +117,7 @@ def test_without_dataset_the_screen_says_so(qtbot):
     widget.evaluate()
     assert "Open a dataset on the Data screen first" in widget.banner.label.text()
     assert not widget.busy()
-    assert not widget.tabs.isTabEnabled(2)  # WiSE-FT needs a run
+    assert not widget.tabs.isTabEnabled(widget.tabs.indexOf(widget.wise))  # WiSE-FT needs a run
     widget.shutdown()
 
 
@@ -153,7 +153,7 @@ def run_dir(tmp_path_factory, tiny_clip_dir):
 def test_run_before_after_and_wise_slider(qtbot, screen, state, run_dir):
     state.set_run(str(run_dir))
     screen.source_combo.setCurrentIndex(screen.source_combo.findData("run"))
-    assert screen.tabs.isTabEnabled(2)
+    assert screen.tabs.isTabEnabled(screen.tabs.indexOf(screen.wise))
     after = _evaluate(qtbot, screen)
     assert after.n == 12
 
@@ -168,3 +168,32 @@ def test_run_before_after_and_wise_slider(qtbot, screen, state, run_dir):
         screen.alpha_slider.setValue(0)
     assert "α = 0.0" in screen.split_label.text()
     assert blocker.args[0].accuracy == pytest.approx(payload["before"]["accuracy"])
+
+
+def test_a_binary_task_gets_curves_calibration_and_an_operating_point_the_grid_follows(
+    qtbot, make_class_folders, tmp_path, state_with
+):
+    """Train/test folders: the validation part is carved from train, the temperature and threshold are
+    fitted there, and the test images are reported; moving the slider re-calls the test images."""
+    root = make_class_folders(tmp_path / "xray", {"train": {"normal": 10, "pneumonia": 10},
+                                                  "test": {"normal": 6, "pneumonia": 6}})
+    screen = ResultsScreen(state_with(root))
+    qtbot.addWidget(screen)
+    try:
+        _evaluate(qtbot, screen)
+        scoring = screen.clinical
+        assert scoring is not None and scoring.validation.name == "carved-val"
+        clinical = scoring.clinical
+        assert clinical.n == 12 and clinical.calibration.temperature is not None
+        assert "AUC" in screen.summary_label.text() and "ECE" in screen.summary_label.text()
+        roc = clinical.to_dict()["roc"]["per_class"]["pneumonia"]["roc"]
+        assert list(screen.clinical_pages.curves.roc_curve.getData()[0]) == pytest.approx(roc["fpr"])
+        assert screen.tabs.isTabEnabled(screen.tabs.indexOf(screen.clinical_pages.roc_page))
+
+        # Every image called pneumonia at threshold 0: the grid and the matrix follow once the slider rests.
+        screen.clinical_pages.operating_point.set_threshold(0.0)
+        qtbot.waitUntil(lambda: {t.pred for t in screen.grid.visible_tiles()} == {"pneumonia"}, timeout=5_000)
+        assert screen.matrix.counts() == [[0, 6], [0, 6]]
+        assert all(p["pred"] == "pneumonia" for p in screen.shown_predictions)
+    finally:
+        screen.shutdown()

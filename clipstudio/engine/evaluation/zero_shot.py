@@ -54,6 +54,9 @@ class ZeroShotResult:
     predictions: list[dict] = field(default_factory=list)  # {path, true, pred, topk: [[class, prob]]}
     problems: list[Problem] = field(default_factory=list)
     cancelled: bool = False
+    # Only when asked for (``with_logits``), for the clinical metrics; never in to_dict.
+    labels: np.ndarray | None = field(default=None, repr=False, compare=False)  # (N,) class indices
+    logits: np.ndarray | None = field(default=None, repr=False, compare=False)  # (N, C) float32
 
     def to_dict(self, include_predictions: bool = False) -> dict:
         out: dict = {
@@ -88,6 +91,7 @@ def score_embeddings(
     n_bootstrap: int = 1000,
     seed: int = 0,
     with_predictions: bool = True,
+    with_logits: bool = False,
 ) -> ZeroShotResult:
     """Classify each image as its most similar class text and score the predictions.
 
@@ -95,6 +99,8 @@ def score_embeddings(
     ``labels`` (N,) class indices; ``text_emb`` (C, D) one row per class. ``top_k`` sets how many
     classes each prediction lists; ``n_bootstrap=0`` skips the CIs; ``with_predictions=False`` skips
     the per-image list and its softmax (most of the time of a 10k-image re-score without CIs).
+    ``with_logits`` keeps ``labels`` and the (N, C) float32 logits (logit scale x cosine similarity,
+    the numbers the probabilities are the softmax of) on the result.
     """
     text_emb = l2_normalise(text_emb)
     image_emb = np.asarray(image_emb, dtype=np.float32)
@@ -142,9 +148,12 @@ def score_embeddings(
         }
 
     predictions = []
-    if n and with_predictions:
+    logits = None
+    if n and (with_predictions or with_logits):
         lengths = np.sqrt(np.einsum("ij,ij->i", image_emb, image_emb)).astype(np.float64)
-        probs = _softmax(float(logit_scale) * sims.astype(np.float64) / np.maximum(lengths, 1e-12)[:, None])
+        logits = float(logit_scale) * sims.astype(np.float64) / np.maximum(lengths, 1e-12)[:, None]
+    if n and with_predictions:
+        probs = _softmax(logits)
         order = np.argsort(-probs, axis=1, kind="stable")[:, : max(1, min(top_k, n_classes))]
         # Plain Python lists first: indexing numpy arrays element by element costs more than the maths.
         top_probs = np.take_along_axis(probs, order, axis=1).tolist()
@@ -171,6 +180,8 @@ def score_embeddings(
         confusion_matrix=matrix.tolist(),
         ci95=ci95,
         predictions=predictions,
+        labels=labels.copy() if with_logits else None,
+        logits=(logits.astype(np.float32) if n else np.zeros((0, n_classes), np.float32)) if with_logits else None,
     )
 
 
@@ -287,6 +298,7 @@ def score_dataset(
     prompts: PromptSet,
     *,
     with_predictions: bool = True,
+    with_logits: bool = False,
     n_bootstrap: int = 1000,
     batch_size: int = EVAL_BATCH_SIZE,
     callback: Callback = no_callback,
@@ -296,7 +308,7 @@ def score_dataset(
 
     Images the store already holds for this model are not encoded again, nor are prompt texts
     in ``store.text_cache``. When cancelled, the images encoded so far are scored and
-    ``cancelled`` is set. ``with_predictions``/``n_bootstrap`` as in ``score_embeddings``.
+    ``cancelled`` is set. ``with_predictions``/``with_logits``/``n_bootstrap`` as in ``score_embeddings``.
     """
     where = dataset.source or dataset.root
     if len(dataset.class_names) < 2:
@@ -327,6 +339,7 @@ def score_dataset(
         paths=[str(s.path) for s in samples],
         n_bootstrap=n_bootstrap,
         with_predictions=with_predictions,
+        with_logits=with_logits,
     )
     result.problems = list(encoded.problems)
     result.cancelled = encoded.cancelled

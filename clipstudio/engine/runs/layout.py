@@ -10,6 +10,7 @@ All JSON is UTF-8 and written atomically; weights are safetensors::
     <run>/history.json           per-epoch lists: train_loss, val_loss, val_acc, lr... (read_history)
     <run>/metrics.jsonl          one line per logging step (read_metrics)
     <run>/class_texts.json       hand-written class texts the run was started with (GUI runs)
+    <run>/calibration.json       temperature and operating point fitted on validation by ``eval`` (read_calibration)
     <run>/checkpoint_latest/     model (load_model works on it) + train_state.{json,safetensors}
     <run>/checkpoint_best/       the same for the best epoch by the monitored metric
     <run>/base_model/            linear_probe only: the frozen model (checkpoints hold just the head)
@@ -41,6 +42,7 @@ SPLITS_FILE = "splits.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.jsonl"
 CLASS_TEXTS_FILE = "class_texts.json"
+CALIBRATION_FILE = "calibration.json"
 BASE_MODEL_DIR = "base_model"
 RUN_FORMAT = 1
 
@@ -140,6 +142,30 @@ def write_run_info(path: str | os.PathLike, info: dict[str, Any]) -> None:
 def run_start_model_spec(path: str | os.PathLike) -> str:
     """The model spec training started from (``load_model(spec)`` gives the pre-training weights)."""
     return str(read_run_info(path)["start_model"])
+
+
+# --- Calibration ---------------------------------------------------------------------------------
+
+
+def read_calibration(path: str | os.PathLike) -> dict[str, Any] | None:
+    """calibration.json: ``temperature``, ``operating_point`` (a dict, or None) and what they were fitted on.
+
+    None when the run has none yet; ConfigError when it can't be read.
+    """
+    file = Path(path) / CALIBRATION_FILE
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{file}: can't be read ({exc}).") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: not a calibration file.")
+    return data
+
+
+def write_calibration(path: str | os.PathLike, calibration: dict[str, Any]) -> None:
+    atomic_write_json(Path(path) / CALIBRATION_FILE, calibration)
 
 
 # --- History and step metrics ----------------------------------------------------------------------

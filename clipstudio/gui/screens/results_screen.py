@@ -32,6 +32,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from clipstudio.engine.evaluation.calibration import softmax
+from clipstudio.engine.evaluation.clinical_scoring import (
+    ClinicalScoring,
+    calibrated_predictions,
+    run_operating_point,
+    score_clinical,
+)
 from clipstudio.engine.evaluation.split_policy import report_part
 from clipstudio.engine.evaluation.zero_shot import score_dataset
 from clipstudio.engine.prompts import run_prompt_set
@@ -40,12 +47,14 @@ from clipstudio.engine.storage.atomic import atomic_write_text
 from clipstudio.gui.errors import show_error
 from clipstudio.gui.screen_jobs import ScreenJobs
 from clipstudio.gui.state import AppState
+from clipstudio.gui.widgets.clinical_view import ClinicalPages
 from clipstudio.gui.widgets.confusion_matrix import ConfusionMatrixView
 from clipstudio.gui.widgets.missing_input import MissingInputBanner
 from clipstudio.gui.widgets.prediction_grid import PredictionGrid
 from clipstudio.gui.widgets.run_comparison import BeforeAfterTable, WiseCurve
 
 CURRENT, RUN = "current", "run"
+OPERATING_POINT_DEBOUNCE_MS = 150
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]
 
 
@@ -55,6 +64,30 @@ def _pct(value: float | None) -> str:
 
 def _with_ci(value: float | None, ci: list[float] | None) -> str:
     return _pct(value) + (f"  (95% CI {_pct(ci[0])} – {_pct(ci[1])})" if ci else "")
+
+
+def _clinical_lines(clinical) -> list[str]:
+    """AUC, calibration and prediction-set lines for the metrics summary (empty without clinical metrics)."""
+    if clinical is None:
+        return []
+    blocks = clinical.to_dict()
+    auc = blocks["auc"]["macro"]
+    lines = []
+    if auc.get("value") is not None:
+        ci = auc.get("ci95")
+        what = "AUC" if clinical.binary else "macro AUC (one class vs the rest)"
+        lines.append(f"{what} {auc['value']:.3f}" + (f"  (95% CI {ci[0]:.3f} – {ci[1]:.3f})" if ci else ""))
+    calibration = blocks["calibration"]
+    if calibration.get("ece") is not None:
+        line = f"calibration error (ECE) {_pct(calibration['ece'])}"
+        if calibration.get("ece_after") is not None:
+            line += f" → {_pct(calibration['ece_after'])} after temperature scaling (T = {calibration['temperature']:.2f})"
+        lines.append(line)
+    conformal = blocks["conformal"]
+    if conformal.get("coverage") is not None:
+        lines.append(f"prediction sets: {_pct(conformal['coverage'])} coverage (target "
+                     f"{_pct(conformal['coverage_target'])}), {conformal['mean_set_size']:.2f} classes on average")
+    return lines
 
 
 def predictions_csv(predictions: list[dict]) -> str:
@@ -87,6 +120,7 @@ class ResultsScreen(QWidget):
         self.state = state
         self.jobs = ScreenJobs(self)
         self.last_result: Any = None
+        self.shown_predictions: list[dict] = []  # what the grid shows (calibrated; at the operating point)
         self.sweep_rows: list[dict] = []
         self._run_models: dict[str, Any] = {}  # run folder -> fine-tuned model (loaded once)
         self._wise: Any = None  # WiseInterpolator of the selected run (used by one job at a time)
@@ -184,10 +218,22 @@ class ResultsScreen(QWidget):
         self.wise.sweep_requested.connect(self.sweep_wise)
         self.alpha_slider = self.wise.slider
 
+        self.clinical_pages = ClinicalPages(self)
+        self.clinical_pages.operating_point_changed.connect(self._on_operating_point_changed)
+        self._point_timer = QTimer(self)  # the grid follows the slider once it rests (10k tiles are not free)
+        self._point_timer.setSingleShot(True)
+        self._point_timer.setInterval(OPERATING_POINT_DEBOUNCE_MS)
+        self._point_timer.timeout.connect(self._apply_operating_point)
+        self._pending_point = None
+        self.clinical: ClinicalScoring | None = None
+
         self.tabs = QTabWidget()
         self.tabs.addTab(metrics, "Metrics")
+        self.tabs.addTab(self.clinical_pages.roc_page, "ROC / PR")
+        self.tabs.addTab(self.clinical_pages.calibration_page, "Calibration")
         self.tabs.addTab(before_after, "Before / after")
         self.tabs.addTab(self.wise, "WiSE-FT")
+        self._run_tabs = (before_after, self.wise)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(self.tabs)
@@ -238,8 +284,8 @@ class ResultsScreen(QWidget):
 
     def _on_source_combo_changed(self, *_args) -> None:
         is_run = self.source() == RUN
-        for index in (1, 2):
-            self.tabs.setTabEnabled(index, is_run)
+        for page in self._run_tabs:
+            self.tabs.setTabEnabled(self.tabs.indexOf(page), is_run)
         self.wise.reset()
         self._on_state_inputs_changed()
 
@@ -291,9 +337,11 @@ class ResultsScreen(QWidget):
                 if run_dir not in run_models:
                     run_models[run_dir] = load_run_model(run_dir)
                 use_model, use_prompts = run_models[run_dir], run_prompt_set(run_dir)
-            result = score_dataset(store, use_model, part.dataset, use_prompts, callback=callback,
-                                   should_stop=should_stop)
-            return None if result.cancelled else (f"{who} on the {part.description}", result)
+            # A run's threshold was chosen on its validation images (clipstudio eval stores it); else Youden's J.
+            point = run_operating_point(run_dir) if run_dir else None
+            scoring = score_clinical(store, use_model, dataset, use_prompts, split_config, part,
+                                     operating_point=point or "youden", callback=callback, should_stop=should_stop)
+            return None if scoring.result.cancelled else (f"{who} on the {part.description}", scoring)
 
         self._stale = False
         self.split_label.setText(f"{who}: scoring…")
@@ -306,14 +354,30 @@ class ResultsScreen(QWidget):
             self.progress_label.setText("Cancelled.")
             return
         label, result = outcome
+        self.clinical = None
+        if isinstance(result, ClinicalScoring):
+            self.clinical, result = result, result.result
         self.split_label.setText(label)
         self.last_result = result
         skipped = f"; {len(result.problems)} unreadable image(s) skipped" if result.problems else ""
         self.progress_label.setText(f"{result.n} images{skipped}.")
-        self._show_result(result)
+        self._show_result(result, self.clinical)
         self.evaluated.emit(result)
 
-    def _show_result(self, result) -> None:
+    def _show_result(self, result, scoring: ClinicalScoring | None = None) -> None:
+        """Fill the grid, matrix and metrics; with ``scoring``, probabilities are the calibrated ones and
+        the ROC / PR and Calibration tabs are filled (a WiSE-FT mix has no such scoring: they clear)."""
+        clinical = scoring.clinical if scoring is not None else None
+        self._pending_point = None
+        predictions, matrix = (result.predictions, result.confusion_matrix) if result is not None else ([], [])
+        if clinical is not None and result.logits is not None:
+            temperature = clinical.calibration.temperature
+            point = clinical.operating_point.point if clinical.operating_point is not None else None
+            predictions, matrix = calibrated_predictions(result, temperature, point)
+            self.clinical_pages.set_scoring(clinical, result.labels, softmax(result.logits, temperature or 1.0))
+        else:
+            self.clinical_pages.set_scoring(None)
+        self.shown_predictions = predictions
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
         self.class_combo.addItem("All classes", None)
@@ -331,13 +395,14 @@ class ResultsScreen(QWidget):
         for name in result.class_names:
             self.class_combo.addItem(name, name)
         self.class_combo.blockSignals(False)
-        self.grid.set_predictions(result.predictions)
-        self.matrix.set_matrix(result.class_names, result.confusion_matrix)
+        self.grid.set_predictions(predictions)
+        self.matrix.set_matrix(result.class_names, matrix)
         self.accuracy_label.setText(_pct(result.accuracy))
         lines = [f"accuracy {_with_ci(result.accuracy, result.ci95.get('accuracy'))}",
                  f"balanced accuracy {_with_ci(result.balanced_accuracy, result.ci95.get('balanced_accuracy'))}"]
         if result.top5_accuracy is not None:
             lines.append(f"top-5 accuracy {_pct(result.top5_accuracy)}")
+        lines += _clinical_lines(clinical)
         self.summary_label.setText("\n".join(lines))
         for name, m in result.per_class.items():
             row = self.metrics_table.rowCount()
@@ -371,6 +436,23 @@ class ResultsScreen(QWidget):
             self.clear_cell_button.show()
         self._on_filters_changed()
 
+    # --- operating point (binary tasks) -------------------------------------------------------------
+
+    def _on_operating_point_changed(self, metrics) -> None:
+        self._pending_point = metrics
+        self._point_timer.start()
+
+    def _apply_operating_point(self) -> None:
+        """The grid and the confusion matrix call images at the slider's threshold."""
+        metrics, result, scoring = self._pending_point, self.last_result, self.clinical
+        if metrics is None or result is None or scoring is None or scoring.clinical is None:
+            return
+        predictions, matrix = calibrated_predictions(result, scoring.clinical.calibration.temperature, metrics.point)
+        self.shown_predictions = predictions
+        self.grid.set_predictions(predictions)
+        self.matrix.set_matrix(result.class_names, matrix)
+        self._on_matrix_cell_selected(-1, -1)
+
     # --- export -----------------------------------------------------------------------------------
 
     def export_csv(self, path: str | None = None) -> bool:
@@ -382,11 +464,11 @@ class ResultsScreen(QWidget):
             if not path:
                 return False
         try:
-            atomic_write_text(path, predictions_csv(self.last_result.predictions))
+            atomic_write_text(path, predictions_csv(self.shown_predictions))
         except OSError as exc:
             show_error(self, f"Can't write {path}: {exc.strerror or exc}.")
             return False
-        self.state.post_status(f"Saved {len(self.last_result.predictions)} predictions to {path}")
+        self.state.post_status(f"Saved {len(self.shown_predictions)} predictions to {path}")
         return True
 
     # --- before / after ---------------------------------------------------------------------------

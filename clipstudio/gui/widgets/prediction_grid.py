@@ -219,7 +219,8 @@ def prediction_tile(prediction: dict) -> Tile:
     """A tile for one zero-shot prediction (``ZeroShotResult.predictions`` entry)."""
     topk = prediction.get("topk") or []
     correct = prediction["true"] == prediction["pred"]
-    top_prob = topk[0][1] if topk else None
+    # The predicted class's own probability: at a binary operating point it need not be the top one.
+    top_prob = next((prob for name, prob in topk if name == prediction["pred"]), None)
     probs = "\n".join(f"  {name}: {prob:.1%}" for name, prob in topk)
     tooltip = (
         f"{prediction['path']}\n\nTrue: {prediction['true']}\nPredicted: {prediction['pred']}"

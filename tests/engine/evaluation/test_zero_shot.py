@@ -418,3 +418,18 @@ def test_comparing_prompt_sets_stops_when_cancelled(tmp_path):
     ds = _six_colour_images(tmp_path)
     rows = compare_prompt_sets(EmbeddingStore(), FakeModel(), ds, [PromptSet(), PromptSet()], should_stop=lambda: True)
     assert rows == []
+
+
+def test_logits_are_kept_only_when_asked_and_are_the_scaled_cosines_the_probabilities_come_from():
+    image_emb, labels = _three_class_example()
+    image_emb = image_emb * np.array([[1.0], [3.0], [0.5], [2.0], [1.0], [4.0]], dtype=np.float32)  # not unit length
+    assert score_embeddings(image_emb, labels, E, ["a", "b", "c"], logit_scale=10.0).logits is None
+
+    r = score_embeddings(image_emb, labels, E, ["a", "b", "c"], logit_scale=10.0, with_logits=True, top_k=3)
+    assert r.logits.dtype == np.float32 and r.logits.shape == (6, 3)
+    np.testing.assert_allclose(r.logits, 10.0 * E[[0, 0, 1, 1, 2, 2]], atol=1e-6)
+    np.testing.assert_array_equal(r.labels, labels)
+    p = r.predictions[1]["topk"]
+    z = np.exp(r.logits[1] - r.logits[1].max())
+    assert p[0][1] == pytest.approx(float(z.max() / z.sum()), rel=1e-6)
+    assert "logits" not in r.to_dict() and "labels" not in r.to_dict()

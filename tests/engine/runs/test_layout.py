@@ -13,6 +13,7 @@ from clipstudio.engine.config import TrainConfig, save_config
 from clipstudio.engine.errors import ConfigError, ModelError
 from clipstudio.engine.runs.layout import (
     BEST,
+    CALIBRATION_FILE,
     CONFIG_FILE,
     HISTORY_FILE,
     LATEST,
@@ -24,6 +25,7 @@ from clipstudio.engine.runs.layout import (
     default_run_dir,
     find_checkpoint,
     is_run_folder,
+    read_calibration,
     read_history,
     read_metrics,
     read_run_config,
@@ -32,6 +34,7 @@ from clipstudio.engine.runs.layout import (
     run_start_model_spec,
     runs_root,
     truncate_metrics,
+    write_calibration,
     write_run_info,
 )
 from clipstudio.engine.training.checkpoint import load_train_state
@@ -89,6 +92,15 @@ def test_history_is_empty_before_the_first_epoch_and_a_damaged_one_is_an_error(t
     (tmp_path / HISTORY_FILE).write_text('{"epoch": [1', encoding="utf-8")
     with pytest.raises(ConfigError, match=HISTORY_FILE):
         read_history(tmp_path)
+
+
+def test_calibration_reads_back_is_none_before_the_first_eval_and_a_damaged_one_is_an_error(tmp_path):
+    assert read_calibration(tmp_path) is None
+    write_calibration(tmp_path, {"temperature": 1.5, "operating_point": None})
+    assert read_calibration(tmp_path) == {"temperature": 1.5, "operating_point": None}
+    (tmp_path / CALIBRATION_FILE).write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ConfigError, match=CALIBRATION_FILE):
+        read_calibration(tmp_path)
 
 
 def test_metrics_skip_a_line_cut_short_and_stop_at_a_step(tmp_path):
