@@ -60,6 +60,8 @@ def _no_blocking_dialogs() -> None:
 
 # What each screen does before its picture, when the screen has that public method (duck-typed, so
 # a screen still being written is simply captured as it is).
+# Further tabs of a screen to capture after its first picture (by tab title).
+SCREEN_TABS: dict[str, tuple[str, ...]] = {"results": ("ROC / PR", "Calibration")}
 SAMPLE_QUERY = "a chest X-ray showing pneumonia"
 SCREEN_ACTIONS: dict[str, tuple[str, tuple]] = {
     "prompts": ("evaluate", ()),
@@ -148,11 +150,25 @@ def capture(out_dir: Path, *, dataset: Path | None = None, size: tuple[int, int]
                 _settle(app, 0.3)
             _wait_until(app, lambda: not window.busy_screens(), load_timeout_s)
             _settle(app, 0.2)
-            path = out_dir / f"{index:02d}_{key}.png"
-            if not window.grab().save(str(path)):
-                raise OSError(f"could not write {path}")
-            saved.append(path)
-            print(path)
+            shots = [(f"{index:02d}_{key}.png", None)]
+            tabs = getattr(window.screen_for(key), "tabs", None)
+            for letter, title in zip("bcdefgh", SCREEN_TABS.get(key, ()), strict=False):
+                slug = title.lower().replace(" / ", "_").replace(" ", "_")
+                shots.append((f"{index:02d}{letter}_{key}_{slug}.png", title))
+            for name, title in shots:
+                if title is not None and tabs is not None:
+                    found = [i for i in range(tabs.count()) if tabs.tabText(i) == title]
+                    if not found:
+                        continue
+                    tabs.setCurrentIndex(found[0])
+                    _settle(app, 0.3)
+                path = out_dir / name
+                if not window.grab().save(str(path)):
+                    raise OSError(f"could not write {path}")
+                saved.append(path)
+                print(path)
+            if tabs is not None:
+                tabs.setCurrentIndex(0)
     finally:
         window.shutdown()
         window.close()

@@ -18,7 +18,7 @@ CLI_DIR = Path(clipstudio.cli.__file__).parent
 def test_help_lists_every_command(cli):
     code, out, _ = cli("--help")
     assert code == 0
-    for command in ("inspect", "zeroshot", "retrieve", "search", "train", "eval", "selftest", "demo"):
+    for command in ("inspect", "zeroshot", "retrieve", "search", "embed", "train", "eval", "selftest", "demo"):
         assert command in out
 
 
@@ -73,7 +73,7 @@ def _clipstudio_imports(path: Path) -> list[tuple[str, bool]]:
 
 
 def test_command_modules_import_only_the_shared_cli_modules_never_main():
-    shared = {"clipstudio.cli.args", "clipstudio.cli.console", "clipstudio.cli.steps"}
+    shared = {"clipstudio.cli.args", "clipstudio.cli.clinical", "clipstudio.cli.console", "clipstudio.cli.steps"}
     for name, module in COMMANDS.items():
         imports = [m for m, _ in _clipstudio_imports(Path(module.__file__)) if m.startswith("clipstudio.cli")]
         allowed = shared | ({"clipstudio.cli.inspect"} if name == "demo" else set())  # the demo shows a health report

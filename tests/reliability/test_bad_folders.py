@@ -1,8 +1,10 @@
-"""Awkward class-folder layouts, one test id per case: empty, single or 5,000 classes, hidden files, nesting, links."""
+"""Awkward folder layouts, one test id per case: empty, single or 5,000 classes, hidden files, nesting, links,
+and folders holding an annotation file beside their images (ARCH, open_clip)."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -182,3 +184,62 @@ def test_unreadable_class_folder_real(tmp_path, harness: Harness):
         locked.chmod(0o755)
 
     assert_one_clear_message(loaded, locked, "can't read folder")
+
+
+# --- a folder holding one annotation file beside its images --------------------------------------
+# Labelled, so zero-shot can score them too; the real ARCH and open_clip files carry only captions
+# (tests/engine/data/test_readers.py reads those shapes).
+
+ANNOTATED = [("a_0", "a", "a red square"), ("a_1", "a", "a red square again"),
+             ("b_0", "b", "a blue square"), ("b_1", "b", "a blue square again")]
+
+
+def arch_folder(root: Path) -> Path:
+    """ARCH: ``captions.json`` ({"0": {"caption", "uuid", ...}}) beside ``images/``; ids lack the extension."""
+    entries = {}
+    for i, (stem, label, caption) in enumerate(ANNOTATED):
+        write_png(root / "images" / f"{stem}.png", (200, 40, 40) if label == "a" else (40, 40, 200))
+        entries[str(i)] = {"figure_id": str(i), "letter": "A", "caption": caption, "uuid": stem, "label": label}
+    (root / "captions.json").write_text(json.dumps(entries, indent=1), encoding="utf-8")
+    return root
+
+
+def open_clip_folder(root: Path, extra_rows: tuple[str, ...] = ()) -> Path:
+    """open_clip: a tab-separated ``train.csv`` (filepath, title) beside ``imgs/``; captions hold commas."""
+    rows = ["filepath\ttitle\tlabel"]
+    for stem, label, caption in ANNOTATED:
+        write_png(root / "imgs" / f"{stem}.png", (200, 40, 40) if label == "a" else (40, 40, 200))
+        rows.append(f"imgs/{stem}.png\t{caption}, seen at 40x\t{label}")
+    (root / "train.csv").write_text("\n".join([*rows, *extra_rows]) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("layout", [arch_folder, open_clip_folder], ids=["arch_captions_json", "open_clip_tsv_csv"])
+def test_folder_with_one_annotation_file_reads_that_file(tmp_path, harness: Harness, layout):
+    root = layout(tmp_path / "data")
+
+    loaded = harness.loads(root, watch=tmp_path)
+
+    assert loaded.dataset.class_names == ["a", "b"] and loaded.dataset.has_captions
+    assert sorted(p.name for p in loaded.dataset.paths) == ["a_0.png", "a_1.png", "b_0.png", "b_1.png"]
+    assert loaded.report.problems == [] and loaded.n_scored == 4
+
+
+def test_tab_separated_row_naming_a_missing_image_is_skipped(tmp_path, harness: Harness):
+    root = open_clip_folder(tmp_path / "data", ("imgs/gone.png\ta lost slide\ta",))
+
+    loaded = harness.loads(root, watch=tmp_path)
+
+    assert_one_clear_message(loaded, f"{root / 'train.csv'}:6", "image not found: imgs/gone.png")
+    assert loaded.n_scored == 4
+
+
+def test_several_annotation_files_beside_the_images_are_refused_naming_them(tmp_path, harness: Harness):
+    root = open_clip_folder(tmp_path / "data")
+    (root / "notes.json").write_text('{"reviewer": "x"}', encoding="utf-8")
+
+    message = harness.refused(root, watch=tmp_path)
+
+    assert message == (
+        f"{root} holds several annotation files (notes.json, train.csv) beside its images; choose one of them."
+    )

@@ -28,6 +28,9 @@ PAIRS_FILE = "img_text_pair.json"  # CLIP-Finetune: <split>/img_text_pair.json b
 # Hugging Face imagefolder metadata, looked for inside the folder the user picked.
 METADATA_FILES = (("metadata.jsonl", "jsonl"), ("metadata.csv", "csv"))
 _FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv"}
+_ANNOTATION_SUFFIXES = (".json", *_FILE_FORMATS)
+# Sub-folders that hold an annotation file's images (ARCH's images/, open_clip's and CLIP-Finetune's imgs/).
+_IMAGE_FOLDERS = ("images", "imgs")
 
 # (split or None, annotation file) pairs a dataset is read from.
 _Files = list[tuple[str | None, Path]]
@@ -158,7 +161,8 @@ def _json_kind(path: Path) -> str:
 
 
 def _detect_folder(folder: Path) -> tuple[str, _Files]:
-    """Metadata file, then CLIP-Finetune pairs (here or per split), then class folders."""
+    """Metadata file, then CLIP-Finetune pairs (here or per split), then an annotation file at the
+    root beside its images folder, then class folders."""
     for name, fmt in METADATA_FILES:
         if (folder / name).is_file():
             return fmt, [(None, folder / name)]
@@ -179,6 +183,14 @@ def _detect_folder(folder: Path) -> tuple[str, _Files]:
     nested = [d.name for d in subfolders if _looks_like_dataset(d)]
     if nested:
         raise DataError(f"{folder} seems to hold several datasets ({', '.join(nested)}); choose one of them.")
+    annotations = _root_annotation_files(folder)
+    if annotations:
+        with_images = [d for d in subfolders if next(iter_images(d), None) is not None]
+        # One class folder can't be a classification dataset, and images/ or imgs/ is where an annotation
+        # file's images live: beside either, an annotation file at the root is what the folder means.
+        if len(with_images) < 2 or any(_is_image_folder(d) for d in with_images):
+            return _detect_root_annotations(folder, annotations)
+        return "class_folders", []
     if any(next(iter_images(d), None) is not None for d in subfolders):
         return "class_folders", []
     if any(is_image_name(p.name) and p.is_file() for p in _children(folder)):
@@ -191,16 +203,48 @@ def _detect_folder(folder: Path) -> tuple[str, _Files]:
     )
 
 
-def _looks_like_dataset(folder: Path) -> bool:
-    """An annotation file in it or its split folders, or split folders of class folders.
+def _root_annotation_files(folder: Path) -> list[Path]:
+    """The JSON, JSONL, CSV and TSV files directly in ``folder``, by name."""
+    return sorted(
+        (p for p in _children(folder) if p.suffix.lower() in _ANNOTATION_SUFFIXES and p.is_file()),
+        key=lambda p: p.name,
+    )
 
-    Catches a parent of datasets (e.g. ``pneumoniamnist/`` holding ``folders/`` and ``pairs/``),
-    which would otherwise read as class folders named after the datasets.
+
+def _is_image_folder(folder: Path) -> bool:
+    return folder.name.lower() in _IMAGE_FOLDERS
+
+
+def _detect_root_annotations(folder: Path, annotations: list[Path]) -> tuple[str, _Files]:
+    """The one annotation file at a folder's root, or one per split (``train.csv`` + ``val.csv``)."""
+    if len(annotations) == 1:
+        return _detect_file(annotations[0]), [(None, annotations[0])]
+    splits = [split_of_folder(p.stem) for p in annotations]
+    formats = {_detect_file(p) for p in annotations} if all(splits) else set()
+    if len(formats) == 1 and len(set(splits)) == len(splits):
+        order = {name: i for i, name in enumerate(SPLIT_NAMES)}
+        files = sorted(zip(splits, annotations, strict=True), key=lambda sp: order[sp[0]])
+        return formats.pop(), files
+    names = ", ".join(p.name for p in annotations)
+    raise DataError(
+        f"{folder} holds several annotation files ({names}) beside its images; choose one of them."
+    )
+
+
+def _looks_like_dataset(folder: Path) -> bool:
+    """An annotation file in it or its split folders, an annotation file beside an images folder, or
+    split folders of class folders.
+
+    Catches a parent of datasets (e.g. ``pneumoniamnist/`` holding ``folders/`` and ``pairs/``, or
+    ARCH's ``books_set/`` and ``pubmed_set/``), which would otherwise read as class folders named
+    after the datasets.
     """
     names = [PAIRS_FILE] + [name for name, _ in METADATA_FILES]
     subfolders = visible_subfolders(folder)
     splits = [d for d in subfolders if split_of_folder(d.name)]
     if any((d / n).is_file() for d in [folder, *splits] for n in names):
+        return True
+    if any(_is_image_folder(d) for d in subfolders) and _root_annotation_files(folder):
         return True
     return bool(splits) and len(splits) == len(subfolders) and any(visible_subfolders(d) for d in splits)
 

@@ -200,6 +200,108 @@ def test_parent_of_several_datasets_is_refused(tmp_path, make_class_folders, mak
         load_dataset(tmp_path / "set")
 
 
+# --- a folder holding one annotation file ------------------------------------------------------
+
+
+def arch_folder(root: Path, tiny_png) -> Path:
+    """ARCH's layout: ``captions.json`` (uuid objects) beside ``images/``."""
+    tiny_png(root / "images" / "9f1c.png")
+    tiny_png(root / "images" / "77aa.jpg")
+    write_json(
+        root / "captions.json",
+        {
+            "0": {"figure_id": "1", "letter": "A", "caption": "tumour cells", "uuid": "9f1c"},
+            "1": {"figure_id": "2", "letter": "B", "caption": "stroma", "uuid": "77aa"},
+        },
+    )
+    return root
+
+
+def open_clip_folder(root: Path, tiny_png) -> Path:
+    """open_clip's layout: a tab-separated ``train.csv`` (filepath, title) beside ``imgs/``."""
+    tiny_png(root / "imgs" / "a.png")
+    tiny_png(root / "imgs" / "b.png")
+    write_csv(
+        root / "train.csv",
+        [["filepath", "title"], ["imgs/a.png", "a slide, with a comma"], ["imgs/b.png", "another slide"]],
+        "\t",
+    )
+    return root
+
+
+def test_arch_folder_reads_its_captions_json_not_class_folders(tmp_path, tiny_png):
+    root = arch_folder(tmp_path / "books_set", tiny_png)
+
+    ds = load_dataset(root)
+
+    assert detect_format(root) == "json_dict"
+    assert names(ds) == ["9f1c.png", "77aa.jpg"]
+    assert ds.all_captions() == ["tumour cells", "stroma"]
+    assert ds.source == root and ds.problems == []
+
+
+def test_open_clip_folder_reads_its_tab_separated_csv(tmp_path, tiny_png):
+    root = open_clip_folder(tmp_path / "quilt", tiny_png)
+
+    ds = load_dataset(root)
+
+    assert detect_format(root) == "csv"
+    assert names(ds) == ["a.png", "b.png"]
+    assert ds.all_captions() == ["a slide, with a comma", "another slide"]
+
+
+def test_folder_reads_the_same_as_its_annotation_file(tmp_path, tiny_png):
+    root = open_clip_folder(tmp_path / "quilt", tiny_png)
+
+    assert load_dataset(root).paths == load_dataset(root / "train.csv").paths
+
+
+def test_annotation_file_beside_loose_images_is_read(tmp_path, tiny_png):
+    tiny_png(tmp_path / "d" / "x.png")
+    write_json(tmp_path / "d" / "captions.json", {"x": "a caption"})
+
+    assert load_dataset(tmp_path / "d").all_captions() == ["a caption"]
+
+
+def test_one_annotation_file_per_split_at_the_root(tmp_path, tiny_png):
+    root = open_clip_folder(tmp_path / "quilt", tiny_png)
+    tiny_png(root / "imgs" / "c.png")
+    write_csv(root / "val.csv", [["filepath", "title"], ["imgs/c.png", "held out"]], "\t")
+
+    ds = load_dataset(root)
+
+    assert ds.split_names() == ["train", "val"]
+    assert ds.split("val").all_captions() == ["held out"]
+
+
+def test_several_annotation_files_beside_images_name_the_files(tmp_path, tiny_png):
+    root = arch_folder(tmp_path / "set", tiny_png)
+    write_csv(root / "extra.csv", [["file_name", "text"], ["images/9f1c.png", "x"]])
+
+    with pytest.raises(DataError) as err:
+        load_dataset(root)
+    assert str(err.value) == (
+        f"{root} holds several annotation files (captions.json, extra.csv) beside its images; choose one of them."
+    )
+
+
+def test_class_folders_beside_a_stray_csv_stay_class_folders(tmp_path, make_class_folders):
+    root = make_class_folders(tmp_path / "ds", {"a": 2, "b": 2})
+    write_csv(root / "labels.csv", [["file", "label"], ["a/a_0.png", "a"]])
+
+    ds = load_dataset(root)
+
+    assert ds.format == "class_folders" and ds.class_names == ["a", "b"]
+
+
+def test_parent_of_arch_sets_is_refused_naming_them(tmp_path, tiny_png):
+    arch_folder(tmp_path / "arch" / "books_set", tiny_png)
+    arch_folder(tmp_path / "arch" / "pubmed_set", tiny_png)
+
+    with pytest.raises(DataError, match=r"several datasets \(books_set, pubmed_set\)"):
+        load_dataset(tmp_path / "arch")
+
+
 # --- CLIP-Finetune ---------------------------------------------------------------------------
 
 
