@@ -64,6 +64,7 @@ def test_text_embeddings_equal_the_models_own_in_the_order_given(cli, tmp_path, 
     assert "image_embeddings" not in npz
 
 
+@pytest.mark.slow
 def test_second_run_is_served_from_the_cache(cli, tmp_path, make_class_folders, tiny_clip_dir):
     data = make_class_folders(tmp_path / "data", {"a": 2, "b": 2})
 
@@ -78,6 +79,7 @@ def test_second_run_is_served_from_the_cache(cli, tmp_path, make_class_folders, 
                                   load_npz(tmp_path / "2.npz")["image_embeddings"])
 
 
+@pytest.mark.slow
 def test_unreadable_image_is_left_out_with_one_line_and_listed(cli, tmp_path, make_class_folders, tiny_clip_dir):
     data = make_class_folders(tmp_path / "data", {"a": 2, "b": 2})
     broken = data / "a" / "a_9.png"

@@ -10,6 +10,7 @@ import pytest
 from tests.fixtures_data import write_png
 
 
+@pytest.mark.slow
 def test_eval_json_has_before_and_after_like_zeroshot(cli, tmp_path, trained):
     out_json = tmp_path / "eval.json"
     code, out, err = cli("eval", trained["full"], trained["data"], "--json", out_json,
@@ -26,6 +27,7 @@ def test_eval_json_has_before_and_after_like_zeroshot(cli, tmp_path, trained):
     assert "before" in out and "after" in out and "balanced accuracy" in out
 
 
+@pytest.mark.slow
 def test_eval_wise_alpha_zero_is_the_starting_model_and_is_labelled(cli, tmp_path, trained):
     out_json = tmp_path / "eval.json"
     code, out, _ = cli("eval", trained["full"], trained["data"], "--wise-alpha", "0",
@@ -37,6 +39,7 @@ def test_eval_wise_alpha_zero_is_the_starting_model_and_is_labelled(cli, tmp_pat
     assert "WiSE-FT alpha 0" in out
 
 
+@pytest.mark.slow
 def test_linear_probe_eval_scores_the_trained_head(cli, tmp_path, trained):
     out_json = tmp_path / "eval.json"
     # The old spelling, --data DATA, still works.
@@ -111,6 +114,7 @@ def test_eval_stores_the_fitted_operating_point_and_applies_it_next_time(cli, tm
     assert code == 0 and point["from"] == "validation" and point["threshold"] == fitted["operating_point"]["threshold"]
 
 
+@pytest.mark.slow
 def test_eval_of_a_wise_interpolation_leaves_the_run_folder_alone(cli, tmp_path, trained):
     run = shutil.copytree(trained["full"], tmp_path / "run")
     code, _, _ = cli("eval", run, _binary_data(tmp_path / "data"), "--wise-alpha", "0.5", "--device", "cpu")

@@ -235,6 +235,7 @@ def test_device_is_named_in_words():
     assert device == "CPU" or device.startswith("GPU: ")
 
 
+@pytest.mark.slow
 def test_app_main_opens_the_window_with_a_dataset_and_closes(qtbot, monkeypatch, sample_dir, message_boxes):
     from clipstudio.gui import app as app_module
 

@@ -94,7 +94,7 @@ def test_class_filter_shows_only_that_true_class(qtbot, screen):
 
 
 def test_csv_export_lists_every_prediction(qtbot, screen, tmp_path):
-    result = _evaluate(qtbot, screen)
+    _evaluate(qtbot, screen)
     out = tmp_path / "export" / "predictions.csv"
     assert screen.export_csv(str(out))
     with open(out, encoding="utf-8-sig", newline="") as fh:

@@ -176,6 +176,7 @@ def test_hand_written_class_texts_are_saved_with_the_run(qtbot, screen, class_da
     assert read_run_info(run_changed.args[0])["class_texts"]["cyst"] == ["a fluid-filled cyst"]
 
 
+@pytest.mark.slow
 def test_stop_saves_and_resume_continues_to_completion(qtbot, screen, class_data, app_state):
     _settings(screen, "full", epochs=2, batch=4)
     screen.start()

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from clipstudio.engine.evaluation.bootstrap import Estimate, accuracy_resamples, bootstrap, percentile_ci
-from clipstudio.engine.evaluation.roc import checked_predictions, macro_auc_resamples, positive_index
+from clipstudio.engine.evaluation.roc import (
+    MAX_CLASSES_WITH_DETAIL,
+    checked_predictions,
+    macro_auc_resamples,
+    positive_index,
+)
 
 __all__ = ["McNemarTest", "PairedComparison", "PairedDifference", "compare_paired", "mcnemar_test"]
 
@@ -122,27 +127,40 @@ def compare_paired(
     positive = positive_index(class_names, positive_class)
     pred_a, pred_b = probs_a.argmax(axis=1), probs_b.argmax(axis=1)
 
-    def metrics(idx: np.ndarray) -> np.ndarray:
+    # Resampling the AUC of every class is what costs: above MAX_CLASSES_WITH_DETAIL classes the AUC
+    # difference is given without a CI (so without a verdict), as roc_analysis gives the AUCs themselves.
+    auc_resampled = n_classes <= MAX_CLASSES_WITH_DETAIL
+
+    def metrics(idx: np.ndarray, with_auc: bool = True) -> np.ndarray:
         acc_a, bacc_a = accuracy_resamples(labels, pred_a, n_classes, idx)
         acc_b, bacc_b = accuracy_resamples(labels, pred_b, n_classes, idx)
-        auc_a = macro_auc_resamples(labels, probs_a, idx, positive=positive)
-        auc_b = macro_auc_resamples(labels, probs_b, idx, positive=positive)
+        if with_auc:
+            auc_a = macro_auc_resamples(labels, probs_a, idx, positive=positive)
+            auc_b = macro_auc_resamples(labels, probs_b, idx, positive=positive)
+        else:
+            auc_a = auc_b = np.full(len(idx), np.nan)
         return np.column_stack([acc_a, acc_b, bacc_a, bacc_b, auc_a, auc_b])
 
     point = metrics(np.arange(n)[None, :])[0] if n else np.full(6, np.nan)
     # One resample stream for both models: the pairing.
-    samples = bootstrap(metrics, n, n_bootstrap=n_bootstrap, seed=seed) if n and n_bootstrap > 0 else None
+    samples = None
+    if n and n_bootstrap > 0:
+        samples = bootstrap(lambda idx: metrics(idx, auc_resampled), n, n_bootstrap=n_bootstrap, seed=seed)
     differences = []
     for k, metric in enumerate(("accuracy", "balanced_accuracy", "macro_auc")):
         diff = None if samples is None else samples[:, 2 * k + 1] - samples[:, 2 * k]
-        differences.append(_difference(metric, point[2 * k], point[2 * k + 1], diff, n, names))
+        no_ci = "no bootstrap resamples were asked for"
+        if metric == "macro_auc" and not auc_resampled:
+            diff, no_ci = None, f"no CI above {MAX_CLASSES_WITH_DETAIL} classes ({n_classes} here)"
+        differences.append(_difference(metric, point[2 * k], point[2 * k + 1], diff, n, names, no_ci))
     return PairedComparison(
         n, tuple(names), *differences, mcnemar=mcnemar_test(pred_a == labels, pred_b == labels)
     )
 
 
 def _difference(
-    metric: str, a: float, b: float, samples: np.ndarray | None, n: int, names: tuple[str, str]
+    metric: str, a: float, b: float, samples: np.ndarray | None, n: int, names: tuple[str, str],
+    no_ci: str = "no bootstrap resamples were asked for",
 ) -> PairedDifference:
     label = metric.replace("_", " ")
     if np.isnan(a) or np.isnan(b):
@@ -150,8 +168,7 @@ def _difference(
         return PairedDifference(metric, None, None, Estimate.undefined(n, reason), None, f"No comparison: {reason}.")
     a, b = float(a), float(b)
     if samples is None:
-        reason = "no bootstrap resamples were asked for"
-        return PairedDifference(metric, a, b, Estimate(b - a, None, n, reason), None, f"No verdict: {reason}.")
+        return PairedDifference(metric, a, b, Estimate(b - a, None, n, no_ci), None, f"No verdict: {no_ci}.")
     ci, reason = percentile_ci(samples)
     estimate = Estimate(b - a, ci, n, reason)
     if ci is None:

@@ -33,6 +33,10 @@ __all__ = [
 ]
 
 MAX_CURVE_POINTS = 200
+# Above this many classes the per-class bootstrap (each class its own resamples of every image) and
+# per-class curves cost far more than they tell (5,000 classes x 1,000 resamples x all images): the
+# AUCs are still computed, without CIs and curves, and the result says why.
+MAX_CLASSES_WITH_DETAIL = 100
 _DECIMALS = 6  # curve coordinates in JSON: finer than any plot shows
 
 
@@ -183,7 +187,12 @@ def roc_analysis(
     k = len(columns)
     auc_point, ap_point = _auc_matrix(labels, probs, np.arange(n)[None, :], columns)
     samples = None
-    if n_bootstrap > 0 and n:
+    detailed = k <= MAX_CLASSES_WITH_DETAIL
+    no_ci = "no bootstrap resamples were asked for" if detailed else (
+        f"no CI or curves above {MAX_CLASSES_WITH_DETAIL} classes ({k} here): each class would need its own "
+        "resamples of every image"
+    )
+    if n_bootstrap > 0 and n and detailed:
         samples = bootstrap(
             lambda idx: np.concatenate(_auc_matrix(labels, probs, idx, columns), axis=1),
             n, n_bootstrap=n_bootstrap, seed=seed,
@@ -199,15 +208,15 @@ def roc_analysis(
             continue
         per_class[name] = ClassCurves(
             name, n_pos, n - n_pos,
-            _estimate(auc_point[0, j], None if samples is None else samples[:, j], n),
-            _estimate(ap_point[0, j], None if samples is None else samples[:, k + j], n),
-            _curve_dict(*roc_points(is_pos, probs[:, c]), ("fpr", "tpr"), max_points),
-            _curve_dict(*pr_points(is_pos, probs[:, c]), ("recall", "precision"), max_points),
+            _estimate(auc_point[0, j], None if samples is None else samples[:, j], n, no_ci),
+            _estimate(ap_point[0, j], None if samples is None else samples[:, k + j], n, no_ci),
+            _curve_dict(*roc_points(is_pos, probs[:, c]), ("fpr", "tpr"), max_points) if detailed else None,
+            _curve_dict(*pr_points(is_pos, probs[:, c]), ("recall", "precision"), max_points) if detailed else None,
         )
     defined = [j for j in range(k) if not np.isnan(auc_point[0, j])]
     if defined:
         macro_samples = None if samples is None else _nanmean_rows(samples[:, defined])
-        macro = _estimate(float(np.mean(auc_point[0, defined])), macro_samples, n)
+        macro = _estimate(float(np.mean(auc_point[0, defined])), macro_samples, n, no_ci)
     else:
         macro = Estimate.undefined(n, _no_auc_reason(labels, class_names))
     return RocAnalysis(
@@ -269,9 +278,9 @@ def _nanmean_rows(values: np.ndarray) -> np.ndarray:
     return np.divide(total, count, out=np.full(len(values), np.nan), where=count > 0)
 
 
-def _estimate(value: float, samples: np.ndarray | None, n: int) -> Estimate:
+def _estimate(value: float, samples: np.ndarray | None, n: int, no_ci: str) -> Estimate:
     if samples is None:
-        return Estimate(float(value), None, n, "no bootstrap resamples were asked for")
+        return Estimate(float(value), None, n, no_ci)
     ci, reason = percentile_ci(samples)
     return Estimate(float(value), ci, n, reason)
 

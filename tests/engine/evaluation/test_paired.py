@@ -97,3 +97,18 @@ def test_auc_difference_on_single_class_images_is_undefined_with_a_reason():
     assert r.macro_auc.difference.value is None and r.macro_auc.better is None
     assert "undefined" in r.macro_auc.difference.reason
     json.dumps(r.to_dict(), allow_nan=False)
+
+
+def test_many_classes_compare_accuracy_with_cis_and_auc_without():
+    from clipstudio.engine.evaluation.roc import MAX_CLASSES_WITH_DETAIL
+
+    k = MAX_CLASSES_WITH_DETAIL + 20
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(k), 3)
+    probs_a, probs_b = rng.dirichlet(np.ones(k), size=(2, len(labels)))
+    result = compare_paired(labels, probs_a, probs_b, [f"c{i}" for i in range(k)], n_bootstrap=200)
+    assert result.accuracy.difference.ci95 is not None
+    auc = result.macro_auc
+    assert auc.difference.value == pytest.approx(auc.b - auc.a)
+    assert auc.difference.ci95 is None and auc.better is None and "classes" in auc.verdict
+    json.dumps(result.to_dict())

@@ -158,3 +158,21 @@ def test_rarely_defined_class_gets_no_interval_but_keeps_its_auc():
     assert r.macro_auc.value is not None
     assert r.macro_auc.ci95 is None
     assert "undefined" in r.macro_auc.reason
+
+
+def test_many_classes_get_aucs_without_cis_or_curves_and_say_why():
+    """5,000 classes x 1,000 resamples x every image would take hours (it did: zeroshot hung); above
+    MAX_CLASSES_WITH_DETAIL the AUCs come without CIs and curves, with the reason."""
+    from clipstudio.engine.evaluation.roc import MAX_CLASSES_WITH_DETAIL
+
+    k = MAX_CLASSES_WITH_DETAIL + 20
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(k), 3)
+    probs = rng.dirichlet(np.ones(k), size=len(labels))
+    names = [f"c{i}" for i in range(k)]
+    result = roc_analysis(labels, probs, names, n_bootstrap=1000)
+    assert result.macro_auc.ci95 is None and f"{MAX_CLASSES_WITH_DETAIL} classes" in result.macro_auc.reason
+    one = result.per_class["c7"]
+    assert one.auc.value == pytest.approx(roc_auc_score(labels == 7, probs[:, 7]))
+    assert one.auc.ci95 is None and one.roc is None and one.pr is None
+    json.dumps(result.auc_dict())

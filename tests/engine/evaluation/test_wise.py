@@ -23,6 +23,7 @@ from clipstudio.engine.prompts import run_prompt_set
 TEXTS = ["a blue square", "a red square", "an x-ray of the chest"]
 
 
+@pytest.mark.slow
 def test_alpha_zero_is_the_start_one_the_fine_tuned_and_half_the_average(trained):
     start = load_model(str(trained["start"]), device="cpu")
     tuned = load_model(str(trained["full"]), device="cpu")

@@ -38,6 +38,7 @@ def test_a_plain_config_trains_one_run(class_data, tiny_clip_dir, make_cfg, reco
     assert [e.status for e in recorder.of(TrainEnded)] == [TrainingStatus.COMPLETED]
 
 
+@pytest.mark.slow
 def test_hand_written_class_texts_are_kept_in_the_run_folder_and_used(class_data, tiny_clip_dir, make_cfg):
     cfg = _probe(make_cfg, class_data, tiny_clip_dir, output="")
     texts = {"red": ["a bright red square"]}
