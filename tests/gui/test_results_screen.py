@@ -195,5 +195,10 @@ def test_a_binary_task_gets_curves_calibration_and_an_operating_point_the_grid_f
         qtbot.waitUntil(lambda: {t.pred for t in screen.grid.visible_tiles()} == {"pneumonia"}, timeout=5_000)
         assert screen.matrix.counts() == [[0, 6], [0, 6]]
         assert all(p["pred"] == "pneumonia" for p in screen.shown_predictions)
+        # Each tile names its conformal prediction set, as the engine computed it.
+        sets = clinical.conformal.sets
+        assert [len(p["set"]) for p in screen.shown_predictions] == sets.sum(axis=1).tolist()
+        tile = screen.grid.visible_tiles()[0]
+        assert "Prediction set (" in tile.tooltip and "set " in tile.lines[1]
     finally:
         screen.shutdown()

@@ -197,11 +197,17 @@ def save_run_calibration(run_dir: str | os.PathLike, scoring: ClinicalScoring) -
 
 
 def calibrated_predictions(
-    result: ZeroShotResult, temperature: float | None, point: OperatingPoint | None = None, *, top_k: int = 5
+    result: ZeroShotResult,
+    temperature: float | None,
+    point: OperatingPoint | None = None,
+    *,
+    sets: np.ndarray | None = None,
+    top_k: int = 5,
 ) -> tuple[list[dict], list[list[int]]]:
     """Per-image predictions and the confusion matrix as the app shows them: probabilities calibrated
     (``softmax(logits / temperature)``), and for a binary task with ``point`` the predicted class is the
-    one its threshold calls (else the most probable class).
+    one its threshold calls (else the most probable class). ``sets`` (N, C) bool, the conformal
+    prediction sets (``ConformalResult.sets``), adds ``set``: each image's plausible classes by name.
 
     ``result`` must hold logits and predictions (``score_dataset(..., with_logits=True)``). Each
     prediction keeps ``path`` and ``true``; ``pred`` and ``topk`` (most probable first) are recomputed.
@@ -223,6 +229,11 @@ def calibrated_predictions(
         {**old, "pred": names[guess], "topk": [[names[c], p] for c, p in zip(classes, ps, strict=True)]}
         for old, guess, classes, ps in zip(result.predictions, pred.tolist(), order.tolist(), top, strict=True)
     ]
+    if sets is not None:
+        if sets.shape != probs.shape:
+            raise ValueError(f"prediction sets of shape {sets.shape} do not fit {probs.shape} probabilities")
+        for row, members in zip(predictions, sets.tolist(), strict=True):
+            row["set"] = [name for name, inside in zip(names, members, strict=True) if inside]
     matrix = np.zeros((len(names), len(names)), dtype=np.int64)
     np.add.at(matrix, (result.labels.astype(np.int64), pred.astype(np.int64)), 1)
     return predictions, matrix.tolist()

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from clipstudio.engine.evaluation.bootstrap import Estimate, accuracy_resamples, bootstrap, percentile_ci
-from clipstudio.engine.evaluation.roc import checked_predictions, macro_auc_resamples, positive_index
+from clipstudio.engine.evaluation.roc import (
+    MAX_CLASSES_WITH_DETAIL,
+    checked_predictions,
+    macro_auc_resamples,
+    positive_index,
+)
 
 __all__ = ["METRICS", "SubgroupMetrics", "SubgroupReport", "subgroup_metrics"]
 
@@ -93,20 +98,27 @@ def _metrics(
 ) -> SubgroupMetrics:
     n, n_classes = len(labels), probs.shape[1]
     pred = probs.argmax(axis=1)
+    # As in roc_analysis: resampling every class's AUC costs too much above MAX_CLASSES_WITH_DETAIL classes.
+    auc_resampled = n_classes <= MAX_CLASSES_WITH_DETAIL
 
-    def statistic(idx: np.ndarray) -> np.ndarray:
+    def statistic(idx: np.ndarray, with_auc: bool = True) -> np.ndarray:
         acc, bacc = accuracy_resamples(labels, pred, n_classes, idx)
-        return np.column_stack([acc, bacc, macro_auc_resamples(labels, probs, idx, positive=positive)])
+        auc = macro_auc_resamples(labels, probs, idx, positive=positive) if with_auc else np.full(len(idx), np.nan)
+        return np.column_stack([acc, bacc, auc])
 
     point = statistic(np.arange(n)[None, :])[0]
-    samples = bootstrap(statistic, n, n_bootstrap=n_bootstrap, seed=seed) if n_bootstrap > 0 else None
+    samples = None
+    if n_bootstrap > 0:
+        samples = bootstrap(lambda idx: statistic(idx, auc_resampled), n, n_bootstrap=n_bootstrap, seed=seed)
     estimates = []
     for k in range(len(METRICS)):
         if np.isnan(point[k]):
             estimates.append(Estimate.undefined(n, _auc_reason(labels)))
             continue
-        if samples is None:
-            estimates.append(Estimate(float(point[k]), None, n, "no bootstrap resamples were asked for"))
+        if samples is None or (METRICS[k] == "macro_auc" and not auc_resampled):
+            why = ("no bootstrap resamples were asked for" if samples is None
+                   else f"no CI above {MAX_CLASSES_WITH_DETAIL} classes ({n_classes} here)")
+            estimates.append(Estimate(float(point[k]), None, n, why))
             continue
         ci, reason = percentile_ci(samples[:, k])
         estimates.append(Estimate(float(point[k]), ci, n, reason))

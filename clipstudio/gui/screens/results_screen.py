@@ -91,18 +91,24 @@ def _clinical_lines(clinical) -> list[str]:
 
 
 def predictions_csv(predictions: list[dict]) -> str:
-    """CSV text: path, true, predicted, correct, then top-k class/probability pairs."""
+    """CSV text: path, true, predicted, correct, the top-k class/probability pairs, and the conformal
+    prediction set ("a; b") when the predictions carry one."""
     k = max((len(p.get("topk") or []) for p in predictions), default=0)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
+    with_sets = any("set" in p for p in predictions)
     header = ["path", "true", "predicted", "correct"]
     for i in range(1, k + 1):
         header += [f"top{i}_class", f"top{i}_probability"]
-    writer.writerow(header)
+    writer.writerow(header + (["prediction_set"] if with_sets else []))
     for p in predictions:
         row = [p["path"], p["true"], p["pred"], "yes" if p["true"] == p["pred"] else "no"]
-        for name, prob in p.get("topk") or []:
+        topk = p.get("topk") or []
+        for name, prob in topk:
             row += [name, f"{prob:.6f}"]
+        row += ["", ""] * (k - len(topk))
+        if with_sets:
+            row.append("; ".join(p.get("set") or []))
         writer.writerow(row)
     return "\ufeff" + out.getvalue()  # the BOM makes Excel read the UTF-8 class names and paths right
 
@@ -373,7 +379,7 @@ class ResultsScreen(QWidget):
         if clinical is not None and result.logits is not None:
             temperature = clinical.calibration.temperature
             point = clinical.operating_point.point if clinical.operating_point is not None else None
-            predictions, matrix = calibrated_predictions(result, temperature, point)
+            predictions, matrix = calibrated_predictions(result, temperature, point, sets=clinical.conformal.sets)
             self.clinical_pages.set_scoring(clinical, result.labels, softmax(result.logits, temperature or 1.0))
         else:
             self.clinical_pages.set_scoring(None)
@@ -447,7 +453,10 @@ class ResultsScreen(QWidget):
         metrics, result, scoring = self._pending_point, self.last_result, self.clinical
         if metrics is None or result is None or scoring is None or scoring.clinical is None:
             return
-        predictions, matrix = calibrated_predictions(result, scoring.clinical.calibration.temperature, metrics.point)
+        clinical = scoring.clinical
+        predictions, matrix = calibrated_predictions(
+            result, clinical.calibration.temperature, metrics.point, sets=clinical.conformal.sets
+        )
         self.shown_predictions = predictions
         self.grid.set_predictions(predictions)
         self.matrix.set_matrix(result.class_names, matrix)

@@ -111,6 +111,14 @@ def test_calibrated_predictions_follow_the_temperature_and_the_operating_point(t
     assert {r["pred"] for r in predictions} == {"green"}
     assert matrix == [[0, 5], [0, 5]]
 
+    sets = np.zeros((10, 2), dtype=bool)
+    sets[:, 0] = True
+    sets[3] = True
+    predictions, _ = calibrated_predictions(result, t, sets=sets)
+    assert [r["set"] for r in predictions[2:5]] == [["red"], ["red", "green"], ["red"]]
+    with pytest.raises(ValueError, match="prediction sets"):
+        calibrated_predictions(result, t, sets=sets[:3])
+
 
 def test_logits_stay_out_of_the_json(tmp_path):
     scored, _, _ = _score(_dataset(tmp_path, {"train": 10, "test": 5}))

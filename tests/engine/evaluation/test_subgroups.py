@@ -72,3 +72,17 @@ def test_a_one_image_subgroup_gets_a_figure_but_no_degenerate_interval():
     assert d.n == 1 and d.accuracy.value in (0.0, 1.0)
     assert d.accuracy.ci95 is None and "same value" in d.accuracy.reason
     assert d.flagged == []
+
+
+def test_many_classes_keep_accuracy_cis_and_give_the_auc_without_one():
+    from clipstudio.engine.evaluation.roc import MAX_CLASSES_WITH_DETAIL
+
+    k = MAX_CLASSES_WITH_DETAIL + 20
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(k), 4)
+    probs = rng.dirichlet(np.ones(k), size=len(labels))
+    groups = np.where(np.arange(len(labels)) % 2, "site A", "site B")
+    report = subgroup_metrics(labels, probs, groups, [f"c{i}" for i in range(k)], n_bootstrap=100)
+    assert report.overall.accuracy.ci95 is not None
+    assert report.overall.macro_auc.ci95 is None and "classes" in report.overall.macro_auc.reason
+    assert report.overall.macro_auc.value is not None
