@@ -163,6 +163,10 @@ def test_run_before_after_and_wise_slider(qtbot, screen, state, run_dir):
     assert payload["after"]["accuracy"] == pytest.approx(after.accuracy)
     assert screen.compare_table.rowCount() == 2 + 3
     assert screen.compare_table.item(0, 3).text().endswith("pp")
+    # The paired comparison on the same images, as `clipstudio eval` reports it.
+    paired = payload["paired"]
+    assert paired["n"] == 12 and paired["accuracy"]["a"] == pytest.approx(payload["before"]["accuracy"])
+    assert "McNemar" in screen.compare_label.text() and "points" in screen.compare_label.text()
 
     with qtbot.waitSignal(screen.evaluated, timeout=60_000) as blocker:
         screen.alpha_slider.setValue(0)

@@ -90,6 +90,24 @@ def _clinical_lines(clinical) -> list[str]:
     return lines
 
 
+def paired_summary(paired: dict) -> str:
+    """The paired before/after comparison in plain lines: each difference with its CI and verdict."""
+    lines = [f"Same {paired['n']} images, after minus before (paired bootstrap 95% CI):"]
+    for key, label in (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"), ("macro_auc", "AUC")):
+        block = paired[key]
+        diff = block["difference"]
+        if diff.get("value") is None:
+            lines.append(f"{label}: {block['verdict']}")
+            continue
+        ci = diff.get("ci95")
+        interval = f" ({100 * ci[0]:+.1f} to {100 * ci[1]:+.1f} points)" if ci else ""
+        lines.append(f"{label}: {100 * diff['value']:+.1f} points{interval}. {block['verdict']}")
+    m = paired["mcnemar"]
+    lines.append(f"McNemar's test: p = {m['p_value']:.3g} ({m['only_b_right']} images only the fine-tuned model "
+                 f"gets right, {m['only_a_right']} only the starting model).")
+    return "\n".join(lines)
+
+
 def predictions_csv(predictions: list[dict]) -> str:
     """CSV text: path, true, predicted, correct, the top-k class/probability pairs, and the conformal
     prediction set ("a; b") when the predictions carry one."""
@@ -493,12 +511,14 @@ class ResultsScreen(QWidget):
             from clipstudio.engine.evaluation.before_after import compare_run  # deferred: imports torch
 
             part = report_part(dataset, split_config)
-            ba = compare_run(run_dir, part.dataset, split=part.description, cache=cache, callback=callback,
-                             should_stop=should_stop)
+            # With the whole dataset as source, class data also gets the paired comparison.
+            ba = compare_run(run_dir, part.dataset, split=part.description, cache=cache, source=dataset,
+                             callback=callback, should_stop=should_stop)
             if ba.cancelled:
                 return None
+            paired = ba.paired.to_dict() if ba.paired is not None else None
             return {"before": ba.before, "after": ba.after, "before_label": ba.before_label,
-                    "after_label": ba.after_label}
+                    "after_label": ba.after_label, "paired": paired}
 
         self.compare_label.setText("Scoring the starting and the fine-tuned model…")
         self.jobs.start(job, name="compare", succeeded=self._on_compare_succeeded)
@@ -507,7 +527,10 @@ class ResultsScreen(QWidget):
         if payload is None:
             self.compare_label.setText("Cancelled.")
             return
-        self.compare_label.setText(f"Before: {payload['before_label']}\nAfter: {payload['after_label']}")
+        text = f"Before: {payload['before_label']}\nAfter: {payload['after_label']}"
+        if payload.get("paired"):
+            text += "\n\n" + paired_summary(payload["paired"])
+        self.compare_label.setText(text)
         self.compare_table.show_payloads(payload["before"], payload["after"])
         self.progress_label.setText("")
         self.compared.emit(payload)
