@@ -113,3 +113,36 @@ def test_a_model_set_elsewhere_is_shown(screen, state, tiny_clip_dir):
     state.set_model(load_model(str(tiny_clip_dir), device="cpu"), "my-run")
     assert screen.info_labels["spec"].text() == "my-run"
     assert screen.info_labels["embed_dim"].text() == "16"
+
+
+def test_the_medical_model_gallery_picks_a_model_and_knows_what_is_cached(qtbot, screen, tmp_path, monkeypatch):
+    """BiomedCLIP's open_clip config in the HF cache: its row says so, the others say they'd download."""
+    import huggingface_hub.constants as hub_constants
+
+    from clipstudio.engine.model_catalogue import KNOWN_MODELS
+    from clipstudio.gui.widgets.model_gallery import CACHED, COLUMNS, NOT_CACHED
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    biomedclip = next(m for m in KNOWN_MODELS if m.name == "BiomedCLIP")
+    repo = cache / f"models--{biomedclip.repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123", encoding="utf-8")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "open_clip_config.json").write_text("{}", encoding="utf-8")
+
+    gallery = screen.gallery
+    names = [gallery.item(r, 0).text() for r in range(gallery.rowCount())]
+    assert {"BiomedCLIP", "PLIP", "PubMedCLIP", "QuiltNet-B-32", "QuiltNet-B-16", "QuiltNet-B-16-PMB"} == set(names)
+    assert "CONCH" not in names
+    licence = [gallery.item(r, 3).text() for r in range(gallery.rowCount())]
+    assert licence[names.index("BiomedCLIP")] == "MIT"
+
+    screen.show()  # the first show checks the cache in a worker
+    local = len(COLUMNS) - 1
+    qtbot.waitUntil(lambda: gallery.item(names.index("BiomedCLIP"), local).text() == CACHED, timeout=20_000)
+    assert gallery.item(names.index("PLIP"), local).text() == NOT_CACHED
+
+    gallery.cellClicked.emit(names.index("PLIP"), 0)
+    assert screen.hub_radio.isChecked() and screen.spec() == "vinid/plip"

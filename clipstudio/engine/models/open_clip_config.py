@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clipstudio.engine.errors import ModelError
+from clipstudio.engine.model_catalogue import OPEN_CLIP_CONFIG
 from clipstudio.engine.models.image_preprocessing import CLIPProcessorPreprocessing
 from clipstudio.engine.models.vit_hf_text import KIND as VIT_HF_TEXT
 
-CONFIG_NAME = "open_clip_config.json"
+CONFIG_NAME = OPEN_CLIP_CONFIG  # the one spelling, shared with the model catalogue
 CLIP_VIT = "clip_vit"  # family of standard open_clip ViT CLIPs; VIT_HF_TEXT: timm ViT + HF text tower
 SUPPORTED = (
     "open_clip ViT CLIPs (e.g. ViT-B/32, B/16, L/14, with or without QuickGELU) and timm ViT + Hugging Face "

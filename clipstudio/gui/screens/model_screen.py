@@ -31,6 +31,7 @@ from clipstudio.engine.runs.layout import is_run_folder, runs_root
 from clipstudio.engine.runtime.device import DeviceReport, GpuInfo, probe_devices
 from clipstudio.gui.errors import show_error
 from clipstudio.gui.state import AppState
+from clipstudio.gui.widgets.model_gallery import ModelGallery, check_cache
 from clipstudio.gui.workers import TaskWorker
 
 HUB_SUGGESTIONS = [
@@ -133,7 +134,13 @@ class ModelScreen(QWidget):
         self.hub_combo.addItems(HUB_SUGGESTIONS)
         self.hub_combo.setMinimumContentsLength(36)
         self.hub_combo.lineEdit().setPlaceholderText("owner/name")
-        hub_note = _hint("Downloaded once into the Hugging Face cache (needs internet the first time).")
+        hub_note = _hint("Downloaded once into the Hugging Face cache (needs internet the first time). "
+                         "Medical models (click one to pick it):")
+        self.gallery = ModelGallery()
+        self.gallery.setMaximumHeight(230)
+        self.gallery.chosen.connect(self._on_gallery_chosen)
+        self._cache_worker: TaskWorker | None = None
+        self._cache_checked = False
         self.folder_edit = QLineEdit()
         self.folder_edit.setPlaceholderText("A saved CLIP Studio model or a Hugging Face CLIP folder")
         self.folder_browse = QPushButton("Browse…")
@@ -148,7 +155,7 @@ class ModelScreen(QWidget):
         grid.addWidget(self.builtin_radio)
         grid.addWidget(_indented(builtin_note))
         grid.addWidget(self.hub_radio)
-        grid.addWidget(_indented(self.hub_combo, hub_note))
+        grid.addWidget(_indented(self.hub_combo, hub_note, self.gallery))
         grid.addWidget(self.folder_radio)
         grid.addWidget(_indented(_row(self.folder_edit, self.folder_browse)))
         grid.addWidget(self.run_radio)
@@ -239,13 +246,13 @@ class ModelScreen(QWidget):
 
     # --- the screen contract -------------------------------------------------------------------
     def busy(self) -> bool:
-        return any(w is not None and w.isRunning() for w in (self._load_worker, self._probe_worker))
+        return any(w is not None and w.isRunning() for w in (self._load_worker, self._probe_worker, self._cache_worker))
 
     def shutdown(self) -> None:
-        for worker in (self._load_worker, self._probe_worker):
+        for worker in (self._load_worker, self._probe_worker, self._cache_worker):
             if worker is not None:
                 worker.cancel()
-        for worker in (self._load_worker, self._probe_worker):
+        for worker in (self._load_worker, self._probe_worker, self._cache_worker):
             if worker is not None:
                 worker.wait()
 
@@ -312,8 +319,25 @@ class ModelScreen(QWidget):
         super().showEvent(event)
         if not self._probed:
             self.probe()
+        if not self._cache_checked:
+            self.check_model_cache()
+
+    def check_model_cache(self) -> None:
+        """Find which gallery models the Hugging Face cache holds, in the background."""
+        if self._cache_worker is not None and self._cache_worker.isRunning():
+            return
+        self._cache_checked = True
+        worker = TaskWorker(lambda _callback, _should_stop: check_cache(), name="check model cache", parent=self)
+        worker.succeeded.connect(self.gallery.set_cached)
+        self._cache_worker = worker
+        worker.start()
 
     # --- slots -------------------------------------------------------------------------------------
+    def _on_gallery_chosen(self, repo_id: str) -> None:
+        self.hub_radio.setChecked(True)
+        self.hub_combo.setEditText(repo_id)
+        self.load_status.setText(f"{repo_id}: press Load model.")
+
     def _on_source_group_id_toggled(self, _id: int, checked: bool) -> None:
         if not checked:
             return
