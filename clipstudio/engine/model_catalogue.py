@@ -33,19 +33,19 @@ _RESEARCH = "Model card: for research; not for deployed (clinical) use."
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (
     KnownModel("microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224", "BiomedCLIP",
-               "15M figure-caption pairs from PubMed Central (radiology, pathology, microscopy, ...)",
-               "ViT-B/16 + PubMedBERT (open_clip format)", "MIT", _RESEARCH, OPEN_CLIP_CONFIG),
-    KnownModel("vinid/plip", "PLIP", "Histopathology images and captions shared by pathologists",
+               "PubMed Central figures: radiology, pathology, microscopy (15M pairs)",
+               "ViT-B/16 + PubMedBERT", "MIT", _RESEARCH, OPEN_CLIP_CONFIG),
+    KnownModel("vinid/plip", "PLIP", "Histopathology shared by pathologists",
                "ViT-B/32 CLIP", "see the model card", "Check the model card before use.", HF_CLIP_CONFIG),
     KnownModel("flaviagiammarino/pubmed-clip-vit-base-patch32", "PubMedCLIP",
-               "Radiology images and captions (ROCO, from PubMed Central)", "ViT-B/32 CLIP",
+               "Radiology (ROCO, PubMed Central)", "ViT-B/32 CLIP",
                "see the model card", "Check the model card before use.", HF_CLIP_CONFIG),
-    KnownModel("wisdomik/QuiltNet-B-32", "QuiltNet-B-32", "Histopathology (Quilt-1M, from educational videos)",
-               "ViT-B/32 CLIP (open_clip format)", "MIT", "Model card: a research output.", OPEN_CLIP_CONFIG),
-    KnownModel("wisdomik/QuiltNet-B-16", "QuiltNet-B-16", "Histopathology (Quilt-1M, from educational videos)",
-               "ViT-B/16 CLIP (open_clip format)", "MIT", "Model card: a research output.", OPEN_CLIP_CONFIG),
+    KnownModel("wisdomik/QuiltNet-B-32", "QuiltNet-B-32", "Histopathology (Quilt-1M, educational videos)",
+               "ViT-B/32 CLIP", "MIT", "Model card: a research output.", OPEN_CLIP_CONFIG),
+    KnownModel("wisdomik/QuiltNet-B-16", "QuiltNet-B-16", "Histopathology (Quilt-1M, educational videos)",
+               "ViT-B/16 CLIP", "MIT", "Model card: a research output.", OPEN_CLIP_CONFIG),
     KnownModel("wisdomik/QuiltNet-B-16-PMB", "QuiltNet-B-16-PMB",
-               "Histopathology (Quilt-1M, from educational videos)", "ViT-B/16 + PubMedBERT (open_clip format)",
+               "Histopathology (Quilt-1M, educational videos)", "ViT-B/16 + PubMedBERT",
                "see the model card", "Model card: a research output.", OPEN_CLIP_CONFIG),
 )
 

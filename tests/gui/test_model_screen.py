@@ -120,7 +120,7 @@ def test_the_medical_model_gallery_picks_a_model_and_knows_what_is_cached(qtbot,
     import huggingface_hub.constants as hub_constants
 
     from clipstudio.engine.model_catalogue import KNOWN_MODELS
-    from clipstudio.gui.widgets.model_gallery import CACHED, COLUMNS, NOT_CACHED
+    from clipstudio.gui.widgets.model_gallery import CACHED, NOT_CACHED
 
     cache = tmp_path / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
@@ -133,16 +133,16 @@ def test_the_medical_model_gallery_picks_a_model_and_knows_what_is_cached(qtbot,
     (repo / "snapshots" / "abc123" / "open_clip_config.json").write_text("{}", encoding="utf-8")
 
     gallery = screen.gallery
-    names = [gallery.item(r, 0).text() for r in range(gallery.rowCount())]
+    names = [gallery.item(r, 0).text().splitlines()[0] for r in range(gallery.rowCount())]
     assert {"BiomedCLIP", "PLIP", "PubMedCLIP", "QuiltNet-B-32", "QuiltNet-B-16", "QuiltNet-B-16-PMB"} == set(names)
     assert "CONCH" not in names
-    licence = [gallery.item(r, 3).text() for r in range(gallery.rowCount())]
+    assert "ViT-B/16 + PubMedBERT" in gallery.item(names.index("BiomedCLIP"), 0).text()  # the architecture
+    licence = [gallery.item(r, 2).text() for r in range(gallery.rowCount())]
     assert licence[names.index("BiomedCLIP")] == "MIT"
 
     screen.show()  # the first show checks the cache in a worker
-    local = len(COLUMNS) - 1
-    qtbot.waitUntil(lambda: gallery.item(names.index("BiomedCLIP"), local).text() == CACHED, timeout=20_000)
-    assert gallery.item(names.index("PLIP"), local).text() == NOT_CACHED
+    qtbot.waitUntil(lambda: gallery.status(names.index("BiomedCLIP")) == CACHED, timeout=20_000)
+    assert gallery.status(names.index("PLIP")) == NOT_CACHED
 
     gallery.cellClicked.emit(names.index("PLIP"), 0)
     assert screen.hub_radio.isChecked() and screen.spec() == "vinid/plip"

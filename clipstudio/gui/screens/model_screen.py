@@ -134,10 +134,9 @@ class ModelScreen(QWidget):
         self.hub_combo.addItems(HUB_SUGGESTIONS)
         self.hub_combo.setMinimumContentsLength(36)
         self.hub_combo.lineEdit().setPlaceholderText("owner/name")
-        hub_note = _hint("Downloaded once into the Hugging Face cache (needs internet the first time). "
-                         "Medical models (click one to pick it):")
+        hub_note = _hint("Downloaded once into the Hugging Face cache (needs internet the first time), or "
+                         "pick a medical model from the list on the right.")
         self.gallery = ModelGallery()
-        self.gallery.setMaximumHeight(230)
         self.gallery.chosen.connect(self._on_gallery_chosen)
         self._cache_worker: TaskWorker | None = None
         self._cache_checked = False
@@ -155,7 +154,7 @@ class ModelScreen(QWidget):
         grid.addWidget(self.builtin_radio)
         grid.addWidget(_indented(builtin_note))
         grid.addWidget(self.hub_radio)
-        grid.addWidget(_indented(self.hub_combo, hub_note, self.gallery))
+        grid.addWidget(_indented(self.hub_combo, hub_note))
         grid.addWidget(self.folder_radio)
         grid.addWidget(_indented(_row(self.folder_edit, self.folder_browse)))
         grid.addWidget(self.run_radio)
@@ -234,12 +233,17 @@ class ModelScreen(QWidget):
         left.addWidget(self.load_status)
         left.addWidget(loaded)
         left.addStretch(1)
+        gallery_box = QGroupBox("Medical models")
+        gallery_layout = QVBoxLayout(gallery_box)
+        gallery_layout.addWidget(self.gallery, 1)
+        gallery_layout.addWidget(_hint("Click one to pick it, then Load model. Hover for the Hub id and the "
+                                       "model card's terms; check the licence before you use a model."))
         right = QVBoxLayout()
         right.addWidget(device_box)
-        right.addStretch(1)
+        right.addWidget(gallery_box, 1)
         layout = QHBoxLayout(self)
-        layout.addLayout(left, 3)
-        layout.addLayout(right, 2)
+        layout.addLayout(left, 5)
+        layout.addLayout(right, 4)
 
         self._on_source_group_id_toggled(0, True)
         state.model_changed.connect(self._on_state_model_changed)

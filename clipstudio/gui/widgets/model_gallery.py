@@ -4,13 +4,13 @@ Face model to load."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 from clipstudio.engine.model_catalogue import KNOWN_MODELS, KnownModel
 
-COLUMNS = ("Model", "Images", "Architecture", "Licence", "Local copy")
-CHECKING, CACHED, NOT_CACHED = "checking…", "in the cache (works offline)", "not yet: downloaded on first load"
+COLUMNS = ("Model", "Trained on", "Licence")
+CHECKING, CACHED, NOT_CACHED = "checking the cache…", "✓ cached: works offline", "downloads on first load"
 
 
 class ModelGallery(QTableWidget):
@@ -28,10 +28,13 @@ class ModelGallery(QTableWidget):
         self.setWordWrap(True)
         self.verticalHeader().setVisible(False)
         header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((0, 165), (2, 75)):
+            self.setColumnWidth(col, width)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         for row, model in enumerate(models):
-            cells = (model.name, model.images, model.architecture, model.licence, CHECKING)
+            cells = (self._model_cell(model, CHECKING), model.images, model.licence)
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(f"{model.repo_id}\n{model.images}\nLicence: {model.licence}. {model.note}")
@@ -43,8 +46,18 @@ class ModelGallery(QTableWidget):
         """Fill the "Local copy" column: ``cached[repo_id]`` True when the HF cache holds the model."""
         for row, model in enumerate(self.models):
             known = cached.get(model.repo_id)
-            text = CHECKING if known is None else CACHED if known else NOT_CACHED
-            self.item(row, len(COLUMNS) - 1).setText(text)
+            status = CHECKING if known is None else CACHED if known else NOT_CACHED
+            self.item(row, 0).setText(self._model_cell(model, status))
+        self.resizeRowsToContents()
+
+    @staticmethod
+    def _model_cell(model: KnownModel, status: str) -> str:
+        """Name, architecture and whether a local copy exists, one per line."""
+        return f"{model.name}\n{model.architecture}\n{status}"
+
+    def status(self, row: int) -> str:
+        """The local-copy line of ``row``."""
+        return self.item(row, 0).text().splitlines()[-1]
 
     def select_repo(self, repo_id: str) -> None:
         """Highlight the row of ``repo_id`` (none when it is not in the list)."""
