@@ -198,6 +198,7 @@ def test_a_binary_task_gets_curves_calibration_and_an_operating_point_the_grid_f
         screen.clinical_pages.operating_point.set_threshold(0.0)
         qtbot.waitUntil(lambda: {t.pred for t in screen.grid.visible_tiles()} == {"pneumonia"}, timeout=5_000)
         assert screen.matrix.counts() == [[0, 6], [0, 6]]
+        assert "≥ 0.000" in screen.matrix_note.text() and not screen.matrix_note.isHidden()
         assert all(p["pred"] == "pneumonia" for p in screen.shown_predictions)
         # Each tile names its conformal prediction set, as the engine computed it.
         sets = clinical.conformal.sets

@@ -223,6 +223,11 @@ class ResultsScreen(QWidget):
         row.addWidget(self.accuracy_label)
         row.addWidget(self.summary_label, 1)
         mv.addLayout(row)
+        self.matrix_note = QLabel()  # binary tasks: the grid and the matrix call images at the operating point
+        self.matrix_note.setObjectName("hint")
+        self.matrix_note.setWordWrap(True)
+        self.matrix_note.hide()
+        mv.addWidget(self.matrix_note)
         mv.addWidget(self.matrix, 3)
         mv.addWidget(self.metrics_table, 2)
 
@@ -398,8 +403,10 @@ class ResultsScreen(QWidget):
             temperature = clinical.calibration.temperature
             point = clinical.operating_point.point if clinical.operating_point is not None else None
             predictions, matrix = calibrated_predictions(result, temperature, point, sets=clinical.conformal.sets)
+            self._show_matrix_note(point)
             self.clinical_pages.set_scoring(clinical, result.labels, softmax(result.logits, temperature or 1.0))
         else:
+            self._show_matrix_note(None)
             self.clinical_pages.set_scoring(None)
         self.shown_predictions = predictions
         self.class_combo.blockSignals(True)
@@ -478,7 +485,20 @@ class ResultsScreen(QWidget):
         self.shown_predictions = predictions
         self.grid.set_predictions(predictions)
         self.matrix.set_matrix(result.class_names, matrix)
+        self._show_matrix_note(metrics.point)
         self._on_matrix_cell_selected(-1, -1)
+
+    def _show_matrix_note(self, point) -> None:
+        """Say that the grid and the matrix follow the operating point, while the figures above don't."""
+        if point is None:
+            self.matrix_note.hide()
+            return
+        self.matrix_note.setText(
+            f"Grid and confusion matrix: an image is called '{point.positive_class}' when its probability is "
+            f"≥ {point.threshold:.3f} (the operating point; move it on the ROC / PR tab). The figures above "
+            "score the most probable class."
+        )
+        self.matrix_note.show()
 
     # --- export -----------------------------------------------------------------------------------
 
