@@ -114,11 +114,13 @@ def add_eval_args(p: argparse.ArgumentParser, *, recall: bool = False) -> None:
 
 
 def add_clinical_args(p: argparse.ArgumentParser, operating_point_default: str = "") -> None:
-    """Conformal coverage and the operating point rule (class data); ``operating_point_default`` words a
-    default other than the config's."""
+    """Conformal coverage, the operating point rule and the HTML report (class data);
+    ``operating_point_default`` words a default other than the config's."""
     p.add_argument("--coverage", type=open_unit_interval, metavar="C", help=field_help(EvalConfig, "coverage"))
     point_help = field_help(EvalConfig, "operating_point", with_default=not operating_point_default)
     p.add_argument("--operating-point", metavar="RULE", help=f"{point_help} {operating_point_default}".rstrip())
+    p.add_argument("--report", metavar="FILE",
+                   help="also write a self-contained HTML report (charts, example errors; opens offline)")
 
 
 # TrainConfig field -> (flags, argparse options). Every option defaults to None ("not given"), so a

@@ -60,6 +60,10 @@ def scored_payload(result: dict[str, Any], part: EvaluationPart, model_spec: str
     return {**result, "split": part.name, "split_description": part.description, "model": model_spec}
 
 
+def print_report_written(path: Path) -> None:
+    print(f"Wrote the report to {path}.", file=sys.stderr)
+
+
 def report_problems(problems: Sequence[Any], verb: str, shown: int = 5) -> None:
     """Warn on stderr about items skipped or unreadable (``Problem``s), the first few by name."""
     print_warning(f"{verb} {len(problems)} item(s):")

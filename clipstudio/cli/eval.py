@@ -15,10 +15,12 @@ from clipstudio.cli.args import (
     unit_interval,
 )
 from clipstudio.cli.clinical import clinical_lines, paired_lines
-from clipstudio.cli.console import EXIT_OK, ProgressBars, show_result
+from clipstudio.cli.console import EXIT_OK, ProgressBars, print_report_written, show_result
 from clipstudio.cli.steps import embedding_cache, load_data, pick_split
 from clipstudio.engine.config import ModelConfig
+from clipstudio.engine.data.health import health_report
 from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.evaluation.report import check_report_path, render_report, write_report
 from clipstudio.engine.runs.layout import CALIBRATION_FILE, is_run_folder
 
 HELP = "a run's model before and after fine-tuning, on the same images"
@@ -47,7 +49,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if not cfg.data.path:
         raise ConfigError("DATA is required: the images to score the run on (after RUN).")
+    if args.report:
+        check_report_path(args.report)  # before minutes of scoring, not after
     dataset = load_data(cfg)
+    if args.report and not dataset.is_classification:
+        raise ConfigError(f"--report needs class data; {cfg.data.path} has no class labels.")
     part = pick_split(dataset, cfg)
     bars = ProgressBars()
     try:
@@ -74,6 +80,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"Saved what was fitted on validation (temperature, operating point) to {result.calibration_saved}.",
               file=sys.stderr)
     show_result(args.json, result.to_dict(), lambda: format_before_after(result))
+    if args.report and result.clinical is not None and result.clinical.clinical is not None:
+        point = result.operating_point_from or cfg.eval.operating_point
+        html = render_report(result.clinical, part, dataset, health=health_report(dataset, check_images=False),
+                             run_dir=args.run, comparison=result,
+                             settings={"coverage target": cfg.eval.coverage, "operating point from": point,
+                                       "WiSE-FT alpha": args.wise_alpha})
+        print_report_written(write_report(args.report, html))
     return EXIT_OK
 
 

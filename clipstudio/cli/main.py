@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from clipstudio import __version__
-from clipstudio.cli import demo, embed, retrieve, search, train, zeroshot
+from clipstudio.cli import demo, embed, export, retrieve, search, train, zeroshot
 from clipstudio.cli import eval as eval_command  # as: the modules are named after commands, not builtins
 from clipstudio.cli import inspect as inspect_command
 from clipstudio.cli.args import CliParser
@@ -28,6 +28,7 @@ COMMANDS = {
     "retrieve": retrieve,
     "search": search,
     "embed": embed,
+    "export": export,
     "train": train,
     "eval": eval_command,
     "demo": demo,
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--selftest", action="store_true",
                         help="check this install offline and exit (same as 'clipstudio selftest')")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliParser)
-    for module in (inspect_command, zeroshot, retrieve, search, embed, train, eval_command):
+    for module in (inspect_command, zeroshot, retrieve, search, embed, export, train, eval_command):
         module.add_parser(sub)
     p = sub.add_parser("selftest", help="check this install offline: window, built-in model, zero-shot, training")
     p.add_argument("--report", metavar="FILE", help="where to write the JSON report (default: app data folder)")

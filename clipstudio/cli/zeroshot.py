@@ -15,11 +15,20 @@ from clipstudio.cli.args import (
     config_from_args,
 )
 from clipstudio.cli.clinical import clinical_lines
-from clipstudio.cli.console import EXIT_OK, ProgressBars, report_problems, scored_payload, show_result
+from clipstudio.cli.console import (
+    EXIT_OK,
+    ProgressBars,
+    print_report_written,
+    report_problems,
+    scored_payload,
+    show_result,
+)
 from clipstudio.cli.steps import embedding_cache, load_data, load_model, pick_split, prompt_set
+from clipstudio.engine.data.health import health_report
 from clipstudio.engine.errors import DataError
 from clipstudio.engine.evaluation.clinical_scoring import score_clinical
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
+from clipstudio.engine.evaluation.report import check_report_path, render_report, write_report
 from clipstudio.engine.evaluation.zero_shot import ZeroShotResult
 from clipstudio.engine.storage.atomic import atomic_write_text
 
@@ -40,6 +49,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if args.report:
+        check_report_path(args.report)  # before minutes of scoring, not after
     dataset = load_data(cfg)
     if not dataset.is_classification:
         raise DataError(f"{dataset.source or dataset.root}: zero-shot needs class labels for at least 2 classes "
@@ -61,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
     payload = scored_payload(scored.to_dict(), part, cfg.model.spec)
     if args.predictions:
         write_predictions_csv(args.predictions, result)
+    if args.report and scored.clinical is not None:
+        html = render_report(scored, part, dataset, health=health_report(dataset, check_images=False),
+                             model_spec=cfg.model.spec, prompts=prompts,
+                             settings={"coverage target": cfg.eval.coverage,
+                                       "operating point rule": cfg.eval.operating_point})
+        print_report_written(write_report(args.report, html))
     show_result(args.json, payload, lambda: format_zero_shot(payload))
     return EXIT_OK
 

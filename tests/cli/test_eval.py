@@ -119,3 +119,20 @@ def test_eval_of_a_wise_interpolation_leaves_the_run_folder_alone(cli, tmp_path,
     run = shutil.copytree(trained["full"], tmp_path / "run")
     code, _, _ = cli("eval", run, _binary_data(tmp_path / "data"), "--wise-alpha", "0.5", "--device", "cpu")
     assert code == 0 and not (run / "calibration.json").exists()
+
+
+@pytest.mark.slow
+def test_eval_report_has_the_training_curves_and_the_before_after_comparison(cli, tmp_path, trained):
+    run = shutil.copytree(trained["full"], tmp_path / "run")
+    report = tmp_path / "report.html"
+    code, _, err = cli("eval", run, _binary_data(tmp_path / "data"), "--report", report, "--device", "cpu")
+    assert code == 0, err
+    html = report.read_text(encoding="utf-8")
+    for anchor in ("training", "comparison", "operating-point", "model", "statement"):
+        assert f'<section id="{anchor}">' in html
+    assert "learning_rate" in html and "McNemar" in html
+
+
+def test_eval_report_into_a_folder_fails_in_one_line(cli, tmp_path, trained):
+    code, _, err = cli("eval", trained["full"], trained["data"], "--report", tmp_path)
+    assert code == 2 and "is a folder" in err and len(err.strip().splitlines()) == 1

@@ -114,3 +114,24 @@ def test_zeroshot_refuses_a_bad_coverage_or_operating_point_in_one_line(cli, tmp
     for flag, value, words in (("--coverage", "1.5", "between 0 and 1"), ("--operating-point", "sens=0.9", "youden")):
         code, _, err = cli("zeroshot", data, "--model", tiny_clip_dir, flag, value)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_zeroshot_report_writes_one_self_contained_html_file(cli, tmp_path, make_class_folders, tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"train": {"normal": 10, "pneumonia": 10},
+                                                   "test": {"normal": 5, "pneumonia": 5}})
+    report = tmp_path / "report.html"
+    code, _, err = cli("zeroshot", data, "--model", tiny_clip_dir, "--report", report, "--no-cache")
+    assert code == 0, err
+    html = report.read_text(encoding="utf-8")
+    for anchor in ("dataset", "split-policy", "model", "metrics", "roc", "calibration", "operating-point",
+                   "conformal", "errors", "statement"):
+        assert f'<section id="{anchor}">' in html
+    assert "http:" not in html and str(tiny_clip_dir) in html
+    assert f"Wrote the report to {report}" in err
+
+
+def test_zeroshot_report_to_a_folder_fails_in_one_line_before_scoring(cli, tmp_path, make_class_folders):
+    data = make_class_folders(tmp_path / "data", {"red": 2, "green": 2})
+    for target in (tmp_path, tmp_path / "missing" / "report.html"):
+        code, _, err = cli("zeroshot", data, "--model", "no-such-model", "--report", target)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and str(target) in err
