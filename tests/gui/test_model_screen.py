@@ -146,3 +146,20 @@ def test_the_medical_model_gallery_picks_a_model_and_knows_what_is_cached(qtbot,
 
     gallery.cellClicked.emit(names.index("PLIP"), 0)
     assert screen.hub_radio.isChecked() and screen.spec() == "vinid/plip"
+
+
+def test_export_model_writes_a_folder_plain_transformers_loads(qtbot, screen, state, tiny_clip_dir, tmp_path):
+    assert not screen.export_button.isEnabled()  # nothing loaded yet
+    screen.set_spec(str(tiny_clip_dir))
+    assert load_and_wait(qtbot, screen) is True
+    assert screen.export_button.isEnabled()
+
+    out = tmp_path / "exports" / "tiny-hf"
+    with qtbot.waitSignal(screen.exported, timeout=60_000) as blocker:
+        assert screen.export_model("hf", str(out))
+    assert blocker.args[0] == str(out)
+    from transformers import CLIPModel
+
+    exported = CLIPModel.from_pretrained(out)
+    assert exported.config.projection_dim == 16
+    assert str(out) in screen.load_status.text() and "Hugging Face folder" in screen.load_status.text()

@@ -199,6 +199,17 @@ def test_a_binary_task_gets_curves_calibration_and_an_operating_point_the_grid_f
         qtbot.waitUntil(lambda: {t.pred for t in screen.grid.visible_tiles()} == {"pneumonia"}, timeout=5_000)
         assert screen.matrix.counts() == [[0, 6], [0, 6]]
         assert "≥ 0.000" in screen.matrix_note.text() and not screen.matrix_note.isHidden()
+
+        # Export report…: one self-contained HTML file with the same numbers.
+        target = tmp_path / "reports" / "xray report.html"
+        target.parent.mkdir()
+        assert screen.report_button.isEnabled()
+        with qtbot.waitSignal(screen.report_written, timeout=30_000):
+            assert screen.export_report(str(target))
+        html = target.read_text(encoding="utf-8")
+        assert "not a medical device" in html.lower() and 'id="roc"' in html
+        assert f"{clinical.auc.macro_auc.value:.3f}" in html
+        assert "http:" not in html and "https:" not in html
         assert all(p["pred"] == "pneumonia" for p in screen.shown_predictions)
         # Each tile names its conformal prediction set, as the engine computed it.
         sets = clinical.conformal.sets

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -40,6 +41,7 @@ HUB_SUGGESTIONS = [
     "vinid/plip",
     "flaviagiammarino/pubmed-clip-vit-base-patch32",
 ]
+EXPORT_FORMATS = {"hf": "Hugging Face folder (transformers)", "onnx": "ONNX (onnxruntime)"}
 BUILTIN_DESCRIPTION = (
     "EfficientNet-Lite0 image encoder + MiniLM text encoder, aligned on ImageNet class names. "
     "Ships with CLIP Studio and works offline; a solid start for fine-tuning."
@@ -106,6 +108,7 @@ class ModelScreen(QWidget):
     icon_name = "model"
 
     load_finished = Signal(bool)  # a load() ended: True when the model is now in AppState
+    exported = Signal(str)  # an export finished: its folder
     probe_finished = Signal()  # a device probe ended
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
@@ -202,6 +205,13 @@ class ModelScreen(QWidget):
             self.info_labels[key] = label
             form.addRow(name, label)
         self.info_labels["spec"].setText("No model loaded yet: pick one above and press Load model.")
+        self.export_button = QPushButton("Export model…")
+        self.export_button.setToolTip("Write the loaded model for use outside CLIP Studio: a folder plain "
+                                      "transformers loads, or ONNX encoders + the class head for onnxruntime")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self._on_export_button_clicked)
+        self._export_worker: TaskWorker | None = None
+        form.addRow("", self.export_button)
 
         # --- device ---
         device_box = QGroupBox("Compute device")
@@ -250,13 +260,13 @@ class ModelScreen(QWidget):
 
     # --- the screen contract -------------------------------------------------------------------
     def busy(self) -> bool:
-        return any(w is not None and w.isRunning() for w in (self._load_worker, self._probe_worker, self._cache_worker))
+        return any(w is not None and w.isRunning() for w in (self._load_worker, self._probe_worker, self._cache_worker, self._export_worker))
 
     def shutdown(self) -> None:
-        for worker in (self._load_worker, self._probe_worker, self._cache_worker):
+        for worker in (self._load_worker, self._probe_worker, self._cache_worker, self._export_worker):
             if worker is not None:
                 worker.cancel()
-        for worker in (self._load_worker, self._probe_worker, self._cache_worker):
+        for worker in (self._load_worker, self._probe_worker, self._cache_worker, self._export_worker):
             if worker is not None:
                 worker.wait()
 
@@ -429,6 +439,7 @@ class ModelScreen(QWidget):
         self.probe_finished.emit()
 
     def _on_state_model_changed(self, model: Any) -> None:
+        self.export_button.setEnabled(model is not None)
         if model is None:
             self._loaded_model = None
             for label in self.info_labels.values():
@@ -437,6 +448,54 @@ class ModelScreen(QWidget):
         elif model is not self._loaded_model:  # set by another screen (e.g. a trained model)
             self._loaded_model = model
             self._show_info(self.state.model_spec, describe_model(model, with_fingerprint=False))
+
+    # --- export -----------------------------------------------------------------------------------
+    def export_model(self, fmt: str, output: str) -> bool:
+        """Export the loaded model (its spec: built-in, Hub id, folder or run) as ``fmt`` ("hf" or "onnx")
+        into the new folder ``output``, in a worker; an ONNX head gets the open dataset's classes."""
+        if self.state.model is None or (self._export_worker is not None and self._export_worker.isRunning()):
+            return False
+        spec, dataset = self.state.model_spec, self.state.dataset
+        classes = list(dataset.class_names) if dataset is not None and dataset.is_classification else None
+
+        def job(_callback, _should_stop):
+            from clipstudio.engine.export.model_export import export_model  # deferred: loads torch models
+
+            return export_model(spec, fmt, output, class_names=classes)
+
+        worker = TaskWorker(job, name="export model", parent=self)
+        worker.succeeded.connect(self._on_export_succeeded)
+        worker.failed.connect(lambda message, details: show_error(self, message, details))
+        worker.finished.connect(lambda: self.export_button.setEnabled(self.state.model is not None))
+        self._export_worker = worker
+        self.export_button.setEnabled(False)
+        self.load_status.setText(f"Exporting as {EXPORT_FORMATS[fmt]} to {output}…")
+        worker.start()
+        return True
+
+    def _on_export_button_clicked(self) -> None:
+        names = list(EXPORT_FORMATS.values())
+        choice, ok = QInputDialog.getItem(self, "Export model", "Format:", names, 0, False)
+        if not ok:
+            return
+        fmt = next(key for key, name in EXPORT_FORMATS.items() if name == choice)
+        parent = QFileDialog.getExistingDirectory(self, "Export into which folder?")
+        if not parent:
+            return
+        stem = Path(self.state.model_spec.rstrip("/\\")).name or "model"
+        output = Path(parent) / f"{stem}-{fmt}"
+        n = 2
+        while output.exists():
+            output, n = Path(parent) / f"{stem}-{fmt}-{n}", n + 1
+        self.export_model(fmt, str(output))
+
+    def _on_export_succeeded(self, result: Any) -> None:
+        cosines = [v for v in result.parity.values() if isinstance(v, float)]
+        check = f"; onnxruntime check: cosine ≥ {min(cosines):.5f}" if cosines else ""
+        text = f"Exported ({EXPORT_FORMATS[result.format]}) to {result.output}{check}. See README.md there."
+        self.load_status.setText(text)
+        self.state.post_status(text)
+        self.exported.emit(str(result.output))
 
     def _show_info(self, spec: str, info: dict[str, str]) -> None:
         self.info_labels["spec"].setText("Built-in model" if spec == "builtin" else spec)

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.evaluation.calibration import softmax
 from clipstudio.engine.evaluation.clinical_scoring import (
     ClinicalScoring,
@@ -39,6 +40,7 @@ from clipstudio.engine.evaluation.clinical_scoring import (
     run_operating_point,
     score_clinical,
 )
+from clipstudio.engine.evaluation.report import check_report_path, render_report, write_report
 from clipstudio.engine.evaluation.split_policy import report_part
 from clipstudio.engine.evaluation.zero_shot import score_dataset
 from clipstudio.engine.prompts import run_prompt_set
@@ -138,6 +140,7 @@ class ResultsScreen(QWidget):
     evaluated = Signal(object)  # ZeroShotResult now in the grid
     compared = Signal(object)  # {"before": payload, "after": payload, "before_label", "after_label"}
     swept = Signal(list)  # wise_sweep rows
+    report_written = Signal(str)  # the report's path
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -169,6 +172,10 @@ class ResultsScreen(QWidget):
         self.evaluate_button.clicked.connect(self._evaluate_pressed)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.clicked.connect(lambda: self.export_csv())
+        self.report_button = QPushButton("Export report…")
+        self.report_button.setToolTip("One self-contained HTML file (opens offline): data, split policy, model, "
+                                      "every metric with its interval, ROC, calibration, example errors")
+        self.report_button.clicked.connect(lambda: self.export_report())
         self.progress_label = QLabel()
         self.jobs.show_status_on(self.progress_label)
         self.split_label = QLabel()
@@ -177,6 +184,7 @@ class ResultsScreen(QWidget):
         top.addWidget(self.source_combo, 1)
         top.addWidget(self.evaluate_button)
         top.addWidget(self.progress_label, 1)
+        top.addWidget(self.report_button)
         top.addWidget(self.export_button)
 
         self.grid = PredictionGrid()
@@ -255,6 +263,8 @@ class ResultsScreen(QWidget):
         self._point_timer.timeout.connect(self._apply_operating_point)
         self._pending_point = None
         self.clinical: ClinicalScoring | None = None
+        self._report_part = None  # the EvaluationPart the clinical scoring reports on
+        self._report_source = ""  # the run folder it scored ("" = the current model)
 
         self.tabs = QTabWidget()
         self.tabs.addTab(metrics, "Metrics")
@@ -370,7 +380,7 @@ class ResultsScreen(QWidget):
             point = run_operating_point(run_dir) if run_dir else None
             scoring = score_clinical(store, use_model, dataset, use_prompts, split_config, part,
                                      operating_point=point or "youden", callback=callback, should_stop=should_stop)
-            return None if scoring.result.cancelled else (f"{who} on the {part.description}", scoring)
+            return None if scoring.result.cancelled else (f"{who} on the {part.description}", scoring, part)
 
         self._stale = False
         self.split_label.setText(f"{who}: scoring…")
@@ -382,7 +392,8 @@ class ResultsScreen(QWidget):
         if outcome is None:
             self.progress_label.setText("Cancelled.")
             return
-        label, result = outcome
+        label, result, self._report_part = (*outcome, None) if len(outcome) == 2 else outcome
+        self._report_source = self._run_dir() or ""
         self.clinical = None
         if isinstance(result, ClinicalScoring):
             self.clinical, result = result, result.result
@@ -415,6 +426,7 @@ class ResultsScreen(QWidget):
         self.matrix.clear_selection()
         self.metrics_table.setRowCount(0)
         self.export_button.setEnabled(result is not None)
+        self.report_button.setEnabled(scoring is not None and scoring.clinical is not None)
         if result is None:
             self.class_combo.blockSignals(False)
             self.grid.set_predictions([])
@@ -517,6 +529,39 @@ class ResultsScreen(QWidget):
             return False
         self.state.post_status(f"Saved {len(self.shown_predictions)} predictions to {path}")
         return True
+
+    def export_report(self, path: str | None = None) -> bool:
+        """Write the evaluation report of the shown scoring as one self-contained HTML file, in a worker
+        (it embeds a few image thumbnails); returns whether a write was started."""
+        scoring, part, dataset = self.clinical, self._report_part, self.state.dataset
+        if scoring is None or scoring.clinical is None or part is None or dataset is None:
+            return False
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export report", "evaluation_report.html",
+                                                  "HTML files (*.html)")
+            if not path:
+                return False
+        try:
+            check_report_path(path)
+        except ClipStudioError as exc:
+            show_error(self, str(exc))
+            return False
+        run_dir, health = self._report_source, self.state.health
+        model_spec, prompts = self.state.model_spec, self.state.prompts
+
+        def job(_callback, _should_stop):
+            html = render_report(scoring, part, dataset, health=health, model_spec=None if run_dir else model_spec,
+                                 prompts=None if run_dir else prompts, run_dir=run_dir or None)
+            return str(write_report(path, html))
+
+        self.progress_label.setText("Writing the report…")
+        self.jobs.start(job, name="report", succeeded=self._on_report_written)
+        return True
+
+    def _on_report_written(self, path: str) -> None:
+        self.progress_label.setText("")
+        self.state.post_status(f"Saved the evaluation report to {path}")
+        self.report_written.emit(path)
 
     # --- before / after ---------------------------------------------------------------------------
 
