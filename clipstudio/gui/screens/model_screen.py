@@ -211,7 +211,9 @@ class ModelScreen(QWidget):
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self._on_export_button_clicked)
         self._export_worker: TaskWorker | None = None
-        form.addRow("", self.export_button)
+        export_row = _row(self.export_button)
+        export_row.layout().addStretch(1)
+        form.addRow("", export_row)
 
         # --- device ---
         device_box = QGroupBox("Compute device")

@@ -227,13 +227,14 @@ def prediction_tile(prediction: dict) -> Tile:
         f" ({'correct' if correct else 'wrong'})\n\nTop {len(topk)}:\n{probs}"
     )
     pred_line = f"pred: {prediction['pred']}" + (f" {top_prob:.0%}" if top_prob is not None else "")
+    true_line = f"true: {prediction['true']}"
     plausible = prediction.get("set")
     if plausible is not None:  # the conformal prediction set: every class it can't rule out
         tooltip += f"\n\nPrediction set ({len(plausible)}): {', '.join(plausible) or 'empty'}"
-        pred_line += f" · set {len(plausible)}"
+        true_line += f" · set {len(plausible)}"  # the shorter line: the percentage stays readable
     return Tile(
         path=str(prediction["path"]),
-        lines=[f"true: {prediction['true']}", pred_line],
+        lines=[true_line, pred_line],
         tooltip=tooltip,
         correct=correct,
         true=prediction["true"],
