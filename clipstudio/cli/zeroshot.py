@@ -26,10 +26,9 @@ from clipstudio.cli.console import (
 from clipstudio.cli.steps import embedding_cache, load_data, load_model, pick_split, prompt_set
 from clipstudio.engine.data.health import health_report
 from clipstudio.engine.errors import DataError
-from clipstudio.engine.evaluation.clinical_scoring import score_clinical
+from clipstudio.engine.evaluation.clinical_scoring import calibrated_predictions, score_clinical
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.evaluation.report import check_report_path, render_report, write_report
-from clipstudio.engine.evaluation.zero_shot import ZeroShotResult
 from clipstudio.engine.storage.atomic import atomic_write_text
 
 HELP = "zero-shot classification accuracy with class prompts"
@@ -71,7 +70,13 @@ def run(args: argparse.Namespace) -> int:
         report_problems(result.problems, "could not read")
     payload = scored_payload(scored.to_dict(), part, cfg.model.spec)
     if args.predictions:
-        write_predictions_csv(args.predictions, result)
+        rows = result.predictions
+        if scored.clinical is not None:  # as the app shows them: calibrated, at the operating point, with sets
+            clinical = scored.clinical
+            point = clinical.operating_point.point if clinical.operating_point is not None else None
+            rows, _ = calibrated_predictions(result, clinical.calibration.temperature, point,
+                                             sets=clinical.conformal.sets)
+        write_predictions_csv(args.predictions, rows)
     if args.report and scored.clinical is not None:
         html = render_report(scored, part, dataset, health=health_report(dataset, check_images=False),
                              model_spec=cfg.model.spec, prompts=prompts,
@@ -116,13 +121,15 @@ def format_zero_shot(d: dict) -> str:
     return out.getvalue().rstrip()
 
 
-def write_predictions_csv(target: str, result: ZeroShotResult) -> None:
-    """Per-image predictions: path, true and predicted class, whether they agree, the top-k scores."""
-    rows = result.to_dict(include_predictions=True)["predictions"]
+def write_predictions_csv(target: str, rows: list[dict]) -> None:
+    """Per-image predictions: path, true and predicted class, whether they agree, the top-k probabilities,
+    and the conformal prediction set when the rows carry one."""
+    with_sets = any("set" in r for r in rows)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["path", "true", "predicted", "correct", "top_k"])
+    writer.writerow(["path", "true", "predicted", "correct", "top_k"] + (["prediction_set"] if with_sets else []))
     for r in rows:
         topk = "; ".join(f"{c}={p:.4f}" for c, p in r["topk"])
-        writer.writerow([r["path"], r["true"], r["pred"], r["true"] == r["pred"], topk])
+        row = [r["path"], r["true"], r["pred"], r["true"] == r["pred"], topk]
+        writer.writerow(row + (["; ".join(r.get("set") or [])] if with_sets else []))
     atomic_write_text(target, buf.getvalue())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 
@@ -75,10 +76,18 @@ def test_zeroshot_json_has_the_clinical_blocks_fitted_on_carved_validation(cli, 
     data = make_class_folders(tmp_path / "data", {"train": {"normal": 10, "pneumonia": 10},
                                                    "test": {"normal": 5, "pneumonia": 5}})
     out_json = tmp_path / "zs.json"
+    preds = tmp_path / "preds.csv"
     code, out, err = cli("zeroshot", data, "--model", tiny_clip_dir, "--json", out_json, "--coverage", "0.8",
-                         "--operating-point", "specificity=0.5", "--no-cache")
+                         "--operating-point", "specificity=0.5", "--no-cache", "--predictions", preds)
     assert code == 0, err
     d = json.loads(out_json.read_text(encoding="utf-8"))
+    # The CSV holds what the app shows: calibrated probabilities, the operating point's calls, the sets.
+    rows = list(csv.DictReader(preds.open(encoding="utf-8")))
+    assert len(rows) == 10 and "prediction_set" in rows[0]
+    assert sum(len(r["prediction_set"].split("; ")) if r["prediction_set"] else 0 for r in rows) == round(
+        d["conformal"]["mean_set_size"] * 10)
+    called = sum(r["predicted"] == "pneumonia" for r in rows)
+    assert called == d["operating_point"]["confusion"]["tp"] + d["operating_point"]["confusion"]["fp"]
     assert d["n"] == 10 and d["split"] == "test" and d["accuracy"] is not None  # today's keys stay
     assert d["validation"]["split"] == "carved-val" and d["validation"]["n"] == 4
     assert d["auc"]["macro"]["n"] == 10 and "ci95" in d["auc"]["macro"]
