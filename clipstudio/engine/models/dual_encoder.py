@@ -18,10 +18,9 @@ from torch import nn
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.backbones import backbone_spec, build_backbone
 from clipstudio.engine.models.fingerprint import tokenizer_digest
-from clipstudio.engine.models.frozen_files import FrozenFiles
-from clipstudio.engine.models.image_preprocessing import ImageInputSpec, ImagePreprocessing
+from clipstudio.engine.models.image_preprocessing import ImagePreprocessing
 from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest
-from clipstudio.engine.models.torch_model import TorchImageTextModel
+from clipstudio.engine.models.projected_towers import ProjectedTowersModel
 from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.storage.safetensors_io import save_safetensors
 
@@ -90,7 +89,7 @@ def load_text_encoder(source: str | Path) -> tuple[nn.Module, Any]:
     return model, tokenizer
 
 
-class DualEncoderModel(TorchImageTextModel):
+class DualEncoderModel(ProjectedTowersModel):
     """``ImageTextModel`` over a ``DualEncoderModule`` plus its tokenizer and image preprocessing."""
 
     kind = "dual_encoder"
@@ -106,21 +105,17 @@ class DualEncoderModel(TorchImageTextModel):
         preprocessing: ImagePreprocessing | None = None,
         max_text_tokens: int | None = None,
     ) -> None:
-        super().__init__()
-        self.module = module
-        self.tokenizer = tokenizer
-        self._tokenizer_files = FrozenFiles(
-            lambda folder: self.tokenizer.save_pretrained(folder), key=lambda: id(self.tokenizer)
-        )
-        self.image_backbone = image_backbone
-        self.image_backbone_config = dict(image_backbone_config or {})
-        self.text_encoder_name = text_encoder_name
-        self.preprocessing = preprocessing or backbone_spec(image_backbone).preprocessing
         limits = [getattr(module.text_encoder.config, "max_position_embeddings", None), max_text_tokens]
         tokenizer_limit = getattr(tokenizer, "model_max_length", None)
         if tokenizer_limit and tokenizer_limit < 1_000_000:  # HF uses a huge sentinel for "no limit"
             limits.append(tokenizer_limit)
-        self._max_text_tokens = min(v for v in limits if v)
+        super().__init__(
+            module, tokenizer, preprocessing or backbone_spec(image_backbone).preprocessing,
+            min(v for v in limits if v),
+        )
+        self.image_backbone = image_backbone
+        self.image_backbone_config = dict(image_backbone_config or {})
+        self.text_encoder_name = text_encoder_name
 
     @classmethod
     def create(
@@ -158,46 +153,6 @@ class DualEncoderModel(TorchImageTextModel):
             preprocessing=preprocessing,
             max_text_tokens=max_text_tokens,
         )
-
-    # --- properties ------------------------------------------------------------------------------
-    @property
-    def embed_dim(self) -> int:
-        return self.module.image_projection.out_features
-
-    @property
-    def max_text_tokens(self) -> int:
-        return self._max_text_tokens
-
-    @property
-    def torch_module(self) -> nn.Module:
-        return self.module
-
-    # --- encoding --------------------------------------------------------------------------------
-    def preprocess(self, images: list) -> torch.Tensor:
-        return self.preprocessing(images)
-
-    def image_input_spec(self) -> ImageInputSpec:
-        p = self.preprocessing
-        return ImageInputSpec(size=p.image_size, mean=tuple(p.mean), std=tuple(p.std))
-
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
-        )
-        return {k: v.to(self.device) for k, v in batch.items()}
-
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        ids = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
-        return [len(x) for x in ids]
-
-    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.module.image_features(pixel_values)
-
-    def _text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.module.text_features(tokens)
-
-    def _log_logit_scale(self) -> torch.Tensor:
-        return self.module.logit_scale
 
     def _fingerprint_extra(self) -> dict[str, Any]:
         return {"manifest": self._manifest(), "tokenizer": tokenizer_digest(self.tokenizer)}

@@ -21,10 +21,9 @@ from torch import nn
 
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.fingerprint import tokenizer_digest
-from clipstudio.engine.models.frozen_files import FrozenFiles
-from clipstudio.engine.models.image_preprocessing import CLIPProcessorPreprocessing, ImageInputSpec
+from clipstudio.engine.models.image_preprocessing import CLIPProcessorPreprocessing
 from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest
-from clipstudio.engine.models.torch_model import TorchImageTextModel
+from clipstudio.engine.models.projected_towers import ProjectedTowersModel
 from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.storage.safetensors_io import save_safetensors
 
@@ -109,10 +108,11 @@ def build_towers(vit_config: Any, text_config: Any, text_pooling: str) -> tuple[
     return image_tower, text_tower
 
 
-class ViTHFTextModel(TorchImageTextModel):
+class ViTHFTextModel(ProjectedTowersModel):
     """``ImageTextModel`` over a ``ViTHFTextModule`` plus its tokenizer and image preprocessing."""
 
     kind = KIND
+    TOKEN_KEYS = ("input_ids", "attention_mask")
 
     def __init__(
         self,
@@ -123,57 +123,9 @@ class ViTHFTextModel(TorchImageTextModel):
         max_text_tokens: int,
         source: str = "",
     ) -> None:
-        super().__init__()
-        self.module = module
-        self.tokenizer = tokenizer
-        self.preprocessing = preprocessing
-        self.source = source
         limit = getattr(module.text_tower.config, "max_position_embeddings", None) or max_text_tokens
-        self._max_text_tokens = min(int(max_text_tokens), int(limit))
-        self._tokenizer_files = FrozenFiles(
-            lambda folder: self.tokenizer.save_pretrained(folder), key=lambda: id(self.tokenizer)
-        )
-
-    # --- properties ------------------------------------------------------------------------------
-    @property
-    def embed_dim(self) -> int:
-        return self.module.image_projection.out_features
-
-    @property
-    def max_text_tokens(self) -> int:
-        return self._max_text_tokens
-
-    @property
-    def torch_module(self) -> nn.Module:
-        return self.module
-
-    # --- encoding --------------------------------------------------------------------------------
-    def preprocess(self, images: list) -> torch.Tensor:
-        return self.preprocessing(images)
-
-    def image_input_spec(self) -> ImageInputSpec:
-        p = self.preprocessing
-        return ImageInputSpec(size=p.image_size, mean=tuple(p.mean), std=tuple(p.std))
-
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        # Padded to the longest text, not to context_length: padding is masked, so embeddings are the same.
-        batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
-        )
-        return {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
-
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        ids = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
-        return [len(x) for x in ids]
-
-    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.module.image_features(pixel_values)
-
-    def _text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.module.text_features(tokens)
-
-    def _log_logit_scale(self) -> torch.Tensor:
-        return self.module.logit_scale
+        super().__init__(module, tokenizer, preprocessing, min(int(max_text_tokens), int(limit)))
+        self.source = source
 
     def _fingerprint_extra(self) -> dict[str, Any]:
         manifest = {k: v for k, v in self._manifest().items() if k != "source"}

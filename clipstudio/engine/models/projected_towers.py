@@ -1,0 +1,83 @@
+"""What CLIP Studio's own two-tower models share: an image tower and a Hugging Face text tower, each
+with a projection into one embedding space, a tokenizer, and image preprocessing.
+
+``DualEncoderModel`` (the built-in model: a CNN image tower) and ``ViTHFTextModel`` (open_clip's timm
+ViT + BERT towers, e.g. BiomedCLIP) differ only in their towers, how they are saved and loaded, and
+what their fingerprint records; everything below is the same for both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from clipstudio.engine.models.frozen_files import FrozenFiles
+from clipstudio.engine.models.image_preprocessing import ImageInputSpec
+from clipstudio.engine.models.torch_model import TorchImageTextModel
+
+
+class ProjectedTowersModel(TorchImageTextModel):
+    """``TorchImageTextModel`` over ``module`` (with ``image_features``, ``text_features``,
+    ``image_projection`` and ``logit_scale``), a Hugging Face ``tokenizer`` and ``preprocessing``.
+
+    ``TOKEN_KEYS``: the tokenizer outputs the text tower takes (None: all of them).
+    """
+
+    TOKEN_KEYS: tuple[str, ...] | None = None
+
+    def __init__(self, module: nn.Module, tokenizer: Any, preprocessing: Any, max_text_tokens: int) -> None:
+        super().__init__()
+        self.module = module
+        self.tokenizer = tokenizer
+        self.preprocessing = preprocessing
+        self._max_text_tokens = int(max_text_tokens)
+        self._tokenizer_files = FrozenFiles(
+            lambda folder: self.tokenizer.save_pretrained(folder), key=lambda: id(self.tokenizer)
+        )
+
+    # --- properties ------------------------------------------------------------------------------
+    @property
+    def embed_dim(self) -> int:
+        return self.module.image_projection.out_features
+
+    @property
+    def max_text_tokens(self) -> int:
+        return self._max_text_tokens
+
+    @property
+    def torch_module(self) -> nn.Module:
+        return self.module
+
+    # --- encoding --------------------------------------------------------------------------------
+    def preprocess(self, images: list) -> torch.Tensor:
+        return self.preprocessing(images)
+
+    def image_input_spec(self) -> ImageInputSpec:
+        p = self.preprocessing
+        return ImageInputSpec(size=p.image_size, mean=tuple(p.mean), std=tuple(p.std))
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        # Padded to the longest text, not to the context length: padding is masked, so embeddings are the same.
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
+        )
+        keys = self.TOKEN_KEYS if self.TOKEN_KEYS is not None else tuple(batch.keys())
+        return {k: batch[k].to(self.device) for k in keys}
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        ids = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+        return [len(x) for x in ids]
+
+    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.module.image_features(pixel_values)
+
+    def _text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.module.text_features(tokens)
+
+    def _log_logit_scale(self) -> torch.Tensor:
+        return self.module.logit_scale
+
+
+__all__ = ["ProjectedTowersModel"]
