@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
 from clipstudio.engine.errors import ModelError
@@ -20,12 +18,13 @@ from clipstudio.engine.models.backbones import backbone_spec, build_backbone
 from clipstudio.engine.models.fingerprint import tokenizer_digest
 from clipstudio.engine.models.image_preprocessing import ImagePreprocessing
 from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest
-from clipstudio.engine.models.projected_towers import ProjectedTowersModel
-from clipstudio.engine.storage.atomic import atomic_write_json
-from clipstudio.engine.storage.safetensors_io import save_safetensors
+from clipstudio.engine.models.projected_towers import (
+    TEXT_DIR_NAME,
+    WEIGHTS_NAME,
+    ProjectedTowersModel,
+    load_weights,
+)
 
-WEIGHTS_NAME = "model.safetensors"
-TEXT_DIR_NAME = "text_encoder"
 DEFAULT_LOGIT_SCALE = 1 / 0.07  # CLIP's initial temperature
 
 
@@ -176,15 +175,7 @@ class DualEncoderModel(ProjectedTowersModel):
         }
 
     def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        text_dir = folder / TEXT_DIR_NAME
-        self.module.text_encoder.config.save_pretrained(text_dir)
-        self._tokenizer_files.write(text_dir)
-        save_safetensors(self.module.state_dict(), folder / WEIGHTS_NAME, metadata={"format": "pt"})
-        # The manifest goes last: a folder with a manifest is a complete model.
-        atomic_write_json(folder / MANIFEST_NAME, self._manifest())
-        return folder
+        return self._save_folder(folder, {TEXT_DIR_NAME: self.module.text_encoder.config})
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> DualEncoderModel:
@@ -218,18 +209,7 @@ class DualEncoderModel(ProjectedTowersModel):
             projection_bias=bool(manifest.get("projection_bias", True)),
             text_normalize=bool(text_info.get("normalize", False)),
         )
-        try:
-            state = load_file(str(folder / WEIGHTS_NAME))
-        except (OSError, SafetensorError) as exc:  # e.g. a pickle renamed to model.safetensors: never unpickled
-            raise ModelError(
-                f"{str(folder / WEIGHTS_NAME)!r} is not a readable safetensors file ({exc})."
-            ) from None
-        try:
-            module.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelError(
-                f"Weights in {str(folder / WEIGHTS_NAME)!r} don't match its manifest: {exc}"
-            ) from None
+        load_weights(module, folder)
         model = cls(
             module,
             tokenizer,

@@ -8,21 +8,32 @@ what their fingerprint records; everything below is the same for both.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
+from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.frozen_files import FrozenFiles
 from clipstudio.engine.models.image_preprocessing import ImageInputSpec
+from clipstudio.engine.models.manifest import MANIFEST_NAME
 from clipstudio.engine.models.torch_model import TorchImageTextModel
+from clipstudio.engine.storage.atomic import atomic_write_json
+from clipstudio.engine.storage.safetensors_io import save_safetensors
+
+WEIGHTS_NAME = "model.safetensors"
+TEXT_DIR_NAME = "text_encoder"
 
 
 class ProjectedTowersModel(TorchImageTextModel):
     """``TorchImageTextModel`` over ``module`` (with ``image_features``, ``text_features``,
     ``image_projection`` and ``logit_scale``), a Hugging Face ``tokenizer`` and ``preprocessing``.
 
-    ``TOKEN_KEYS``: the tokenizer outputs the text tower takes (None: all of them).
+    ``TOKEN_KEYS``: the tokenizer outputs the text tower takes (None: all of them). Subclasses give
+    ``_manifest()`` (what ``save`` writes last) and ``_fingerprint_extra()``.
     """
 
     TOKEN_KEYS: tuple[str, ...] | None = None
@@ -79,5 +90,31 @@ class ProjectedTowersModel(TorchImageTextModel):
     def _log_logit_scale(self) -> torch.Tensor:
         return self.module.logit_scale
 
+    # --- save / load -----------------------------------------------------------------------------
+    def _save_folder(self, folder: str | Path, configs: dict[str, Any]) -> Path:
+        """Write ``configs`` (sub-folder name -> a transformers config), the tokenizer beside the text
+        tower's, the weights, and the manifest last: a folder with a manifest is a complete model."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, config in configs.items():
+            config.save_pretrained(folder / name)
+        self._tokenizer_files.write(folder / TEXT_DIR_NAME)
+        save_safetensors(self.module.state_dict(), folder / WEIGHTS_NAME, metadata={"format": "pt"})
+        atomic_write_json(folder / MANIFEST_NAME, self._manifest())
+        return folder
 
-__all__ = ["ProjectedTowersModel"]
+
+def load_weights(module: nn.Module, folder: Path) -> None:
+    """Load ``folder``'s safetensors weights into ``module`` (strict); a one-line ModelError otherwise."""
+    path = folder / WEIGHTS_NAME
+    try:
+        state = load_file(str(path))
+    except (OSError, SafetensorError) as exc:  # e.g. a pickle renamed to model.safetensors: never unpickled
+        raise ModelError(f"{str(path)!r} is not a readable safetensors file ({exc}).") from None
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"Weights in {str(path)!r} don't match its manifest: {exc}") from None
+
+
+__all__ = ["TEXT_DIR_NAME", "WEIGHTS_NAME", "ProjectedTowersModel", "load_weights"]

@@ -15,22 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.fingerprint import tokenizer_digest
 from clipstudio.engine.models.image_preprocessing import CLIPProcessorPreprocessing
 from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest
-from clipstudio.engine.models.projected_towers import ProjectedTowersModel
-from clipstudio.engine.storage.atomic import atomic_write_json
-from clipstudio.engine.storage.safetensors_io import save_safetensors
+from clipstudio.engine.models.projected_towers import (
+    TEXT_DIR_NAME,
+    WEIGHTS_NAME,
+    ProjectedTowersModel,
+    load_weights,
+)
 
 KIND = "vit_hf_text"
-WEIGHTS_NAME = "model.safetensors"
 IMAGE_DIR_NAME = "image_tower"
-TEXT_DIR_NAME = "text_encoder"
 TEXT_POOLINGS = ("cls", "mean", "pooler_output")
 TEXT_PROJECTIONS = ("mlp", "linear", "none")
 
@@ -152,15 +151,8 @@ class ViTHFTextModel(ProjectedTowersModel):
         }
 
     def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.module.image_tower.config.save_pretrained(folder / IMAGE_DIR_NAME)
-        text_dir = folder / TEXT_DIR_NAME
-        self.module.text_tower.config.save_pretrained(text_dir)
-        self._tokenizer_files.write(text_dir)
-        save_safetensors(self.module.state_dict(), folder / WEIGHTS_NAME, metadata={"format": "pt"})
-        atomic_write_json(folder / MANIFEST_NAME, self._manifest())  # last: marks the folder complete
-        return folder
+        configs = {IMAGE_DIR_NAME: self.module.image_tower.config, TEXT_DIR_NAME: self.module.text_tower.config}
+        return self._save_folder(folder, configs)
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> ViTHFTextModel:
@@ -195,19 +187,7 @@ class ViTHFTextModel(ProjectedTowersModel):
             text_projection_kind=text_info.get("projection", "mlp"),
             text_pooling=pooling,
         )
-        try:
-            state = load_file(str(folder / WEIGHTS_NAME))
-        # e.g. a pickle renamed to model.safetensors: never unpickled
-        except (OSError, SafetensorError) as exc:
-            raise ModelError(
-                f"{str(folder / WEIGHTS_NAME)!r} is not a readable safetensors file ({exc})."
-            ) from None
-        try:
-            module.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelError(
-                f"Weights in {str(folder / WEIGHTS_NAME)!r} don't match its manifest: {exc}"
-            ) from None
+        load_weights(module, folder)
         module.eval()
         model = cls(
             module,
