@@ -32,16 +32,12 @@ def fetch_model_folder(repo_id: str) -> Path:
 
     Fails fast with one ModelError sentence when offline, unreachable, unknown or pickle-only.
     """
-    from huggingface_hub import model_info, snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=ALLOW_PATTERNS, local_files_only=True))
-    except (OSError, ValueError):
-        pass  # not cached (or cached incompletely): try the Hub below
+    cached = _cached_snapshot(repo_id, ALLOW_PATTERNS)
+    if cached is not None:
+        return cached
     if hub_offline():
-        raise ModelError(
-            f"Model {repo_id!r} is not in the local Hugging Face cache and offline mode is on; {FALLBACK_ADVICE}."
-        )
+        raise _offline_error(repo_id)
+    from huggingface_hub import model_info
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     try:
@@ -66,12 +62,7 @@ def fetch_model_folder(repo_id: str) -> Path:
             f"Model {repo_id!r} publishes no safetensors weights and CLIP Studio never unpickles .bin files; "
             f"{FALLBACK_ADVICE}."
         )
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=ALLOW_PATTERNS, etag_timeout=ETAG_TIMEOUT_S))
-    except Exception as exc:
-        raise ModelError(
-            f"Downloading {repo_id!r} failed ({type(exc).__name__}: {exc}); {FALLBACK_ADVICE}."
-        ) from None
+    return _download_snapshot(repo_id, ALLOW_PATTERNS)
 
 
 def cached_hub_file(repo_id: str, filename: str) -> Path | None:
@@ -121,19 +112,36 @@ def hub_file(repo_id: str, filename: str) -> Path | None:
 
 def hub_snapshot(repo_id: str, patterns: list[str]) -> Path:
     """A local snapshot of a Hub repo's ``patterns`` files: the cached one, else downloaded."""
+    cached = _cached_snapshot(repo_id, patterns)
+    if cached is not None:
+        return cached
+    if hub_offline():
+        raise _offline_error(repo_id)
+    return _download_snapshot(repo_id, patterns)
+
+
+def _cached_snapshot(repo_id: str, patterns: list[str]) -> Path | None:
+    """The cached snapshot of ``patterns``, or None when not cached (or cached incompletely)."""
     from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
     except (OSError, ValueError):
-        pass
-    if hub_offline():
-        raise ModelError(
-            f"{repo_id!r} is not in the local Hugging Face cache and offline mode is on; {FALLBACK_ADVICE}."
-        )
+        return None
+
+
+def _offline_error(repo_id: str) -> ModelError:
+    return ModelError(
+        f"Model {repo_id!r} is not in the local Hugging Face cache and offline mode is on; {FALLBACK_ADVICE}."
+    )
+
+
+def _download_snapshot(repo_id: str, patterns: list[str]) -> Path:
+    from huggingface_hub import snapshot_download
+
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=ETAG_TIMEOUT_S))
-    except Exception as exc:
+    except Exception as exc:  # any network failure gets the same advice
         raise ModelError(
-            f"Downloading {repo_id!r} failed ({type(exc).__name__}); {FALLBACK_ADVICE}."
+            f"Downloading {repo_id!r} failed ({type(exc).__name__}: {exc}); {FALLBACK_ADVICE}."
         ) from None
