@@ -111,6 +111,8 @@ class TrainProgress:
             f"Training ({event.method}) on {event.device}: {event.n_train} training and {event.n_val} "
             f"validation images, {event.epochs} epoch(s) of {event.steps_per_epoch} step(s) -> {event.run_dir}"
         )
+        if event.precision:
+            self._write(f"Precision: {event.precision}.")
         if self._initial:
             self._write(self._initial)
             self._initial = ""

@@ -1,7 +1,7 @@
 """Shared plumbing for models backed by one torch ``nn.Module``: devices, batched encoding, fingerprints.
 
 Inference (``encode_images`` / ``encode_texts``) runs under bf16 autocast by default on CPUs with
-bf16 support (oneDNN's check) and on CUDA GPUs with native bf16: 1-3x faster than fp32 on the
+native bf16 (``runtime.precision``: checked and measured) and on CUDA GPUs with native bf16: 1-3x faster than fp32 on the
 benchmark CPU (docs/PERFORMANCE.md), embeddings within cosine 0.99 of fp32. Set ``CLIPSTUDIO_BF16_INFERENCE=0`` (or ``model.bf16_inference =
 False``) for full fp32. The precision is part of the fingerprint, so the embedding cache never
 mixes bf16 and fp32 vectors. Training precision is the trainer's ``amp`` setting, not this.
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from clipstudio.engine.models.base import ImageTextModel
 from clipstudio.engine.models.fingerprint import weights_digest, weights_version
+from clipstudio.engine.runtime.precision import bf16_is_fast
 
 MAX_LOGIT_SCALE = 100.0
 _TEXT_CHUNK = 256
@@ -28,19 +29,6 @@ BF16_INFERENCE_ENV = "CLIPSTUDIO_BF16_INFERENCE"
 def bf16_inference_default() -> bool:
     """bf16 inference unless ``CLIPSTUDIO_BF16_INFERENCE`` is 0/false/no/off."""
     return os.environ.get(BF16_INFERENCE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def bf16_is_fast(device: torch.device) -> bool:
-    """Whether bf16 matmuls/convolutions run natively here (emulated bf16 would be slower than fp32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "cpu":
-        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-        try:
-            return bool(check()) if check is not None else False
-        except RuntimeError:
-            return False
-    return False  # MPS: autocast is still patchy
 
 
 class TorchImageTextModel(ImageTextModel):

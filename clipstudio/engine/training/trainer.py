@@ -64,6 +64,7 @@ from clipstudio.engine.runs.layout import (
     write_history,
     write_run_info,
 )
+from clipstudio.engine.runtime.threads import ThreadTuner, thread_candidates
 from clipstudio.engine.training import setup
 from clipstudio.engine.training.batches import CLASSES
 from clipstudio.engine.training.checkpoint import (
@@ -140,6 +141,7 @@ class Trainer:
         self.history: dict[str, Any] = {}
         self.pos = _Position()
         self.method: TrainingMethod | None = None
+        self.threads: ThreadTuner | None = None  # CPU runs: see _thread_tuner
         self._session_start: float | None = None  # when this session's training began
 
     @property
@@ -170,6 +172,7 @@ class Trainer:
     # --- the run ---------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         """Train until done, stopped early, cancelled or failed; see the module docstring."""
+        threads = torch.get_num_threads()  # the thread tuner's changes end with the run
         try:
             return self._fit()
         except Exception as exc:
@@ -183,6 +186,8 @@ class Trainer:
             if error is not None:
                 raise error from exc
             raise
+        finally:
+            torch.set_num_threads(threads)
 
     def _user_error(self, exc: Exception) -> ClipStudioError | None:
         """The ClipStudioError a user-fixable OS or GPU failure stands for; None for anything else."""
@@ -235,6 +240,7 @@ class Trainer:
             self.method.trainable(), lr=self.base_lr, weight_decay=cfg.weight_decay
         )
         self.scaler = torch.amp.GradScaler(device.type) if self.amp.use_scaler else None
+        self.threads = self._thread_tuner(device)
         self.batches_per_epoch = self.method.micro_batches_per_epoch
         if self.batches_per_epoch < 1:
             raise DataError("Training needs at least 2 readable training images.")
@@ -268,6 +274,7 @@ class Trainer:
                 device=str(device),
                 start_epoch=self.pos.epoch,
                 start_step=self.pos.step,
+                precision=self.amp.description,
             )
         )
         self._session_start = time.monotonic()
@@ -323,6 +330,18 @@ class Trainer:
         self._save(LATEST, self.pos.epoch)
         return self._end(TrainingStatus.CANCELLED, message)
 
+    def _thread_tuner(self, device: torch.device) -> ThreadTuner | None:
+        """On the CPU, a tuner that moves torch's thread count to whatever runs fastest now (see runtime.threads)."""
+        candidates = thread_candidates(torch.get_num_threads())
+        if device.type != "cpu" or len(candidates) < 2:
+            return None
+
+        def changed(threads: int, rates: dict[int, float]) -> None:
+            measured = ", ".join(f"{n} thread(s) {r:.1f} images/s" for n, r in rates.items())
+            self._log(f"Training on {threads} CPU thread(s): the fastest now ({measured}).")
+
+        return ThreadTuner(candidates, torch.set_num_threads, on_change=changed)
+
     # --- one epoch -------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int) -> TrainingStatus | None:
         cfg, method, pos = self.cfg, self.method, self.pos
@@ -334,6 +353,7 @@ class Trainer:
         with method.batches(epoch, pos.batch_pos) as batches:
             stream = iter(batches)
             while pos.batch_pos < n_batches:
+                step_start = time.monotonic()
                 group_end = min(n_batches, (pos.batch_pos // accum + 1) * accum)
                 group = group_end - pos.batch_pos
                 self.optimizer.zero_grad(set_to_none=True)
@@ -366,6 +386,8 @@ class Trainer:
                     self.scaler.update()
                 else:
                     self.optimizer.step()
+                if self.threads is not None:
+                    self.threads.observe(time.monotonic() - step_start, sum(n for _, _, n in stats))
                 pos.step += 1
                 pos.batch_pos = group_end
                 if pos.step % cfg.log_every_steps == 0 or pos.batch_pos == n_batches:

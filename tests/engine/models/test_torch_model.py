@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from clipstudio.engine.models import load_model
-from clipstudio.engine.models.torch_model import bf16_is_fast
+from clipstudio.engine.runtime.precision import bf16_is_fast
 
 needs_fast_bf16 = pytest.mark.skipif(not bf16_is_fast(torch.device("cpu")), reason="this CPU emulates bf16")
 

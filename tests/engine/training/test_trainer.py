@@ -217,3 +217,22 @@ def test_fp16_loss_scaling_path_trains_and_checkpoints_the_scaler(
     state = load_train_state(find_checkpoint(result.run_dir))
     assert state["scaler"]["scale"] > 0
     assert state["step"] == 2  # 3 batches, 2 per optimizer step
+
+
+def test_cpu_training_times_its_thread_counts_and_gives_the_threads_back(
+    class_data, tiny_dual_dir, make_cfg, recorder, monkeypatch
+):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # as on a 2-core machine, whatever runs this
+    applied: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", applied.append)
+    cfg = make_cfg(class_data, tiny_dual_dir, epochs=3, batch_size=2)
+    trainer = Trainer(cfg, callbacks=[recorder])
+
+    result = trainer.fit()
+
+    assert result.status == "completed", result.message
+    assert trainer.threads.candidates == [2, 1]
+    assert 1 in applied  # the single thread was tried on real steps...
+    assert applied[-1] == 2  # ...and the run's end gives back the count it started with
+    started = next(e for e in recorder.events if isinstance(e, TrainStarted))
+    assert started.precision.startswith(("full precision (fp32)", "bfloat16 mixed precision"))
