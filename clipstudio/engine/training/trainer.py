@@ -279,7 +279,7 @@ class Trainer:
         )
         self._session_start = time.monotonic()
         if not resume:
-            initial = self.method.evaluate(self.should_stop)
+            initial = self.method.evaluate(self.should_stop, self._emit)
             if initial is None:
                 return self._cancel("Cancelled during the first validation; nothing was trained.")
             if initial:
@@ -302,7 +302,7 @@ class Trainer:
                     f"(step {self.pos.step + 1}); "
                     "the last good checkpoint is kept. Try a lower learning rate or amp off.",
                 )
-            metrics = self.method.evaluate(self.should_stop)
+            metrics = self.method.evaluate(self.should_stop, self._emit)
             if metrics is None:
                 return self._cancel(f"Cancelled during validation of epoch {epoch}.")
             improved = self._record_epoch(epoch, metrics, time.monotonic() - started)

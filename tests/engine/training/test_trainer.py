@@ -236,3 +236,22 @@ def test_cpu_training_times_its_thread_counts_and_gives_the_threads_back(
     assert applied[-1] == 2  # ...and the run's end gives back the count it started with
     started = next(e for e in recorder.events if isinstance(e, TrainStarted))
     assert started.precision.startswith(("full precision (fp32)", "bfloat16 mixed precision"))
+
+
+def test_validation_reports_its_progress_so_a_slow_one_never_looks_hung(
+    class_data, tiny_dual_dir, make_cfg, recorder
+):
+    from clipstudio.engine.events import ProgressUpdated
+    from clipstudio.engine.training.methods.base import VALIDATE_STAGE
+
+    cfg = make_cfg(class_data, tiny_dual_dir, epochs=1, batch_size=2)
+    result = Trainer(cfg, callbacks=[recorder]).fit()
+
+    assert result.status == "completed", result.message
+    started = next(e for e in recorder.events if isinstance(e, TrainStarted))
+    validating = [e for e in recorder.events if isinstance(e, ProgressUpdated) and e.stage == VALIDATE_STAGE]
+    assert {e.total for e in validating} == {started.n_val}
+    finished = [e for e in validating if e.done == started.n_val]
+    assert len(finished) == 2  # before the first step and after the epoch
+    first_step = next(i for i, e in enumerate(recorder.events) if isinstance(e, StepEnded))
+    assert recorder.events.index(validating[0]) < first_step

@@ -15,9 +15,11 @@ from typing import Any, ClassVar
 
 import torch
 
-from clipstudio.engine.events import ShouldStop
+from clipstudio.engine.events import Callback, ShouldStop, no_callback
 from clipstudio.engine.training.batches import Prefetcher
 from clipstudio.engine.training.optimizer import AmpPolicy
+
+VALIDATE_STAGE = "validate images"  # ProgressUpdated.stage while a method encodes its validation images
 
 
 class TrainingMethod(ABC):
@@ -86,8 +88,12 @@ class TrainingMethod(ABC):
         """(loss to backpropagate, training accuracy, images) of one batch."""
 
     @abstractmethod
-    def evaluate(self, should_stop: ShouldStop) -> dict[str, float] | None:
-        """Validation metrics ({} without validation images); None when ``should_stop`` interrupted them."""
+    def evaluate(self, should_stop: ShouldStop, progress: Callback = no_callback) -> dict[str, float] | None:
+        """Validation metrics ({} without validation images); None when ``should_stop`` interrupted them.
+
+        Methods that encode images to validate report it to ``progress`` as ProgressUpdated events
+        (stage ``VALIDATE_STAGE``), so a slow CPU validation shows its count and ETA.
+        """
 
     # --- checkpoints -------------------------------------------------------------------------------
     @abstractmethod

@@ -19,11 +19,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from clipstudio.engine.cache.file_index import Progress
 from clipstudio.engine.config import RECALL_KS
 from clipstudio.engine.embeddings import encode_texts, l2_normalise
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.evaluation.retrieval import retrieval_from_embeddings
 from clipstudio.engine.evaluation.zero_shot import class_text_embeddings, score_embeddings
+from clipstudio.engine.events import no_callback
 from clipstudio.engine.models import load_model_folder
 from clipstudio.engine.storage.atomic import atomic_write
 from clipstudio.engine.training.augment import BatchTransform
@@ -43,12 +45,12 @@ from clipstudio.engine.training.batches import (
     val_text_rng,
 )
 from clipstudio.engine.training.losses import contrastive_loss, in_batch_accuracy
-from clipstudio.engine.training.methods.base import TrainingMethod
+from clipstudio.engine.training.methods.base import VALIDATE_STAGE, TrainingMethod
 from clipstudio.engine.training.methods.lora import LoraAdapters, apply_lora, merged_copy
 
 if TYPE_CHECKING:
     from clipstudio.engine.config import TrainConfig
-    from clipstudio.engine.events import ShouldStop
+    from clipstudio.engine.events import Callback, ShouldStop
     from clipstudio.engine.models.base import ImageTextModel
     from clipstudio.engine.prompts import PromptSet
     from clipstudio.engine.training.optimizer import AmpPolicy
@@ -228,13 +230,13 @@ class ContrastiveMethod(TrainingMethod):
         return loss, in_batch_accuracy(logits, keys), batch.size
 
     # --- validation ------------------------------------------------------------------------------
-    def evaluate(self, should_stop: ShouldStop) -> dict[str, float] | None:
+    def evaluate(self, should_stop: ShouldStop, progress: Callback = no_callback) -> dict[str, float] | None:
         if self.val is None or not len(self.val):
             return {}
         was_training = self.module.training
         self.module.eval()
         try:
-            image_emb = self._embed_val_images(should_stop)
+            image_emb = self._embed_val_images(should_stop, progress)
             if image_emb is None:
                 return None
             if self.texts.kind == CLASSES:
@@ -245,9 +247,11 @@ class ContrastiveMethod(TrainingMethod):
             if was_training:
                 self.set_train_mode()
 
-    def _embed_val_images(self, should_stop) -> np.ndarray | None:
+    def _embed_val_images(self, should_stop: ShouldStop, progress: Callback) -> np.ndarray | None:
         chunks = []
         device = self.model.device
+        ticker = Progress(progress, VALIDATE_STAGE, len(self.val))
+        ticker.update(0, force=True)
         with torch.no_grad():
             for start in range(0, len(self.val), self.cfg.batch_size):
                 if should_stop():
@@ -256,6 +260,7 @@ class ContrastiveMethod(TrainingMethod):
                 with self.amp.autocast():
                     emb = self.model.forward_images(pixels.to(device, non_blocking=True))
                 chunks.append(emb.float().cpu().numpy())
+                ticker.update(start + len(pixels), force=start + len(pixels) >= len(self.val))
         return l2_normalise(np.concatenate(chunks))
 
     def _val_loss(self, image_emb: np.ndarray, text_emb: np.ndarray, texts: TrainingTexts) -> float:

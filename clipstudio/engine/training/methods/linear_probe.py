@@ -27,6 +27,7 @@ from clipstudio.engine.cache.vectors import EmbeddingCache
 from clipstudio.engine.embeddings import encode_image_files, l2_normalise
 from clipstudio.engine.errors import ConfigError, DataError
 from clipstudio.engine.evaluation.zero_shot import class_text_embeddings, score_embeddings
+from clipstudio.engine.events import no_callback
 from clipstudio.engine.models.linear_probe_head import load_head, save_head
 from clipstudio.engine.runs.layout import BASE_MODEL_DIR
 from clipstudio.engine.training.batches import Prefetcher, epoch_order, micro_batches
@@ -181,7 +182,7 @@ class LinearProbeMethod(TrainingMethod):
         acc = float((logits.argmax(dim=1) == labels).float().mean())
         return loss, acc, len(rows)
 
-    def evaluate(self, should_stop: ShouldStop) -> dict[str, float] | None:
+    def evaluate(self, should_stop: ShouldStop, progress: Callback = no_callback) -> dict[str, float] | None:
         if not self.n_val:
             return {}
         if should_stop():
