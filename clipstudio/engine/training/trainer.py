@@ -75,6 +75,7 @@ from clipstudio.engine.training.checkpoint import (
     seed_everything,
     write_checkpoint_folder,
 )
+from clipstudio.engine.training.interrupt import StepCancelled, interruptible
 from clipstudio.engine.training.methods.base import TrainingMethod
 from clipstudio.engine.training.optimizer import AmpPolicy, cosine_lr, make_optimizer, set_lr
 
@@ -278,7 +279,8 @@ class Trainer:
             )
         )
         self._session_start = time.monotonic()
-        if not resume:
+        # A run stopped during its first validation resumes by finishing that; later resumes skip it.
+        if not resume or (self.pos.step == 0 and "initial" not in self.history):
             initial = self.method.evaluate(self.should_stop, self._emit)
             if initial is None:
                 return self._cancel("Cancelled during the first validation; nothing was trained.")
@@ -353,11 +355,18 @@ class Trainer:
         with method.batches(epoch, pos.batch_pos) as batches:
             stream = iter(batches)
             while pos.batch_pos < n_batches:
-                step_start = time.monotonic()
+                step_start, rng = time.monotonic(), capture_rng_state()
                 group_end = min(n_batches, (pos.batch_pos // accum + 1) * accum)
                 group = group_end - pos.batch_pos
                 self.optimizer.zero_grad(set_to_none=True)
-                stats = self._backward_group([next(stream)[1] for _ in range(group)])
+                try:
+                    with interruptible(method.interruptible_module, self.should_stop):
+                        stats = self._backward_group([next(stream)[1] for _ in range(group)])
+                except StepCancelled:
+                    # Half a step is dropped: the checkpoint stands after the last whole step.
+                    self.optimizer.zero_grad(set_to_none=True)
+                    restore_rng_state(rng)
+                    return TrainingStatus.CANCELLED
                 if stats is None:
                     return TrainingStatus.FAILED
                 for value, acc, n in stats:

@@ -255,3 +255,49 @@ def test_validation_reports_its_progress_so_a_slow_one_never_looks_hung(
     assert len(finished) == 2  # before the first step and after the epoch
     first_step = next(i for i, e in enumerate(recorder.events) if isinstance(e, StepEnded))
     assert recorder.events.index(validating[0]) < first_step
+
+
+def test_stop_inside_a_step_abandons_it_and_resume_redoes_it_exactly(
+    class_data, tiny_dual_dir, make_cfg, recorder
+):
+    from clipstudio.engine.training.interrupt import checkpoint_layers
+
+    common = dict(epochs=3, batch_size=4, augmentation="standard")
+    straight = Trainer(make_cfg(class_data, tiny_dual_dir, name="straight", **common)).fit()
+
+    cfg = make_cfg(class_data, tiny_dual_dir, name="stopped", **common)
+    polls_after_step_4 = []
+
+    def should_stop() -> bool:  # the user presses Stop while step 5's forward pass runs
+        if trainer.steps_done == 4:
+            polls_after_step_4.append(1)  # the 1st is the check between steps 4 and 5
+        return len(polls_after_step_4) >= 3
+
+    trainer = Trainer(cfg, callbacks=[recorder], should_stop=should_stop)
+    stopped = trainer.fit()
+
+    assert stopped.status == "cancelled"
+    state = load_train_state(find_checkpoint(stopped.run_dir))
+    assert (state["position"]["epoch"], state["position"]["batch_pos"], state["step"]) == (2, 1, 4)
+    assert all(p.grad is None for p in trainer.method.module.parameters())
+    assert len(checkpoint_layers(trainer.method.module)) > 2
+
+    resumed = Trainer(dataclasses.replace(cfg, resume_from=str(stopped.run_dir))).fit()
+    assert resumed.status == "completed"
+    assert _metrics_losses(resumed.run_dir) == pytest.approx(_metrics_losses(straight.run_dir), rel=1e-5)
+    assert resumed.history["val_loss"] == pytest.approx(straight.history["val_loss"], rel=1e-5)
+
+
+def test_a_run_stopped_in_its_first_validation_resumes_by_finishing_it(class_data, tiny_dual_dir, make_cfg):
+    cfg = make_cfg(class_data, tiny_dual_dir, epochs=1, batch_size=4)
+    started = []  # Stop pressed once training started: during the validation before the first step
+    stopped = Trainer(
+        cfg, callbacks=[lambda e: started.append(e) if isinstance(e, TrainStarted) else None],
+        should_stop=lambda: bool(started),
+    ).fit()
+    assert stopped.status == "cancelled" and "first validation" in stopped.message
+
+    resumed = Trainer(dataclasses.replace(cfg, resume_from=str(stopped.run_dir))).fit()
+    assert resumed.status == "completed", resumed.message
+    assert set(resumed.history["initial"]) >= {"val_loss", "val_acc"}
+    assert read_history(resumed.run_dir)["initial"] == resumed.history["initial"]

@@ -67,6 +67,11 @@ class TrainingMethod(ABC):
     def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
         """(name, parameter) of everything the optimizer updates."""
 
+    @property
+    def interruptible_module(self) -> torch.nn.Module | None:
+        """The module whose layers may abandon a step on Stop (``training.interrupt``); None: steps are short."""
+        return None
+
     @abstractmethod
     def set_train_mode(self) -> None:
         """Put the model in the mode training steps run in."""

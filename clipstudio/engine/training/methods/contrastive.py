@@ -171,6 +171,10 @@ class ContrastiveMethod(TrainingMethod):
     def trainable(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
 
+    @property
+    def interruptible_module(self) -> nn.Module:
+        return self.module
+
     def set_train_mode(self) -> None:
         """Train mode, except towers that are frozen whole: eval mode keeps their BatchNorm statistics fixed."""
         self.module.train()
