@@ -73,7 +73,7 @@ def encode_image_files(
     paths = [Path(p) for p in paths]
     total = len(paths)
     progress = Progress(callback, "encode images", total)
-    fingerprint = model.fingerprint() if cache is not None else ""
+    fingerprint = model.image_fingerprint() if cache is not None else ""
     hits = cache.get_many(fingerprint, paths) if cache is not None else {}
     # A vector of the wrong width can only come from a damaged cache: re-encode rather than crash.
     vectors = {i: v for i, v in hits.items() if v.shape == (model.embed_dim,)}

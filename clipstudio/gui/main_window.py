@@ -12,6 +12,7 @@ import html
 import importlib
 import logging
 import os
+import time
 import traceback
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QProgressDialog,
     QStackedWidget,
     QWidget,
 )
@@ -36,8 +38,9 @@ from clipstudio.engine.runtime.device import device_in_words, select_device
 from clipstudio.engine.storage.paths import resources_dir
 from clipstudio.gui.errors import ScreenErrorPage, log_dir, open_log_folder, show_error
 from clipstudio.gui.gc_policy import freeze_startup_objects
+from clipstudio.gui.help import GettingStartedDialog, ShortcutsDialog
 from clipstudio.gui.screens import SCREENS
-from clipstudio.gui.settings import AppSettings
+from clipstudio.gui.settings import AppSettings, short_name
 from clipstudio.gui.state import AppState
 from clipstudio.gui.style import icon
 from clipstudio.gui.workers import TaskWorker
@@ -47,6 +50,10 @@ log = logging.getLogger(__name__)
 APP_TITLE = "CLIP Studio"
 ANNOTATION_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv")
 DEVICE_DETECT_DELAY_MS = 1500  # after the first paint, so importing torch never delays the window
+# Quitting while busy: the window keeps painting while the work stops (a training saves its checkpoint
+# first, seconds on a CPU); after this long it quits anyway.
+QUIT_WAIT_S = 15.0
+QUIT_POLL_MS = 50
 
 
 def detect_device(callback, should_stop) -> str:
@@ -79,6 +86,10 @@ class MainWindow(QMainWindow):
         self.screen_errors: dict[str, str] = {}  # key -> traceback, for screens shown as error pages
         self._keys: list[str] = []
         self._shut_down = False
+        self._stopping: QProgressDialog | None = None  # shown from "Stop it and quit?" until the work has ended
+        self._quit_deadline = 0.0
+        self._quit_timer = QTimer(self, interval=QUIT_POLL_MS)
+        self._quit_timer.timeout.connect(self._on_quit_timer_timeout)
         self._device_worker: TaskWorker | None = None
         self._device_timer: QTimer | None = None
         if detect_device:
@@ -114,6 +125,7 @@ class MainWindow(QMainWindow):
         self.state.status_posted.connect(self._on_state_status_posted)
         self.state.dataset_changed.connect(self._on_state_dataset_changed)
         self.state.run_changed.connect(self._on_state_run_changed)
+        self.state.screen_requested.connect(self._on_state_screen_requested)
 
         if not self.settings.restore_window(self):
             self._default_geometry()
@@ -192,13 +204,16 @@ class MainWindow(QMainWindow):
         view_menu.addActions(self._view_actions.actions())
 
         help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("&Getting started", QKeySequence.StandardKey.HelpContents, self.show_getting_started)
+        help_menu.addAction("&Keyboard shortcuts", self.show_shortcuts)
+        help_menu.addSeparator()
         help_menu.addAction("&About CLIP Studio", self.show_about).setMenuRole(QAction.MenuRole.AboutRole)
         help_menu.addAction("Open &log folder", open_log_folder)
 
     def _fill_recent_menu(self, menu: QMenu, paths: list[str], open_fn) -> None:
         menu.clear()
         for path in paths:
-            action = menu.addAction(Path(path).name or path)
+            action = menu.addAction(short_name(path))
             action.setToolTip(path)
             action.setStatusTip(path)
             action.triggered.connect(lambda _checked=False, p=path: open_fn(p))
@@ -234,6 +249,18 @@ class MainWindow(QMainWindow):
         path = QFileDialog.getExistingDirectory(self, "Open training run folder", start)
         if path:
             self.open_run(path)
+
+    def show_getting_started(self) -> GettingStartedDialog:
+        dialog = GettingStartedDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        dialog = ShortcutsDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def show_about(self) -> None:
         samples = resources_dir() / "samples" / "ATTRIBUTION.md"
@@ -276,20 +303,26 @@ class MainWindow(QMainWindow):
             show_error(self, f"{path} is not a training run folder (it has no {RUN_FILE} and {CONFIG_FILE}).")
             return False
         log.info("opening run %s", path)
-        self.state.set_run(path)  # -> _on_state_run_changed records it and shows Results
+        self.state.set_run(path)  # -> _on_state_run_changed records it
+        self.show_screen("results")
         return True
 
     def _on_state_dataset_changed(self, dataset) -> None:
-        name = Path(self.state.dataset_path).name if dataset is not None and self.state.dataset_path else ""
-        self.setWindowTitle(f"{APP_TITLE} — {name}" if name else APP_TITLE)
+        name = short_name(self.state.dataset_path) if dataset is not None and self.state.dataset_path else ""
+        # The app name last: where the platform appends it to every title, it then isn't repeated.
+        self.setWindowTitle(f"{name} — {APP_TITLE}" if name else APP_TITLE)
         if name:
             self.settings.add_recent_dataset(self.state.dataset_path)
 
     def _on_state_run_changed(self, run_dir: str) -> None:
+        # A run that just finished training stays on the Train screen (its final curves): the user goes
+        # to Results with its "View results" button.
         if run_dir and os.path.isdir(run_dir):
             self.settings.add_recent_run(run_dir)
-            if is_run_folder(run_dir) and "results" in self._keys:
-                self.show_screen("results")  # a finished (or opened) run opens in Results
+
+    def _on_state_screen_requested(self, key: str) -> None:
+        if key in self._keys:
+            self.show_screen(key)
 
     def _on_state_status_posted(self, text: str) -> None:
         self.statusBar().showMessage(text, 10_000)
@@ -374,21 +407,69 @@ class MainWindow(QMainWindow):
             self._device_worker.wait()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self._shut_down:
-            busy = self.busy_screens()
-            if busy:
-                question = ("Training is running. Stop it and quit?" if "train" in busy
-                            else "A task is still running. Stop it and quit?")
-                answer = QMessageBox.question(
-                    self, APP_TITLE, question,
-                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                    QMessageBox.StandardButton.No)
-                if answer != QMessageBox.StandardButton.Yes:
-                    event.ignore()
-                    return
-            self.shutdown()
-            self.settings.save_window(self)
+        if self._shut_down:
+            event.accept()
+            return
+        if self._stopping is not None:  # already stopping: it closes by itself
+            event.ignore()
+            return
+        busy = self.busy_screens()
+        if busy:
+            question = ("Training is running. Stop it and quit?" if "train" in busy
+                        else "A task is still running. Stop it and quit?")
+            answer = QMessageBox.question(
+                self, APP_TITLE, question,
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No)
+            event.ignore()
+            if answer == QMessageBox.StandardButton.Yes:
+                self.stop_then_quit(training="train" in busy)
+            return
+        self.shutdown()
+        self.settings.save_window(self)
         event.accept()
+
+    def stop_then_quit(self, *, training: bool = False) -> None:
+        """Ask every job to stop, say "Stopping…" while they end (the window keeps painting), then close."""
+        log.info("quitting: stopping the running work first")
+        text = ("Stopping… The training saves its progress (Resume continues it later), then CLIP Studio closes."
+                if training else "Stopping… CLIP Studio closes when the running task has stopped.")
+        dialog = QProgressDialog(text, "", 0, 0, self)
+        dialog.setWindowTitle(APP_TITLE)
+        dialog.setCancelButton(None)  # there is nothing to take back: the work is already told to stop
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setMinimumDuration(0)
+        dialog.setAutoClose(False)
+        dialog.setAutoReset(False)
+        self._stopping = dialog
+        self.statusBar().showMessage("Stopping…")
+        self.centralWidget().setEnabled(False)
+        self.menuBar().setEnabled(False)
+        TaskWorker.cancel_all()
+        self._quit_deadline = time.monotonic() + QUIT_WAIT_S
+        self._quit_timer.start()
+        dialog.show()
+
+    def _on_quit_timer_timeout(self) -> None:
+        running = TaskWorker.running_workers()
+        if running and time.monotonic() < self._quit_deadline:
+            return
+        self._quit_timer.stop()
+        if running:
+            self._quit_anyway([w.name for w in running])
+            return
+        self.shutdown()  # every worker has ended: nothing left to wait for
+        self.settings.save_window(self)
+        self._stopping.close()
+        self.close()
+
+    def _quit_anyway(self, names: list[str]) -> None:
+        """The bounded wait is over and work still runs: leave without it (writes are atomic, so no file
+        is left half written; a stopped training resumes from its last saved checkpoint)."""
+        log.warning("quitting after %.0f s although still running: %s", QUIT_WAIT_S, ", ".join(names))
+        self.settings.save_window(self)
+        logging.shutdown()
+        os._exit(0)  # a running QThread can't be destroyed, so Qt's normal exit would abort instead
 
     def _default_geometry(self) -> None:
         available = QWidget.screen(self).availableGeometry() if QWidget.screen(self) else None

@@ -24,6 +24,7 @@ class AppState(QObject):
     prompts_changed = Signal(object)  # PromptSet
     run_changed = Signal(str)  # run folder of the latest / opened training run ("" = none)
     status_posted = Signal(str)  # a short line for the status bar
+    screen_requested = Signal(str)  # a screen key ("results") the user asked to go to from another screen
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -69,3 +70,6 @@ class AppState(QObject):
 
     def post_status(self, text: str) -> None:
         self.status_posted.emit(text)
+
+    def request_screen(self, key: str) -> None:
+        self.screen_requested.emit(key)

@@ -224,22 +224,25 @@ class Walkthrough:
         self._wait(lambda: train.busy() and train._run.get("t0") is not None, "resuming")
         self._wait(lambda: not train.busy(), "training to finish")
         spans.append((start, time.perf_counter()))
-        opened_results = self.window.stack.currentWidget() is self.window.screen_for("results")
-        self._show("train")  # the picture shows the whole run's curves; Results is next
-        self._step("finished", "Resume, and the run finishes", message=train.eta.text(),
-                   opened_results=opened_results, log_tail=train.log.toPlainText().splitlines()[-3:])
+        stayed = self.window.stack.currentWidget() is train  # the whole run's curves stay in sight
+        _settle(self.app, 0.3)
+        self._step("finished", "Resume, and the run finishes", message=train.eta.text(), stayed_on_train=stayed,
+                   view_results=train.view_results_button.isVisible(),
+                   log_tail=train.log.toPlainText().splitlines()[-3:])
         self.report.facts["run_dir"] = self.state.run_dir
 
     def browse_mistakes(self) -> None:
         with self._span("scoring the run (Results)"):
-            results = self._show("results")
+            self._click(self.window.screen_for("train").view_results_button)
+            _settle(self.app, 0.3)
+            results = self.window.screen_for("results")
             self._wait(lambda: results.last_result is not None and not results.busy(),
                        "scoring the fine-tuned model")
             self._idle()
         result = results.last_result
         self.report.facts["fine_tuned"] = {"accuracy": result.accuracy, "balanced": result.balanced_accuracy,
                                            "source": results.source_combo.currentText()}
-        self._step("results", "The finished run opens in Results", source=results.source_combo.currentText(),
+        self._step("results", "View results: the finished run in Results", source=results.source_combo.currentText(),
                    accuracy=results.accuracy_label.text())
         self._click_checkbox(results.misclassified_check)
         row, col = self._worst_cell(results.matrix.counts())

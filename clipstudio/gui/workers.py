@@ -13,9 +13,11 @@ import os
 import sys
 import threading
 import traceback
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
+import shiboken6
 from PySide6.QtCore import QThread, Signal
 
 from clipstudio.engine.errors import ClipStudioError
@@ -41,6 +43,8 @@ class TaskWorker(QThread):
     # How much lower than the GUI a background job runs (Unix nice steps). Training keeps every core
     # busy; at equal priority the window's paint and input events queue behind it on a small CPU.
     BACKGROUND_NICE = 5
+    # Every worker built, so quitting can stop them all without waiting (weak: no worker is kept alive).
+    _built: ClassVar[weakref.WeakSet[TaskWorker]] = weakref.WeakSet()
 
     def __init__(self, job: Job, *, name: str = "task", parent=None, background: bool = True) -> None:
         super().__init__(parent)
@@ -48,6 +52,20 @@ class TaskWorker(QThread):
         self.name = name
         self.background = background
         self.setObjectName(f"TaskWorker[{name}]")
+        TaskWorker._built.add(self)
+
+    @classmethod
+    def running_workers(cls) -> list[TaskWorker]:
+        """The workers whose thread still runs (for quitting: wait while the window keeps painting)."""
+        return [w for w in list(cls._built) if shiboken6.isValid(w) and w.isRunning()]
+
+    @classmethod
+    def cancel_all(cls) -> list[TaskWorker]:
+        """Ask every running worker to stop at its next check; returns them at once, without waiting."""
+        running = cls.running_workers()
+        for worker in running:
+            worker.cancel()
+        return running
 
     def should_stop(self) -> bool:
         return self.isInterruptionRequested()

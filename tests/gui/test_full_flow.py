@@ -46,7 +46,7 @@ def test_new_user_flow_from_dropped_folder_to_text_search(qapp, main_window, wor
     assert steps["prompt_edited"]["accuracy"].endswith("%")
     assert "Resume continues from step" in steps["stopped"]["message"]
     assert steps["finished"]["message"] == "Finished."
-    assert steps["finished"]["opened_results"]
+    assert steps["finished"]["stayed_on_train"] and steps["finished"]["view_results"]
     run_dir = report.facts["run_dir"]
     run = json.loads((__import__("pathlib").Path(run_dir) / "run.json").read_text(encoding="utf-8"))
     assert run.get("status", "completed") == "completed"

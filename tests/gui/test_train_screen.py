@@ -81,7 +81,7 @@ def test_form_round_trips_a_config(form):
     cfg.cv.use_cv, cfg.cv.n_splits = True, 4
     form.set_config(cfg)
     assert form.to_config(TrainConfig()) == cfg
-    assert form.lora_group.isVisibleTo(form)
+    assert form.lora_group.isVisibleTo(form.advanced_box)  # under "Advanced settings"
 
 
 def test_defaults_round_trip_and_blank_learning_rate_means_method_default(form):
@@ -90,7 +90,7 @@ def test_defaults_round_trip_and_blank_learning_rate_means_method_default(form):
     assert "1e-05" in form.learning_rate.placeholderText()
     form.method.setCurrentIndex(form.method.findData("linear_probe"))
     assert "0.001" in form.learning_rate.placeholderText()
-    assert not form.lora_group.isVisibleTo(form)
+    assert not form.lora_group.isVisibleTo(form.advanced_box)
 
 
 def test_every_field_has_a_tooltip_with_its_default(form):

@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 
 
 class EmbeddingStore:
-    """Embeddings per (model fingerprint, image list or text list), least recently used dropped first.
+    """Embeddings per (model key, image list or text list), least recently used dropped first.
+
+    Images are keyed by ``model.image_fingerprint()``: a run that left the image encoder as it was
+    (a linear probe, a locked image tower) shares its starting model's images, in memory and on disk.
 
     Thread-safe: worker jobs call it. ``cache`` is the on-disk image cache (None: encode without one).
     ``text_cache`` holds single texts (prompts), so re-scoring after an edit encodes only edited texts.
@@ -57,7 +60,7 @@ class EmbeddingStore:
         should_stop: ShouldStop = never_stop,
     ) -> EncodedImages:
         """The images' embeddings (rows in ``indices`` order, like ``encode_image_files``)."""
-        key = (model.fingerprint(), tuple(str(p) for p in paths))
+        key = (model.image_fingerprint(), tuple(str(p) for p in paths))
         found = self._get(self._images, key)
         if found is not None:
             return found

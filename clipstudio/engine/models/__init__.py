@@ -15,6 +15,7 @@ from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.base import ImageTextModel
 from clipstudio.engine.models.builtin import load_builtin
 from clipstudio.engine.models.dual_encoder import DualEncoderModel
+from clipstudio.engine.models.fingerprint import adopt_image_embeddings
 from clipstudio.engine.models.hf_clip import HFClipModel
 from clipstudio.engine.models.hub import FALLBACK_ADVICE, fetch_model_folder, looks_like_hub_id
 from clipstudio.engine.models.linear_probe_head import LinearProbeModel
@@ -86,10 +87,15 @@ def load_run_model(path: str | Path, which: str = "best", device: str = "auto") 
     info = read_run_info(path)
     folder = checkpoint_folder(path, which)
     target = select_device(device)
+    # A frozen image encoder reuses the starting model's cached image embeddings (checked, not assumed).
+    record = info.get("image_encoder")
     if info.get("method") == "linear_probe":
         base = load_model_folder(path / BASE_MODEL_DIR, target)
+        adopt_image_embeddings(base, record)
         return LinearProbeModel.from_checkpoint(base, folder)
-    return load_model_folder(folder, target)
+    model = load_model_folder(folder, target)
+    adopt_image_embeddings(model, record)
+    return model
 
 
 def quiet_transformers() -> None:

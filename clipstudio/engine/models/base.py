@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from clipstudio.engine.models.fingerprint import SharedImageEncoder
     from clipstudio.engine.models.image_preprocessing import ImageInputSpec
 
 
@@ -22,6 +23,8 @@ class ImageTextModel(ABC):
     """
 
     kind: str  # "builtin" | "hf_clip" | "dual_encoder"
+    # Set when a run's model is loaded and training left its image encoder as it was (see image_fingerprint).
+    shared_image_encoder: SharedImageEncoder | None = None
 
     @property
     @abstractmethod
@@ -61,6 +64,14 @@ class ImageTextModel(ABC):
     @abstractmethod
     def fingerprint(self) -> str:
         """A stable hex digest of the weights and preprocessing; keys the embedding cache."""
+
+    def image_fingerprint(self) -> str:
+        """Keys image embeddings: ``fingerprint()``, or the starting model's key when this model is a run's
+        whose image encoder is verifiably its starting model's (``fingerprint.adopt_image_embeddings``)."""
+        shared = self.shared_image_encoder
+        if shared is not None and shared.holds_for(self):
+            return shared.fingerprint
+        return self.fingerprint()
 
     @abstractmethod
     def save(self, folder: str | Path) -> Path:

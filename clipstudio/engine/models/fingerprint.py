@@ -1,12 +1,26 @@
-"""Stable digests of a model's weights and preprocessing: the embedding cache's key."""
+"""Stable digests of a model's weights and preprocessing: the embedding cache's key.
+
+A training run that leaves the image encoder as it was (linear probe, locked image tower) gives a
+model whose image embeddings are its starting model's. The run folder records the starting model's
+image key and image-encoder digest (``image_encoder_record``); loading the run checks the digest
+again (``adopt_image_embeddings``), and on a match the trained model reads and writes the image
+embeddings the starting model already cached, instead of encoding every image again.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+# ``model`` below is an ImageTextModel, typed Any: models.base imports this module, not the reverse.
+
+# How the towers are told apart by their top-level module names, as training's ``tower_modules`` does.
+IMAGE_TOWER_WORDS = ("vision", "visual", "image")
 
 
 def weights_digest(module: torch.nn.Module, extra: dict[str, Any] | None = None) -> str:
@@ -14,8 +28,12 @@ def weights_digest(module: torch.nn.Module, extra: dict[str, Any] | None = None)
 
     Device-independent and stable across processes: the same weights give the same hex digest.
     """
+    return _tensors_digest(module.state_dict(), extra)
+
+
+def _tensors_digest(tensors: Mapping[str, torch.Tensor], extra: dict[str, Any] | None) -> str:
     h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(tensors.items()):
         t = tensor.detach().to("cpu").contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
         if t.numel():
@@ -44,3 +62,65 @@ def tokenizer_digest(tokenizer: Any) -> str:
     else:
         text = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def image_encoder_digest(model: Any) -> str | None:
+    """sha256 of what decides a model's image embeddings: the image tower's weights, the preprocessing, the precision.
+
+    Two models with the same digest embed every image alike. None when the model's image tower
+    can't be told apart from the rest of its weights.
+    """
+    module = model.torch_module
+    image_part = {
+        name: tensor
+        for name, tensor in module.state_dict().items()
+        if any(word in name.split(".", 1)[0].lower() for word in IMAGE_TOWER_WORDS)
+    }
+    if not image_part:
+        return None
+    extra = {
+        "class": type(model).__name__,
+        # The model's own description of its preprocessing (and tokenizer, which training leaves alone).
+        "setup": model._fingerprint_extra(),
+        "precision": getattr(model, "inference_precision", "fp32"),
+    }
+    return _tensors_digest(image_part, extra)
+
+
+def image_encoder_record(model: Any) -> dict[str, str] | None:
+    """What a run folder records of its starting model: the key of its cached image embeddings and its image-encoder digest."""
+    digest = image_encoder_digest(model)
+    return None if digest is None else {"fingerprint": model.image_fingerprint(), "digest": digest}
+
+
+@dataclass(frozen=True)
+class SharedImageEncoder:
+    """The model's image encoder is verifiably the one whose embeddings are cached under ``fingerprint``.
+
+    Holds while the weights and the precision stay as they were when checked (``state``): WiSE-FT
+    mixing the weights in place, for one, ends it.
+    """
+
+    fingerprint: str
+    state: tuple
+
+    @staticmethod
+    def current_state(model: Any) -> tuple:
+        return (*weights_version(model.torch_module), getattr(model, "inference_precision", "fp32"))
+
+    def holds_for(self, model: Any) -> bool:
+        return self.current_state(model) == self.state
+
+
+def adopt_image_embeddings(model: Any, record: Any) -> bool:
+    """Key ``model``'s image embeddings like the recorded starting model's when its image encoder is the same.
+
+    ``record`` is what ``image_encoder_record`` gave (None or a malformed record: nothing adopted).
+    True when the digests match and ``model.image_fingerprint()`` now gives the recorded key.
+    """
+    if not isinstance(record, dict) or not isinstance(record.get("fingerprint"), str):
+        return False
+    if image_encoder_digest(model) != record.get("digest"):
+        return False
+    model.shared_image_encoder = SharedImageEncoder(record["fingerprint"], SharedImageEncoder.current_state(model))
+    return True

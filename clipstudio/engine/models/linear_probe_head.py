@@ -108,7 +108,10 @@ class LinearProbeModel(ImageTextModel):
         return self.base.count_tokens(texts)
 
     def fingerprint(self) -> str:
-        return self.base.fingerprint()  # image embeddings are the frozen model's
+        return self.base.fingerprint()  # image and text embeddings are the frozen model's
+
+    def image_fingerprint(self) -> str:
+        return self.base.image_fingerprint()
 
     def image_input_spec(self):
         return self.base.image_input_spec()

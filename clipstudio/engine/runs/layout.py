@@ -5,7 +5,8 @@ imports torch (``load_run_model`` in ``clipstudio.engine.models`` loads the trai
 All JSON is UTF-8 and written atomically; weights are safetensors::
 
     <run>/config.json            the TrainConfig (read_run_config)
-    <run>/run.json               method, starting model spec, classes and their texts (read_run_info)
+    <run>/run.json               method, starting model spec, classes and their texts, the starting
+                                 image encoder (linear_probe, lock_image; read_run_info)
     <run>/splits.json            the training and validation image paths
     <run>/history.json           per-epoch lists: train_loss, val_loss, val_acc, lr... (read_history)
     <run>/metrics.jsonl          one line per logging step (read_metrics)
@@ -93,6 +94,16 @@ def is_run_folder(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a CLIP Studio training run folder (has run.json and config.json)."""
     path = Path(path)
     return (path / RUN_FILE).is_file() and (path / CONFIG_FILE).is_file()
+
+
+def list_runs(root: str | os.PathLike | None = None) -> list[Path]:
+    """The run folders directly in ``root`` (default: ``runs_root()``), most recently changed first."""
+    folder = Path(root) if root is not None else runs_root()
+    try:
+        found = [(p.stat().st_mtime, p) for p in folder.iterdir() if p.is_dir() and is_run_folder(p)]
+    except OSError:  # no runs folder yet, or it can't be read
+        return []
+    return [p for _mtime, p in sorted(found, key=lambda item: item[0], reverse=True)]
 
 
 def require_run_folder(path: str | os.PathLike) -> Path:

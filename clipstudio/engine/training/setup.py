@@ -22,6 +22,7 @@ from clipstudio.engine.errors import ConfigError, DataError
 from clipstudio.engine.events import Callback, ShouldStop
 from clipstudio.engine.models import load_model, load_run_model
 from clipstudio.engine.models.base import ImageTextModel
+from clipstudio.engine.models.fingerprint import image_encoder_record
 from clipstudio.engine.models.linear_probe_head import LinearProbeModel
 from clipstudio.engine.prompts import PromptSet, prompt_set_from_config
 from clipstudio.engine.runs.layout import LATEST, default_run_dir, find_checkpoint, is_run_folder
@@ -40,6 +41,9 @@ from clipstudio.engine.training.methods.base import TrainingMethod
 from clipstudio.engine.training.methods.contrastive import ContrastiveMethod
 from clipstudio.engine.training.methods.linear_probe import LinearProbeMethod, encode_probe_splits
 from clipstudio.engine.training.optimizer import amp_policy
+
+# Methods that leave the image encoder as it was: their runs record it, to share its cached image embeddings.
+FROZEN_IMAGE_METHODS = ("linear_probe", "lock_image")
 
 
 def training_device(cfg: TrainConfig) -> torch.device:
@@ -111,7 +115,8 @@ def load_training_data(
         raise DataError(
             f"{dataset.source or dataset.root}: training needs at least 2 training images; found {len(train)}."
         )
-    notes = [f"{len(train)} training and {len(val)} validation images ({kind})."]
+    labelled = "with class labels" if kind == CLASSES else "with captions"
+    notes = [f"{len(train)} images to train on and {len(val)} to validate on, {labelled}."]
     if resume_info is not None:
         start_spec = str(resume_info["start_model"])
         if resume_info.get("class_names", []) != list(dataset.class_names):
@@ -227,6 +232,11 @@ def run_info(cfg: TrainConfig, data: RunData, method: TrainingMethod) -> dict[st
     }
     if data.kind == CLASSES or cfg.method == "linear_probe":
         info["class_texts"] = {name: data.prompts.texts_for(name) for name in data.dataset.class_names}
+    if cfg.method in FROZEN_IMAGE_METHODS:
+        # Written before a resume restores any weights: this is the starting model's image encoder.
+        record = image_encoder_record(method.model)
+        if record is not None:
+            info["image_encoder"] = record
     return info
 
 

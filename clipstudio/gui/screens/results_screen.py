@@ -47,7 +47,9 @@ from clipstudio.engine.prompts import run_prompt_set
 from clipstudio.engine.runs.layout import is_run_folder
 from clipstudio.engine.storage.atomic import atomic_write_text
 from clipstudio.gui.errors import show_error
+from clipstudio.gui.score_text import chance_text, class_counts, interval_text
 from clipstudio.gui.screen_jobs import ScreenJobs
+from clipstudio.gui.settings import AppSettings
 from clipstudio.gui.state import AppState
 from clipstudio.gui.widgets.clinical_view import ClinicalPages
 from clipstudio.gui.widgets.confusion_matrix import ConfusionMatrixView
@@ -64,8 +66,8 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f} %"
 
 
-def _with_ci(value: float | None, ci: list[float] | None) -> str:
-    return _pct(value) + (f"  (95% CI {_pct(ci[0])} – {_pct(ci[1])})" if ci else "")
+def _with_ci(value: float | None, ci: list[float] | None, n: int) -> str:
+    return _pct(value) + interval_text(ci, n)
 
 
 def _clinical_lines(clinical) -> list[str]:
@@ -167,6 +169,7 @@ class ResultsScreen(QWidget):
     def _build(self) -> None:
         self.banner = MissingInputBanner(self.state, parent=self)
         self.source_combo = QComboBox()
+        self.source_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)  # never cut off
         self.source_combo.currentIndexChanged.connect(self._on_source_combo_changed)
         self.evaluate_button = QPushButton("Evaluate")
         self.evaluate_button.clicked.connect(self._evaluate_pressed)
@@ -313,6 +316,7 @@ class ResultsScreen(QWidget):
         self.source_combo.addItem("Current model", CURRENT)
         if valid:  # a new run is what the user wants to see: select it
             self.source_combo.addItem(f"Training run: {Path(run_dir).name} (best checkpoint)", RUN)
+            self.source_combo.setItemData(1, run_dir, Qt.ItemDataRole.ToolTipRole)
             self.source_combo.setCurrentIndex(self.source_combo.findData(RUN))
         self.source_combo.blockSignals(False)
         self._wise = None
@@ -320,6 +324,8 @@ class ResultsScreen(QWidget):
         self.wise.reset()
         self.compare_table.setRowCount(0)
         self._on_source_combo_changed()
+        if valid and not self.jobs.busy("evaluate"):
+            self.evaluate()  # a run that just finished is scored meanwhile, ready when the user comes here
 
     def _on_source_combo_changed(self, *_args) -> None:
         is_run = self.source() == RUN
@@ -441,11 +447,12 @@ class ResultsScreen(QWidget):
         self.grid.set_predictions(predictions)
         self.matrix.set_matrix(result.class_names, matrix)
         self.accuracy_label.setText(_pct(result.accuracy))
-        lines = [f"accuracy {_with_ci(result.accuracy, result.ci95.get('accuracy'))}",
-                 f"balanced accuracy {_with_ci(result.balanced_accuracy, result.ci95.get('balanced_accuracy'))}"]
+        lines = [f"accuracy {_with_ci(result.accuracy, result.ci95.get('accuracy'), result.n)}",
+                 f"balanced accuracy {_with_ci(result.balanced_accuracy, result.ci95.get('balanced_accuracy'), result.n)}"]
         if result.top5_accuracy is not None:
             lines.append(f"top-5 accuracy {_pct(result.top5_accuracy)}")
         lines += _clinical_lines(clinical)
+        lines.append(chance_text(class_counts(result)))
         self.summary_label.setText("\n".join(lines))
         for name, m in result.per_class.items():
             row = self.metrics_table.rowCount()
@@ -519,9 +526,12 @@ class ResultsScreen(QWidget):
         if self.last_result is None:
             return False
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export predictions", "predictions.csv", "CSV files (*.csv)")
+            settings = AppSettings()
+            path, _ = QFileDialog.getSaveFileName(self, "Export predictions", settings.dialog_path("predictions.csv"),
+                                                  "CSV files (*.csv)")
             if not path:
                 return False
+            settings.remember_dialog_path(path)
         try:
             atomic_write_text(path, predictions_csv(self.shown_predictions))
         except OSError as exc:
@@ -537,10 +547,12 @@ class ResultsScreen(QWidget):
         if scoring is None or scoring.clinical is None or part is None or dataset is None:
             return False
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export report", "evaluation_report.html",
+            settings = AppSettings()
+            path, _ = QFileDialog.getSaveFileName(self, "Export report", settings.dialog_path("evaluation_report.html"),
                                                   "HTML files (*.html)")
             if not path:
                 return False
+            settings.remember_dialog_path(path)
         try:
             check_report_path(path)
         except ClipStudioError as exc:

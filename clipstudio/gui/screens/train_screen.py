@@ -8,6 +8,8 @@ torch is imported inside the worker job, never here, so the window paints fast.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sys
 import time
@@ -25,12 +27,13 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from clipstudio.engine.config import TrainConfig
+from clipstudio.engine.config import TrainConfig, to_dict
 from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.events import (
     CheckpointSaved,
@@ -58,6 +61,8 @@ from clipstudio.gui.workers import TaskWorker
 
 if TYPE_CHECKING:
     from clipstudio.engine.training.launch import TrainingOutcome
+
+log = logging.getLogger(__name__)
 
 MAX_LOG_LINES = 5000
 NO_DATASET = "Open a dataset on the Data screen first."
@@ -99,6 +104,50 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
+# The engine's progress stages as the Train screen names them (name, unit, what it is); long phases
+# (reading the images: for a linear probe almost all of the run) show counts, speed and time left.
+_PHASES = {
+    "encode images": ("Reading images", "images",
+                      "The model reads each image once. What it finds is remembered, so later runs and "
+                      "scoring with this model skip these images."),
+    "decode images": ("Loading images", "images", "Each image is opened and resized once, before training."),
+    "encode texts": ("Reading class descriptions", "texts", ""),
+}
+# Time left is shown once the phase has run this long: the first batch includes start-up costs.
+PHASE_ETA_AFTER_S = 1.0
+
+
+@dataclass
+class PhaseClock:
+    """When a progress phase started and where it was then, for its speed and time left."""
+
+    stage: str
+    total: int
+    start_done: int
+    start_time: float
+
+    def follows(self, stage: str, total: int, done: int) -> bool:
+        return stage == self.stage and total == self.total and done >= self.start_done
+
+    def speed(self, done: int, now: float) -> float | None:
+        """Units per second since the phase started (None until it has run a moment)."""
+        elapsed = now - self.start_time
+        if elapsed < PHASE_ETA_AFTER_S or done <= self.start_done:
+            return None
+        return (done - self.start_done) / elapsed
+
+
+def format_phase(stage: str, done: int, total: int, speed: float | None) -> str:
+    """'Loading images: 120 of 480 · 4.2 images/s · about 1 min 26 s left' (speed None: no rate yet)."""
+    name, unit, _ = _PHASES.get(stage, (f"{stage[:1].upper()}{stage[1:]}", "done", ""))
+    text = f"{name}: {done} of {total}"
+    if speed:
+        text += f" · {speed:.1f} {unit}/s" if speed < 10 else f" · {speed:.0f} {unit}/s"
+        if done < total:
+            text += f" · about {format_duration((total - done) / speed)} left"
+    return text
+
+
 _METRIC_NAMES = {
     "val_loss": "val loss",
     "val_acc": "val acc",
@@ -126,6 +175,7 @@ class TrainScreen(QWidget):
         self._resume_dir = ""  # a run folder Resume continues
         self._run: dict[str, Any] = {}  # facts of the run in progress (from its events)
         self._problem_shown = ""  # the start problem the message line shows, cleared once fixed
+        self._phase: PhaseClock | None = None  # the progress phase under way (encoding images…)
         self._switch_interval = sys.getswitchinterval()
 
         self.form = TrainForm()
@@ -144,6 +194,9 @@ class TrainScreen(QWidget):
         self.progress.setTextVisible(True)
         self.eta = QLabel("Not started.")
         self.eta.setStyleSheet(f"color: {MUTED_TEXT};")
+        # A long progress line wraps; it never widens the right pane over the form.
+        self.eta.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.eta.setWordWrap(True)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(MAX_LOG_LINES)
@@ -158,6 +211,10 @@ class TrainScreen(QWidget):
         self.resume_button.setToolTip("Continue the stopped run from its last saved step.")
         self.resume_run_button = QPushButton("Resume run…")
         self.resume_run_button.setToolTip(f"Choose a run folder with {LATEST} to continue.")
+        self.view_results_button = QPushButton(icon("results"), "View results")
+        self.view_results_button.setToolTip("Open the finished run on the Results screen: how the trained "
+                                            "model does on images it did not learn from.")
+        self.view_results_button.hide()  # until a run finishes
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -180,7 +237,8 @@ class TrainScreen(QWidget):
         splitter.setChildrenCollapsible(False)
 
         buttons = QHBoxLayout()
-        for button in (self.start_button, self.stop_button, self.resume_button, self.resume_run_button):
+        for button in (self.start_button, self.stop_button, self.resume_button, self.resume_run_button,
+                       self.view_results_button):
             buttons.addWidget(button)
         buttons.addWidget(self.message, 1)
         layout = QVBoxLayout(self)
@@ -189,6 +247,7 @@ class TrainScreen(QWidget):
 
         for keys in ("Esc", "Ctrl+."):
             shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.setWhatsThis("Stop training")
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             shortcut.activated.connect(self._on_stop_shortcut_activated)
 
@@ -196,8 +255,10 @@ class TrainScreen(QWidget):
         self.stop_button.clicked.connect(self._on_stop_button_clicked)
         self.resume_button.clicked.connect(self._on_resume_button_clicked)
         self.resume_run_button.clicked.connect(self._on_resume_run_button_clicked)
+        self.view_results_button.clicked.connect(self._on_view_results_button_clicked)
         self.form.changed.connect(self._update_controls)
         state.dataset_changed.connect(self._on_state_dataset_changed)
+        state.run_changed.connect(self._on_state_run_changed)
         self._update_controls()
 
     @property
@@ -280,8 +341,11 @@ class TrainScreen(QWidget):
         return True
 
     def _launch(self, job: TrainJob, line: str) -> None:
+        log.info("training: %s Settings: %s", line, json.dumps(to_dict(job.cfg), sort_keys=True))
         self._run = {"cv": job.cfg.cv.use_cv, "epochs": job.cfg.epochs, "batch": job.cfg.batch_size}
         self._resume_dir = ""
+        self._phase = None
+        self.view_results_button.hide()
         self.progress.setRange(0, 0)  # busy until the first step
         self.eta.setText("Preparing data and model…")
         self._append_log(line)
@@ -303,6 +367,7 @@ class TrainScreen(QWidget):
             self.stop_button.setEnabled(False)
             self.eta.setText("Stopping after the current step…")
             self._append_log("Stop requested; saving the run…")
+            log.info("training: stop requested")
 
     # --- worker slots ------------------------------------------------------------------------------
     def _on_worker_event_emitted(self, event: object) -> None:
@@ -311,9 +376,7 @@ class TrainScreen(QWidget):
         if isinstance(event, StepEnded):
             self._show_step(event)
         elif isinstance(event, ProgressUpdated):
-            self.progress.setRange(0, max(event.total, 1))
-            self.progress.setValue(event.done)
-            self.eta.setText(f"{event.stage.capitalize()}: {event.done}/{event.total}")
+            self._show_phase(event)
         elif isinstance(event, MessageLogged):
             self._append_log(event.text if event.level == "info" else f"Warning: {event.text}")
         elif isinstance(event, TrainStarted):
@@ -330,7 +393,18 @@ class TrainScreen(QWidget):
         elif isinstance(event, TrainEnded):
             self._on_train_ended(event)
 
+    def _show_phase(self, e: ProgressUpdated) -> None:
+        now = time.monotonic()
+        if self._phase is None or not self._phase.follows(e.stage, e.total, e.done):
+            self._phase = PhaseClock(e.stage, e.total, e.done, now)  # cached images count as done at once
+        self.progress.setRange(0, max(e.total, 1))
+        self.progress.setValue(e.done)
+        self.eta.setText(format_phase(e.stage, e.done, e.total, self._phase.speed(e.done, now)))
+        self.eta.setToolTip(_PHASES.get(e.stage, ("", "", ""))[2])
+
     def _on_train_started(self, e: TrainStarted) -> None:
+        log.info("training started in %s: %s on %s, %d training and %d validation images, %d epochs",
+                 e.run_dir, e.method, e.device, e.n_train, e.n_val, e.epochs)
         self._run.update(
             run_dir=e.run_dir,
             epochs=e.epochs,
@@ -351,6 +425,8 @@ class TrainScreen(QWidget):
             f"Training {e.method} on {e.device}: {e.n_train} training, {e.n_val} validation images, "
             f"{e.epochs} epochs of {e.steps_per_epoch} steps. Run folder: {e.run_dir}"
         )
+        if e.precision:
+            self._append_log(f"Precision: {e.precision}.")
 
     def _show_training_resumes(self, e: EvalEnded) -> None:
         """Validation is done and optimizer steps follow: say so until the next step's numbers come
@@ -379,15 +455,20 @@ class TrainScreen(QWidget):
 
     def _on_train_ended(self, e: TrainEnded) -> None:
         self._run["ended"] = e
+        log.info("training ended (%s): %s Run folder: %s", TrainingStatus(e.status).value, e.message, e.run_dir)
         self.plots.redraw()
         status = TrainingStatus(e.status)  # events may carry the plain string value
         if status.finished:
             self.progress.setValue(self.progress.maximum())
             self._append_log(f"{e.message} Run folder: {e.run_dir}")
             if not self._run.get("cv"):
+                # Stay here with the final curves; Results scores the run meanwhile, and the user goes
+                # there when they choose.
                 self.eta.setText("Finished." if status is TrainingStatus.COMPLETED else "Stopped early.")
+                self.view_results_button.show()
+                self._show_message("Training finished. Press View results to see how the trained model does.")
                 self.state.set_run(e.run_dir)
-                self.state.post_status(f"Training finished: {e.message}")
+                self.state.post_status(f"Training finished: {e.message} Press View results on the Train screen.")
         elif status is TrainingStatus.CANCELLED:
             step = self._run.get("saved_step")
             if step is not None and not self._run.get("cv"):
@@ -447,6 +528,9 @@ class TrainScreen(QWidget):
     def _on_resume_button_clicked(self) -> None:
         self.resume()
 
+    def _on_view_results_button_clicked(self) -> None:
+        self.state.request_screen("results")
+
     def _on_resume_run_button_clicked(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Resume run", str(runs_root()))
         if folder:
@@ -465,6 +549,10 @@ class TrainScreen(QWidget):
 
     def _on_state_dataset_changed(self, _dataset: object) -> None:
         self._update_controls()
+
+    def _on_state_run_changed(self, run_dir: str) -> None:
+        if run_dir != self._run.get("run_dir"):  # another run was opened: Results shows that one now
+            self.view_results_button.hide()
 
     # --- helpers -----------------------------------------------------------------------------------
     def _start_problem(self) -> str:
@@ -513,4 +601,4 @@ def _same_path(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-__all__ = ["TrainJob", "TrainScreen", "format_duration"]
+__all__ = ["TrainJob", "TrainScreen", "format_duration", "format_phase"]

@@ -90,7 +90,7 @@ def test_training_data_holds_out_validation_images_and_notes_the_counts(class_da
     assert len(data.train_indices) + len(data.val_indices) == 18 and data.val_indices
     assert not set(data.train_indices) & set(data.val_indices)
     assert data.notes == [
-        f"{len(data.train_indices)} training and {len(data.val_indices)} validation images (classes)."
+        f"{len(data.train_indices)} images to train on and {len(data.val_indices)} to validate on, with class labels."
     ]
 
 
