@@ -7,6 +7,7 @@ import json
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QHeaderView
 
 from clipstudio.gui.screens.data_screen import DataScreen
 from clipstudio.gui.state import AppState
@@ -78,6 +79,10 @@ def test_unreadable_files_are_listed_and_double_click_reveals_them(
     assert "1 file could not be read" in screen.health_view.warnings.text()
 
     table = screen.health_view.problems_table
+    # The reason is read whole; a long path gives way in its middle (full text in the tooltip).
+    assert table.textElideMode() == Qt.TextElideMode.ElideMiddle
+    assert table.horizontalHeader().sectionResizeMode(1) == QHeaderView.ResizeMode.ResizeToContents
+    assert table.item(0, 0).toolTip() == str(broken)
     table.cellDoubleClicked.emit(0, 1)
     assert revealed == [str(broken)]
 
@@ -102,6 +107,34 @@ def test_a_missing_path_shows_an_error_and_nothing_crashes(qtbot, screen, state,
     assert state.dataset is None
     assert screen.pages.currentIndex() == 0  # still the drop hint
     assert not screen.progress_box.isVisibleTo(screen)
+
+
+@pytest.mark.parametrize("broken", ["empty folder", "bad json"])
+def test_a_failed_open_keeps_the_shown_datasets_path_and_names_the_failure(
+    qtbot, screen, state, make_class_folders, tmp_path, message_boxes, broken
+):
+    good = make_class_folders(tmp_path / "good", {"a": 3, "b": 3})
+    open_and_wait(qtbot, screen, good)
+    if broken == "empty folder":
+        bad = tmp_path / "empty"
+        bad.mkdir()
+        reason = "no images found"
+    else:
+        bad = tmp_path / "captions.json"
+        bad.write_text("{not json", encoding="utf-8")
+        reason = "not valid JSON"
+
+    open_and_wait(qtbot, screen, bad)
+
+    assert screen.path_label.text() == str(good)  # the path above the contents is the contents' path
+    assert state.dataset_path == str(good) and len(state.dataset) == 6
+    assert screen.error_label.isVisibleTo(screen)
+    error = screen.error_label.text()
+    assert str(bad) in error and reason in error and f"Still showing {good}" in error
+    assert reason in message_boxes.texts()[0]
+
+    open_and_wait(qtbot, screen, good)
+    assert not screen.error_label.isVisibleTo(screen)
 
 
 def test_json_with_unknown_keys_asks_for_them_and_reading_again_works(

@@ -126,3 +126,22 @@ def test_load_run_restores_past_curves(plots, tmp_path):
     assert list(plots.buffers["train_loss"].x) == [2, 4]
     assert list(plots.buffers["val_acc"].x) == [0, 1]
     assert list(plots.buffers["val_loss"].x) == [0, 4]
+
+
+def test_reset_forgets_the_previous_runs_axis_ranges(plots):
+    plots.on_event(TrainStarted("run", "full", 10, 100, 1000, 20, 5, "cpu"))
+    for step in range(1, 201):
+        plots.on_event(_step(step, loss=50.0 + step))
+    plots.redraw()
+    plots.loss_plot.vb.updateAutoRange()  # what the next paint would do
+    assert plots.loss_plot.viewRange()[0][1] > 900 and plots.loss_plot.viewRange()[1][1] > 200
+
+    plots.reset()
+
+    (x0, x1), (y0, y1) = plots.loss_plot.viewRange()
+    assert x1 < 2 and y1 < 2  # not the old run's 1000 steps and losses up to 250
+    assert plots.metric_plot.viewRange()[0][1] < 2
+    plots.on_event(_step(1, loss=0.3))
+    plots.redraw()
+    plots.loss_plot.vb.updateAutoRange()
+    assert plots.loss_plot.viewRange()[1][1] < 1  # the new run's losses set the height

@@ -1,7 +1,9 @@
 """The Data screen: open a dataset, see its health report, browse thumbnails, set up splits.
 
 Reading the dataset and the health check run in one ``TaskWorker``: the dataset is shown (and put
-in ``AppState``) as soon as it is read, the health report follows with a progress bar.
+in ``AppState``) as soon as it is read, the health report follows with a progress bar. The path at
+the top is always the shown dataset's: a file or folder that can't be opened is named in an error
+line below it, and the dataset already open stays as it was.
 """
 
 from __future__ import annotations
@@ -125,8 +127,8 @@ class DataScreen(QWidget):
         self._worker: TaskWorker | None = None
         self._preview_worker: TaskWorker | None = None
         self._retired: list[TaskWorker] = []  # superseded workers, kept alive until they finish
-        self._path = ""
-        self._loading_dataset: Dataset | None = None
+        self._path = ""  # the path being opened (or last tried); the shown dataset's is state.dataset_path
+        self._read_pending = False  # the open in progress hasn't read its dataset yet
 
         self.open_folder_button = QPushButton("Open folder…")
         self.open_folder_button.clicked.connect(self._on_open_folder_button_clicked)
@@ -134,6 +136,11 @@ class DataScreen(QWidget):
         self.open_file_button.clicked.connect(self._on_open_file_button_clicked)
         self.path_label = QLabel()
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_label = QLabel()
+        self.error_label.setTextFormat(Qt.TextFormat.RichText)
+        self.error_label.setWordWrap(True)
+        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_label.hide()
         self.format_label = QLabel()
         self.format_label.setTextFormat(Qt.TextFormat.RichText)
         self.format_label.setWordWrap(True)
@@ -206,6 +213,7 @@ class DataScreen(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.error_label)
         layout.addWidget(self.progress_box)
         layout.addWidget(self.keys_box)
         layout.addWidget(self.pages, 1)
@@ -263,8 +271,8 @@ class DataScreen(QWidget):
         self._path = path
         self._retire(self._worker)
         self.keys_box.hide()
-        self.path_label.setText(path)
-        self.path_label.setToolTip(path)
+        self.error_label.hide()
+        self._read_pending = True
         model = self.state.model
         count_tokens = getattr(model, "count_tokens", None) if model is not None else None
         max_tokens = getattr(model, "max_text_tokens", None) if model is not None else None
@@ -294,6 +302,7 @@ class DataScreen(QWidget):
     # --- worker slots --------------------------------------------------------------------------
     def _on_worker_event_emitted(self, event: object) -> None:
         if isinstance(event, DatasetRead):
+            self._read_pending = False
             self._show_dataset(event.dataset)
         elif isinstance(event, ProgressUpdated):
             self._show_progress(f"Checking images {event.done:,} / {event.total:,}", event.done, event.total)
@@ -315,13 +324,27 @@ class DataScreen(QWidget):
 
     def _on_worker_failed(self, message: str, details: str) -> None:
         self._hide_progress()
-        self.state.post_status("Couldn't open the dataset.")
+        if self._read_pending:  # the dataset itself could not be read (not its health check)
+            self._show_open_error(message)
+        self.state.post_status(f"Couldn't open {self._path}.")
         show_error(self, message, details)
         self.load_finished.emit()
 
+    def _show_open_error(self, message: str) -> None:
+        """Name the path that failed and why, and say what is still shown."""
+        shown = self.state.dataset_path if self.state.dataset is not None else ""
+        still = f" Still showing {_escape(shown)}." if shown else ""
+        reason = message.removeprefix(f"{self._path}: ")  # the engine's messages start with the path
+        self.error_label.setText(f"<span style='color:#c62828'><b>Couldn't open {_escape(self._path)}</b>: "
+                                 f"{_escape(reason)}</span>{still}")
+        self.error_label.show()
+
     def _on_worker_cancelled(self) -> None:
         self._hide_progress()
-        self.state.post_status("Health check cancelled; the dataset is open but was not fully checked.")
+        if self._read_pending:
+            self.state.post_status(f"Stopped opening {self._path}; the dataset shown is unchanged.")
+        else:
+            self.state.post_status("Health check cancelled; the dataset is open but was not fully checked.")
         self.load_finished.emit()
 
     # --- ui slots ------------------------------------------------------------------------------
@@ -408,6 +431,8 @@ class DataScreen(QWidget):
             split_names=dataset.split_names(),
         )
         self.split_panel.set_dataset(dataset)
+        self.path_label.setText(self._path)
+        self.path_label.setToolTip(self._path)
         self.pages.setCurrentIndex(1)
         self.state.set_dataset(dataset, self._path)
         self.state.post_status(
@@ -416,7 +441,8 @@ class DataScreen(QWidget):
 
     def _ask_for_keys(self, needed: KeysNeeded) -> None:
         self.keys_message.setText(
-            f"<b>{FORMAT_NAMES.get(needed.format, needed.format)}</b>: the image or caption column wasn't "
+            f"<b>{_escape(Path(self._path).name)}</b> ({FORMAT_NAMES.get(needed.format, needed.format)}): "
+            "the image or caption column wasn't "
             f"recognised. {_escape(needed.message)}<br>Type the names below and read the file again."
         )
         self.keys_box.show()

@@ -1,10 +1,11 @@
 """The Prompts screen: write the texts that describe each class, score them, compare prompt sets.
 
-Prompts are scored on validation images (``split_policy.selection_part``: never the test split).
-Scoring reuses the app's ``EmbeddingStore``, which keeps the image embeddings and the text
-embeddings of the prompts scored, so after the first evaluation an edit costs only the encoding of
-the edited texts. Whatever is in the editor (when valid) is the app's active prompt set
-(``state.prompts``), which the Train screen uses.
+Prompts are scored on validation images (``split_policy.selection_part``: never the test split),
+and every accuracy is shown with the chance level of those images. Scoring reuses the app's
+``EmbeddingStore``, which keeps the image embeddings and the text embeddings of the prompts scored,
+so after the first evaluation an edit costs only the encoding of the edited texts. Whatever is in the editor (when valid) is the app's active prompt set
+(``state.prompts``), which the Train screen uses. The editor's prompts and the saved sets are kept
+per dataset (``engine.prompt_store``) and come back when that dataset is opened again.
 """
 
 from __future__ import annotations
@@ -28,20 +29,29 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.evaluation.split_policy import selection_part
 from clipstudio.engine.evaluation.zero_shot import compare_prompt_sets, score_dataset, trained_head
+from clipstudio.engine.prompt_store import DatasetPrompts, load_dataset_prompts, save_dataset_prompts
 from clipstudio.engine.prompts import PLACEHOLDER, PromptSet
 from clipstudio.gui.errors import show_error
+from clipstudio.gui.score_text import (
+    PART_WORDS,
+    chance_text,
+    class_counts,
+    interval_text,
+    percent,
+    scored_text,
+)
 from clipstudio.gui.screen_jobs import ScreenJobs
 from clipstudio.gui.state import AppState
 from clipstudio.gui.widgets.missing_input import MissingInputBanner
 from clipstudio.gui.widgets.prompt_editor import PromptEditor, heading
 
 _GOOD = QColor("#e3f4e8")
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f} %"
+PRESS_EVALUATE = "Press Evaluate to score these prompts on the validation images."
+COMPARISON_NOTE = ("Saved sets are scored on the same validation images; the best (highest balanced accuracy) "
+                   "is highlighted.")
 
 
 class PromptScreen(QWidget):
@@ -59,6 +69,10 @@ class PromptScreen(QWidget):
         self.comparison: list[dict] = []
         self.last_result: Any = None
         self._evaluate_again = False
+        self._generation = 0  # bumped when the dataset or model changes: older jobs' results are dropped
+        self._part_name = "carved-val"  # selection_part's name of the images last scored
+        self._memory_path = ""  # the dataset whose prompts the editor and the saved sets hold
+        self._memory_dirty = False  # they changed since they were last written
         self._publish_timer = QTimer(self, singleShot=True, interval=400)
         self._publish_timer.timeout.connect(self._on_publish_timer_timeout)
         self._build()
@@ -85,6 +99,7 @@ class PromptScreen(QWidget):
         self.evaluate_button.clicked.connect(self._evaluate_pressed)
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
             shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.setWhatsThis("Evaluate the prompts")
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             shortcut.activated.connect(self._evaluate_pressed)
         self.progress_label = QLabel()
@@ -96,8 +111,11 @@ class PromptScreen(QWidget):
         big.setPointSizeF(big.pointSizeF() * 2.4)
         big.setBold(True)
         self.accuracy_label.setFont(big)
-        self.ci_label = QLabel("Press Evaluate to score these prompts.")
+        self.ci_label = QLabel(PRESS_EVALUATE)
         self.balanced_label = QLabel()
+        self.chance_label = QLabel()
+        self.chance_label.setWordWrap(True)
+        self.chance_label.setObjectName("hint")
         self.recall_plot = pg.PlotWidget(background="w")
         self.recall_plot.setMenuEnabled(False)
         self.recall_plot.setMouseEnabled(x=False, y=False)
@@ -122,8 +140,7 @@ class PromptScreen(QWidget):
         self.comparison_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.comparison_table.verticalHeader().setVisible(False)
         self.comparison_table.doubleClicked.connect(self._on_use_set_clicked)
-        self.comparison_note = QLabel("Saved sets are scored on the same images; the best "
-                                      "(highest balanced accuracy) is highlighted.")
+        self.comparison_note = QLabel(COMPARISON_NOTE)
         self.comparison_note.setWordWrap(True)
 
         right = QWidget()
@@ -141,6 +158,7 @@ class PromptScreen(QWidget):
         ci_box.addWidget(self.balanced_label)
         row.addLayout(ci_box, 1)
         rv.addLayout(row)
+        rv.addWidget(self.chance_label)
         rv.addWidget(self.recall_plot, 1)
         row = QHBoxLayout()
         row.addWidget(heading("Prompt sets"), 1)
@@ -202,6 +220,7 @@ class PromptScreen(QWidget):
 
     def _on_publish_timer_timeout(self) -> None:
         self._publish_prompts()
+        self._keep_prompts()
         # Once the images are encoded, re-scoring only encodes the texts: do it as the user types.
         if self.last_result is not None and self.current_prompt_set() is not None:
             self.evaluate()
@@ -211,19 +230,77 @@ class PromptScreen(QWidget):
             self.editor.load_prompt_set(prompts)
 
     def _on_state_dataset_changed(self, _dataset) -> None:
+        if self._publish_timer.isActive():  # an edit still waiting to be published belongs to the old dataset
+            self._publish_timer.stop()
+            self._publish_prompts()
+            self._memory_dirty = True
+        self._remember_prompts()
+        self._forget_results()
         self.editor.set_class_names(self._class_names())
-        self.comparison, self.last_result = [], None
+        previous, self._memory_path = self._memory_path, (
+            self.state.dataset_path if self.state.dataset is not None else "")
+        self._restore_prompts(keep_saved_sets=not previous)
         self._show_result(None)
         self._fill_comparison()
-        self.split_label.setText("")
         if self.state.dataset is not None and not self.state.dataset.is_classification:
             self.editor.class_note.setText("This dataset has no class labels (2 or more classes), so prompts "
                                            "can't be scored on it.")
 
     def _on_state_model_changed(self, _model) -> None:
-        self.comparison, self.last_result = [], None
+        self._forget_results()
         self._show_result(None)
         self._fill_comparison()
+
+    def _forget_results(self) -> None:
+        """Drop the scores of the previous dataset or model, and any scoring still running for them."""
+        self._generation += 1
+        self._evaluate_again = False
+        self.jobs.cancel()
+        self.comparison, self.last_result = [], None
+        self.comparison_note.setText(COMPARISON_NOTE)
+        self.split_label.setText("")
+        self.progress_label.setText("")
+
+    # --- prompts kept per dataset ------------------------------------------------------------------
+
+    def _keep_prompts(self) -> None:
+        """The prompts or the saved sets changed: write them for the open dataset now."""
+        self._memory_dirty = True
+        self._remember_prompts()
+
+    def _remember_prompts(self) -> None:
+        """Write the editor's prompts and the saved sets to the open dataset's prompts file."""
+        if not self._memory_path or not self._memory_dirty:
+            return
+        active = self.current_prompt_set() or self.state.prompts  # a half-typed template: its last valid form
+        try:
+            save_dataset_prompts(self._memory_path, DatasetPrompts(active, list(self.saved_sets.values())))
+        except OSError as exc:
+            self.state.post_status(f"Couldn't keep the prompts for {self._memory_path}: {exc.strerror or exc}.")
+            return
+        self._memory_dirty = False
+
+    def _restore_prompts(self, *, keep_saved_sets: bool) -> None:
+        """Load the prompts kept for the dataset just opened; without any, the editor's carry over, and
+        the saved sets too when ``keep_saved_sets`` (they were saved before any dataset was open)."""
+        if not self._memory_path:
+            return
+        try:
+            kept = load_dataset_prompts(self._memory_path)
+        except ClipStudioError as exc:
+            self.state.post_status(f"Couldn't restore the prompts kept for this dataset: {exc}")
+            kept = None
+        if kept is None:
+            if not keep_saved_sets:
+                self.saved_sets = {}
+            self._memory_dirty = bool(self.saved_sets)
+            return
+        self.saved_sets = {p.name: p for p in kept.saved_sets}
+        self.editor.load_prompt_set(kept.active)
+        self._publish_prompts()
+        self._memory_dirty = False
+        sets = f" and {len(kept.saved_sets)} saved set(s)" if kept.saved_sets else ""
+        self.state.post_status(f"Restored the prompts{sets} you wrote for this dataset.")
 
     # --- evaluation -------------------------------------------------------------------------------
 
@@ -263,27 +340,36 @@ class PromptScreen(QWidget):
             if result.cancelled:
                 return None
             head = trained_head(model, part.dataset.class_names) is not None
-            return part.description, head, result
+            return part, head, result
 
+        generation = self._generation
         self.progress_label.setText("Scoring…")
-        self.jobs.start(job, name="evaluate prompts", succeeded=self._on_evaluate_succeeded,
+        if self.last_result is None:  # re-scoring an edit keeps the previous numbers until the new ones come
+            self.ci_label.setText("Scoring the validation images; the numbers appear here when done.")
+        self.jobs.start(job, name="evaluate prompts",
+                        succeeded=lambda outcome: self._on_evaluate_succeeded(outcome, generation),
                         finished=self._on_evaluate_finished)
 
-    def _on_evaluate_succeeded(self, outcome) -> None:
+    def _on_evaluate_succeeded(self, outcome, generation: int) -> None:
+        if generation != self._generation:
+            return  # scored for a dataset or model that is no longer open
         if outcome is None:
             self.progress_label.setText("Cancelled.")
             return
-        description, head, result = outcome
+        part, head, result = outcome
         note = ("\nThis model classifies with its own trained class head, so prompts don't change its numbers."
                 if head else "")
-        self.split_label.setText(f"Evaluated on: {description}{note}")
+        self.split_label.setText(f"Scored on the {part.description} (prompts are never scored on the test "
+                                 f"images).{note}")
         self.last_result = result
-        skipped = f" ({len(result.problems)} unreadable image(s) skipped)" if result.problems else ""
-        self.progress_label.setText(f"Scored {result.n} images{skipped}.")
+        self._part_name = part.name
+        self.progress_label.setText(scored_text(result, len(part.dataset)))
         self._show_result(result)
         self.evaluated.emit(result)
 
     def _on_evaluate_finished(self) -> None:
+        if self.last_result is None and not self.jobs.busy("evaluate prompts"):
+            self.ci_label.setText(PRESS_EVALUATE)  # failed or cancelled: nothing is being scored now
         if self._evaluate_again:
             self._evaluate_again = False
             self.evaluate()
@@ -292,15 +378,17 @@ class PromptScreen(QWidget):
         self.recall_plot.clear()
         if result is None or result.accuracy is None:
             self.accuracy_label.setText("")
-            self.ci_label.setText("Press Evaluate to score these prompts.")
+            self.ci_label.setText(PRESS_EVALUATE)
             self.balanced_label.setText("")
+            self.chance_label.setText("")
+            self._show_class_axis(self._class_names())
             return
-        self.accuracy_label.setText(_pct(result.accuracy))
-        ci = result.ci95.get("accuracy")
-        self.ci_label.setText("accuracy" + (f"   (95% CI {_pct(ci[0])} – {_pct(ci[1])})" if ci else ""))
-        bci = result.ci95.get("balanced_accuracy")
-        self.balanced_label.setText(f"balanced accuracy {_pct(result.balanced_accuracy)}"
-                                    + (f"   (95% CI {_pct(bci[0])} – {_pct(bci[1])})" if bci else ""))
+        where = PART_WORDS.get(self._part_name, "validation images")
+        self.accuracy_label.setText(percent(result.accuracy))
+        self.ci_label.setText(f"accuracy on the {where}{interval_text(result.ci95.get('accuracy'), result.n)}")
+        self.balanced_label.setText(f"balanced accuracy {percent(result.balanced_accuracy)}"
+                                    + interval_text(result.ci95.get("balanced_accuracy"), result.n))
+        self.chance_label.setText(chance_text(class_counts(result)))
         names = list(result.class_names)
         recalls = [result.per_class[n]["recall"] for n in names]
         ys = np.arange(len(names))[::-1]
@@ -312,8 +400,13 @@ class PromptScreen(QWidget):
             text = pg.TextItem(f"{100 * r:.0f}%  (n={support})", color="#222", anchor=(0, 0.5))
             text.setPos(min(r, 0.8) + 0.01, y)
             self.recall_plot.addItem(text)
+        self._show_class_axis(names)
+
+    def _show_class_axis(self, names: list[str]) -> None:
+        """One row per class of ``names`` (the open dataset's while nothing is scored), recall from 0 to 1."""
+        ys = np.arange(len(names))[::-1]
         self.recall_plot.getAxis("left").setTicks([[(y, n) for y, n in zip(ys, names, strict=True)]])
-        self.recall_plot.setYRange(-0.6, len(names) - 0.4, padding=0)
+        self.recall_plot.setYRange(-0.6, max(len(names), 1) - 0.4, padding=0)
         self.recall_plot.setXRange(0, 1.0, padding=0.02)
 
     # --- prompt sets --------------------------------------------------------------------------------
@@ -335,6 +428,7 @@ class PromptScreen(QWidget):
                                           class_texts={k: list(v) for k, v in prompts.class_texts.items()})
         self.editor.set_name = name
         self._publish_prompts()
+        self._keep_prompts()
         self._fill_comparison()
         self.compare_sets()
         return True
@@ -351,15 +445,23 @@ class PromptScreen(QWidget):
         def job(callback, should_stop):
             part = selection_part(dataset, split_config)
             rows = compare_prompt_sets(store, model, part.dataset, sets, callback=callback, should_stop=should_stop)
-            return None if should_stop() else rows
+            counts = {name: 0 for name in part.dataset.class_names}
+            for sample in part.dataset.samples:
+                counts[part.dataset.class_names[sample.label]] += 1
+            return None if should_stop() else (rows, part, counts)
 
+        generation = self._generation
         self.progress_label.setText("Comparing prompt sets…")
-        self.jobs.start(job, name="compare prompt sets", succeeded=self._on_compare_succeeded)
+        self.jobs.start(job, name="compare prompt sets",
+                        succeeded=lambda rows: self._on_compare_succeeded(rows, generation))
 
-    def _on_compare_succeeded(self, rows) -> None:
-        if rows is None:
+    def _on_compare_succeeded(self, outcome, generation: int) -> None:
+        if outcome is None or generation != self._generation:
             return
+        rows, part, counts = outcome
         self.comparison = list(rows)
+        self.comparison_note.setText(f"Saved sets are scored on the {part.description}; the best (highest "
+                                     f"balanced accuracy) is highlighted. {chance_text(counts)}")
         self.progress_label.setText(f"Compared {len(rows)} prompt set(s).")
         self._fill_comparison()
         self.compared.emit(self.comparison)
@@ -382,8 +484,8 @@ class PromptScreen(QWidget):
             if data is None:
                 cells += ["…", "…"] + ["" for _ in class_names]
             else:
-                cells += [_pct(data["accuracy"]), _pct(data["balanced_accuracy"])]
-                cells += [_pct(data["per_class_recall"].get(n)) for n in class_names]
+                cells += [percent(data["accuracy"]), percent(data["balanced_accuracy"])]
+                cells += [percent(data["per_class_recall"].get(n)) for n in class_names]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(self._set_tooltip(self.saved_sets[name]))
@@ -412,6 +514,7 @@ class PromptScreen(QWidget):
         """Load a saved set into the editor and make it the active prompt set."""
         self.editor.load_prompt_set(self.saved_sets[name])
         self.state.set_prompts(self.current_prompt_set(name))
+        self._keep_prompts()
         self.state.post_status(f"Using prompt set '{name}'.")
 
     def _selected_set(self) -> str | None:
@@ -428,6 +531,7 @@ class PromptScreen(QWidget):
         if name is not None:
             self.saved_sets.pop(name, None)
             self.comparison = [r for r in self.comparison if r["name"] != name]
+            self._keep_prompts()
             self._fill_comparison()
 
     # --- screen contract -------------------------------------------------------------------------
@@ -436,6 +540,9 @@ class PromptScreen(QWidget):
         return self.jobs.busy() or self.banner.busy()
 
     def shutdown(self) -> None:
-        self._publish_timer.stop()
+        if self._publish_timer.isActive():  # the last edit, typed just before quitting
+            self._publish_timer.stop()
+            self._memory_dirty = True
+        self._remember_prompts()
         self.jobs.shutdown()
         self.banner.shutdown()

@@ -146,6 +146,7 @@ class LivePlots(pg.GraphicsLayoutWidget):
         self._last_step = 0
         self._pairs = False
         self._set_metric_labels()
+        self._reset_ranges()
 
     def on_event(self, event: object) -> None:
         """Append the event's numbers to the buffers; the timer redraws. Cheap: called per event."""
@@ -224,6 +225,14 @@ class LivePlots(pg.GraphicsLayoutWidget):
             value = metrics.get(key)
             if value is not None and math.isfinite(value):
                 self._append(key, epoch, value)
+
+    def _reset_ranges(self) -> None:
+        """Empty axes, not the last run's: pyqtgraph keeps a view range when its curves are emptied."""
+        for plot in (self.loss_plot, self.lr_plot):
+            plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
+            plot.enableAutoRange(axis="y", enable=True)  # the new run's values set the height again
+        self.metric_plot.setXRange(0, 1, padding=0.04)
+        self.metric_plot.setYRange(0.0, 1.0, padding=0.05)
 
     def _set_metric_labels(self) -> None:
         labels = {**EPOCH_METRICS, **(_PAIRS_LABELS if self._pairs else {})}

@@ -30,6 +30,7 @@ from clipstudio.engine.prompts import (
     load_class_texts,
     save_class_texts,
 )
+from clipstudio.gui.settings import AppSettings
 
 COL_CLASS, COL_TEXTS, COL_USED = range(3)
 
@@ -295,13 +296,19 @@ class PromptEditor(QWidget):
     def _on_import_clicked(self) -> None:
         from PySide6.QtWidgets import QFileDialog
 
-        path, _ = QFileDialog.getOpenFileName(self, "Import class texts", "", "JSON files (*.json)")
+        settings = AppSettings()
+        path, _ = QFileDialog.getOpenFileName(self, "Import class texts", settings.dialog_folder(),
+                                              "JSON files (*.json)")
         if path:
+            settings.remember_dialog_path(path)
             self.import_class_texts(path)
 
     def _on_export_clicked(self) -> None:
         from PySide6.QtWidgets import QFileDialog
 
-        path, _ = QFileDialog.getSaveFileName(self, "Export class texts", "class_texts.json", "JSON files (*.json)")
+        settings = AppSettings()
+        path, _ = QFileDialog.getSaveFileName(self, "Export class texts", settings.dialog_path("class_texts.json"),
+                                              "JSON files (*.json)")
         if path:
+            settings.remember_dialog_path(path)
             self.export_class_texts(path)
