@@ -79,7 +79,13 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
 
 
 def show_error(parent: QWidget | None, message: str, details: str = "") -> None:
-    """A modal error dialog: the message, and ``details`` (a traceback) under "Show Details..."."""
+    """A modal error dialog: the message, and ``details`` (a traceback) under "Show Details...".
+
+    Every error shown is also written to the log file, so a support request can start from it."""
+    if details:
+        log.error("error shown to the user: %s\n%s", message, details)
+    else:
+        log.warning("error shown to the user: %s", message)
     box = QMessageBox(parent)
     box.setWindowTitle("CLIP Studio")
     box.setText(message)

@@ -1,4 +1,5 @@
-"""What the app remembers between sessions: window geometry and state, recent datasets and runs.
+"""What the app remembers between sessions: window geometry and state, recent datasets and runs,
+the training preset, and the folder file dialogs last used.
 
 Only that (labelme's rule): real settings live in readable JSON configs in run folders. An INI file
 rather than the Windows registry, so it's readable, and so tests can redirect it with
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 from PySide6.QtWidgets import QMainWindow
 
 ORGANIZATION = "CLIP Studio"
@@ -19,10 +21,25 @@ MAX_RECENT = 10
 
 RECENT_DATASETS = "recent/datasets"
 RECENT_RUNS = "recent/runs"
+TRAIN_PRESET = "train/preset"
+TRAIN_ADVANCED_OPEN = "train/advanced_open"
+LAST_DIALOG_FOLDER = "dialogs/last_folder"
 
 
 def _normalise(path: str) -> str:
     return os.path.normpath(os.path.abspath(os.path.expanduser(path)))
+
+
+def short_name(path: str) -> str:
+    """"parent/folder" for a path: many datasets share a last name (every MedMNIST set is "folders")."""
+    parts = Path(_normalise(path)).parts
+    return str(Path(*parts[-2:])) if len(parts) > 2 else path
+
+
+def documents_folder() -> str:
+    """The user's Documents folder, else the home folder."""
+    found = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+    return found if found and os.path.isdir(found) else str(Path.home())
 
 
 def _same(a: str, b: str) -> bool:
@@ -58,6 +75,43 @@ class AppSettings:
         if isinstance(state, QByteArray):
             window.restoreState(state)
         return bool(restored)
+
+    # -- training form ------------------------------------------------------------------------------
+    def train_preset(self) -> str:
+        """The training preset last chosen ("" when none was saved)."""
+        return str(self._qs.value(TRAIN_PRESET, "") or "")
+
+    def set_train_preset(self, name: str) -> None:
+        self._qs.setValue(TRAIN_PRESET, name)
+        self._qs.sync()
+
+    def train_advanced_open(self) -> bool:
+        """Whether the Train screen's "Advanced settings" were left open (closed by default)."""
+        value = self._qs.value(TRAIN_ADVANCED_OPEN, False)
+        return value is True or str(value).lower() == "true"  # INI files give booleans back as text
+
+    def set_train_advanced_open(self, open_: bool) -> None:
+        self._qs.setValue(TRAIN_ADVANCED_OPEN, bool(open_))
+        self._qs.sync()
+
+    # -- file dialogs ---------------------------------------------------------------------------------
+    def dialog_folder(self) -> str:
+        """Where an open or save dialog starts: the folder last used in one, else the user's Documents."""
+        last = str(self._qs.value(LAST_DIALOG_FOLDER, "") or "")
+        return last if last and os.path.isdir(last) else documents_folder()
+
+    def dialog_path(self, file_name: str) -> str:
+        """``file_name`` in ``dialog_folder()``: the suggested path of a save dialog."""
+        return str(Path(self.dialog_folder()) / file_name)
+
+    def remember_dialog_path(self, path: str) -> None:
+        """Remember the folder of a file (or a folder) the user chose in a dialog."""
+        if not path:
+            return
+        path = _normalise(path)
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        self._qs.setValue(LAST_DIALOG_FOLDER, folder)
+        self._qs.sync()
 
     # -- recent paths ---------------------------------------------------------------------------
     def recent_datasets(self) -> list[str]:

@@ -120,3 +120,11 @@ def test_setting_up_logging_twice_keeps_one_file_handler(log_file):
     setup_logging()
     handlers = [h for h in logging.getLogger("clipstudio").handlers if getattr(h, "_clipstudio_file", False)]
     assert len(handlers) == 1
+
+
+def test_every_error_shown_is_written_to_the_log(log_file, message_boxes):
+    show_error(None, "The folder /data/x has no images.")
+    show_error(None, "Something went wrong inside CLIP Studio: boom", "Traceback: boom at line 3")
+    text = _read(log_file)
+    assert "error shown to the user: The folder /data/x has no images." in text
+    assert "Traceback: boom at line 3" in text

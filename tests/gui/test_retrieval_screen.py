@@ -138,3 +138,36 @@ def test_an_unreadable_query_image_shows_a_placeholder(qtbot, screen, tmp_path, 
     screen.search_image(str(bad))
     assert screen.query_preview.text() == "query"
     assert str(bad) in screen.query_path_label.text()
+
+
+def _fake_run(folder) -> str:
+    import json
+
+    from clipstudio.engine.runs.layout import CONFIG_FILE, RUN_FILE
+
+    folder.mkdir(parents=True)
+    (folder / RUN_FILE).write_text(json.dumps({"method": "full"}))
+    (folder / CONFIG_FILE).write_text("{}")
+    return str(folder)
+
+
+def test_model_picker_offers_recent_runs_besides_the_current_one(qtbot, state, tmp_path):
+    from clipstudio.engine.runs.layout import runs_root
+    from clipstudio.gui.settings import AppSettings
+
+    in_runs_folder = _fake_run(runs_root() / "20250101-120000-lora")
+    opened_elsewhere = _fake_run(tmp_path / "elsewhere" / "my-run")
+    AppSettings().add_recent_run(opened_elsewhere)
+    widget = RetrievalScreen(state)
+    qtbot.addWidget(widget)
+    items = {widget.model_combo.itemText(i): widget.model_combo.itemData(i) for i in range(widget.model_combo.count())}
+    assert items["Recent run: my-run"] == f"run:{opened_elsewhere}"
+    assert items["Recent run: 20250101-120000-lora"] == f"run:{in_runs_folder}"
+    at = widget.model_combo.findData(f"run:{opened_elsewhere}")
+    assert widget.model_combo.itemData(at, 3) == opened_elsewhere  # ToolTipRole: the full path
+    state.set_run(in_runs_folder)  # the current run is listed once, as the training run
+    texts = [widget.model_combo.itemText(i) for i in range(widget.model_combo.count())]
+    assert "Training run: 20250101-120000-lora" in texts and "Recent run: 20250101-120000-lora" not in texts
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData(f"run:{opened_elsewhere}"))
+    assert widget._model_source() == (None, opened_elsewhere)
+    widget.shutdown()

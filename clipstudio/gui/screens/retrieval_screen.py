@@ -3,11 +3,12 @@
 The dataset's images are encoded once per model (the app's ``EmbeddingStore`` keeps the
 embeddings), so every further query only encodes its own text or image. The ranking is the
 engine's (``evaluation.search``), the same as ``clipstudio search``. Any model can be searched with, not only the
-app's current one: the built-in model, the latest training run, or a model folder.
+app's current one: the built-in model, the current or a recent training run, or a model folder.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,16 @@ from PySide6.QtWidgets import (
 
 from clipstudio.engine.errors import ImageError
 from clipstudio.engine.evaluation.search import SearchHit, search_image, search_text
-from clipstudio.engine.runs.layout import is_run_folder
+from clipstudio.engine.runs.layout import is_run_folder, list_runs
 from clipstudio.gui.screen_jobs import ScreenJobs
+from clipstudio.gui.settings import AppSettings
 from clipstudio.gui.state import AppState
 from clipstudio.gui.thumbnails import decode_thumbnail, to_qimage
 from clipstudio.gui.widgets.missing_input import NO_DATASET, MissingInputBanner
 from clipstudio.gui.widgets.prediction_grid import Tile, TileGrid
 
 CURRENT, BUILTIN, RUN, CHOOSE = "current", "builtin", "run", "choose"
+MAX_RECENT_RUNS = 8  # in the model picker, besides the current run
 QUERY_PREVIEW_SIZE = 68  # px, inside the 72 px dashed frame
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".dcm", ".dicom"}
 
@@ -153,7 +156,9 @@ class RetrievalScreen(QWidget):
             self.model_combo.addItem("Built-in model", BUILTIN)
         run = self.state.run_dir
         if run and is_run_folder(run):
-            self.model_combo.addItem(f"Training run: {Path(run).name}", f"{RUN}:{run}")
+            self._add_run_item(f"Training run: {Path(run).name}", run)
+        for recent in recent_runs(exclude=run):
+            self._add_run_item(f"Recent run: {Path(recent).name}", recent)
         for spec in folders:
             self.model_combo.addItem(f"Folder: {Path(spec[7:]).name}", spec)
         self.model_combo.addItem("Choose folder…", CHOOSE)
@@ -161,6 +166,10 @@ class RetrievalScreen(QWidget):
         self.model_combo.setCurrentIndex(max(0, index))
         self.model_combo.blockSignals(False)
         self._update_banner()
+
+    def _add_run_item(self, text: str, run: str) -> None:
+        self.model_combo.addItem(text, f"{RUN}:{run}")
+        self.model_combo.setItemData(self.model_combo.count() - 1, run, Qt.ItemDataRole.ToolTipRole)
 
     def add_model_folder(self, folder: str) -> None:
         """Offer a model folder (CLIP Studio, Hugging Face CLIP, or a run) in the picker and select it."""
@@ -172,8 +181,10 @@ class RetrievalScreen(QWidget):
     def _on_model_combo_activated(self, _index: int) -> None:
         if self.model_combo.currentData() != CHOOSE:
             return
-        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder")
+        settings = AppSettings()
+        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder", settings.dialog_folder())
         if folder:
+            settings.remember_dialog_path(folder)
             self.add_model_folder(folder)
         else:
             self.model_combo.setCurrentIndex(0)
@@ -245,9 +256,11 @@ class RetrievalScreen(QWidget):
                           self._on_image_search_succeeded)
 
     def choose_image(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a query image", "",
+        settings = AppSettings()
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a query image", settings.dialog_folder(),
                                               "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.dcm);;All files (*)")
         if path:
+            settings.remember_dialog_path(path)
             self.search_image(path)
 
     def _show_query_image(self, path: str) -> None:
@@ -284,7 +297,10 @@ class RetrievalScreen(QWidget):
             tip = f"{hit.path}\nscore {hit.score:.3f}"
             tip += f"\nclass: {class_of[hit.path]}" if hit.path in class_of else ""
             tip += "\n\n" + "\n".join(hit.captions) if hit.captions else ""
-            tiles.append(Tile(path=hit.path, lines=[f"#{n}   {hit.score:.3f}", label], tooltip=tip))
+            details = [f"Rank: {n} of {len(image_hits)}", f"Similarity: {hit.score:.3f}"]
+            details += [f"Caption: {caption}" for caption in hit.captions]
+            tiles.append(Tile(path=hit.path, lines=[f"#{n}   {hit.score:.3f}", label], tooltip=tip,
+                              true=class_of.get(hit.path), details=details))
         self.grid.set_tiles(tiles)
         table = self.captions_table
         table.setRowCount(len(caption_hits))
@@ -331,6 +347,15 @@ class RetrievalScreen(QWidget):
         self.jobs.shutdown()
         self.banner.shutdown()
         self.grid.shutdown()
+
+
+def recent_runs(exclude: str = "") -> list[str]:
+    """Run folders to offer: those the app opened or trained lately, then the newest in the runs folder."""
+    opened = [p for p in AppSettings().recent_runs() if is_run_folder(p)]
+    found = dict.fromkeys(os.path.abspath(p) for p in [*opened, *list_runs()])
+    if exclude:
+        found.pop(os.path.abspath(exclude), None)
+    return list(found)[:MAX_RECENT_RUNS]
 
 
 def _dropped_image(event) -> str | None:

@@ -115,6 +115,12 @@ class HealthView(QWidget):
         self._chart_layout.setContentsMargins(0, 0, 0, 0)
 
         self.problems_table = _table(["File", "Reason"])
+        # The reason is short and must be read whole; a long path gives way, cut in its middle.
+        self.problems_table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        problems_header = self.problems_table.horizontalHeader()
+        problems_header.setStretchLastSection(False)
+        problems_header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        problems_header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.problems_table.cellDoubleClicked.connect(self._on_problems_table_double_clicked)
         self.problems_table.setToolTip("Double-click a row to show the file in the file manager")
         self.duplicates_table = _table(["Leakage", "Splits", "Copies", "Files"])

@@ -3,7 +3,8 @@
 Only the tiles Qt actually paints ask for their thumbnail (``gui.thumbnails.ThumbnailLoader``
 decodes it, as for the Data screen's grid). ``TileGrid`` shows any list of tiles
 (e.g. search hits); ``PredictionGrid`` shows zero-shot predictions with a green or red border and
-filters them (misclassified only, by class, by confusion-matrix cell).
+filters them (misclassified only, by class, by confusion-matrix cell). Double-clicking a tile opens
+its image large in the grid's ``ImageViewer``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QWidget
 
 from clipstudio.gui.thumbnails import THUMB_SIZE, ThumbnailLoader
+from clipstudio.gui.widgets.image_viewer import ImageInfo, ImageViewer
 
 _TEXT_LINES = 3
 OK_COLOUR = QColor("#2e9d4f")
@@ -33,6 +35,19 @@ class Tile:
     correct: bool | None = None
     true: str | None = None
     pred: str | None = None
+    topk: list[tuple[str, float]] = field(default_factory=list)  # (class, probability), best first
+    details: list[str] = field(default_factory=list)  # further "Name: value" lines for the viewer
+
+    def image_info(self) -> ImageInfo:
+        """What the image viewer shows for this tile."""
+        return ImageInfo(
+            path=self.path,
+            label=self.true or "",
+            prediction=self.pred or "",
+            correct=self.correct,
+            topk=list(self.topk),
+            details=list(self.details),
+        )
 
 
 class TileModel(QAbstractListModel):
@@ -155,7 +170,8 @@ class TileDelegate(QStyledItemDelegate):
         y = thumb.bottom() + 6
         for line in tile.lines[:_TEXT_LINES]:
             text_rect = QRect(rect.left() + 2, y, rect.width() - 4, metrics.height())
-            elided = metrics.elidedText(line, Qt.TextElideMode.ElideRight, text_rect.width())
+            # In the middle: "pred: immat…ocyte 52%" keeps both ends of a long class name and the score.
+            elided = metrics.elidedText(line, Qt.TextElideMode.ElideMiddle, text_rect.width())
             painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, elided)
             y += metrics.height() + 1
         painter.restore()
@@ -183,6 +199,8 @@ class TileGrid(QListView):
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.verticalScrollBar().setSingleStep(24)
         self._empty_text = ""
+        self.viewer: ImageViewer | None = None  # built on the first double-click
+        self.doubleClicked.connect(self._on_double_clicked)
 
     def set_empty_text(self, text: str) -> None:
         """What the empty grid says (e.g. "No images match these filters")."""
@@ -210,6 +228,18 @@ class TileGrid(QListView):
     def visible_tiles(self) -> list[Tile]:
         """The tiles that pass the current filters, in grid order."""
         return [self.filter.index(r, 0).data(TileRole) for r in range(self.filter.rowCount())]
+
+    def open_tile(self, tile: Tile) -> ImageViewer:
+        """Show ``tile``'s image large, with its label, prediction and top-5."""
+        if self.viewer is None:
+            self.viewer = ImageViewer(self)
+        self.viewer.show_image(tile.image_info())
+        return self.viewer
+
+    def _on_double_clicked(self, index: QModelIndex) -> None:
+        tile = index.data(TileRole)
+        if tile is not None:
+            self.open_tile(tile)
 
     def shutdown(self) -> None:
         self.loader.shutdown()
@@ -239,6 +269,8 @@ def prediction_tile(prediction: dict) -> Tile:
         correct=correct,
         true=prediction["true"],
         pred=prediction["pred"],
+        topk=[(str(name), float(prob)) for name, prob in topk],
+        details=[f"Prediction set: {', '.join(plausible) or 'empty'}"] if plausible is not None else [],
     )
 
 

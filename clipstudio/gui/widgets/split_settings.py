@@ -46,13 +46,22 @@ def split_situation(dataset: Dataset | None) -> str:
     listed = ", ".join(names)
     if "val" in names:
         return (
-            f"This dataset comes with its own splits ({listed}), so the fractions are not used; "
-            "the group pattern still applies."
+            f"This dataset comes with its own splits ({listed}), so the fractions are not used: "
+            "its folders decide which images train, validate and test. The group pattern still applies."
         )
     return (
-        f"This dataset comes with its own splits ({listed}) but no val split: the val fraction of "
-        "train is held out for validation; the test fraction is not used."
+        f"This dataset comes with its own splits ({listed}) but no validation split, so the validation "
+        "fraction of its training images is held out for validation. There is no test fraction to set: "
+        "the dataset's own split decides which images are for testing."
     )
+
+
+def fractions_used(dataset: Dataset | None) -> tuple[bool, bool]:
+    """Whether the (validation, test) fractions change anything for this dataset (as ``train_val_indices``)."""
+    names = dataset.split_names() if dataset is not None else []
+    if not names:
+        return True, True
+    return "val" not in names, False
 
 
 def count_groups(dataset: Dataset, pattern: str) -> tuple[int, int]:
@@ -159,6 +168,11 @@ class SplitSettingsPanel(QWidget):
     def set_dataset(self, dataset: Dataset | None) -> None:
         self._dataset = dataset
         self.situation.setText(split_situation(dataset))
+        for box, used, name in zip((self.val_fraction, self.test_fraction), fractions_used(dataset),
+                                   ("val_fraction", "test_fraction"), strict=True):
+            box.setEnabled(used)
+            why = "" if used else "\n\nNot used for this dataset: it comes with its own splits."
+            box.setToolTip(help_for(DataConfig, name) + why)
         self.result.clear()
         self._update_groups()
 

@@ -2,6 +2,7 @@
 
 A decode is requested only when the delegate paints a tile (uniform item sizes, batched layout),
 so only visible tiles are ever decoded; ``gui.thumbnails.ThumbnailLoader`` does the decoding.
+Double-clicking a tile opens the image large in an ``ImageViewer``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from clipstudio.gui.thumbnails import THUMB_SIZE, DecodeFn, ThumbnailLoader, decode_thumbnail
+from clipstudio.gui.widgets.image_viewer import ImageInfo, ImageViewer
 
 ALL = "All"
 
@@ -207,6 +209,8 @@ class ThumbnailGrid(QWidget):
         self.view.setSelectionMode(QListView.SelectionMode.ExtendedSelection)
         self.view.setModel(self.proxy)
         self.view.setItemDelegate(_PaintRequestsDelegate(self.loader, self.view))
+        self.view.doubleClicked.connect(self._on_view_double_clicked)
+        self.viewer: ImageViewer | None = None  # built on the first double-click
 
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Class"))
@@ -239,6 +243,23 @@ class ThumbnailGrid(QWidget):
         for combo, value in ((self.class_combo, class_name), (self.split_combo, split)):
             at = combo.findData(value)
             combo.setCurrentIndex(at if at >= 0 else 0)
+
+    def open_item(self, item: ThumbnailItem) -> ImageViewer:
+        """Show ``item``'s image large, with its class, split and caption."""
+        if self.viewer is None:
+            self.viewer = ImageViewer(self)
+        info = ImageInfo(
+            path=item.path,
+            label=item.class_name,
+            split=item.split,
+            caption=item.caption,
+            error=self.loader.error(item.path) or "",
+        )
+        self.viewer.show_image(info)
+        return self.viewer
+
+    def _on_view_double_clicked(self, index) -> None:
+        self.open_item(self.model.item(self.proxy.mapToSource(index).row()))
 
     def visible_count(self) -> int:
         return self.proxy.rowCount()

@@ -2,16 +2,18 @@
 
 ``set_config(cfg)`` fills the fields, ``to_config(base)`` returns a copy of ``base`` with the form's
 values, and ``problem()`` is the ConfigError sentence of the current values ("" when they are valid).
-Every tooltip is the help text of the config field (``engine.config.help_for``), as in ``--help``.
+Every tooltip is the help text of the config field (``engine.config.help_for``), as in ``--help``;
+jargon fields start it with a plain sentence and have a "What does this mean?" link (``gui.help``).
+The jargon settings sit under "Advanced settings", closed until opened; the app remembers whether it
+was open, and the preset last chosen.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -24,13 +26,16 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from clipstudio.engine.config import DEFAULT_LEARNING_RATES, TrainConfig, help_for
 from clipstudio.engine.errors import ConfigError
-from clipstudio.engine.storage.paths import user_data_dir
+from clipstudio.engine.runs.layout import runs_root
+from clipstudio.gui.help import TERMS, explain_link
+from clipstudio.gui.settings import AppSettings
 
 METHODS = {  # method -> (label, one-line explanation)
     "full": ("Full fine-tune", "Both towers learn. Most flexible; needs the most images and memory."),
@@ -65,6 +70,7 @@ FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "img_size": ("img_size",),
     "augmentation": ("augmentation",),
     "amp": ("amp",),
+    "grad_accum": ("grad_accum",),
     "patience": ("early_stopping.patience",),
     "min_delta": ("early_stopping.min_delta",),
     "monitor": ("early_stopping.monitor",),
@@ -83,6 +89,11 @@ TOOLTIPS = {
     ),
     **{name: "\n".join(help_for(TrainConfig, path) for path in paths) for name, paths in FIELD_PATHS.items()},
 }
+for _name, _term in TERMS.items():  # jargon: a plain sentence first, then the technical help text
+    if _name in TOOLTIPS:
+        TOOLTIPS[_name] = f"{_term.plain}\n\n{TOOLTIPS[_name]}"
+TOOLTIPS["output"] += f"\nThe runs folder: {runs_root()}"
+ADVANCED_HINT = "warm-up, weight decay, loss, precision, LoRA, early stopping"
 
 
 def _combo(items: dict[str, str]) -> QComboBox:
@@ -137,6 +148,7 @@ class TrainForm(QWidget):
         self.img_size = _spin(0, 2048, "model default")
         self.augmentation = _combo(AUGMENTATIONS)
         self.amp = QCheckBox("Mixed precision (faster, less memory)")
+        self.grad_accum = _spin(1, 1024)
         self.patience = _spin(0, 1000, "off")
         self.min_delta = _double(0.0, 1e6, 4, 0.001)
         self.monitor = _combo(MONITORS)
@@ -147,7 +159,7 @@ class TrainForm(QWidget):
         self.loss = _combo(LOSSES)
         self.seed = _spin(0, 2**31 - 1)
         self.output = QLineEdit()
-        self.output.setPlaceholderText(str(Path(user_data_dir()) / "runs" / "<date-time>-<method>"))
+        self.output.setPlaceholderText("Automatic: a new folder in the runs folder")
         self.browse = QPushButton("Browse…")
         self.browse.setToolTip("Choose the run folder (an empty or new folder).")
         self.browse.clicked.connect(self._on_browse_clicked)
@@ -156,32 +168,55 @@ class TrainForm(QWidget):
             self.field(name).setToolTip(tip)
 
         general = QFormLayout()
-        general.addRow("Preset", self.preset)
-        general.addRow("Method", self.method)
+        self._add_row(general, "Preset", "preset")
+        self._add_row(general, "Method", "method")
         general.addRow("", self.method_help)
-        general.addRow("Epochs", self.epochs)
-        general.addRow("Batch size", self.batch_size)
-        general.addRow("Learning rate", self.learning_rate)
-        general.addRow("Warm-up steps", self.warmup_steps)
-        general.addRow("Weight decay", self.weight_decay)
-        general.addRow("Image size", self.img_size)
-        general.addRow("Augmentation", self.augmentation)
-        general.addRow("Loss", self.loss)
-        general.addRow("Seed", self.seed)
-        general.addRow("", self.amp)
+        self._add_row(general, "Epochs", "epochs")
+        self._add_row(general, "Batch size", "batch_size")
+        self._add_row(general, "Learning rate", "learning_rate")
+        self._add_row(general, "Image size", "img_size")
+        self._add_row(general, "Augmentation", "augmentation")
+
+        self.advanced_button = QToolButton()
+        self.advanced_button.setText("Advanced settings")
+        self.advanced_button.setCheckable(True)
+        self.advanced_button.setAutoRaise(True)
+        self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_button.setToolTip(f"Show or hide the settings most runs leave at their defaults ({ADVANCED_HINT}).")
+        advanced_hint = QLabel(f"({ADVANCED_HINT})")
+        advanced_hint.setObjectName("hint")
+        advanced_row = QHBoxLayout()
+        advanced_row.setContentsMargins(0, 0, 0, 0)
+        advanced_row.addWidget(self.advanced_button)
+        advanced_row.addWidget(advanced_hint, 1)
+
+        advanced = QFormLayout()
+        self._add_row(advanced, "Warm-up steps", "warmup_steps")
+        self._add_row(advanced, "Weight decay", "weight_decay")
+        self._add_row(advanced, "Loss", "loss")
+        self._add_row(advanced, "Gradient accumulation", "grad_accum")
+        self._add_row(advanced, "", "amp")
+        self._add_row(advanced, "Seed", "seed")
 
         self.lora_group = QGroupBox("LoRA")
         lora = QFormLayout(self.lora_group)
-        lora.addRow("Rank", self.lora_rank)
-        lora.addRow("Alpha", self.lora_alpha)
-        lora.addRow("Dropout", self.lora_dropout)
+        self._add_row(lora, "Rank", "lora_rank")
+        self._add_row(lora, "Alpha", "lora_alpha")
+        self._add_row(lora, "Dropout", "lora_dropout")
 
         stopping = QGroupBox("Early stopping and validation")
         stop_form = QFormLayout(stopping)
-        stop_form.addRow("Patience (epochs)", self.patience)
-        stop_form.addRow("Min. improvement", self.min_delta)
-        stop_form.addRow("Monitor", self.monitor)
-        stop_form.addRow("Cross-validation folds", self.cv_folds)
+        self._add_row(stop_form, "Patience (epochs)", "patience")
+        self._add_row(stop_form, "Min. improvement", "min_delta")
+        self._add_row(stop_form, "Monitor", "monitor")
+        self._add_row(stop_form, "Cross-validation folds", "cv_folds")
+
+        self.advanced_box = QWidget()
+        advanced_layout = QVBoxLayout(self.advanced_box)
+        advanced_layout.setContentsMargins(0, 0, 0, 0)
+        advanced_layout.addLayout(advanced)
+        advanced_layout.addWidget(self.lora_group)
+        advanced_layout.addWidget(stopping)
 
         out_row = QHBoxLayout()
         out_row.addWidget(self.output, 1)
@@ -192,11 +227,12 @@ class TrainForm(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(general)
-        layout.addWidget(self.lora_group)
-        layout.addWidget(stopping)
         layout.addWidget(output_box)
+        layout.addLayout(advanced_row)
+        layout.addWidget(self.advanced_box)
         layout.addStretch(1)
 
+        self._settings = AppSettings()
         self.set_config(TrainConfig())
         self.preset.setCurrentText(CUSTOM)
         self.preset.currentIndexChanged.connect(self._on_preset_current_index_changed)
@@ -205,6 +241,42 @@ class TrainForm(QWidget):
             signal = _change_signal(widget)
             if signal is not None and widget is not self.preset:
                 signal.connect(self._on_field_changed)
+        self.advanced_button.toggled.connect(self._on_advanced_button_toggled)
+        self._show_advanced(self._settings.train_advanced_open())
+        remembered = self._settings.train_preset()
+        if remembered in PRESETS:
+            self.preset.setCurrentText(remembered)  # -> apply_preset
+
+    def _add_row(self, form: QFormLayout, label: str, name: str) -> None:
+        """A form row for field ``name``: the label shares its tooltip; jargon gets a "What does this mean?" link."""
+        widget = self.field(name)
+        field: QWidget | QHBoxLayout = widget
+        if name in TERMS:
+            field = QHBoxLayout()
+            field.setContentsMargins(0, 0, 0, 0)
+            grows = isinstance(widget, QLineEdit | QComboBox)  # text and choices take the width; numbers don't
+            field.addWidget(widget, 1 if grows else 0)
+            field.addWidget(explain_link(name))
+            if not grows:
+                field.addStretch(1)
+        form.addRow(label, field)
+        caption = form.labelForField(field)
+        if caption is not None:
+            caption.setToolTip(widget.toolTip())
+
+    def advanced_open(self) -> bool:
+        return self.advanced_button.isChecked()
+
+    def _show_advanced(self, open_: bool) -> None:
+        blocked = self.advanced_button.blockSignals(True)
+        self.advanced_button.setChecked(open_)
+        self.advanced_button.blockSignals(blocked)
+        self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if open_ else Qt.ArrowType.RightArrow)
+        self.advanced_box.setVisible(open_)
+
+    def _on_advanced_button_toggled(self, open_: bool) -> None:
+        self._show_advanced(open_)
+        self._settings.set_train_advanced_open(open_)
 
     # --- fields ------------------------------------------------------------------------------------
     def fields(self) -> dict[str, QWidget]:
@@ -228,6 +300,7 @@ class TrainForm(QWidget):
             self.img_size.setValue(cfg.img_size or 0)
             _select(self.augmentation, cfg.augmentation)
             self.amp.setChecked(cfg.amp)
+            self.grad_accum.setValue(cfg.grad_accum)
             self.patience.setValue(cfg.early_stopping.patience or 0)
             self.min_delta.setValue(cfg.early_stopping.min_delta)
             _select(self.monitor, cfg.early_stopping.monitor)
@@ -256,6 +329,7 @@ class TrainForm(QWidget):
         cfg.img_size = self.img_size.value() or None
         cfg.augmentation = self.augmentation.currentData()
         cfg.amp = self.amp.isChecked()
+        cfg.grad_accum = self.grad_accum.value()
         cfg.early_stopping.patience = self.patience.value() or None
         cfg.early_stopping.min_delta = self.min_delta.value()
         cfg.early_stopping.monitor = self.monitor.currentData()
@@ -342,6 +416,7 @@ class TrainForm(QWidget):
 
     def _on_preset_current_index_changed(self, _index: int) -> None:
         self.apply_preset(self.preset.currentText())
+        self._remember_preset()
 
     def _on_method_current_index_changed(self, _index: int) -> None:
         self._update_method_help()
@@ -350,10 +425,15 @@ class TrainForm(QWidget):
         if self._applying:
             return
         self._sync_preset()
+        self._remember_preset()  # an edit away from a preset makes it Custom
         self.changed.emit()
 
+    def _remember_preset(self) -> None:
+        if self.preset.currentText() != self._settings.train_preset():
+            self._settings.set_train_preset(self.preset.currentText())
+
     def _on_browse_clicked(self) -> None:
-        start = self.output.text() or str(Path(user_data_dir()) / "runs")
+        start = self.output.text() or str(runs_root())
         folder = QFileDialog.getExistingDirectory(self, "Run folder", start)
         if folder:
             self.output.setText(folder)
