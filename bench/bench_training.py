@@ -122,11 +122,22 @@ def seed_style_epoch(model, paths: list[Path], texts: list[str], batch_size: int
 
 
 def trainer_epoch(
-    model, dataset, data_path: Path, method: str, batch_size: int, out: Path, *, whole_epoch: bool = False
+    model,
+    dataset,
+    data_path: Path,
+    method: str,
+    batch_size: int,
+    out: Path,
+    *,
+    whole_epoch: bool = False,
+    defaults: bool = False,
+    listen=None,
 ) -> tuple[float, int]:
     """One epoch of ``Trainer.fit``: (seconds, images) from the end of its first step to EpochEnded.
 
-    ``whole_epoch``: from TrainStarted instead, every image counted.
+    ``whole_epoch``: from TrainStarted instead, every image counted. ``defaults``: the app's default
+    augmentation and warm-up instead of none (the precision and thread choices are always the defaults).
+    ``listen``: also called with every event.
     """
     import shutil
 
@@ -142,16 +153,18 @@ def trainer_epoch(
         method=method,
         epochs=1,
         batch_size=batch_size,
-        augmentation="none",
-        warmup_steps=0,
         save_best=False,
         log_every_steps=1,  # a StepEnded for the first step: timing starts there
     )
+    if not defaults:
+        cfg.augmentation, cfg.warmup_steps = "none", 0
     marks: dict[str, float] = {}
     n_train = 0
 
     def on_event(event) -> None:
         nonlocal n_train
+        if listen is not None:
+            listen(event)
         if isinstance(event, TrainStarted):
             n_train = event.n_train
             if whole_epoch:

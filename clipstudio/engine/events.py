@@ -26,6 +26,9 @@ class TrainingStatus(StrEnum):
         return self in (TrainingStatus.COMPLETED, TrainingStatus.EARLY_STOPPED)
 
 
+VALIDATE_STAGE = "validate images"  # ProgressUpdated.stage while a training method scores its validation images
+
+
 @dataclass(frozen=True)
 class ProgressUpdated:
     """``done`` of ``total`` units of ``stage`` are finished (e.g. stage="encode images")."""

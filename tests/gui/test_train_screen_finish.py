@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from clipstudio.engine.config import TrainConfig
-from clipstudio.engine.events import ProgressUpdated
+from clipstudio.engine.events import VALIDATE_STAGE, ProgressUpdated
 from clipstudio.gui.screens import train_screen as train_screen_module
 from clipstudio.gui.screens.train_screen import TrainScreen, format_phase
 
@@ -56,6 +56,9 @@ def test_phase_lines_say_speed_and_time_left_in_words():
         "Reading images: 100 of 480 · 3.8 images/s · about 1 min 40 s left"
     )
     assert format_phase("check images", 3, 10, None) == "Check images: 3 of 10"
+    assert format_phase(VALIDATE_STAGE, 32, 120, 2.5) == (
+        "Checking the validation images: 32 of 120 · 2.5 images/s · about 35 s left"
+    )
 
 
 @pytest.mark.slow  # drives the main window through a whole (tiny) training run

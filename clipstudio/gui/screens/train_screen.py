@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from clipstudio.engine.config import TrainConfig, to_dict
 from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.events import (
+    VALIDATE_STAGE,
     CheckpointSaved,
     EpochEnded,
     EvalEnded,
@@ -112,6 +113,9 @@ _PHASES = {
                       "scoring with this model skip these images."),
     "decode images": ("Loading images", "images", "Each image is opened and resized once, before training."),
     "encode texts": ("Reading class descriptions", "texts", ""),
+    VALIDATE_STAGE: ("Checking the validation images", "images",
+                     "Before the first step and after every epoch the model is scored on the validation "
+                     "images: that is how the run measures progress and picks its best checkpoint."),
 }
 # Time left is shown once the phase has run this long: the first batch includes start-up costs.
 PHASE_ETA_AFTER_S = 1.0
@@ -446,7 +450,8 @@ class TrainScreen(QWidget):
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(e.step)
         text = (
-            f"epoch {e.epoch}/{run.get('epochs', '?')} · step {e.step}/{total} · {e.images_per_s:.0f} img/s"
+            f"epoch {e.epoch}/{run.get('epochs', '?')} · step {e.step}/{total} · "
+            f"{e.images_per_s:.{1 if e.images_per_s < 10 else 0}f} img/s"
         )
         done, elapsed = e.step - run["step0"], now - run["t0"]
         if done > 0 and elapsed > 0 and e.step < total:

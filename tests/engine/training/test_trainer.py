@@ -241,8 +241,7 @@ def test_cpu_training_times_its_thread_counts_and_gives_the_threads_back(
 def test_validation_reports_its_progress_so_a_slow_one_never_looks_hung(
     class_data, tiny_dual_dir, make_cfg, recorder
 ):
-    from clipstudio.engine.events import ProgressUpdated
-    from clipstudio.engine.training.methods.base import VALIDATE_STAGE
+    from clipstudio.engine.events import VALIDATE_STAGE, ProgressUpdated
 
     cfg = make_cfg(class_data, tiny_dual_dir, epochs=1, batch_size=2)
     result = Trainer(cfg, callbacks=[recorder]).fit()

@@ -19,8 +19,6 @@ from clipstudio.engine.events import Callback, ShouldStop, no_callback
 from clipstudio.engine.training.batches import Prefetcher
 from clipstudio.engine.training.optimizer import AmpPolicy
 
-VALIDATE_STAGE = "validate images"  # ProgressUpdated.stage while a method encodes its validation images
-
 
 class TrainingMethod(ABC):
     """A way of fine-tuning a model, as the Trainer drives it.
@@ -97,7 +95,7 @@ class TrainingMethod(ABC):
         """Validation metrics ({} without validation images); None when ``should_stop`` interrupted them.
 
         Methods that encode images to validate report it to ``progress`` as ProgressUpdated events
-        (stage ``VALIDATE_STAGE``), so a slow CPU validation shows its count and ETA.
+        (stage ``events.VALIDATE_STAGE``), so a slow CPU validation shows its count and ETA.
         """
 
     # --- checkpoints -------------------------------------------------------------------------------

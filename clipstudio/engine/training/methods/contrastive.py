@@ -25,7 +25,7 @@ from clipstudio.engine.embeddings import encode_texts, l2_normalise
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.evaluation.retrieval import retrieval_from_embeddings
 from clipstudio.engine.evaluation.zero_shot import class_text_embeddings, score_embeddings
-from clipstudio.engine.events import no_callback
+from clipstudio.engine.events import VALIDATE_STAGE, no_callback
 from clipstudio.engine.models import load_model_folder
 from clipstudio.engine.storage.atomic import atomic_write
 from clipstudio.engine.training.augment import BatchTransform
@@ -45,7 +45,7 @@ from clipstudio.engine.training.batches import (
     val_text_rng,
 )
 from clipstudio.engine.training.losses import contrastive_loss, in_batch_accuracy
-from clipstudio.engine.training.methods.base import VALIDATE_STAGE, TrainingMethod
+from clipstudio.engine.training.methods.base import TrainingMethod
 from clipstudio.engine.training.methods.lora import LoraAdapters, apply_lora, merged_copy
 
 if TYPE_CHECKING:
