@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 
 from clipstudio.engine.events import EvalEnded, StepEnded, TrainStarted
@@ -145,3 +146,31 @@ def test_reset_forgets_the_previous_runs_axis_ranges(plots):
     plots.redraw()
     plots.loss_plot.vb.updateAutoRange()
     assert plots.loss_plot.viewRange()[1][1] < 1  # the new run's losses set the height
+
+
+def _points_under_legend(plot) -> int:
+    """Curve points whose on-screen position lies under the plot's legend box."""
+    legend_rect = plot.legend.sceneBoundingRect()
+    view = plot.getViewBox()
+    count = 0
+    for curve in plot.listDataItems():
+        for x, y in zip(curve.xData, curve.yData, strict=True):
+            if legend_rect.contains(view.mapViewToScene(pg.Point(float(x), float(y)))):
+                count += 1
+    return count
+
+
+def test_the_legend_moves_off_the_newest_points(plots, qtbot):
+    """A loss that barely falls ends in the top-right corner, where the loss legend starts."""
+    plots.resize(700, 600)
+    plots.on_event(TrainStarted("run", "full", 2, 50, 100, 480, 120, "cpu"))
+    for step in range(1, 101):
+        plots.on_event(_step(step, loss=3.0 - 0.5 * (step < 20) * (20 - step) / 20))  # dips, then flat and high
+    plots.on_event(EvalEnded(epoch=1, metrics=(("val_loss", 3.0),)))
+    plots.redraw()
+    qtbot.wait(50)
+    plots.redraw()  # the layout has settled: place against the final geometry
+    qtbot.wait(50)
+
+    assert _points_under_legend(plots.loss_plot) == 0
+    assert plots._legend_corner[plots.loss_plot] != (1, 0)  # not the top right any more

@@ -19,7 +19,7 @@ import torch
 
 # ``model`` below is an ImageTextModel, typed Any: models.base imports this module, not the reverse.
 
-# How the towers are told apart by their top-level module names, as training's ``tower_modules`` does.
+# How the image tower is told apart by its top-level module names (here and in training's ``tower_modules``).
 IMAGE_TOWER_WORDS = ("vision", "visual", "image")
 
 

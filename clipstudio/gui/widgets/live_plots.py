@@ -21,6 +21,9 @@ from clipstudio.gui.style import BASE, MUTED_TEXT, PLOT_COLOURS, TEXT
 
 REDRAW_INTERVAL_MS = 200  # ~5 Hz: smooth enough to watch, cheap enough to never stall the GUI
 INITIAL_CAPACITY = 256
+# Legend corners as pyqtgraph anchors (x, y), 1 = right / bottom; the legend takes the emptiest one.
+LEGEND_CORNERS = ((1, 0), (1, 1), (0, 0), (0, 1))
+LEGEND_MARGIN_PX = 20  # the legend's offset from the corner plus a little air
 
 # Validation metrics per epoch: key in EvalEnded.metrics -> legend label (pairs and class data).
 EPOCH_METRICS = {
@@ -77,6 +80,7 @@ class LivePlots(pg.GraphicsLayoutWidget):
         self._last_step = 0
         self._pairs = False
         self._closed = False
+        self._legend_corner: dict[pg.PlotItem, tuple[int, int]] = {}
 
         self.loss_plot = self._plot(0, "Loss", "optimizer step", "loss")
         self.metric_plot = self._plot(1, "Validation", "epoch (0 = starting model)", "score", legend="bottom")
@@ -108,8 +112,10 @@ class LivePlots(pg.GraphicsLayoutWidget):
         plot.setDownsampling(auto=True, mode="peak")
         if legend:
             # Top right suits falling curves (loss); rising scores keep the bottom right free instead.
+            # Either moves to another corner when the curves reach it (_place_legend).
             offset = (-10, 10) if legend == "top" else (-10, -10)
             plot.addLegend(offset=offset, labelTextColor=TEXT, brush=pg.mkBrush(255, 255, 255, 200))
+            self._legend_corner[plot] = (1, 0) if legend == "top" else (1, 1)
         for name in ("left", "bottom"):
             axis = plot.getAxis(name)
             axis.setPen(pg.mkPen(MUTED_TEXT))
@@ -208,6 +214,41 @@ class LivePlots(pg.GraphicsLayoutWidget):
                 plot.addItem(curve)  # adds the legend entry too
             curve.setData(buffer.x, buffer.y)
         self._dirty.clear()
+        for plot in (self.loss_plot, self.metric_plot):
+            self._place_legend(plot)
+
+    def _place_legend(self, plot: pg.PlotItem) -> None:
+        """Move the legend to the corner of the plot that covers the fewest points (never the newest ones)."""
+        legend, view = plot.legend, plot.getViewBox()
+        if legend is None or view.width() <= 0 or view.height() <= 0 or not legend.items:
+            return
+        points = [
+            (np.asarray(c.xData), np.asarray(c.yData))
+            for c in plot.listDataItems()
+            if c.xData is not None and len(c.xData)
+        ]
+        if not points:
+            return
+        xs, ys = np.concatenate([p[0] for p in points]), np.concatenate([p[1] for p in points])
+        (x0, x1), (y0, y1) = view.viewRange()
+        if view.autoRangeEnabled()[1]:  # the view follows the data: it may not have caught up yet
+            y0, y1 = float(np.nanmin(ys)), float(np.nanmax(ys))
+        w = (legend.boundingRect().width() + LEGEND_MARGIN_PX) / view.width() * (x1 - x0)
+        h = (legend.boundingRect().height() + LEGEND_MARGIN_PX) / view.height() * ((y1 - y0) or 1.0)
+
+        def covered(corner: tuple[int, int]) -> int:
+            right, bottom = corner
+            in_x = xs >= x1 - w if right else xs <= x0 + w
+            in_y = ys <= y0 + h if bottom else ys >= y1 - h
+            return int(np.count_nonzero(in_x & in_y))
+
+        corners = sorted(LEGEND_CORNERS, key=lambda c: (covered(c), c != self._legend_corner.get(plot)))
+        best = corners[0]
+        if best != self._legend_corner.get(plot):
+            self._legend_corner[plot] = best
+            right, bottom = best
+            offset = (-10 if right else 10, -10 if bottom else 10)
+            legend.anchor(itemPos=best, parentPos=best, offset=offset)
 
     # --- internals ---------------------------------------------------------------------------------
     def _append(self, key: str, x: float, y: float) -> None:

@@ -27,6 +27,7 @@ from clipstudio.engine.evaluation.retrieval import retrieval_from_embeddings
 from clipstudio.engine.evaluation.zero_shot import class_text_embeddings, score_embeddings
 from clipstudio.engine.events import VALIDATE_STAGE, no_callback
 from clipstudio.engine.models import load_model_folder
+from clipstudio.engine.models.fingerprint import IMAGE_TOWER_WORDS
 from clipstudio.engine.storage.atomic import atomic_write
 from clipstudio.engine.training.augment import BatchTransform
 from clipstudio.engine.training.batches import (
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
     from clipstudio.engine.training.optimizer import AmpPolicy
 
 ADAPTER_FILE = "adapter.safetensors"  # LoRA checkpoints: unmerged trainable weights, for resuming
-_IMAGE_WORDS = ("vision", "visual", "image")
 _TEXT_WORDS = ("text",)
 
 
@@ -65,7 +65,7 @@ def tower_modules(module: nn.Module) -> dict[str, list[tuple[str, nn.Module]]]:
     towers: dict[str, list[tuple[str, nn.Module]]] = {"image": [], "text": []}
     for name, child in module.named_children():
         lower = name.lower()
-        if any(w in lower for w in _IMAGE_WORDS):
+        if any(w in lower for w in IMAGE_TOWER_WORDS):
             towers["image"].append((name, child))
         elif any(w in lower for w in _TEXT_WORDS):
             towers["text"].append((name, child))
