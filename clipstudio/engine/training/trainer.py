@@ -64,7 +64,7 @@ from clipstudio.engine.runs.layout import (
     write_history,
     write_run_info,
 )
-from clipstudio.engine.runtime.threads import ThreadTuner, thread_candidates
+from clipstudio.engine.runtime.threads import OtherProcessesLoad, ThreadTuner, thread_candidates
 from clipstudio.engine.training import setup
 from clipstudio.engine.training.batches import CLASSES
 from clipstudio.engine.training.checkpoint import (
@@ -143,6 +143,7 @@ class Trainer:
         self.pos = _Position()
         self.method: TrainingMethod | None = None
         self.threads: ThreadTuner | None = None  # CPU runs: see _thread_tuner
+        self._others_load: OtherProcessesLoad | None = None
         self._session_start: float | None = None  # when this session's training began
 
     @property
@@ -339,9 +340,16 @@ class Trainer:
             return None
 
         def changed(threads: int, rates: dict[int, float]) -> None:
+            if not rates:
+                self._log(f"Training on all {threads} CPU threads again: other programs have quietened down.")
+                return
             measured = ", ".join(f"{n} thread(s) {r:.1f} images/s" for n, r in rates.items())
-            self._log(f"Training on {threads} CPU thread(s): the fastest now ({measured}).")
+            self._log(
+                f"Training on {threads} CPU thread(s) while other programs use the CPU: "
+                f"the fastest now ({measured})."
+            )
 
+        self._others_load = OtherProcessesLoad()
         return ThreadTuner(candidates, torch.set_num_threads, on_change=changed)
 
     # --- one epoch -------------------------------------------------------------------------------
@@ -396,7 +404,8 @@ class Trainer:
                 else:
                     self.optimizer.step()
                 if self.threads is not None:
-                    self.threads.observe(time.monotonic() - step_start, sum(n for _, _, n in stats))
+                    images = sum(n for _, _, n in stats)
+                    self.threads.observe(time.monotonic() - step_start, images, self._others_load())
                 pos.step += 1
                 pos.batch_pos = group_end
                 if pos.step % cfg.log_every_steps == 0 or pos.batch_pos == n_batches:
