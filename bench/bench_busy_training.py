@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--avx2", action="store_true", help="add the AVX2-only-CPU condition (a child process)")
+    ap.add_argument("--conditions", nargs="+", default=None, choices=["quiet", "busy", "avx2"],
+                    help="run only these conditions (default: quiet busy, plus avx2 with --avx2)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.setdefault("CLIPSTUDIO_CACHE_DIR", str(Path(tmp) / "cache"))
             print(json.dumps(measure(args.child, args.images, args.batch, False, Path(tmp))))
         return 0
-    conditions = ["quiet", "busy"] + (["avx2"] if args.avx2 else [])
+    conditions = args.conditions or ["quiet", "busy"] + (["avx2"] if args.avx2 else [])
     rows = run(args.models, args.images, args.batch, conditions)
     _, md = write_results("busy_training", rows)
     print(md.read_text(encoding="utf-8"))

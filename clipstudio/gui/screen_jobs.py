@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QLabel, QWidget
 
+from clipstudio.engine.events import ProgressUpdated
 from clipstudio.gui.errors import show_error
+from clipstudio.gui.phases import PhaseTracker
 from clipstudio.gui.workers import Job, TaskWorker
 
 
@@ -20,6 +23,7 @@ class ScreenJobs(QObject):
         self._workers: list[TaskWorker] = []
         self._status_label: QLabel | None = None
         self._progress_suffix = ""
+        self._phase = PhaseTracker()
 
     def show_status_on(self, label: QLabel, *, progress_suffix: str = "") -> None:
         """Jobs started without their own ``failed`` / ``progressed`` slots report on ``label``:
@@ -28,8 +32,8 @@ class ScreenJobs(QObject):
         self._progress_suffix = progress_suffix
 
     def _on_job_progressed(self, event: object) -> None:
-        text = progress_text(event)
-        if text and self._status_label is not None:
+        if isinstance(event, ProgressUpdated) and self._status_label is not None:
+            text = self._phase.text(event, time.monotonic())
             self._status_label.setText(f"{text}{self._progress_suffix}")
 
     def _on_job_failed(self, message: str, details: str) -> None:
@@ -85,11 +89,3 @@ class ScreenJobs(QObject):
             worker.cancel()
         for worker in list(self._workers):
             worker.wait()
-
-
-def progress_text(event: object) -> str | None:
-    """'encode images 120/300' for a ProgressUpdated event, else None."""
-    stage, done, total = (getattr(event, k, None) for k in ("stage", "done", "total"))
-    if stage is None or done is None or total is None:
-        return None
-    return f"{stage[:1].upper()}{stage[1:]}: {done}/{total}"

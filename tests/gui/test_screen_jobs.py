@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 from PySide6.QtWidgets import QLabel, QWidget
 
 from clipstudio.engine.events import ProgressUpdated
-from clipstudio.gui.screen_jobs import ScreenJobs, progress_text
+from clipstudio.gui.screen_jobs import ScreenJobs
 
 
 def test_progress_and_failure_show_on_the_status_label(qtbot, message_boxes):
@@ -43,6 +44,17 @@ def test_shutdown_cancels_and_waits_for_every_job(qtbot):
     assert not jobs.busy()
 
 
-def test_progress_text_reads_progress_events_only():
-    assert progress_text(ProgressUpdated(stage="encode texts", done=1, total=4)) == "Encode texts: 1/4"
-    assert progress_text(object()) is None
+def test_job_progress_is_worded_with_speed_and_time_left(qtbot, monkeypatch):
+    import clipstudio.gui.screen_jobs as screen_jobs_module
+
+    clock = iter([10.0, 12.0])
+    monkeypatch.setattr(screen_jobs_module, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    label = QLabel()
+    jobs = ScreenJobs()
+    jobs.show_status_on(label, progress_suffix=" (scoring)")
+    jobs._on_job_progressed(ProgressUpdated(stage="encode images", done=0, total=300))
+    assert label.text() == "Reading images: 0 of 300 (scoring)"
+    jobs._on_job_progressed(ProgressUpdated(stage="encode images", done=60, total=300))
+    assert label.text() == "Reading images: 60 of 300 · 30 images/s · about 8 s left (scoring)"
+    jobs._on_job_progressed(object())  # not progress: the line stays
+    assert label.text().startswith("Reading images: 60 of 300")

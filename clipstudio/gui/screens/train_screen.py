@@ -36,7 +36,6 @@ from PySide6.QtWidgets import (
 from clipstudio.engine.config import TrainConfig, to_dict
 from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.events import (
-    VALIDATE_STAGE,
     CheckpointSaved,
     EpochEnded,
     EvalEnded,
@@ -56,6 +55,7 @@ from clipstudio.engine.runs.layout import (
     runs_root,
 )
 from clipstudio.gui.errors import show_error
+from clipstudio.gui.phases import PhaseTracker, format_duration, format_phase, phase_help
 from clipstudio.gui.style import ERROR, MUTED_TEXT, icon
 from clipstudio.gui.widgets.train_form import TrainForm
 from clipstudio.gui.workers import TaskWorker
@@ -94,64 +94,6 @@ class TrainJob:
         )
 
 
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-# The engine's progress stages as the Train screen names them (name, unit, what it is); long phases
-# (reading the images: for a linear probe almost all of the run) show counts, speed and time left.
-_PHASES = {
-    "encode images": ("Reading images", "images",
-                      "The model reads each image once. What it finds is remembered, so later runs and "
-                      "scoring with this model skip these images."),
-    "decode images": ("Loading images", "images", "Each image is opened and resized once, before training."),
-    "encode texts": ("Reading class descriptions", "texts", ""),
-    VALIDATE_STAGE: ("Checking the validation images", "images",
-                     "Before the first step and after every epoch the model is scored on the validation "
-                     "images: that is how the run measures progress and picks its best checkpoint."),
-}
-# Time left is shown once the phase has run this long: the first batch includes start-up costs.
-PHASE_ETA_AFTER_S = 1.0
-
-
-@dataclass
-class PhaseClock:
-    """When a progress phase started and where it was then, for its speed and time left."""
-
-    stage: str
-    total: int
-    start_done: int
-    start_time: float
-
-    def follows(self, stage: str, total: int, done: int) -> bool:
-        return stage == self.stage and total == self.total and done >= self.start_done
-
-    def speed(self, done: int, now: float) -> float | None:
-        """Units per second since the phase started (None until it has run a moment)."""
-        elapsed = now - self.start_time
-        if elapsed < PHASE_ETA_AFTER_S or done <= self.start_done:
-            return None
-        return (done - self.start_done) / elapsed
-
-
-def format_phase(stage: str, done: int, total: int, speed: float | None) -> str:
-    """'Loading images: 120 of 480 · 4.2 images/s · about 1 min 26 s left' (speed None: no rate yet)."""
-    name, unit, _ = _PHASES.get(stage, (f"{stage[:1].upper()}{stage[1:]}", "done", ""))
-    text = f"{name}: {done} of {total}"
-    if speed:
-        text += f" · {speed:.1f} {unit}/s" if speed < 10 else f" · {speed:.0f} {unit}/s"
-        if done < total:
-            text += f" · about {format_duration((total - done) / speed)} left"
-    return text
-
-
 _METRIC_NAMES = {
     "val_loss": "val loss",
     "val_acc": "val acc",
@@ -179,7 +121,7 @@ class TrainScreen(QWidget):
         self._resume_dir = ""  # a run folder Resume continues
         self._run: dict[str, Any] = {}  # facts of the run in progress (from its events)
         self._problem_shown = ""  # the start problem the message line shows, cleared once fixed
-        self._phase: PhaseClock | None = None  # the progress phase under way (encoding images…)
+        self._phase = PhaseTracker()  # the progress phase under way (encoding images…): speed, time left
         self._switch_interval = sys.getswitchinterval()
 
         self.form = TrainForm()
@@ -348,7 +290,7 @@ class TrainScreen(QWidget):
         log.info("training: %s Settings: %s", line, json.dumps(to_dict(job.cfg), sort_keys=True))
         self._run = {"cv": job.cfg.cv.use_cv, "epochs": job.cfg.epochs, "batch": job.cfg.batch_size}
         self._resume_dir = ""
-        self._phase = None
+        self._phase = PhaseTracker()
         self.view_results_button.hide()
         self.progress.setRange(0, 0)  # busy until the first step
         self.eta.setText("Preparing data and model…")
@@ -398,13 +340,10 @@ class TrainScreen(QWidget):
             self._on_train_ended(event)
 
     def _show_phase(self, e: ProgressUpdated) -> None:
-        now = time.monotonic()
-        if self._phase is None or not self._phase.follows(e.stage, e.total, e.done):
-            self._phase = PhaseClock(e.stage, e.total, e.done, now)  # cached images count as done at once
         self.progress.setRange(0, max(e.total, 1))
         self.progress.setValue(e.done)
-        self.eta.setText(format_phase(e.stage, e.done, e.total, self._phase.speed(e.done, now)))
-        self.eta.setToolTip(_PHASES.get(e.stage, ("", "", ""))[2])
+        self.eta.setText(self._phase.text(e, time.monotonic()))
+        self.eta.setToolTip(phase_help(e.stage))
 
     def _on_train_started(self, e: TrainStarted) -> None:
         log.info("training started in %s: %s on %s, %d training and %d validation images, %d epochs",
