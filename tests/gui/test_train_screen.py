@@ -341,3 +341,16 @@ def test_opening_another_run_hides_view_results(screen, app_state, tmp_path):
     assert screen.view_results_button.isVisible()
     app_state.set_run(str(tmp_path / "another"))
     assert not screen.view_results_button.isVisible()
+
+
+def test_after_an_epochs_validation_the_bar_and_line_count_steps_again(screen):
+    """Validation progress moves the bar to images (120 of 120); the status after it is about steps."""
+    screen._on_worker_event_emitted(TrainStarted("run", "full", 10, 15, 150, 480, 120, "cpu"))
+    screen._on_worker_event_emitted(
+        StepEnded(epoch=1, step=15, total_steps=150, loss=3.0, lr=1e-6, images_per_s=12.0)
+    )
+    screen._on_worker_event_emitted(ProgressUpdated(VALIDATE_STAGE, 120, 120))
+    assert screen.eta.text().startswith("Checking the validation images: 120 of 120")
+    screen._on_worker_event_emitted(EvalEnded(epoch=1, metrics=(("val_acc", 0.5),)))
+    assert screen.eta.text() == "epoch 2/10 · step 15/150 · training…"
+    assert (screen.progress.value(), screen.progress.maximum()) == (15, 150)

@@ -355,6 +355,7 @@ class TrainScreen(QWidget):
             steps_per_epoch=e.steps_per_epoch,
             t0=None,
             step0=e.start_step,
+            step=e.start_step,
             saved_step=None,
         )
         if e.start_step > 0:
@@ -377,12 +378,15 @@ class TrainScreen(QWidget):
         epochs, total = self._run.get("epochs"), self._run.get("total")
         if epochs is None or total is None or e.epoch >= epochs:
             return
-        step = self.progress.value()
+        step = self._run.get("step", 0)  # the bar counted validation images meanwhile: back to steps
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(step)
         self.eta.setText(f"epoch {e.epoch + 1}/{epochs} · step {step}/{total} · training…")
 
     def _show_step(self, e: StepEnded) -> None:
         run = self._run
         now = time.monotonic()
+        run["step"] = e.step
         if run.get("t0") is None:
             run["t0"], run["step0"] = now, e.step
         total = e.total_steps
