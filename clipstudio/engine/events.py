@@ -63,7 +63,7 @@ class TrainStarted:
     device: str  # e.g. "cuda:0", "cpu"
     start_epoch: int = 1  # > 1 when resuming
     start_step: int = 0  # optimizer steps already done (resume)
-    precision: str = ""  # AmpPolicy.description, e.g. "full precision (fp32) (this CPU has no bf16 units, ...)"
+    precision: str = ""  # AmpPolicy.description, e.g. "full precision (fp32) — this CPU has no bf16 units, ..."
 
 
 @dataclass(frozen=True)

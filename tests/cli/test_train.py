@@ -30,7 +30,7 @@ def test_train_writes_a_run_folder_and_flags_override_the_config_file(
     assert read_history(out_dir)["epoch"] == [1, 2]
     assert "epoch 1/2" in out and "epoch 2/2" in out and "val" in out
     assert f"Run folder: {out_dir}" in out and "Best val_balanced_acc" in out
-    assert "Precision: full precision (fp32) (mixed precision is off)." in out  # what it chose, and why
+    assert "Precision: full precision (fp32) — mixed precision is off." in out  # what it chose, and why
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,7 @@ def _cpu_check() -> Bf16Check:
     if platform.machine().lower() in _X86:
         units = _x86_bf16_units()
         if units:
-            return Bf16Check(True, f"this CPU computes bf16 natively ({units})")
+            return Bf16Check(True, f"this CPU computes bf16 natively, with {units} units")
         return Bf16Check(False, "this CPU only emulates bf16 (no AVX512-BF16 or AMX units)")
     speedup = measure_cpu_bf16_speedup()
     if speedup >= MIN_SPEEDUP:

@@ -100,9 +100,12 @@ class AmpPolicy:
 
     @property
     def description(self) -> str:
-        """For the user's log: "bf16 mixed precision (this GPU computes bf16 natively)"."""
-        words = "full precision (fp32)" if self.dtype is None else f"{self.name} mixed precision"
-        return f"{words} ({self.reason})" if self.reason else words
+        """For the user's log: "bf16 mixed precision — this GPU computes bf16 natively"."""
+        if self.dtype is None:
+            words = "full precision (fp32)"
+        else:
+            words = f"{'fp16 with loss scaling' if self.use_scaler else 'bf16'} mixed precision"
+        return f"{words} — {self.reason}" if self.reason else words
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(

@@ -114,7 +114,10 @@ class LivePlots(pg.GraphicsLayoutWidget):
             # Top right suits falling curves (loss); rising scores keep the bottom right free instead.
             # Either moves to another corner when the curves reach it (_place_legend).
             offset = (-10, 10) if legend == "top" else (-10, -10)
-            plot.addLegend(offset=offset, labelTextColor=TEXT, brush=pg.mkBrush(255, 255, 255, 200))
+            # One row (two entries side by side): low enough to find a free corner on a short plot.
+            plot.addLegend(
+                offset=offset, labelTextColor=TEXT, brush=pg.mkBrush(255, 255, 255, 200), colCount=2
+            )
             self._legend_corner[plot] = (1, 0) if legend == "top" else (1, 1)
         for name in ("left", "bottom"):
             axis = plot.getAxis(name)

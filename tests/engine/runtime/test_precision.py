@@ -22,7 +22,7 @@ def test_a_cpu_without_bf16_units_trains_in_fp32_and_says_why(fresh_check, monke
     policy = amp_policy(torch.device("cpu"), enabled=True)
     assert policy.dtype is None and not policy.use_scaler
     assert policy.description == (
-        "full precision (fp32) (this CPU has no bf16 units, so bf16 would be far slower than fp32)"
+        "full precision (fp32) — this CPU has no bf16 units, so bf16 would be far slower than fp32"
     )
 
 
@@ -49,7 +49,7 @@ def test_the_environment_forces_the_answer_without_measuring(fresh_check, monkey
 
 def test_mixed_precision_off_is_fp32_everywhere():
     policy = amp_policy(torch.device("cpu"), enabled=False)
-    assert policy.dtype is None and policy.description == "full precision (fp32) (mixed precision is off)"
+    assert policy.dtype is None and policy.description == "full precision (fp32) — mixed precision is off"
 
 
 def test_the_measurement_times_both_precisions_on_this_cpu():

@@ -238,7 +238,7 @@ def test_cpu_training_on_a_busy_machine_times_its_thread_counts_and_gives_the_th
     assert 1 in applied  # the single thread was tried on real steps...
     assert applied[-1] == 2  # ...and the run's end gives back the count it started with
     started = next(e for e in recorder.events if isinstance(e, TrainStarted))
-    assert started.precision.startswith(("full precision (fp32)", "bfloat16 mixed precision"))
+    assert started.precision.startswith(("full precision (fp32) — ", "bf16 mixed precision — "))
 
 
 def test_validation_reports_its_progress_so_a_slow_one_never_looks_hung(
