@@ -445,7 +445,7 @@ class TrainConfig:
     )
     gpu_id: int = _help("Which CUDA GPU when the device is auto.", default=0)
     log_every_steps: int = _help(
-        "Progress events and metrics.jsonl lines every N optimizer steps.", default=10
+        "Progress events and metrics.jsonl lines every N optimizer steps (and at least every 2 s).", default=10
     )
     lora: LoraConfig = field(default_factory=LoraConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)

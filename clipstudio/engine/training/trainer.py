@@ -80,6 +80,9 @@ from clipstudio.engine.training.methods.base import TrainingMethod
 from clipstudio.engine.training.optimizer import AmpPolicy, cosine_lr, make_optimizer, set_lr
 
 _STEP_EVENT_INTERVAL_S = 0.1
+# A step record (metrics.jsonl line + StepEnded) at least this often, whatever log_every_steps says:
+# at 3-10 s per step on a CPU, 10 steps would leave the app's progress line still for a minute.
+_SLOW_WINDOW_S = 2.0
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
@@ -408,8 +411,9 @@ class Trainer:
                     self.threads.observe(time.monotonic() - step_start, images, self._others_load())
                 pos.step += 1
                 pos.batch_pos = group_end
-                if pos.step % cfg.log_every_steps == 0 or pos.batch_pos == n_batches:
-                    now = time.monotonic()
+                now = time.monotonic()
+                slow = now - window["start"] >= _SLOW_WINDOW_S  # slow CPU steps: never silent for long
+                if pos.step % cfg.log_every_steps == 0 or pos.batch_pos == n_batches or slow:
                     seconds = max(now - window["start"], 1e-9)
                     record = {
                         "epoch": epoch,

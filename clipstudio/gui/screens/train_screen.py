@@ -311,7 +311,7 @@ class TrainScreen(QWidget):
         if self.busy():
             self._worker.cancel()
             self.stop_button.setEnabled(False)
-            self.eta.setText("Stopping after the current step…")
+            self.eta.setText("Stopping… (the run is saved as it stands)")
             self._append_log("Stop requested; saving the run…")
             log.info("training: stop requested")
 

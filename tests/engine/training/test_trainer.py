@@ -303,3 +303,19 @@ def test_a_run_stopped_in_its_first_validation_resumes_by_finishing_it(class_dat
     assert resumed.status == "completed", resumed.message
     assert set(resumed.history["initial"]) >= {"val_loss", "val_acc"}
     assert read_history(resumed.run_dir)["initial"] == resumed.history["initial"]
+
+
+def test_slow_steps_are_reported_whatever_log_every_steps_says(
+    class_data, tiny_dual_dir, make_cfg, recorder, monkeypatch
+):
+    """At 3-10 s per CPU step, a report every 10 steps left the app's progress line still for a minute."""
+    import clipstudio.engine.training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "_SLOW_WINDOW_S", 0.0)  # every step counts as slow
+    cfg = make_cfg(class_data, tiny_dual_dir, epochs=1, batch_size=2, log_every_steps=10)
+    result = Trainer(cfg, callbacks=[recorder]).fit()
+
+    assert result.status == "completed", result.message
+    steps = [e.step for e in recorder.events if isinstance(e, StepEnded)]
+    assert steps and steps[0] == 1
+    assert len(_metrics_losses(result.run_dir)) == steps[-1]  # one metrics line per step
