@@ -90,10 +90,6 @@ class ThreadTuner:
         self.chosen = self.candidates[0]  # the count in use between checks
         self._since_check = 0
 
-    @property
-    def exploring(self) -> bool:
-        return bool(self._queue)
-
     def observe(self, seconds: float, images: int, others: float | None = None) -> None:
         """Record one step of ``images`` that took ``seconds`` at ``self.threads``; may change the count.
 

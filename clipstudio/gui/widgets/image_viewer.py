@@ -2,9 +2,9 @@
 
 The Data screen's thumbnails, the Results screen's predictions and the Retrieval screen's hits all
 describe their image as an ``ImageInfo`` and call ``ImageViewer.show_image``. The image is decoded
-like the thumbnails (``gui.thumbnails.decode_thumbnail``: DICOM, EXIF orientation, 16-bit greys),
-only larger; small images (28 px MedMNIST) are enlarged with bicubic smoothing, as image viewers in
-radiology do (pixel blocks made a 28-px chest X-ray unrecognisable at 17x).
+by the thumbnails' decoder (``gui.thumbnails.decode_thumbnail``: DICOM, EXIF orientation, 16-bit
+greys), only larger; small images (28 px MedMNIST) are enlarged with its bicubic smoothing, as
+image viewers in radiology do (pixel blocks made a 28-px chest X-ray unrecognisable at 17x).
 """
 
 from __future__ import annotations
@@ -13,17 +13,14 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QWidget
 
-from clipstudio.engine.data.images import load_image
 from clipstudio.engine.errors import ImageError
-from clipstudio.gui.thumbnails import to_qimage
+from clipstudio.gui.thumbnails import decode_thumbnail, to_qimage
 
 VIEW_SIZE = 560  # px: the longer side of the shown image, at most (less on a small screen)
-ENLARGE_BELOW = 128  # px: images smaller than this are enlarged by a whole factor
 
 
 @dataclass(frozen=True)
@@ -67,18 +64,11 @@ def describe(info: ImageInfo) -> str:
 
 
 def decode_large(path: str, size: int) -> QImage:
-    """The image at ``path`` with its longer side at most ``size`` px; small images are enlarged smoothly.
+    """The image at ``path`` with its longer side ``size`` px (``ImageError`` when it can't be read).
 
-    Raises ``ImageError`` when the file can't be read."""
-    image = load_image(path)
-    width, height = image.size
-    scale = size / max(width, height)
-    if scale < 1:
-        image.thumbnail((size, size), reducing_gap=2.0)
-    elif max(width, height) < ENLARGE_BELOW:
-        factor = max(1, int(scale))
-        image = image.resize((width * factor, height * factor), Image.Resampling.BICUBIC)
-    return to_qimage((image.width, image.height, image.tobytes()))
+    The thumbnails' own decoder at a larger size: smaller images are enlarged with bicubic smoothing.
+    """
+    return to_qimage(decode_thumbnail(path, size))
 
 
 TEXT_ROOM_PX = 420
