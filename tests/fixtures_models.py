@@ -73,8 +73,9 @@ def build_tiny_clip(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def build_tiny_dual(folder: Path, seed: int = 0) -> Path:
-    """A tiny DualEncoder (small_cnn backbone, 2-layer BERT with MiniLM's vocabulary) saved CLIP Studio-style."""
+def build_tiny_dual(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
+    """A tiny DualEncoder (small_cnn backbone, 2-layer BERT with MiniLM's vocabulary) saved CLIP Studio-style;
+    ``image_size``: its own input size in pixels."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -102,7 +103,7 @@ def build_tiny_dual(folder: Path, seed: int = 0) -> Path:
         embed_dim=16,
         pretrained_image=False,
         text_encoder_name="tiny-bert",
-        preprocessing=ImagePreprocessing(image_size=32),
+        preprocessing=ImagePreprocessing(image_size=image_size),
     )
     return model.save(folder)
 

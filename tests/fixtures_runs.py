@@ -45,7 +45,7 @@ def colour_classes(root: Path, per_class: int = 6) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, tiny_clip_dir) -> dict[str, Path]:
-    """A full fine-tuning run and a linear-probe run of the tiny CLIP on three colour classes."""
+    """A full fine-tuning run, a linear-probe run and a Tip-Adapter-F run of the tiny CLIP on three colour classes."""
     # Imported here, as in fixtures_models: a plugin module loads for every test, and the training
     # stack (torch, transformers) only for the tests that ask for a run.
     from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
@@ -63,6 +63,8 @@ def trained(tmp_path_factory, tiny_clip_dir) -> dict[str, Path]:
                            warmup_steps=0, amp=False)  # fmt: skip
         probe = TrainConfig(**common, output=str(root / "probe"), method="linear_probe", epochs=4,
                             batch_size=8, learning_rate=0.2, warmup_steps=0, weight_decay=0.0)  # fmt: skip
-        for cfg in (full, probe):
+        tip = TrainConfig(**common, output=str(root / "tip"), method="tip_adapter_f", epochs=2, batch_size=4,
+                          learning_rate=1e-3, warmup_steps=0)  # fmt: skip
+        for cfg in (full, probe, tip):
             assert Trainer(cfg).fit().status == "completed"
-    return {"data": data, "full": root / "full", "probe": root / "probe", "start": tiny_clip_dir}
+    return {"data": data, "full": root / "full", "probe": root / "probe", "tip": root / "tip", "start": tiny_clip_dir}

@@ -17,6 +17,7 @@ from clipstudio.engine.config import (
     AUGMENTATIONS,
     LOSSES,
     MONITORS,
+    PROBE_PRIORS,
     TRAIN_METHODS,
     DataConfig,
     EvalConfig,
@@ -114,11 +115,15 @@ def add_eval_args(p: argparse.ArgumentParser, *, recall: bool = False) -> None:
 
 
 def add_clinical_args(p: argparse.ArgumentParser, operating_point_default: str = "") -> None:
-    """Conformal coverage, the operating point rule and the HTML report (class data);
+    """Conformal coverage, the operating point rule, subgroups and the HTML report (class data);
     ``operating_point_default`` words a default other than the config's."""
     p.add_argument("--coverage", type=open_unit_interval, metavar="C", help=field_help(EvalConfig, "coverage"))
     point_help = field_help(EvalConfig, "operating_point", with_default=not operating_point_default)
     p.add_argument("--operating-point", metavar="RULE", help=f"{point_help} {operating_point_default}".rstrip())
+    p.add_argument("--group", metavar="REGEX",
+                   help="subgroups: metrics per value of the first capture group of REGEX, searched in each "
+                        "image's path below the dataset folder, e.g. '^(site\\d+)/'; a subgroup clearly below "
+                        "the overall figure is flagged")
     p.add_argument("--report", metavar="FILE",
                    help="also write a self-contained HTML report (charts, example errors; opens offline)")
 
@@ -144,6 +149,7 @@ _TRAIN_OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "data.val_fraction": (("--val-fraction",), {"type": fraction}),
     "data.seed": (("--split-seed",), {"type": non_negative_int, "metavar": "N"}),
     "data.group_regex": (("--group-regex",), {"metavar": "RE"}),
+    "data.shots_per_class": (("--shots",), {"type": positive_int, "metavar": "K"}),
     "gpu_id": (("--gpu-id",), {"type": non_negative_int}),
     "num_workers": (("--num-workers",), {"type": non_negative_int}),
     "seed": (("--seed",), {"type": non_negative_int}),
@@ -151,6 +157,7 @@ _TRAIN_OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "lora.rank": (("--lora-rank",), {"type": positive_int}),
     "lora.alpha": (("--lora-alpha",), {"type": positive_float}),
     "lora.dropout": (("--lora-dropout",), {"type": fraction}),
+    "probe.prior": (("--probe-prior",), {"choices": PROBE_PRIORS}),
 }
 # Switches: TrainConfig field -> (flag, the value it sets, what the flag does).
 _TRAIN_SWITCHES = {

@@ -1,7 +1,7 @@
 """The clinical metrics as the terminal shows them: a few short lines under a command's result table.
 
 They read the JSON blocks (``auc``, ``calibration``, ``conformal``, ``operating_point``,
-``validation``, ``paired``), so the terminal and ``--json`` always agree.
+``subgroups``, ``validation``, ``paired``), so the terminal and ``--json`` always agree.
 """
 
 from __future__ import annotations
@@ -40,6 +40,21 @@ def clinical_lines(d: dict) -> list[str]:
     point = d.get("operating_point")
     if point is not None:
         lines.extend(_operating_point_lines(point))
+    if d.get("subgroups"):
+        lines.extend(subgroup_lines(d["subgroups"]))
+    return lines
+
+
+def subgroup_lines(report: dict) -> list[str]:
+    """One line per subgroup: n, accuracy and balanced accuracy with CIs; flagged ones say so."""
+    lines = [_line("subgroups", f"by {report['grouping']}" if report.get("grouping") else "")]
+    rows = [("all images", report["overall"]), *report["groups"].items()]
+    width = max(len(name) for name, _ in rows)
+    for name, g in rows:
+        flag = f"  CLEARLY WORSE on {', '.join(m.replace('_', ' ') for m in g['flagged'])}" if g["flagged"] else ""
+        lines.append(_line("", f"{name:<{width}}  n={g['n']:<5} accuracy {_estimate(g['accuracy'], 2, False, False)}"
+                               f"  balanced {_estimate(g['balanced_accuracy'], 2, False, False)}{flag}"))
+    lines.append(_line("", "(clearly worse: even the top of its 95% CI lies below the figure for all images)"))
     return lines
 
 
@@ -80,12 +95,12 @@ def _operating_point_lines(point: dict) -> list[str]:
     return lines
 
 
-def _estimate(e: dict, digits: int = 3, why: bool = True) -> str:
+def _estimate(e: dict, digits: int = 3, why: bool = True, n: bool = True) -> str:
     if e.get("value") is None:
         return f"undefined ({e.get('reason')})" if why else "undefined"
     ci = e.get("ci95")
     interval = f" (95% CI {ci[0]:.{digits}f}-{ci[1]:.{digits}f})" if ci else ""
-    return f"{e['value']:.{digits}f}{interval}, n={e['n']}"
+    return f"{e['value']:.{digits}f}{interval}" + (f", n={e['n']}" if n else "")
 
 
 def _line(label: str, text: str) -> str:

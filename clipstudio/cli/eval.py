@@ -20,7 +20,9 @@ from clipstudio.cli.steps import embedding_cache, load_data, pick_split
 from clipstudio.engine.config import ModelConfig
 from clipstudio.engine.data.health import health_report
 from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.evaluation.clinical_scoring import with_subgroups
 from clipstudio.engine.evaluation.report import check_report_path, render_report, write_report
+from clipstudio.engine.evaluation.subgroups import groups_from_pattern
 from clipstudio.engine.runs.layout import CALIBRATION_FILE, is_run_folder
 
 HELP = "a run's model before and after fine-tuning, on the same images"
@@ -52,9 +54,12 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         check_report_path(args.report)  # before minutes of scoring, not after
     dataset = load_data(cfg)
-    if args.report and not dataset.is_classification:
-        raise ConfigError(f"--report needs class data; {cfg.data.path} has no class labels.")
+    for flag, given in (("--report", args.report), ("--group", args.group)):
+        if given and not dataset.is_classification:
+            raise ConfigError(f"{flag} needs class data; {cfg.data.path} has no class labels.")
     part = pick_split(dataset, cfg)
+    if args.group:  # a pattern that matches none of the images fails now, not after the scoring
+        groups_from_pattern(part.dataset.paths, args.group, dataset.root)
     bars = ProgressBars()
     try:
         result = compare_run(
@@ -76,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     if result.operating_point_from == STORED_POINT:
         print(f"Applied the operating point stored in {args.run} ({CALIBRATION_FILE}, chosen on validation); "
               "--operating-point chooses a new one.", file=sys.stderr)
+    if args.group and result.clinical is not None and result.clinical.clinical is not None:
+        # Subgroups of the trained model's scoring, on the same calibrated probabilities.
+        result.clinical = with_subgroups(result.clinical, args.group, dataset.root)
+        result.after["subgroups"] = result.clinical.clinical.subgroups.to_dict()
     if result.calibration_saved is not None:
         print(f"Saved what was fitted on validation (temperature, operating point) to {result.calibration_saved}.",
               file=sys.stderr)
@@ -85,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         html = render_report(result.clinical, part, dataset, health=health_report(dataset, check_images=False),
                              run_dir=args.run, comparison=result,
                              settings={"coverage target": cfg.eval.coverage, "operating point from": point,
-                                       "WiSE-FT alpha": args.wise_alpha})
+                                       "WiSE-FT alpha": args.wise_alpha, "subgroup pattern": args.group})
         print_report_written(write_report(args.report, html))
     return EXIT_OK
 

@@ -25,6 +25,7 @@ from clipstudio.engine.events import (
     TrainEnded,
     TrainingStatus,
     TrainStarted,
+    epoch_setting,
 )
 
 HELP = "fine-tune a model on class folders or image-caption pairs into a run folder"
@@ -81,7 +82,7 @@ class TrainProgress:
         self.others = ProgressBars(enabled)
         self._enabled = enabled
         self._bar: Any = None
-        self._epochs = 0
+        self._epochs, self._method = 0, ""
         self._initial = ""
         self._started = False
 
@@ -106,7 +107,7 @@ class TrainProgress:
 
     def on_started(self, event: TrainStarted) -> None:
         self.close()
-        self._epochs = event.epochs
+        self._epochs, self._method = event.epochs, event.method
         self._write(
             f"Training ({event.method}) on {event.device}: {event.n_train} training and {event.n_val} "
             f"validation images, {event.epochs} epoch(s) of {event.steps_per_epoch} step(s) -> {event.run_dir}"
@@ -139,7 +140,7 @@ class TrainProgress:
         self._bar.refresh()
 
     def on_epoch(self, event: EpochEnded) -> None:
-        self._write(format_epoch(event, self._epochs))
+        self._write(format_epoch(event, self._epochs, self._method))
 
     def _write(self, line: str) -> None:
         tqdm.write(line, file=sys.stdout)
@@ -151,13 +152,13 @@ class TrainProgress:
         self.others.close()
 
 
-def format_epoch(e: EpochEnded, epochs: int) -> str:
-    """One line per epoch: train loss/acc, val loss/acc, balanced accuracy or mean recall, lr, seconds."""
+def format_epoch(e: EpochEnded, epochs: int, method: str = "") -> str:
+    """One line per epoch: train loss/acc, val loss/acc, balanced accuracy or mean recall, lr (or L2 strength), seconds."""
     parts = [f"epoch {e.epoch}/{epochs}", f"train loss {e.train_loss:.4f} acc {e.train_acc:.3f}"]
     val = e.val_metrics()
     if val:
         parts.append("val " + " ".join(_metric_text(_EPOCH_METRIC_NAMES[k], k, v) for k, v in val.items()))
-    parts += [f"lr {e.lr:.2e}", f"{e.seconds:.1f} s"]
+    parts += [epoch_setting(method, e.lr), f"{e.seconds:.1f} s"]
     return "  ".join(parts)
 
 

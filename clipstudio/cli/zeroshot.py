@@ -26,9 +26,14 @@ from clipstudio.cli.console import (
 from clipstudio.cli.steps import embedding_cache, load_data, load_model, pick_split, prompt_set
 from clipstudio.engine.data.health import health_report
 from clipstudio.engine.errors import DataError
-from clipstudio.engine.evaluation.clinical_scoring import calibrated_predictions, score_clinical
+from clipstudio.engine.evaluation.clinical_scoring import (
+    calibrated_predictions,
+    score_clinical,
+    with_subgroups,
+)
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.evaluation.report import check_report_path, render_report, write_report
+from clipstudio.engine.evaluation.subgroups import groups_from_pattern
 from clipstudio.engine.storage.atomic import atomic_write_text
 
 HELP = "zero-shot classification accuracy with class prompts"
@@ -55,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"{dataset.source or dataset.root}: zero-shot needs class labels for at least 2 classes "
                         f"(class folders, or a label column); this dataset has {len(dataset.class_names)}.")
     part = pick_split(dataset, cfg)
+    if args.group:  # a pattern that matches none of the images fails now, not after the scoring
+        groups_from_pattern(part.dataset.paths, args.group, dataset.root)
     prompts = prompt_set(cfg)
     model = load_model(cfg)
     bars = ProgressBars()
@@ -65,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
                                 batch_size=cfg.eval.batch_size, callback=bars)
     finally:
         bars.close()
+    if args.group and scored.clinical is not None:
+        scored = with_subgroups(scored, args.group, dataset.root)
     result = scored.result
     if result.problems:
         report_problems(result.problems, "could not read")
@@ -81,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         html = render_report(scored, part, dataset, health=health_report(dataset, check_images=False),
                              model_spec=cfg.model.spec, prompts=prompts,
                              settings={"coverage target": cfg.eval.coverage,
-                                       "operating point rule": cfg.eval.operating_point})
+                                       "operating point rule": cfg.eval.operating_point,
+                                       "subgroup pattern": args.group})
         print_report_written(write_report(args.report, html))
     show_result(args.json, payload, lambda: format_zero_shot(payload))
     return EXIT_OK

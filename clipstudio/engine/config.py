@@ -70,6 +70,11 @@ class DataConfig:
         "which fold each image is in. Training randomness has its own seed.",
         default=0,
     )
+    shots_per_class: int | None = _help(
+        "Few-shot: train on only this many images per class (drawn at random with the split seed, the same "
+        "ones every time); validation is unchanged. Default: every training image.",
+        default=None,
+    )
     group_regex: str | None = _help(
         r"Pattern searched in each file name, e.g. '^(P\d+)_'; images with the same match (or first "
         "capture group) are one patient and stay in one split or fold. Default: none, every image is its own group.",
@@ -87,6 +92,8 @@ class DataConfig:
             )
         if self.seed < 0:
             raise ConfigError(f"data.seed must not be negative (got {self.seed}).")
+        if self.shots_per_class is not None and self.shots_per_class < 1:
+            raise ConfigError(f"data.shots_per_class must be at least 1 or null (got {self.shots_per_class}).")
 
 
 @dataclass
@@ -312,10 +319,13 @@ def _coerce(tp: Any, value: Any, where: str, version: int = SCHEMA_VERSION) -> A
 # --- Fine-tuning -------------------------------------------------------------------------------
 # Every default below is the documented one: the CLI's --help and the GUI's tooltips read the help texts.
 
-TRAIN_METHODS = ("full", "lock_image", "lock_text", "linear_probe", "lora")
+TRAIN_METHODS = ("full", "lock_image", "lock_text", "linear_probe", "lora", "tip_adapter", "tip_adapter_f")
+# Methods that fit a classifier on the frozen model's image embeddings: class data only.
+CLASS_DATA_METHODS = ("linear_probe", "tip_adapter", "tip_adapter_f")
 LOSSES = ("multi_positive", "clip")
 AUGMENTATIONS = ("none", "minimal", "standard")
 MONITORS = ("val_acc", "val_loss")
+PROBE_PRIORS = ("auto", "text", "none")
 
 # Learning rate used when ``TrainConfig.learning_rate`` is None, per method. Small on purpose:
 # a few hundred to a few thousand clinical images overfit fast and can wipe out what the
@@ -325,7 +335,9 @@ DEFAULT_LEARNING_RATES = {
     "lock_image": 1e-5,  # LiT: one tower frozen, the other fine-tuned as in "full"
     "lock_text": 1e-5,
     "lora": 1e-4,  # only small adapters train, so they can take larger steps
-    "linear_probe": 1e-3,  # one C x D matrix on frozen embeddings
+    "linear_probe": 1e-3,  # not used: the probe's head is solved exactly (L-BFGS), not stepped
+    "tip_adapter": 1e-3,  # not used: nothing trains
+    "tip_adapter_f": 1e-3,  # the Tip-Adapter paper's: only the cache keys train
 }
 
 
@@ -347,6 +359,19 @@ class LoraConfig:
         "in CLIP, query/key/value/attention.output.dense in BERT/MiniLM; a tower without attention "
         "(EfficientNet) stays frozen except its projection.",
         default=None,
+    )
+
+
+@dataclass
+class ProbeConfig:
+    """The linear probe (method "linear_probe"): logistic regression on the frozen image embeddings."""
+
+    prior: str = _help(
+        '"text": the L2 penalty pulls the class head towards the zero-shot head (the prompts), so few '
+        'images move it little. "none": towards zero, as scikit-learn\'s LogisticRegression. "auto": "text" '
+        "where the prompts beat chance on the validation images, else \"none\". Each epoch tries a weaker "
+        "penalty (strong to weak); validation picks the best.",
+        default="auto",
     )
 
 
@@ -396,11 +421,18 @@ class TrainConfig:
     )
     method: str = _help(
         '"full": fine-tune both towers (contrastive). "lock_image" / "lock_text": LiT, one tower frozen. '
-        '"linear_probe": encoders frozen, a class head initialised from the prompt embeddings (class data '
-        'only). "lora": low-rank adapters on the attention layers, merged into the saved model.',
+        '"linear_probe": encoders frozen, a logistic-regression class head on the image embeddings, its '
+        'penalty chosen on validation (class data only). "lora": low-rank adapters on the attention layers, merged into the saved model. '
+        '"tip_adapter": encoders frozen, zero-shot plus a cache of the training images (Tip-Adapter), nothing trained, '
+        'how much the cache counts chosen on validation (class data only). "tip_adapter_f": the same with the cache '
+        'trained (Tip-Adapter-F; the paper trains 20 epochs).',
         default="full",
     )
-    epochs: int = _help("Passes over the training images.", default=10)
+    epochs: int = _help(
+        "Passes over the training images (the linear probe: penalty strengths tried, strong to weak; "
+        "tip_adapter: always 1).",
+        default=10,
+    )
     batch_size: int = _help("Images per step (contrastive: also texts per step).", default=32)
     learning_rate: float | None = _help(
         f"Peak learning rate. Default: the method's own ({_LR_TABLE}); small on purpose, so a few "
@@ -414,7 +446,8 @@ class TrainConfig:
         "Optimizer steps of linear warm-up before the cosine decay (at most 1/5 of the run).", default=50
     )
     img_size: int | None = _help(
-        "Training image size in pixels. Default: the model's own input size (ViT models: keep it).",
+        "Training image size in pixels. Default: the model's own input size, except that on the CPU small images "
+        "(64 px or less) train at 112 px with CNN models such as the built-in one (ViT models: keep it).",
         default=None,
     )
     augmentation: str = _help(
@@ -448,6 +481,7 @@ class TrainConfig:
         "Progress events and metrics.jsonl lines every N optimizer steps (and at least every 2 s).", default=10
     )
     lora: LoraConfig = field(default_factory=LoraConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     save_best: bool = _help(
         "Keep checkpoint_best (best monitored metric) besides checkpoint_latest.", default=True
@@ -470,6 +504,7 @@ class TrainConfig:
             "loss": (self.loss, LOSSES),
             "augmentation": (self.augmentation, AUGMENTATIONS),
             "early_stopping.monitor": (self.early_stopping.monitor, MONITORS),
+            "probe.prior": (self.probe.prior, PROBE_PRIORS),
         }
         for name, (value, allowed) in choices.items():
             if value not in allowed:

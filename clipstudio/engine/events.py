@@ -136,6 +136,13 @@ class Callback(Protocol):
     def __call__(self, event: object) -> None: ...
 
 
+def epoch_setting(method: str, value: float) -> str:
+    """The epoch's setting beside its losses: the learning rate, or the linear probe's L2 penalty strength."""
+    if method == "tip_adapter":
+        return "nothing trained"
+    return f"L2 strength {value:.1e}" if method == "linear_probe" else f"lr {value:.2e}"
+
+
 def no_callback(event: object) -> None:
     """The default callback: drop every event."""
 

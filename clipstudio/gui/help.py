@@ -1,8 +1,11 @@
-"""In-app help: plain-language explanations of the training jargon, "Getting started" and the shortcuts.
+"""In-app help: plain-language explanations of the jargon, "Getting started" and the shortcuts.
 
 Each ``Term`` has one plain sentence (the start of its tooltip) and a short explanation (the "What does
-this mean?" dialog); the technical detail under both is the config field's own help text
-(``engine.config.help_for``), the one written for ``--help``, so it is never written twice.
+this mean?" dialog); for a training setting, the technical detail under both is the config field's own
+help text (``engine.config.help_for``), the one written for ``--help``, so it is never written twice.
+Every screen marks its jargon the same way: ``explain(key, widgets...)`` gives the widgets the term's
+tooltip and returns the link to place beside them; ``explain_links`` is one row of links for a block
+of figures (the Results summary).
 "Getting started" is docs/WALKTHROUGH.md, bundled beside ``resources/`` (installer/clipstudio.spec),
 rendered as markdown. The shortcut list is read from the window's own actions and shortcuts.
 """
@@ -141,6 +144,17 @@ TERMS: dict[str, Term] = {
         "depend on any single detail. 0.05 (5 %) is a common choice.",
         "lora.dropout",
     ),
+    "probe_prior": Term(
+        "Linear probe penalty",
+        "What the linear probe falls back on when it has few images: what the prompts say, or nothing.",
+        "The linear probe learns one weight per class and image feature. A penalty keeps those weights "
+        "from following every quirk of the training images. \"The prompts\" pulls them towards the "
+        "zero-shot classifier your class prompts make, so with a handful of images per class the probe "
+        "stays close to zero-shot and improves on it; \"zero\" is plain logistic regression, as a "
+        "statistician would fit it. \"Automatic\" uses the prompts only if they do better than chance on "
+        "your validation images. Each epoch tries a weaker penalty; the validation images pick the best.",
+        "probe.prior",
+    ),
     "patience": Term(
         "Early stopping",
         "Stops training when the validation result has not improved for this many epochs.",
@@ -185,6 +199,80 @@ TERMS: dict[str, Term] = {
         "before they become probabilities: a large scale makes the model sound very sure of its first "
         "choice, a small one spreads the probability over several classes. It is learned during training.",
     ),
+    "embed_dim": Term(
+        "Embedding size",
+        "How many numbers the model uses to describe each image and each text.",
+        "The model turns every image and every text into a list of numbers (an embedding) and compares "
+        "those lists. More numbers can hold finer detail; the size is fixed by the model and is not a "
+        "measure of quality on its own.",
+    ),
+    "max_text_tokens": Term(
+        "Max text tokens",
+        "The longest text the model can read, counted in word pieces.",
+        "Texts are cut into word pieces (tokens): a common word is one piece, a rare medical word "
+        "several. Anything beyond this many pieces is ignored, so keep prompts and captions short.",
+    ),
+    "balanced_accuracy": Term(
+        "Balanced accuracy",
+        "The average of the per-class accuracies, so a rare class counts as much as a common one.",
+        "Plain accuracy can look good when a model calls everything the most common class. Balanced "
+        "accuracy scores each class on its own images and averages the classes, so ignoring a rare class "
+        "shows. With equal class sizes the two are the same.",
+    ),
+    "confidence_interval": Term(
+        "95 % confidence interval",
+        "The range the true figure probably lies in, given how many images were scored.",
+        "A score measured on a few hundred images is uncertain: on other images of the same kind it could "
+        "come out somewhat higher or lower. The interval shows how much. Two models whose intervals "
+        "overlap a lot may not really differ.",
+    ),
+    "auc": Term(
+        "AUC",
+        "How well the model's scores rank a class's images above the other images: 0.5 is guessing, 1 is perfect.",
+        "AUC is the area under the ROC curve. It is the chance that a randomly picked image of the class "
+        "gets a higher score for that class than a randomly picked image of another class. It does not "
+        "depend on a threshold. With several classes, the macro AUC averages each class against the rest.",
+    ),
+    "operating_point": Term(
+        "Operating point",
+        "The probability above which an image is called positive; moving it trades sensitivity against specificity.",
+        "The model gives every image a probability. A low threshold calls more images positive: fewer "
+        "cases are missed (higher sensitivity) but more healthy images are flagged (lower specificity). "
+        "The app starts at a threshold chosen on the validation images; the figures show what each "
+        "threshold would do on the report images.",
+    ),
+    "calibration": Term(
+        "Calibration error (ECE) and temperature",
+        "How far the model's stated confidence is from how often it is actually right.",
+        "A well calibrated model that says 80 % is right about 80 % of the time. The expected calibration "
+        "error (ECE) is the average gap, so lower is better. Temperature scaling divides the model's scores "
+        "by one number, T, fitted on the validation images: T above 1 makes the model less sure of itself, "
+        "below 1 more sure. It never changes which class comes first, only how confident the model sounds.",
+    ),
+    "prediction_sets": Term(
+        "Prediction sets",
+        "For each image, the classes the model cannot rule out, sized so the true class is in the set at "
+        "the target rate.",
+        "Instead of one answer, the model names every class that is still plausible for the image. The "
+        "sets are tuned on the validation images (split conformal prediction) so that the true class is in "
+        "the set for about the target share of images (the coverage, e.g. 90 %). One class means the model "
+        "is sure; a large set means the image is hard.",
+    ),
+    "paired_comparison": Term(
+        "Paired comparison",
+        "Compares the two models on the very same images, so a difference is not down to which images were used.",
+        "Each image is scored by both models. The interval of the difference comes from re-drawing the "
+        "images many times (a paired bootstrap); if it does not include 0, the change is unlikely to be "
+        "chance. McNemar's test looks only at the images one model gets right and the other wrong: a small "
+        "p (below 0.05) means the two models really differ.",
+    ),
+    "similarity": Term(
+        "Similarity score",
+        "How close an image is to your text or image in the model's eyes: higher is closer.",
+        "The model turns images and texts into lists of numbers and measures the angle between them "
+        "(cosine similarity). Scores are only comparable within one model and one search; they are not "
+        "probabilities.",
+    ),
 }
 
 
@@ -218,6 +306,32 @@ def explain_link(key: str, text: str = EXPLAIN_LINK) -> QLabel:
     label.setToolTip(TERMS[key].plain)
     label.linkActivated.connect(lambda link: show_explanation(label.window(), link))
     return label
+
+
+def explain(key: str, *widgets: QWidget, text: str = EXPLAIN_LINK) -> QLabel:
+    """Give ``widgets`` the term's tooltip (its plain sentence first) and return its "What does this
+    mean?" link (or ``text``), for a control or figure whose name is jargon."""
+    for widget in widgets:
+        widget.setToolTip(TERMS[key].tooltip())
+    return explain_link(key, text)
+
+
+def explain_links(links: dict[str, str], lead: str = "What do these mean?") -> QLabel:
+    """One line of links for a block of figures, "What do these mean? AUC · ECE": ``links`` maps each
+    term's key to its link text (the name the figures use)."""
+    row = " · ".join(f'<a href="{key}">{html.escape(text)}</a>' for key, text in links.items())
+    label = QLabel(f"{html.escape(lead)} {row}")
+    label.setObjectName("hint")
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse)
+    label.setToolTip(terms_tooltip(list(links)))
+    label.linkActivated.connect(lambda link: show_explanation(label.window(), link))
+    return label
+
+
+def terms_tooltip(keys: list[str]) -> str:
+    """The plain sentences of several terms, one per line, for a widget that shows all of them."""
+    return "\n".join(f"{TERMS[key].title}: {TERMS[key].plain}" for key in keys)
 
 
 # --- Getting started -------------------------------------------------------------------------------

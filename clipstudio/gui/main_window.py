@@ -54,6 +54,7 @@ DEVICE_DETECT_DELAY_MS = 1500  # after the first paint, so importing torch never
 # first, seconds on a CPU); after this long it quits anyway.
 QUIT_WAIT_S = 15.0
 QUIT_POLL_MS = 50
+STATUS_MESSAGE_MS = 10_000  # a status-bar message shows this long
 
 
 def detect_device(callback, should_stop) -> str:
@@ -182,6 +183,14 @@ class MainWindow(QMainWindow):
             return
         self.stack.setCurrentIndex(row)
         self._view_actions.actions()[row].setChecked(True)
+        # A message belongs to the screen it was posted on ("Press View results on the Train screen"):
+        # the new screen says what it shows, if it can, or the status bar clears.
+        describe = getattr(self.stack.widget(row), "status_text", None)
+        text = describe() if callable(describe) else ""
+        if text:
+            self.statusBar().showMessage(text, STATUS_MESSAGE_MS)
+        else:
+            self.statusBar().clearMessage()
 
     # -- menus --------------------------------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -325,7 +334,7 @@ class MainWindow(QMainWindow):
             self.show_screen(key)
 
     def _on_state_status_posted(self, text: str) -> None:
-        self.statusBar().showMessage(text, 10_000)
+        self.statusBar().showMessage(text, STATUS_MESSAGE_MS)
 
     # -- drag and drop --------------------------------------------------------------------------------
     @staticmethod

@@ -136,3 +136,16 @@ def test_eval_report_has_the_training_curves_and_the_before_after_comparison(cli
 def test_eval_report_into_a_folder_fails_in_one_line(cli, tmp_path, trained):
     code, _, err = cli("eval", trained["full"], trained["data"], "--report", tmp_path)
     assert code == 2 and "is a folder" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_eval_group_gives_the_trained_models_subgroups(cli, tmp_path, trained):
+    run = shutil.copytree(trained["full"], tmp_path / "run")
+    out_json = tmp_path / "eval.json"
+    code, out, err = cli("eval", run, _binary_data(tmp_path / "data"), "--json", out_json, "--device", "cpu",
+                         "--group", r"_([0-1])\.png$")
+    assert code == 0, err
+    d = json.loads(out_json.read_text(encoding="utf-8"))
+    subgroups = d["after"]["subgroups"]
+    assert {k: g["n"] for k, g in subgroups["groups"].items()} == {"0": 2, "1": 2, "(no match)": 6}
+    assert "subgroups" not in d["before"] and "subgroups" in out and "(no match)" in out

@@ -118,3 +118,26 @@ def test_an_epoch_line_shows_the_validation_metrics_the_epoch_has():
     no_val = EpochEnded(epoch=1, train_loss=0.5, train_acc=0.5, val_loss=None, val_acc=None, val_balanced_acc=None,
                         val_mean_recall=None, lr=1e-4, seconds=2.0)
     assert train_command.format_epoch(no_val, 5) == "epoch 1/5  train loss 0.5000 acc 0.500  lr 1.00e-04  2.0 s"
+
+
+@pytest.mark.slow  # trains, then evaluates twice
+def test_train_method_tip_adapter_then_eval_scores_its_cache(cli, tmp_path, make_class_folders, tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"a": 6, "b": 6, "c": 6})
+    out_dir = tmp_path / "run"
+    code, out, err = cli("train", data, "--output", out_dir, "--model", tiny_clip_dir,
+                         "--method", "tip_adapter", "--device", "cpu")
+    assert code == 0, err
+    assert read_history(out_dir)["epoch"] == [1]  # training-free: one epoch, whatever --epochs says
+    assert "trains nothing" in out + err and "nothing trained" in out
+    assert (out_dir / "checkpoint_best" / "tip_adapter_cache.safetensors").is_file()
+
+    out_json = tmp_path / "eval.json"
+    code, out, err = cli("eval", out_dir, data, "--json", out_json, "--device", "cpu")
+    assert code == 0, err
+    d = json.loads(out_json.read_text(encoding="utf-8"))
+    assert d["after"]["balanced_accuracy"] > d["before"]["balanced_accuracy"]
+    # WiSE-FT alpha 0 weighs the cache 0: the starting model's zero-shot, prediction for prediction.
+    code, out, err = cli("eval", out_dir, data, "--wise-alpha", "0", "--json", out_json, "--device", "cpu")
+    assert code == 0, err
+    d = json.loads(out_json.read_text(encoding="utf-8"))
+    assert d["after"]["confusion_matrix"] == d["before"]["confusion_matrix"]

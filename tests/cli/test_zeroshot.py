@@ -144,3 +144,29 @@ def test_zeroshot_report_to_a_folder_fails_in_one_line_before_scoring(cli, tmp_p
     for target in (tmp_path, tmp_path / "missing" / "report.html"):
         code, _, err = cli("zeroshot", data, "--model", "no-such-model", "--report", target)
         assert code == 2 and len(err.strip().splitlines()) == 1 and str(target) in err
+
+
+def test_zeroshot_group_gives_subgroups_by_a_path_pattern_in_json_terminal_and_report(
+        cli, tmp_path, make_class_folders, tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"train": {"normal": 10, "pneumonia": 10},
+                                                   "test": {"normal": 5, "pneumonia": 5}})
+    out_json, report = tmp_path / "zs.json", tmp_path / "report.html"
+    code, out, err = cli("zeroshot", data, "--model", tiny_clip_dir, "--json", out_json, "--no-cache",
+                         "--group", r"^test/(\w+)/", "--report", report)
+    assert code == 0, err
+    subgroups = json.loads(out_json.read_text(encoding="utf-8"))["subgroups"]
+    assert subgroups["n"] == 10 and {k: g["n"] for k, g in subgroups["groups"].items()} == {
+        "normal": 5, "pneumonia": 5}
+    assert "accuracy" in subgroups["groups"]["normal"] and isinstance(subgroups["flagged"], list)
+    assert "^test/(\\w+)/" in subgroups["grouping"]
+    assert "subgroups" in out and "all images" in out and "pneumonia" in out
+    assert '<section id="subgroups">' in report.read_text(encoding="utf-8")
+
+
+def test_zeroshot_refuses_a_bad_or_unmatched_group_pattern_in_one_line(cli, tmp_path, make_class_folders,
+                                                                        tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"a": 3, "b": 3})
+    for pattern, words in (("(site", "Invalid subgroup pattern"), ("site(\\d)", "matches none of the 6 image paths")):
+        code, _, err = cli("zeroshot", data, "--model", tiny_clip_dir, "--group", pattern, "--no-cache")
+        assert code == 2 and words in err.splitlines()[-1] and err.count("error") == 1, err
+        assert "Loading model" not in err  # refused before the model is loaded

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import QLabel, QMessageBox
@@ -78,3 +80,53 @@ def test_shortcuts_come_from_the_window_itself(main_window):
     keys = {keys: where for keys, _what, where in window_shortcuts(main_window)}
     assert keys["Ctrl+Shift+K"] == "Anywhere"
     assert keys["Ctrl+R"] == "Train screen"
+
+
+def _linked_terms(widget) -> set[str]:
+    """The terms ``widget`` links to with a "What does this mean?" link (or a row of term links)."""
+    return {key for label in widget.findChildren(QLabel) for key in re.findall(r'href="(\w+)"', label.text())}
+
+
+def _starts_plain(tip: str, key: str) -> bool:
+    return tip.startswith(TERMS[key].plain) or f"{TERMS[key].title}: {TERMS[key].plain}" in tip
+
+
+def test_jargon_on_results_model_prompts_and_retrieval_has_a_plain_tooltip_and_a_link(main_window):
+    results = main_window.screen_for("results")
+    assert {"wise_ft", "operating_point", "auc", "calibration", "prediction_sets", "paired_comparison",
+            "balanced_accuracy", "confidence_interval"} <= _linked_terms(results)
+    assert _starts_plain(results.alpha_slider.toolTip(), "wise_ft")
+    assert _starts_plain(results.wise.alpha_label.toolTip(), "wise_ft")
+    assert _starts_plain(results.tabs.tabToolTip(results.tabs.indexOf(results.wise)), "wise_ft")
+    pages = results.clinical_pages
+    assert _starts_plain(pages.operating_point.slider.toolTip(), "operating_point")
+    assert _starts_plain(pages.curves.auc_label.toolTip(), "auc")
+    assert _starts_plain(pages.calibration.summary.toolTip(), "calibration")
+    assert _starts_plain(pages.calibration.conformal_label.toolTip(), "prediction_sets")
+    for key in ("auc", "calibration", "prediction_sets", "balanced_accuracy", "confidence_interval"):
+        assert _starts_plain(results.summary_label.toolTip(), key)
+
+    model = main_window.screen_for("model")
+    assert {"logit_scale", "embed_dim", "max_text_tokens"} <= _linked_terms(model)
+    assert _starts_plain(model.info_labels["logit_scale"].toolTip(), "logit_scale")
+
+    prompts = main_window.screen_for("prompts")
+    assert {"balanced_accuracy", "confidence_interval"} <= _linked_terms(prompts)
+    assert _starts_plain(prompts.balanced_label.toolTip(), "balanced_accuracy")
+
+    retrieval = main_window.screen_for("retrieval")
+    assert "similarity" in _linked_terms(retrieval)
+    assert _starts_plain(retrieval.result_label.toolTip(), "similarity")
+
+
+def test_every_term_has_one_plain_sentence_and_its_link_opens_it(main_window):
+    for key, term in TERMS.items():
+        assert term.plain.endswith(".") and term.plain.count(". ") == 0, key
+    model = main_window.screen_for("model")
+    [link] = [label for label in model.findChildren(QLabel) if 'href="logit_scale"' in label.text()]
+    assert EXPLAIN_LINK in link.text()
+    link.linkActivated.emit("logit_scale")
+    boxes = [w for w in main_window.findChildren(QMessageBox) if w.isVisible()]
+    assert len(boxes) == 1 and boxes[0].windowTitle() == "Logit scale"
+    assert "probabilities" in boxes[0].text()
+    boxes[0].close()

@@ -174,3 +174,11 @@ def test_the_legend_moves_off_the_newest_points(plots, qtbot):
 
     assert _points_under_legend(plots.loss_plot) == 0
     assert plots._legend_corner[plots.loss_plot] != (1, 0)  # not the top right any more
+
+
+def test_a_linear_probe_plots_its_penalty_strengths_on_a_log_axis_not_a_learning_rate(plots):
+    plots.on_event(TrainStarted("run", "linear_probe", 3, 1, 3, 40, 10, "cpu"))
+    assert plots.lr_plot.titleLabel.text == "Penalty strength (L2)"
+    assert plots.lr_plot.getAxis("left").logMode
+    plots.on_event(TrainStarted("run", "full", 2, 5, 10, 20, 5, "cpu"))
+    assert plots.lr_plot.titleLabel.text == "Learning rate" and not plots.lr_plot.getAxis("left").logMode

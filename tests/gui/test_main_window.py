@@ -196,6 +196,17 @@ def test_status_messages_appear_in_the_status_bar(main_window):
     assert main_window.statusBar().currentMessage() == "Read 48 images"
 
 
+def test_a_message_about_one_screen_goes_when_the_user_goes_to_another(main_window):
+    main_window.show_screen("train")
+    main_window.state.post_status("Training finished. Press View results on the Train screen.")
+    main_window.show_screen("data")
+    assert main_window.statusBar().currentMessage() == ""
+    main_window.state.post_status("Training finished. Press View results on the Train screen.")
+    main_window.show_screen("results")  # Results says what it shows, here that it needs a dataset
+    message = main_window.statusBar().currentMessage()
+    assert "View results" not in message and "dataset" in message.lower()
+
+
 def test_title_names_the_open_dataset_by_parent_and_folder(main_window, sample_dir):
     from clipstudio.engine.data import load_dataset
 

@@ -215,6 +215,6 @@ def test_a_binary_task_gets_curves_calibration_and_an_operating_point_the_grid_f
         sets = clinical.conformal.sets
         assert [len(p["set"]) for p in screen.shown_predictions] == sets.sum(axis=1).tolist()
         tile = screen.grid.visible_tiles()[0]
-        assert "Prediction set (" in tile.tooltip and "set " in tile.lines[0]
+        assert "Prediction set (" in tile.tooltip and "set of " in tile.lines[2]
     finally:
         screen.shutdown()

@@ -29,9 +29,11 @@ def test_text_query_returns_k_images_and_repeat_queries_reuse_the_embeddings(qtb
     real = embedding_store.encode_image_files
     monkeypatch.setattr(embedding_store, "encode_image_files", lambda *a, **k: calls.append(1) or real(*a, **k))
     screen.k_spin.setValue(5)
+    assert screen.similarity_link.isHidden()  # no scores yet, nothing to explain
     with qtbot.waitSignal(screen.searched, timeout=30_000) as blocker:
         screen.search_text("a red square")
     hits = blocker.args[0]
+    assert not screen.similarity_link.isHidden()
     assert len(hits) == 5
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert len(screen.grid.visible_tiles()) == 5

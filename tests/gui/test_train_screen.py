@@ -332,6 +332,9 @@ def test_a_finished_run_stays_on_train_until_view_results_is_pressed(
     assert main_window.current_screen_key() == "results"
     assert results.source_combo.currentText().startswith(f"Training run: {Path(app_state.run_dir).name}")
     assert results.last_result is not None and results.last_result.n == 24
+    # The status bar now describes Results, not the Train screen's "Press View results".
+    message = main_window.statusBar().currentMessage()
+    assert message.startswith(f"Results: training run {Path(app_state.run_dir).name}") and "accuracy" in message
 
 
 def test_opening_another_run_hides_view_results(screen, app_state, tmp_path):

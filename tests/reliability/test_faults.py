@@ -440,35 +440,6 @@ def test_gpu_out_of_memory_at_the_smallest_batch_fails_with_a_clear_message(
     assert "CPU" in str(caught.value)
 
 
-def test_linear_probe_halves_its_batch_on_gpu_out_of_memory_down_to_one(
-    tmp_path, small_classes, tiny_dual_dir, monkeypatch
-):
-    from clipstudio.engine.training.methods.linear_probe import LinearProbeMethod
-
-    cfg = make_cfg(small_classes, tiny_dual_dir, tmp_path / "run", method="linear_probe", batch_size=8)
-    plenty = Trainer(dataclasses.replace(cfg, output=str(tmp_path / "plenty"))).fit()
-    seen: list[int] = []
-    _limit_gpu_memory(monkeypatch, LinearProbeMethod, "logits", 2, seen)
-    recorder = Recorder()
-
-    result = Trainer(cfg, callbacks=[recorder]).fit()
-
-    assert result.status == "completed", result.message
-    warnings = [e.text for e in recorder.of(MessageLogged) if e.level == "warning"]
-    assert warnings == [
-        "GPU out of memory at batch size 8; retrying with 4.",
-        "GPU out of memory at batch size 4; retrying with 2.",
-    ]
-    assert max(seen) <= 2 and read_run_info(result.run_dir)["batch_size_used"] == 2
-    # Halves with accumulated gradients are the same optimizer step as the whole batch.
-    assert result.history["train_loss"] == pytest.approx(plenty.history["train_loss"], rel=1e-5)
-    assert result.history["val_loss"] == pytest.approx(plenty.history["val_loss"], rel=1e-5)
-
-    _limit_gpu_memory(monkeypatch, LinearProbeMethod, "logits", 0, seen)
-    with pytest.raises(ConfigError, match="even at batch size 1"):
-        Trainer(dataclasses.replace(cfg, output=str(tmp_path / "run2"))).fit()
-
-
 # --- corrupted checkpoints and model folders -----------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from clipstudio.engine.evaluation.operating_point import (
 from clipstudio.engine.evaluation.roc import RocAnalysis, checked_predictions, positive_index, roc_analysis
 from clipstudio.engine.evaluation.subgroups import SubgroupReport, subgroup_metrics
 
-__all__ = ["ClinicalMetrics", "OperatingPointSpec", "clinical_metrics"]
+__all__ = ["ClinicalMetrics", "OperatingPointSpec", "clinical_metrics", "operating_point_on_test"]
 
 # "youden", {"target_sensitivity": 0.95}, {"target_specificity": 0.9}, a stored OperatingPoint, or None.
 OperatingPointSpec = str | dict | OperatingPoint | None
@@ -137,6 +137,37 @@ def clinical_metrics(
         operating_point=point,
         operating_point_reason=point_reason,
         subgroups=subgroups,
+    )
+
+
+def operating_point_on_test(
+    spec: OperatingPointSpec,
+    test_labels: np.ndarray,
+    test_logits: np.ndarray,
+    class_names: list[str],
+    *,
+    val_labels: np.ndarray | None = None,
+    val_logits: np.ndarray | None = None,
+    temperature: float | None = None,
+    positive_class: str | None = None,
+) -> tuple[OperatingPointMetrics | None, str | None]:
+    """A binary task's operating point, chosen on validation by ``spec`` (or a stored one applied), on test.
+
+    Returns the test figures, or None and the reason there are none. ``temperature``: the calibration
+    fitted on validation (None: the model's own probabilities), as ``clinical_metrics`` uses it. This
+    is what the app calls when the user picks another rule: nothing is bootstrapped, so it is instant.
+    """
+    test_labels, test_logits = checked_predictions(test_labels, test_logits, class_names)
+    if len(class_names) != 2:
+        raise ValueError(f"an operating point needs two classes, not {len(class_names)}")
+    has_val = val_labels is not None and val_logits is not None and len(val_labels) > 0
+    if has_val:
+        val_labels, val_logits = checked_predictions(val_labels, val_logits, class_names)
+    t = temperature or 1.0
+    return _operating_point(
+        spec, test_labels, test_logits, val_labels if has_val else None,
+        softmax(val_logits, t) if has_val else None, list(class_names),
+        positive_index(class_names, positive_class), t,
     )
 
 

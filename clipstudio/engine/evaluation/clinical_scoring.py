@@ -10,11 +10,14 @@ numbers.
 
 A training run keeps what was fitted on its validation images in ``calibration.json``
 (``save_run_calibration``); later evaluations apply its operating point (``run_operating_point``).
+
+A scoring keeps the validation logits, so another operating point rule (``with_operating_point``)
+or subgroups by a path pattern (``with_subgroups``) can be had later without scoring again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,11 +26,17 @@ from clipstudio.engine.config import EVAL_BATCH_SIZE, DataConfig, operating_poin
 from clipstudio.engine.data.dataset import Dataset
 from clipstudio.engine.errors import DataError
 from clipstudio.engine.evaluation.calibration import softmax
-from clipstudio.engine.evaluation.clinical import ClinicalMetrics, OperatingPointSpec, clinical_metrics
+from clipstudio.engine.evaluation.clinical import (
+    ClinicalMetrics,
+    OperatingPointSpec,
+    clinical_metrics,
+    operating_point_on_test,
+)
 from clipstudio.engine.evaluation.conformal import DEFAULT_COVERAGE
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.evaluation.operating_point import OperatingPoint
 from clipstudio.engine.evaluation.split_policy import EvaluationPart, selection_part
+from clipstudio.engine.evaluation.subgroups import groups_from_pattern, subgroup_metrics
 from clipstudio.engine.evaluation.zero_shot import ZeroShotResult, score_dataset
 from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callback
 from clipstudio.engine.prompts import PromptSet
@@ -46,6 +55,8 @@ __all__ = [
     "save_run_calibration",
     "score_clinical",
     "validation_part",
+    "with_operating_point",
+    "with_subgroups",
 ]
 
 # Selection parts that hold validation images; the "train" fallback (val fraction 0) does not.
@@ -65,6 +76,9 @@ class ClinicalScoring:
     clinical: ClinicalMetrics | None
     validation: EvaluationPart | None
     validation_reason: str | None = None
+    # The validation images' labels and logits (None when nothing was fitted); never in to_dict.
+    val_labels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    val_logits: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def validation_dict(self) -> dict:
         """The ``validation`` JSON block: the split, its description and n, or why there is none."""
@@ -165,7 +179,53 @@ def score_clinical(
         result.labels, result.logits, result.class_names, val_labels=val_labels, val_logits=val_logits,
         coverage=coverage, operating_point=spec, n_bootstrap=n_bootstrap,
     )
-    return ClinicalScoring(result, clinical, validation, reason)
+    return ClinicalScoring(result, clinical, validation, reason, val_labels, val_logits)
+
+
+def with_operating_point(scoring: ClinicalScoring, rule: str | OperatingPoint) -> ClinicalScoring:
+    """The same scoring with its operating point chosen on validation by ``rule`` (binary tasks).
+
+    ``rule`` as ``EvalConfig.operating_point`` spells it ("youden", "sensitivity=0.95", ...) or a
+    stored ``OperatingPoint``. Without validation images the scoring comes back with no operating
+    point and the reason; nothing is rescored, so this is instant.
+    """
+    clinical = scoring.clinical
+    if clinical is None or not clinical.binary:
+        raise ValueError("an operating point needs a binary scoring that was not cancelled")
+    result = scoring.result
+    point, reason = operating_point_on_test(
+        operating_point_spec(rule), result.labels, result.logits, clinical.class_names,
+        val_labels=scoring.val_labels, val_logits=scoring.val_logits,
+        temperature=clinical.calibration.temperature, positive_class=clinical.auc.positive_class,
+    )
+    return replace(scoring, clinical=replace(clinical, operating_point=point, operating_point_reason=reason))
+
+
+def with_subgroups(
+    scoring: ClinicalScoring,
+    pattern: str,
+    root: str | os.PathLike | None = None,
+    *,
+    n_bootstrap: int = 1000,
+) -> ClinicalScoring:
+    """The same scoring with subgroups: each report image's subgroup is the first capture group of
+    ``pattern`` searched in its path below ``root`` (``subgroups.groups_from_pattern``).
+
+    The probabilities are the calibrated ones, as in ``clinical_metrics``. A bad pattern, or one that
+    matches no image, is a ConfigError.
+    """
+    clinical, result = scoring.clinical, scoring.result
+    if clinical is None or result.logits is None:
+        raise ValueError("subgroups need a scoring with logits that was not cancelled")
+    if len(result.predictions) != len(result.labels):
+        raise ValueError("subgroups need the scoring's per-image predictions (score with with_predictions=True)")
+    groups = groups_from_pattern([p["path"] for p in result.predictions], pattern, root)
+    report = subgroup_metrics(
+        result.labels, softmax(result.logits, clinical.calibration.temperature or 1.0), groups,
+        clinical.class_names, positive_class=clinical.auc.positive_class, n_bootstrap=n_bootstrap,
+        grouping=f"pattern '{pattern}' on each image's path",
+    )
+    return replace(scoring, clinical=replace(clinical, subgroups=report))
 
 
 def run_operating_point(run_dir: str | os.PathLike) -> OperatingPoint | None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clipstudio.engine.errors import DataError
 from clipstudio.engine.evaluation.bootstrap import Estimate, accuracy_resamples, bootstrap, percentile_ci
+from clipstudio.engine.evaluation.calibration import softmax
 from clipstudio.engine.evaluation.roc import (
     MAX_CLASSES_WITH_DETAIL,
     checked_predictions,
@@ -22,7 +25,17 @@ from clipstudio.engine.evaluation.roc import (
     positive_index,
 )
 
-__all__ = ["McNemarTest", "PairedComparison", "PairedDifference", "compare_paired", "mcnemar_test"]
+if TYPE_CHECKING:
+    from clipstudio.engine.evaluation.zero_shot import ZeroShotResult
+
+__all__ = [
+    "McNemarTest",
+    "PairedComparison",
+    "PairedDifference",
+    "compare_paired",
+    "compare_results",
+    "mcnemar_test",
+]
 
 EXACT_BELOW = 25  # discordant images under which McNemar's test is the exact binomial one
 
@@ -155,6 +168,30 @@ def compare_paired(
         differences.append(_difference(metric, point[2 * k], point[2 * k + 1], diff, n, names, no_ci))
     return PairedComparison(
         n, tuple(names), *differences, mcnemar=mcnemar_test(pred_a == labels, pred_b == labels)
+    )
+
+
+def compare_results(
+    a: ZeroShotResult, b: ZeroShotResult, *, names: tuple[str, str] = ("A", "B"), n_bootstrap: int = 1000
+) -> PairedComparison:
+    """Compare two scorings of the same images (``score_dataset(..., with_logits=True)``), B minus A.
+
+    Both on the models' own probabilities (softmax of their logits, no temperature): accuracy does
+    not depend on it, and the AUCs compare the models' own rankings. Scorings of different images or
+    classes are a DataError.
+    """
+    for side, result in zip(names, (a, b), strict=True):
+        if result.labels is None or result.logits is None:
+            raise ValueError(f"the scoring of {side} holds no logits (score with with_logits=True)")
+    if list(a.class_names) != list(b.class_names):
+        raise DataError(f"{names[0]} and {names[1]} were scored on different classes "
+                        f"({', '.join(a.class_names)} / {', '.join(b.class_names)}); compare them on the same data.")
+    paths_a, paths_b = [p.get("path") for p in a.predictions], [p.get("path") for p in b.predictions]
+    if len(a.labels) != len(b.labels) or paths_a != paths_b or not np.array_equal(a.labels, b.labels):
+        raise DataError(f"{names[0]} and {names[1]} were not scored on the same images "
+                        f"({len(a.labels)} and {len(b.labels)}); a paired comparison needs the very same ones.")
+    return compare_paired(
+        a.labels, softmax(a.logits), softmax(b.logits), list(a.class_names), names=names, n_bootstrap=n_bootstrap
     )
 
 

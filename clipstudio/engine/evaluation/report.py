@@ -452,8 +452,21 @@ def _subgroups(scoring: ClinicalScoring) -> str:
             cells.append(f"{_num(e.value)} {_ci(e.ci95)}".strip())
         cells.append(", ".join(m.replace("_", " ") for m in g.flagged))
         rows.append(cells)
-    return table(
-        ["subgroup", "n", "accuracy", "balanced accuracy", "macro AUC", "clearly worse on"], rows, left=1
+    grouping = f"<p>Subgroups by {escape(report.grouping)}.</p>" if report.grouping else ""
+    flagged = [g.group for g in report.groups if g.flagged]
+    verdict = (
+        f'<p class="warn">Clearly worse than all images together: {escape(", ".join(flagged))}.</p>'
+        if flagged
+        else "<p>No subgroup is clearly worse than all images together.</p>"
+    )
+    return (
+        grouping
+        + table(["subgroup", "n", "accuracy", "balanced accuracy", "macro AUC", "clearly worse on"], rows, left=1)
+        + verdict
+        + '<p class="note">Each figure with its 95% bootstrap interval over the subgroup\'s own images. A subgroup '
+        "is clearly worse on a figure when even the top of its interval lies below the figure for all images: "
+        "unlikely to be chance. Small subgroups have wide intervals and are rarely flagged; that does not show "
+        "they are fine, only that there are too few images to tell.</p>"
     )
 
 

@@ -1,17 +1,26 @@
-"""Metrics per subgroup (a metadata column, or the patient group of a split), flagged when clearly worse.
+r"""Metrics per subgroup (a pattern on the image paths, or the patient group of a split), flagged when clearly worse.
 
 Each subgroup gets n, accuracy, balanced accuracy and macro AUC with percentile-bootstrap 95% CIs
 over its own images. A subgroup is flagged on a metric when even the upper end of its CI lies below
 the figure for all images together: the shortfall is unlikely to be chance. Small subgroups have
 wide CIs and are rarely flagged; that is the honest answer, not a failure to look.
+
+The subgroup of each image can come from a pattern on its path (``groups_from_pattern``), the same
+kind of pattern that keeps a patient's images in one split: the first capture group names the
+subgroup, e.g. ``(site\d+)/`` on ``site2/pneumonia/img_01.png``.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.evaluation.bootstrap import Estimate, accuracy_resamples, bootstrap, percentile_ci
 from clipstudio.engine.evaluation.roc import (
     MAX_CLASSES_WITH_DETAIL,
@@ -20,9 +29,18 @@ from clipstudio.engine.evaluation.roc import (
     positive_index,
 )
 
-__all__ = ["METRICS", "SubgroupMetrics", "SubgroupReport", "subgroup_metrics"]
+__all__ = [
+    "METRICS",
+    "UNMATCHED",
+    "SubgroupMetrics",
+    "SubgroupReport",
+    "compile_group_pattern",
+    "groups_from_pattern",
+    "subgroup_metrics",
+]
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_auc")
+UNMATCHED = "(no match)"  # the subgroup of images whose path the pattern does not match
 
 
 @dataclass(frozen=True)
@@ -53,10 +71,12 @@ class SubgroupReport:
     n: int
     overall: SubgroupMetrics
     groups: list[SubgroupMetrics]
+    grouping: str = ""  # how the images were grouped, e.g. "pattern '(site\d)/' on each image's path"
 
     def to_dict(self) -> dict:
         return {
             "n": self.n,
+            "grouping": self.grouping,
             "overall": self.overall.to_dict(),
             "groups": {g.group: g.to_dict() for g in self.groups},
             "flagged": [g.group for g in self.groups if g.flagged],
@@ -72,8 +92,12 @@ def subgroup_metrics(
     positive_class: str | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    grouping: str = "",
 ) -> SubgroupReport:
-    """Accuracy, balanced accuracy and macro AUC overall and per value of ``groups`` (one label per image)."""
+    """Accuracy, balanced accuracy and macro AUC overall and per value of ``groups`` (one label per image).
+
+    ``grouping``: how the groups were made, in words, kept with the report.
+    """
     labels, probs = checked_predictions(labels, probs, class_names)
     group_of = np.array([str(g) for g in groups], dtype=object)
     if len(group_of) != len(labels):
@@ -84,7 +108,47 @@ def subgroup_metrics(
         _metrics(name, labels[group_of == name], probs[group_of == name], positive, n_bootstrap, seed, overall)
         for name in sorted(set(group_of.tolist()))
     ]
-    return SubgroupReport(len(labels), overall, per_group)
+    return SubgroupReport(len(labels), overall, per_group, grouping)
+
+
+def compile_group_pattern(pattern: str) -> re.Pattern:
+    """The subgroup pattern compiled; a pattern that is not a valid regular expression is a ConfigError."""
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"Invalid subgroup pattern '{pattern}': {exc}.") from None
+
+
+def groups_from_pattern(
+    paths: Sequence[str | os.PathLike], pattern: str, root: str | os.PathLike | None = None
+) -> list[str]:
+    """Each image's subgroup: the first capture group (else the whole match) of ``pattern`` searched in
+    its path below ``root`` (with '/' separators), or ``UNMATCHED``.
+
+    A pattern that matches none of the paths is a ConfigError naming one of them.
+    """
+    regex = compile_group_pattern(pattern)
+    groups = []
+    for path in paths:
+        text = _relative(Path(path), root)
+        found = regex.search(text)
+        value = (found.group(1) if regex.groups else found.group(0)) if found else None
+        groups.append(value or UNMATCHED)
+    if paths and all(g == UNMATCHED for g in groups):
+        example = _relative(Path(paths[0]), root)
+        raise ConfigError(
+            f"The subgroup pattern '{pattern}' matches none of the {len(paths)} image paths (e.g. '{example}')."
+        )
+    return groups
+
+
+def _relative(path: Path, root: str | os.PathLike | None) -> str:
+    if root is not None:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:  # an image outside the dataset folder (allowed by a setting): its whole path
+            pass
+    return path.as_posix()
 
 
 def _metrics(

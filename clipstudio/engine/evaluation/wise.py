@@ -8,6 +8,7 @@ pretrained weights had (Wortsman et al., 2022). Both models must share one archi
 
 Linear-probe runs interpolate the class head instead: between the zero-shot class text
 embeddings (the head's starting point) and the trained head; the encoders are frozen anyway.
+Tip-Adapter runs scale the cache's weight instead, from 0 (zero-shot) to the run's alpha.
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
 from clipstudio.engine.cache.vectors import EmbeddingCache
+from clipstudio.engine.class_weights import ClassWeights, mix_logits
 from clipstudio.engine.config import EVAL_BATCH_SIZE, RECALL_KS
 from clipstudio.engine.data.dataset import Dataset
 from clipstudio.engine.errors import ConfigError, DataError, ModelError
 from clipstudio.engine.evaluation.evaluate import ZEROSHOT, evaluate_model, evaluation_kind, summary_metrics
-from clipstudio.engine.evaluation.zero_shot import class_text_embeddings
+from clipstudio.engine.evaluation.zero_shot import class_text_embeddings, own_classifier
 from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callback
 from clipstudio.engine.models import load_model
 from clipstudio.engine.models.linear_probe_head import LinearProbeModel
+from clipstudio.engine.models.tip_adapter_head import TipAdapterModel
 from clipstudio.engine.prompts import PromptSet, run_prompt_set
 from clipstudio.engine.runs.layout import is_run_folder, run_start_model_spec
 from clipstudio.engine.runtime.device import select_device
@@ -102,10 +104,11 @@ class WiseInterpolator:
             )
         self.device = select_device(device)
         self.finetuned = load_model(str(self.run_dir), device=str(self.device))  # best, else latest
-        self.is_linear_probe = isinstance(self.finetuned, LinearProbeModel)
+        self.is_linear_probe = isinstance(self.finetuned, LinearProbeModel | TipAdapterModel)
         if self.is_linear_probe:
             self.start = self.finetuned.base  # the frozen encoders are the starting model's
-            self._zero_shot_head = self._initial_head()
+            if isinstance(self.finetuned, LinearProbeModel):
+                self._zero_shot_head = self._initial_head()
             return
         self.start = load_model(run_start_model_spec(self.run_dir), device=str(self.device))
         if type(self.start) is not type(self.finetuned):
@@ -125,23 +128,27 @@ class WiseInterpolator:
     def evaluation_kind_of(self, dataset: Dataset) -> str:
         """How this run's models score ``dataset`` (ZEROSHOT or RETRIEVAL); DataError when they can't.
 
-        A linear-probe run scores its trained class head: it needs class data with the classes it was trained on.
+        A linear-probe (or Tip-Adapter) run scores its trained classifier: it needs class data with the classes
+        it was trained on.
         """
         kind = evaluation_kind(dataset)
         if not self.is_linear_probe:
             return kind
         if kind != ZEROSHOT:
-            raise DataError("A linear-probe run can only be evaluated on class data (class folders or labels).")
-        if self.finetuned.class_embeddings(dataset.class_names) is None:
+            raise DataError(
+                f"A {self.finetuned.kind} run can only be evaluated on class data (class folders or labels)."
+            )
+        if own_classifier(self.finetuned, dataset.class_names) is None:
             raise DataError(
                 f"{dataset.source or dataset.root}: its classes ({', '.join(dataset.class_names)}) are not "
-                f"the run's ({', '.join(self.finetuned.class_names)}); a linear probe only knows its own."
+                f"the run's ({', '.join(self.finetuned.class_names)}); its trained classifier only knows its own."
             )
         return kind
 
-    def _initial_head(self) -> np.ndarray:
+    def _initial_head(self) -> ClassWeights:
         names = self.finetuned.class_names
-        return class_text_embeddings(self.start, names, run_prompt_set(self.run_dir))
+        rows = class_text_embeddings(self.start, names, run_prompt_set(self.run_dir))
+        return ClassWeights(rows, float(self.start.logit_scale))
 
     def model_at(self, alpha: float) -> ImageTextModel:
         alpha = check_alpha(alpha)
@@ -151,7 +158,11 @@ class WiseInterpolator:
             tuned = self.finetuned
             if alpha == 1.0:
                 return tuned
-            head = (1.0 - alpha) * self._zero_shot_head + alpha * tuned.head
+            if isinstance(tuned, TipAdapterModel):
+                # The cache's weight goes from 0 (zero-shot) to the run's: the logits again move in a straight line.
+                return tuned.with_alpha(alpha * tuned.cache.alpha)
+            # The logits move in a straight line from zero-shot's to the probe's.
+            head = mix_logits(self._zero_shot_head, tuned.head, alpha)
             return LinearProbeModel(self.start, head, tuned.class_names)
         module = self.finetuned.torch_module
         if self._tuned_state is None:

@@ -1,6 +1,7 @@
 """Zero-shot classification: class embeddings (a trained head or a prompt ensemble) and scoring.
 
-``score_embeddings`` holds the maths and takes plain arrays. ``score_dataset`` scores a dataset
+``score_embeddings`` holds the maths and takes plain arrays (``score_logits``: the logits of a
+classifier that is not one row per class, a Tip-Adapter cache). ``score_dataset`` scores a dataset
 (part) with the image embeddings of an ``EmbeddingStore``: the CLI, the Prompts screen, the Results
 screen and ``compare_prompt_sets`` all score through it, so they report the same numbers. Results
 are JSON-ready via ``to_dict()``.
@@ -9,11 +10,12 @@ are JSON-ready via ``to_dict()``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from clipstudio.engine.cache.vectors import EmbeddingCache, TextEmbeddingCache
+from clipstudio.engine.class_weights import ClassWeights
 from clipstudio.engine.config import EVAL_BATCH_SIZE
 from clipstudio.engine.data.dataset import Dataset, Problem
 from clipstudio.engine.embeddings import l2_normalise, normalised_text_embeddings
@@ -26,13 +28,16 @@ if TYPE_CHECKING:
     from clipstudio.engine.models.base import ImageTextModel
 
 __all__ = [
+    "ClassScorer",
     "ZeroShotResult",
-    "class_embeddings",
+    "class_weights",
     "class_text_embeddings",
     "compare_prompt_sets",
     "evaluate_zero_shot",
+    "own_classifier",
     "score_dataset",
     "score_embeddings",
+    "score_logits",
     "trained_head",
 ]
 
@@ -86,6 +91,7 @@ def score_embeddings(
     class_names: list[str],
     *,
     logit_scale: float,
+    class_bias: np.ndarray | None = None,
     paths: list | None = None,
     top_k: int = 5,
     n_bootstrap: int = 1000,
@@ -96,13 +102,16 @@ def score_embeddings(
     """Classify each image as its most similar class text and score the predictions.
 
     ``image_emb`` (N, D), need not be unit length (float32 is read in place, never copied);
-    ``labels`` (N,) class indices; ``text_emb`` (C, D) one row per class. ``top_k`` sets how many
+    ``labels`` (N,) class indices; ``text_emb`` (C, D) one row per class. With ``class_bias`` (C,)
+    the head is affine (a linear probe's): its rows are used as they are, not normalised, and the
+    logits are ``logit_scale * unit(image) @ rows.T + bias``. ``top_k`` sets how many
     classes each prediction lists; ``n_bootstrap=0`` skips the CIs; ``with_predictions=False`` skips
     the per-image list and its softmax (most of the time of a 10k-image re-score without CIs).
     ``with_logits`` keeps ``labels`` and the (N, C) float32 logits (logit scale x cosine similarity,
     the numbers the probabilities are the softmax of) on the result.
     """
-    text_emb = l2_normalise(text_emb)
+    affine = class_bias is not None
+    text_emb = np.asarray(text_emb, dtype=np.float32) if affine else l2_normalise(text_emb)
     image_emb = np.asarray(image_emb, dtype=np.float32)
     if not image_emb.size:
         image_emb = image_emb.reshape(0, text_emb.shape[1])
@@ -122,6 +131,59 @@ def score_embeddings(
     # probabilities need unit images, and dividing the (N, C) logits by the lengths does that.
     # The product stays float32: float64 changes no ranking that matters and would copy the gallery.
     sims = image_emb @ text_emb.T
+    logits = None
+    if n and (affine or with_predictions or with_logits):
+        lengths = np.sqrt(np.einsum("ij,ij->i", image_emb, image_emb)).astype(np.float64)
+        logits = float(logit_scale) * sims.astype(np.float64) / np.maximum(lengths, 1e-12)[:, None]
+        if affine:
+            # A bias moves the argmax, so the ranking is that of the logits, not of the raw similarities.
+            logits += np.asarray(class_bias, dtype=np.float64).reshape(1, -1)
+            sims = logits
+    return _score(sims, logits, labels, class_names, paths, top_k, n_bootstrap, seed, with_predictions, with_logits)
+
+
+def score_logits(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    *,
+    paths: list | None = None,
+    top_k: int = 5,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    with_predictions: bool = True,
+    with_logits: bool = False,
+) -> ZeroShotResult:
+    """Score (N, C) class logits of a classifier that is not one row per class (a Tip-Adapter cache).
+
+    The other arguments are ``score_embeddings``'.
+    """
+    logits = np.asarray(logits, dtype=np.float64).reshape(-1, len(class_names))
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    n, n_classes = len(labels), len(class_names)
+    if logits.shape[0] != n:
+        raise ValueError(f"{logits.shape[0]} rows of logits but {n} labels")
+    if n and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes})")
+    if paths is not None and len(paths) != n:
+        raise ValueError(f"{len(paths)} paths but {n} labels")
+    return _score(logits, logits, labels, class_names, paths, top_k, n_bootstrap, seed, with_predictions, with_logits)
+
+
+def _score(
+    sims: np.ndarray,
+    logits: np.ndarray | None,
+    labels: np.ndarray,
+    class_names: list[str],
+    paths: list | None,
+    top_k: int,
+    n_bootstrap: int,
+    seed: int,
+    with_predictions: bool,
+    with_logits: bool,
+) -> ZeroShotResult:
+    """The metrics of predictions ranked by ``sims`` (N, C), probabilities the softmax of ``logits``."""
+    n, n_classes = len(labels), len(class_names)
     pred = np.argmax(sims, axis=1) if n else labels
     matrix = _confusion_matrix(labels, pred, n_classes)
     precision, recall, f1, support = _per_class_metrics(matrix)
@@ -148,10 +210,6 @@ def score_embeddings(
         }
 
     predictions = []
-    logits = None
-    if n and (with_predictions or with_logits):
-        lengths = np.sqrt(np.einsum("ij,ij->i", image_emb, image_emb)).astype(np.float64)
-        logits = float(logit_scale) * sims.astype(np.float64) / np.maximum(lengths, 1e-12)[:, None]
     if n and with_predictions:
         probs = _softmax(logits)
         order = np.argsort(-probs, axis=1, kind="stable")[:, : max(1, min(top_k, n_classes))]
@@ -267,28 +325,47 @@ def class_text_embeddings(
     return l2_normalise(out)
 
 
-def trained_head(model: ImageTextModel, class_names: list[str]) -> np.ndarray | None:
-    """(C, D) rows of the model's own trained class head (a linear-probe run), or None.
+def trained_head(model: ImageTextModel, class_names: list[str]) -> ClassWeights | None:
+    """The model's own trained class head (a linear-probe run) for ``class_names``, or None.
 
     None also when the head lacks one of ``class_names``: the prompts then describe the classes.
     """
-    own = getattr(model, "class_embeddings", None)  # only linear-probe models carry a head
-    rows = own(list(class_names)) if callable(own) else None
-    return None if rows is None else np.asarray(rows, dtype=np.float32)
+    own = getattr(model, "class_weights", None)  # only linear-probe models carry a head
+    return own(list(class_names)) if callable(own) else None
 
 
-def class_embeddings(
+class ClassScorer(Protocol):
+    """A trained classifier that is not one row per class (a Tip-Adapter cache)."""
+
+    def logits(self, image_emb: np.ndarray) -> np.ndarray:
+        """(N, C) class logits of (N, D) image embeddings of any length."""
+
+
+def own_classifier(model: ImageTextModel, class_names: list[str]) -> ClassWeights | ClassScorer | None:
+    """The model's own trained classifier for ``class_names`` (a linear probe's head, a Tip-Adapter cache), or None.
+
+    None: the model has none, or it lacks one of ``class_names``; the prompts then describe the classes.
+    """
+    head = trained_head(model, class_names)
+    if head is not None:
+        return head
+    scorer = getattr(model, "class_scorer", None)  # models whose classifier is not one row per class
+    return scorer(list(class_names)) if callable(scorer) else None
+
+
+def class_weights(
     model: ImageTextModel,
     class_names: list[str],
     prompts: PromptSet,
     *,
     text_cache: TextEmbeddingCache | None = None,
-) -> np.ndarray:
-    """(C, D) class rows to classify with: the model's trained head if it has one, else the prompt ensemble."""
+) -> ClassWeights:
+    """The head to classify with: the model's trained head if it has one, else the prompt ensemble's cosine head."""
     head = trained_head(model, class_names)
     if head is not None:
         return head
-    return class_text_embeddings(model, class_names, prompts, text_cache=text_cache)
+    rows = class_text_embeddings(model, class_names, prompts, text_cache=text_cache)
+    return ClassWeights(rows, float(model.logit_scale))
 
 
 def score_dataset(
@@ -324,23 +401,39 @@ def score_dataset(
         raise DataError(f"{where}: no images to evaluate.")
 
     # Texts first: a bad prompt should fail before minutes of image encoding, not after.
-    class_emb = class_embeddings(model, dataset.class_names, prompts, text_cache=store.text_cache)
+    head = own_classifier(model, dataset.class_names)
+    if head is None:
+        head = class_weights(model, dataset.class_names, prompts, text_cache=store.text_cache)
     encoded = store.image_embeddings(
         model, dataset.paths, batch_size=batch_size, callback=callback, should_stop=should_stop
     )
     require_some_images(encoded, dataset)
     samples = [dataset.samples[i] for i in encoded.indices]
-    result = score_embeddings(
-        encoded.embeddings,
-        np.array([s.label for s in samples], dtype=np.int64),
-        class_emb,
-        dataset.class_names,
-        logit_scale=model.logit_scale,
-        paths=[str(s.path) for s in samples],
-        n_bootstrap=n_bootstrap,
-        with_predictions=with_predictions,
-        with_logits=with_logits,
-    )
+    labels = np.array([s.label for s in samples], dtype=np.int64)
+    paths = [str(s.path) for s in samples]
+    if isinstance(head, ClassWeights):  # one row per class: the fast path, no (N, C) float64 copy
+        result = score_embeddings(
+            encoded.embeddings,
+            labels,
+            head.rows,
+            dataset.class_names,
+            logit_scale=head.scale,
+            class_bias=head.bias,
+            paths=paths,
+            n_bootstrap=n_bootstrap,
+            with_predictions=with_predictions,
+            with_logits=with_logits,
+        )
+    else:
+        result = score_logits(
+            head.logits(encoded.embeddings),
+            labels,
+            dataset.class_names,
+            paths=paths,
+            n_bootstrap=n_bootstrap,
+            with_predictions=with_predictions,
+            with_logits=with_logits,
+        )
     result.problems = list(encoded.problems)
     result.cancelled = encoded.cancelled
     return result

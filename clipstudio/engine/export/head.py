@@ -1,11 +1,10 @@
-"""The classification head an export carries: class names and one embedding row per class."""
+"""The classification head an export carries: class names, one row per class, a scale and a bias."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
+from clipstudio.engine.class_weights import ClassWeights
 from clipstudio.engine.evaluation.zero_shot import class_text_embeddings, trained_head
 from clipstudio.engine.models.base import ImageTextModel
 from clipstudio.engine.prompts import PromptSet
@@ -13,10 +12,10 @@ from clipstudio.engine.prompts import PromptSet
 
 @dataclass(frozen=True)
 class ClassHead:
-    """(C, D) L2-normalised class rows: the prompt ensemble's text embeddings, or a linear probe's weights."""
+    """The prompt ensemble's cosine head (unit text embeddings, the model's logit scale) or a linear probe's."""
 
     class_names: list[str]
-    embeddings: np.ndarray
+    weights: ClassWeights
     source: str  # "prompts" | "linear_probe"
     texts: dict[str, list[str]] = field(default_factory=dict)  # the prompts behind each row ("prompts" only)
 
@@ -32,8 +31,9 @@ class ClassHead:
 
 def class_head(model: ImageTextModel, class_names: list[str], prompts: PromptSet) -> ClassHead:
     """The rows CLIP Studio classifies with: the model's trained head if it has one, else ``prompts``' ensemble."""
-    rows = trained_head(model, class_names)
-    if rows is not None:
-        return ClassHead(list(class_names), rows, "linear_probe")
+    trained = trained_head(model, class_names)
+    if trained is not None:
+        return ClassHead(list(class_names), trained, "linear_probe")
     texts = {name: prompts.texts_for(name) for name in class_names}
-    return ClassHead(list(class_names), class_text_embeddings(model, class_names, prompts), "prompts", texts)
+    rows = class_text_embeddings(model, class_names, prompts)
+    return ClassHead(list(class_names), ClassWeights(rows, float(model.logit_scale)), "prompts", texts)

@@ -5,7 +5,8 @@ folder: ``CLIPModel.from_pretrained(folder)``. Dual encoders and ViT + HF-text m
 transformers class of their own: their weights (one ``model.safetensors``), the towers' configs
 and the tokenizer are written as CLIP Studio saves them, and ``README.md`` holds the code that
 rebuilds them from transformers/torch classes. LoRA runs need nothing here: a run saves its
-adapters merged into the weights. A linear-probe run adds its class head (``linear_head.*``).
+adapters merged into the weights. A linear-probe run adds its class head (``linear_head.*``), a
+Tip-Adapter run its cache (``tip_adapter_cache.safetensors``, ``tip_adapter.json``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from clipstudio.engine.models.base import ImageTextModel
 from clipstudio.engine.models.dual_encoder import DualEncoderModel
 from clipstudio.engine.models.hf_clip import HFClipModel
 from clipstudio.engine.models.linear_probe_head import HEAD_INFO, HEAD_WEIGHTS, LinearProbeModel, save_head
+from clipstudio.engine.models.tip_adapter_head import (
+    CACHE_INFO,
+    CACHE_WEIGHTS,
+    FORMULA,
+    TipAdapterModel,
+    save_cache,
+)
 from clipstudio.engine.models.vit_hf_text import ViTHFTextModel
 from clipstudio.engine.storage.atomic import atomic_write_text
 
@@ -27,7 +35,7 @@ README_NAME = "README.md"
 
 def export_hf(model: ImageTextModel, folder: Path) -> str:
     """Write ``model`` into ``folder`` for plain transformers; returns the layout ("clip_model" or the model kind)."""
-    base = model.base if isinstance(model, LinearProbeModel) else model
+    base = model.base if isinstance(model, LinearProbeModel | TipAdapterModel) else model
     if isinstance(base, HFClipModel):
         base.model.save_pretrained(folder)
         base.tokenizer.save_pretrained(folder)
@@ -45,8 +53,12 @@ def export_hf(model: ImageTextModel, folder: Path) -> str:
             "supported: Hugging Face CLIP, dual encoders (the built-in model), ViT + HF text models."
         )
     if isinstance(model, LinearProbeModel):
-        save_head(folder, torch.from_numpy(model.head), model.class_names, model.logit_scale)
+        head = model.head.as_affine()
+        save_head(folder, torch.from_numpy(head.rows), torch.from_numpy(head.bias), model.class_names)
         readme += LINEAR_HEAD_README.format(weights=HEAD_WEIGHTS, info=HEAD_INFO)
+    if isinstance(model, TipAdapterModel):
+        save_cache(folder, model.cache, model.class_names)
+        readme += TIP_ADAPTER_README.format(weights=CACHE_WEIGHTS, info=CACHE_INFO, formula=FORMULA)
     atomic_write_text(folder / README_NAME, readme)
     return layout
 
@@ -185,7 +197,22 @@ Preprocessing: {model.preprocessing.to_dict()} (shorter side resized, centre cro
 LINEAR_HEAD_README = """
 ## Linear-probe class head
 
-`{weights}` (tensor `weight`, classes x embedding dimension) and `{info}` (class names, logit
-scale) are the run's trained head: a class's score is the cosine of the image embedding with its
-(L2-normalised) row; the highest score is the predicted class.
+`{weights}` (tensors `weight`, classes x embedding dimension, and `bias`, one per class) and `{info}`
+(class names) are the run's trained head, a logistic regression on the L2-normalised image
+embedding: `logits = weight @ embedding + bias` (softmax for probabilities); the highest is the
+predicted class.
+"""
+
+
+TIP_ADAPTER_README = """
+## Tip-Adapter cache
+
+`{weights}` (tensors `keys`, training images x embedding dimension, `values`, their one-hot
+classes, and `class_embeddings`, the zero-shot class text embeddings, one unit row per class) and
+`{info}` (class names, `alpha`, `beta`, `logit_scale`) are the run's Tip-Adapter classifier
+(Zhang et al., ECCV 2022), on the image embedding (L2-normalised, `unit`):
+
+    {formula}
+
+Softmax for probabilities; the highest is the predicted class. `alpha` = 0 is plain zero-shot.
 """

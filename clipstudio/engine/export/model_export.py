@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.errors import ConfigError, ModelError
 from clipstudio.engine.export import FORMATS
 from clipstudio.engine.export.folder import checked_output_folder, staged_folder
 from clipstudio.engine.export.head import ClassHead, class_head
@@ -19,6 +19,7 @@ from clipstudio.engine.export.hf import export_hf
 from clipstudio.engine.export.onnx import export_onnx, require_onnx
 from clipstudio.engine.models import load_model, load_run_model
 from clipstudio.engine.models.base import ImageTextModel
+from clipstudio.engine.models.tip_adapter_head import TipAdapterModel
 from clipstudio.engine.prompts import PromptSet, run_prompt_set
 from clipstudio.engine.runs.layout import is_run_folder, read_run_config, read_run_info
 
@@ -65,6 +66,11 @@ def export_model(
     if fmt == "onnx":
         require_onnx()
     model, head_source, check_images = _load(spec, class_names)
+    if fmt == "onnx" and isinstance(model, TipAdapterModel):
+        raise ModelError(
+            "A Tip-Adapter run can't be exported as ONNX: it compares each image with its cached training "
+            "images, which the ONNX head (one row per class) can't hold; use --format hf, which carries the cache."
+        )
     base = getattr(model, "base", model)
     if hasattr(base, "bf16_inference"):
         base.bf16_inference = False  # exported heads and parity references are full precision

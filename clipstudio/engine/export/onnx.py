@@ -3,9 +3,9 @@
 The folder holds ``image_encoder.onnx`` (``pixel_values`` (N, 3, S, S) float32 -> ``image_embeddings``),
 ``text_encoder.onnx`` (``input_ids``, ``attention_mask`` (N, T) int64 -> ``text_embeddings``; both
 outputs L2-normalised), ``tokenizer/`` (the text encoder's tokenizer files), ``head.json`` (class
-names, logit scale, preprocessing) and ``head.safetensors`` (``class_embeddings``, (C, D)). A program
-classifies an image with onnxruntime alone: preprocess as ``head.json`` says, run the image encoder,
-take the class with the largest ``class_embeddings @ embedding``.
+names, logit scale, preprocessing) and ``head.safetensors`` (``class_embeddings`` (C, D), ``class_bias``
+(C,)). A program classifies an image with onnxruntime alone: preprocess as ``head.json`` says, run the
+image encoder, take the class with the largest ``logit_scale * class_embeddings @ embedding + class_bias``.
 
 onnx and onnxruntime are optional (``pip install clipstudio[export]``): imported only here.
 """
@@ -135,14 +135,17 @@ def export_onnx(model: ImageTextModel, folder: Path, head: ClassHead | None, che
         "tokenizer": TOKENIZER_DIR,
         "max_text_tokens": base.max_text_tokens,
         "embed_dim": base.embed_dim,
-        "logit_scale": float(model.logit_scale),
+        "logit_scale": float(head.weights.scale if head else model.logit_scale),
         "preprocessing": preprocessing_json(settings),
-        "classify": "scores = logit_scale * class_embeddings @ image_embedding; the class is the argmax",
+        "classify": "scores = logit_scale * class_embeddings @ image_embedding + class_bias; the class is the argmax",
         "parity": parity,
     }
     if head is not None:
         info.update(head.to_json())
-        save_file({"class_embeddings": np.ascontiguousarray(head.embeddings, dtype=np.float32)},
+        weights = head.weights
+        bias = np.zeros(len(weights.rows), np.float32) if weights.bias is None else weights.bias
+        tensors = {"class_embeddings": weights.rows, "class_bias": bias}
+        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
                   str(folder / HEAD_TENSORS))
         info["head_tensors"] = HEAD_TENSORS
     atomic_write_json(folder / HEAD_JSON, info)
@@ -208,8 +211,8 @@ Classify an image with onnxruntime, numpy and PIL alone:
    (`resample` filter; the longer side's new length rounded as `longer_side` says); crop the centre
    `center_crop` square (offset `(new_size - crop) // 2`); `x * rescale`, then `(x - mean) / std`; NCHW float32.
 2. `image_encoder.onnx`: `pixel_values` → `image_embeddings` (L2-normalised).
-3. `{tensors}` → `class_embeddings` (one row per `class_names` entry): the class is the argmax of
-   `class_embeddings @ embedding` (times `logit_scale` for logits, softmax for probabilities).
+3. `{tensors}` → `class_embeddings` (one row per `class_names` entry) and `class_bias`: the logits are
+   `logit_scale * class_embeddings @ embedding + class_bias` (softmax for probabilities); the class is the argmax.
 
 `text_encoder.onnx` takes `input_ids` and `attention_mask` (int64) from the tokenizer in `tokenizer/`
 (e.g. `tokenizers.Tokenizer.from_file("tokenizer/tokenizer.json")`) and gives L2-normalised text embeddings.

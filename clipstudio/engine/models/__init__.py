@@ -21,6 +21,7 @@ from clipstudio.engine.models.hub import FALLBACK_ADVICE, fetch_model_folder, lo
 from clipstudio.engine.models.linear_probe_head import LinearProbeModel
 from clipstudio.engine.models.manifest import MANIFEST_NAME, read_manifest
 from clipstudio.engine.models.open_clip_format import is_open_clip_folder, is_open_clip_repo, load_open_clip
+from clipstudio.engine.models.tip_adapter_head import TipAdapterModel
 from clipstudio.engine.models.vit_hf_text import ViTHFTextModel
 from clipstudio.engine.runs.layout import BASE_MODEL_DIR, checkpoint_folder, is_run_folder, read_run_info
 from clipstudio.engine.runtime.allocator import tune_malloc
@@ -81,7 +82,8 @@ def load_model(spec: str = BUILTIN, *, device: str = "auto") -> ImageTextModel:
 def load_run_model(path: str | Path, which: str = "best", device: str = "auto") -> ImageTextModel:
     """The trained model of a run folder: checkpoint_best if present (``which="best"``), else checkpoint_latest.
 
-    Linear-probe runs give a ``LinearProbeModel``: the frozen model plus the trained class head.
+    Linear-probe runs give a ``LinearProbeModel``: the frozen model plus the trained class head;
+    Tip-Adapter runs a ``TipAdapterModel``: the frozen model plus the cache.
     """
     path = Path(path)
     info = read_run_info(path)
@@ -93,6 +95,10 @@ def load_run_model(path: str | Path, which: str = "best", device: str = "auto") 
         base = load_model_folder(path / BASE_MODEL_DIR, target)
         adopt_image_embeddings(base, record)
         return LinearProbeModel.from_checkpoint(base, folder)
+    if info.get("method") in ("tip_adapter", "tip_adapter_f"):
+        base = load_model_folder(path / BASE_MODEL_DIR, target)
+        adopt_image_embeddings(base, record)
+        return TipAdapterModel.from_checkpoint(base, folder)
     model = load_model_folder(folder, target)
     adopt_image_embeddings(model, record)
     return model

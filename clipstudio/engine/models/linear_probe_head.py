@@ -1,8 +1,14 @@
 """A frozen model plus a trained linear class head: the model a linear-probe run gives.
 
-The head's files sit in every linear-probe checkpoint folder: ``linear_head.safetensors`` (the
-(classes x embedding dim) weight) and ``linear_head.json`` (class names, logit scale). The frozen
-model is saved once per run folder (``runs.layout.BASE_MODEL_DIR``).
+The head's files sit in every linear-probe checkpoint folder: ``linear_head.safetensors`` (tensors
+``weight``, classes x embedding dim, and ``bias``, one per class) and ``linear_head.json`` (class
+names, the form of the head). A class's logit is ``unit(image embedding) @ weight[c] + bias[c]``:
+multinomial logistic regression on the frozen model's L2-normalised image embeddings.
+
+Version-1 runs saved a cosine head (no ``bias``, no ``form``): logits were ``logit_scale x cosine``
+of the image with each row. They still load, as the same logits in the affine form.
+
+The frozen model is saved once per run folder (``runs.layout.BASE_MODEL_DIR``).
 """
 
 from __future__ import annotations
@@ -15,110 +21,81 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from clipstudio.engine.class_weights import ClassWeights
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.base import ImageTextModel
+from clipstudio.engine.models.frozen_base import FrozenBaseModel
 from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.storage.safetensors_io import save_safetensors
 
 HEAD_WEIGHTS = "linear_head.safetensors"
 HEAD_INFO = "linear_head.json"
+AFFINE = "affine"  # linear_head.json "form" of heads with a bias (version-1 heads have no form)
 
 
-def save_head(folder: Path, weight: torch.Tensor, class_names: list[str], logit_scale: float) -> None:
-    """Write the head's weight and class names into ``folder``."""
-    tensor = weight.detach().float().cpu().contiguous().clone()
-    save_safetensors({"weight": tensor}, folder / HEAD_WEIGHTS)
-    atomic_write_json(
-        folder / HEAD_INFO, {"class_names": list(class_names), "logit_scale": float(logit_scale)}
-    )
+def save_head(folder: Path, weight: torch.Tensor, bias: torch.Tensor, class_names: list[str]) -> None:
+    """Write an affine head (``weight`` (C, D), ``bias`` (C,)) and its class names into ``folder``."""
+    tensors = {
+        "weight": weight.detach().float().cpu().contiguous().clone(),
+        "bias": bias.detach().float().cpu().reshape(-1).contiguous().clone(),
+    }
+    save_safetensors(tensors, folder / HEAD_WEIGHTS)
+    atomic_write_json(folder / HEAD_INFO, {"class_names": list(class_names), "form": AFFINE})
 
 
-def load_head(folder: Path) -> tuple[torch.Tensor, list[str], float]:
-    """(weight (C, D), class names, logit scale) from a linear-probe checkpoint."""
+def load_head(folder: Path) -> tuple[ClassWeights, list[str]]:
+    """(the head's weights, its class names) from a linear-probe checkpoint (either form)."""
     try:
         info = json.loads((folder / HEAD_INFO).read_text(encoding="utf-8"))
-        weight = load_file(str(folder / HEAD_WEIGHTS))["weight"]
+        tensors = load_file(str(folder / HEAD_WEIGHTS))
+        weight = tensors["weight"].float().numpy()
         names = [str(n) for n in info["class_names"]]
-        scale = float(info["logit_scale"])
+        if info.get("form") == AFFINE:
+            bias = tensors["bias"].float().numpy()
+            head = ClassWeights.affine(weight, bias)
+        else:  # version 1: a cosine head at the model's logit scale
+            rows = weight / np.maximum(np.linalg.norm(weight, axis=1, keepdims=True), 1e-12)
+            head = ClassWeights(rows.astype(np.float32), float(info["logit_scale"]))
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise ModelError(f"{folder}: the linear-probe head can't be read ({exc}).") from None
-    if weight.ndim != 2 or weight.shape[0] != len(names):
+    bias_ok = head.bias is None or head.bias.shape == (len(names),)
+    if weight.ndim != 2 or weight.shape[0] != len(names) or not bias_ok:
         raise ModelError(f"{folder}: the linear-probe head does not match its class names.")
-    return weight, names, scale
+    return head, names
 
 
-class LinearProbeModel(ImageTextModel):
+class LinearProbeModel(FrozenBaseModel):
     """A frozen model plus a trained linear class head; encoding is the frozen model's.
 
-    ``class_embeddings(names)`` gives the head's rows for those classes, which take the place of
-    the prompt-ensemble class embeddings in zero-shot classification.
+    ``class_weights(names)`` gives the head for those classes, which takes the place of the
+    prompt ensemble in zero-shot classification.
     """
 
     kind = "linear_probe"
 
-    def __init__(self, base: ImageTextModel, weight: np.ndarray, class_names: list[str]):
-        self.base = base
-        w = np.asarray(weight, dtype=np.float32)
-        self.head = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+    def __init__(self, base: ImageTextModel, head: ClassWeights, class_names: list[str]):
+        if len(head.rows) != len(class_names):
+            raise ModelError(f"A head of {len(head.rows)} rows for {len(class_names)} classes.")
+        super().__init__(base)
+        self.head = head
         self.class_names = list(class_names)
 
     @classmethod
     def from_checkpoint(cls, base: ImageTextModel, folder: Path) -> LinearProbeModel:
-        weight, names, _ = load_head(folder)
-        return cls(base, weight.numpy(), names)
+        head, names = load_head(folder)
+        return cls(base, head, names)
 
-    def class_embeddings(self, class_names: list[str]) -> np.ndarray | None:
-        """(C, D) L2-normalised head rows in the order given, or None if a class was not trained."""
+    def class_weights(self, class_names: list[str]) -> ClassWeights | None:
+        """The head's weights for the classes given, in that order; None if one was not trained."""
         index = {name: i for i, name in enumerate(self.class_names)}
         if any(name not in index for name in class_names):
             return None
-        return self.head[[index[name] for name in class_names]].copy()
-
-    # Everything else is the frozen model's.
-    @property
-    def embed_dim(self) -> int:
-        return self.base.embed_dim
-
-    @property
-    def logit_scale(self) -> float:
-        return self.base.logit_scale
-
-    @property
-    def max_text_tokens(self) -> int:
-        return self.base.max_text_tokens
-
-    @property
-    def device(self) -> torch.device:
-        return self.base.device
-
-    def to(self, device) -> LinearProbeModel:
-        self.base.to(device)
-        return self
-
-    def preprocess(self, images):
-        return self.base.preprocess(images)
-
-    def encode_images(self, pixel_values):
-        return self.base.encode_images(pixel_values)
-
-    def encode_texts(self, texts):
-        return self.base.encode_texts(texts)
-
-    def count_tokens(self, texts):
-        return self.base.count_tokens(texts)
-
-    def fingerprint(self) -> str:
-        return self.base.fingerprint()  # image and text embeddings are the frozen model's
-
-    def image_fingerprint(self) -> str:
-        return self.base.image_fingerprint()
-
-    def image_input_spec(self):
-        return self.base.image_input_spec()
+        return self.head.select([index[name] for name in class_names])
 
     def save(self, folder: str | Path) -> Path:
         """The frozen model (loadable with load_model) plus the head files beside it."""
         folder = Path(folder)
         self.base.save(folder)
-        save_head(folder, torch.from_numpy(self.head), self.class_names, self.logit_scale)
+        head = self.head.as_affine()
+        save_head(folder, torch.from_numpy(head.rows), torch.from_numpy(head.bias), self.class_names)
         return folder

@@ -6,7 +6,7 @@ All JSON is UTF-8 and written atomically; weights are safetensors::
 
     <run>/config.json            the TrainConfig (read_run_config)
     <run>/run.json               method, starting model spec, classes and their texts, the starting
-                                 image encoder (linear_probe, lock_image; read_run_info)
+                                 image encoder (linear_probe, lock_image, tip_adapter(_f); read_run_info)
     <run>/splits.json            the training and validation image paths
     <run>/history.json           per-epoch lists: train_loss, val_loss, val_acc, lr... (read_history)
     <run>/metrics.jsonl          one line per logging step (read_metrics)
@@ -14,7 +14,8 @@ All JSON is UTF-8 and written atomically; weights are safetensors::
     <run>/calibration.json       temperature and operating point fitted on validation by ``eval`` (read_calibration)
     <run>/checkpoint_latest/     model (load_model works on it) + train_state.{json,safetensors}
     <run>/checkpoint_best/       the same for the best epoch by the monitored metric
-    <run>/base_model/            linear_probe only: the frozen model (checkpoints hold just the head)
+    <run>/base_model/            linear_probe, tip_adapter(_f): the frozen model (checkpoints hold just the
+                                 head or the cache)
 
 A checkpoint is complete once its ``train_state.json`` exists (written last); while a new one is
 swapped in, the previous copy is ``<name>.old`` (see ``training.checkpoint``).

@@ -52,6 +52,7 @@ MODULES = (
     "clipstudio.engine.training.methods.contrastive",
     "clipstudio.engine.training.methods.linear_probe",
     "clipstudio.engine.training.methods.lora",
+    "clipstudio.engine.training.methods.tip_adapter",
     "clipstudio.engine.evaluation.wise",
     "clipstudio.engine.runs.layout",
 )

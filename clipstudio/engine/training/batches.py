@@ -65,7 +65,7 @@ def training_splits(
     Explicit ``train_indices``/``val_indices`` (a cross-validation fold) win. Otherwise the
     dataset's own "train"/"val" splits; without a "val" split, ``data.val_fraction`` of train is
     held out (stratified by class, patients kept together); without any split, the whole dataset
-    is split that way.
+    is split that way. ``data.shots_per_class`` then keeps that many training images per class.
     """
     if train_indices is not None:
         train = sorted(set(int(i) for i in train_indices))
@@ -73,9 +73,32 @@ def training_splits(
         if set(train) & set(val):
             raise DataError("The training and validation indices overlap.")
         return train, val
-    return train_val_indices(
+    train, val = train_val_indices(
         dataset, val_fraction=data.val_fraction, test_fraction=data.test_fraction, seed=data.seed
     )
+    if data.shots_per_class is not None:
+        train = few_shot_indices(dataset, train, data.shots_per_class, seed=data.seed)
+    return train, val
+
+
+def few_shot_indices(dataset: Dataset, indices: list[int], shots: int, *, seed: int) -> list[int]:
+    """``shots`` of ``indices`` per class (all of a class that has fewer), drawn with ``seed``; sorted.
+
+    A class's draw depends only on the seed and that class's images, and K shots are the first K
+    of the draw, so the 2-shot images are among the 4-shot ones (K-shot curves add images, never swap them).
+    Images without a class (captions) are kept.
+    """
+    by_class: dict[int | None, list[int]] = {}
+    for i in indices:
+        by_class.setdefault(dataset.samples[i].label, []).append(i)
+    kept: list[int] = []
+    for label, members in by_class.items():
+        if label is None:
+            kept += members
+            continue
+        order = np.random.default_rng([seed, label]).permutation(len(members))
+        kept += [members[j] for j in order[:shots]]
+    return sorted(kept)
 
 
 def data_kind(dataset: Dataset) -> str:

@@ -19,11 +19,12 @@ from clipstudio.engine.data.dataset import Dataset
 from clipstudio.engine.data.readers import load_dataset_from_config
 from clipstudio.engine.data.splits import apply_group_regex
 from clipstudio.engine.errors import ConfigError, DataError
-from clipstudio.engine.events import Callback, ShouldStop
+from clipstudio.engine.events import Callback, MessageLogged, ShouldStop
 from clipstudio.engine.models import load_model, load_run_model
 from clipstudio.engine.models.base import ImageTextModel
 from clipstudio.engine.models.fingerprint import image_encoder_record
 from clipstudio.engine.models.linear_probe_head import LinearProbeModel
+from clipstudio.engine.models.tip_adapter_head import TipAdapterModel
 from clipstudio.engine.prompts import PromptSet, prompt_set_from_config
 from clipstudio.engine.runs.layout import LATEST, default_run_dir, find_checkpoint, is_run_folder
 from clipstudio.engine.runtime.device import select_device
@@ -37,13 +38,22 @@ from clipstudio.engine.training.batches import (
     problems_summary,
     training_splits,
 )
+from clipstudio.engine.training.image_size import (
+    FIXED_SIZE_KINDS,
+    ImageSizeChoice,
+    choose_image_size,
+    median_short_side,
+)
 from clipstudio.engine.training.methods.base import TrainingMethod
 from clipstudio.engine.training.methods.contrastive import ContrastiveMethod
 from clipstudio.engine.training.methods.linear_probe import LinearProbeMethod, encode_probe_splits
+from clipstudio.engine.training.methods.tip_adapter import TipAdapterFMethod, TipAdapterMethod
 from clipstudio.engine.training.optimizer import amp_policy
 
 # Methods that leave the image encoder as it was: their runs record it, to share its cached image embeddings.
-FROZEN_IMAGE_METHODS = ("linear_probe", "lock_image")
+FROZEN_IMAGE_METHODS = ("linear_probe", "lock_image", "tip_adapter", "tip_adapter_f")
+# Methods that fit a classifier on the frozen model's cached image embeddings (config.CLASS_DATA_METHODS).
+EMBEDDING_METHODS = {"linear_probe": LinearProbeMethod, "tip_adapter": TipAdapterMethod, "tip_adapter_f": TipAdapterFMethod}
 
 
 def training_device(cfg: TrainConfig) -> torch.device:
@@ -90,6 +100,7 @@ class RunData:
     prompts: PromptSet
     start_spec: str  # the model training starts from
     notes: list[str] = field(default_factory=list)
+    image_size: ImageSizeChoice | None = None  # contrastive methods: the training image size (build_method)
 
 
 def load_training_data(
@@ -105,9 +116,9 @@ def load_training_data(
     if cfg.data.group_regex:
         dataset = apply_group_regex(dataset, cfg.data.group_regex)
     kind = data_kind(dataset)
-    if cfg.method == "linear_probe" and not dataset.is_classification:
+    if cfg.method in EMBEDDING_METHODS and not dataset.is_classification:
         raise ConfigError(
-            "The linear probe needs class data (class folders or labelled images); "
+            f"The {cfg.method} method needs class data (class folders or labelled images); "
             "for image-text pairs use 'full', 'lock_image', 'lock_text' or 'lora'."
         )
     train, val = training_splits(dataset, cfg.data, train_indices=train_indices, val_indices=val_indices)
@@ -117,6 +128,11 @@ def load_training_data(
         )
     labelled = "with class labels" if kind == CLASSES else "with captions"
     notes = [f"{len(train)} images to train on and {len(val)} to validate on, {labelled}."]
+    if cfg.data.shots_per_class is not None and train_indices is None:
+        notes.append(
+            f"Few-shot: at most {cfg.data.shots_per_class} training image(s) per class, "
+            f"drawn with split seed {cfg.data.seed}."
+        )
     if resume_info is not None:
         start_spec = str(resume_info["start_model"])
         if resume_info.get("class_names", []) != list(dataset.class_names):
@@ -131,8 +147,9 @@ def load_start_model(cfg: TrainConfig, spec: str, device: torch.device) -> Image
     """The model training starts from: ``load_model(spec)``, or a run folder's trained model."""
     if is_run_folder(spec):
         model = load_run_model(spec, "best", device=str(device))
-        if isinstance(model, LinearProbeModel):
-            raise ConfigError(f"{spec!r} is a linear-probe run; fine-tune its base model instead.")
+        if isinstance(model, LinearProbeModel | TipAdapterModel):
+            what = "linear-probe" if isinstance(model, LinearProbeModel) else "Tip-Adapter"
+            raise ConfigError(f"{spec!r} is a {what} run; fine-tune its base model instead.")
         return model
     return load_model(spec, device=str(device))
 
@@ -147,12 +164,12 @@ def build_method(
     device: torch.device,
 ) -> TrainingMethod | None:
     """The training method of ``cfg.method``, its images read or embedded; None when cancelled meanwhile."""
-    if cfg.method == "linear_probe":
-        return _linear_probe(cfg, model, data, callback=callback, should_stop=should_stop)
+    if cfg.method in EMBEDDING_METHODS:
+        return _on_embeddings(cfg, model, data, callback=callback, should_stop=should_stop)
     return _contrastive(cfg, model, data, callback=callback, should_stop=should_stop, device=device)
 
 
-def _linear_probe(cfg, model, data: RunData, *, callback, should_stop) -> LinearProbeMethod | None:
+def _on_embeddings(cfg, model, data: RunData, *, callback, should_stop) -> TrainingMethod | None:
     embedded = encode_probe_splits(
         model,
         data.dataset,
@@ -166,7 +183,7 @@ def _linear_probe(cfg, model, data: RunData, *, callback, should_stop) -> Linear
     if embedded.cancelled:
         return None
     notes = [problems_summary(embedded.problems)] if embedded.problems else []
-    return LinearProbeMethod(
+    return EMBEDDING_METHODS[cfg.method](
         cfg, model, data.dataset.class_names, embedded.train, embedded.val, data.prompts, notes=notes
     )
 
@@ -174,12 +191,24 @@ def _linear_probe(cfg, model, data: RunData, *, callback, should_stop) -> Linear
 def _contrastive(cfg, model, data: RunData, *, callback, should_stop, device) -> ContrastiveMethod | None:
     dataset = data.dataset
     native = model.image_input_spec().size
-    if cfg.img_size and cfg.img_size != native and model.kind in ("hf_clip", "vit_hf_text"):
+    resizable = model.kind not in FIXED_SIZE_KINDS and hasattr(model, "preprocessing")
+    if cfg.img_size and cfg.img_size != native and model.kind in FIXED_SIZE_KINDS:
         # A ViT's position embeddings are sized for its own input; CNN backbones take any size.
         raise ConfigError(
             f"This CLIP model takes {native} px images; leave img_size empty (got {cfg.img_size})."
         )
-    size = cfg.img_size or native
+    source_side = None
+    # A resume trains at the run's own size: new runs record an automatic size in their config, and runs
+    # from before it was chosen automatically trained at the model's own size.
+    if not cfg.img_size and not cfg.resume_from and device.type == "cpu" and resizable:
+        source_side = median_short_side([dataset.samples[i].path for i in data.train_indices])
+    data.image_size = choose_image_size(
+        cfg.img_size, native, device=device, resizable=resizable, source_side=source_side
+    )
+    size = data.image_size.size
+    if data.image_size.automatic:
+        callback(MessageLogged(level="info", text=data.image_size.note))
+        cfg = dataclasses.replace(cfg, img_size=size)  # the method trains and validates at this size
     if size != native and hasattr(model, "preprocessing"):
         # The fine-tuned model is used at the size it was trained at: its saved checkpoints (and so
         # zero-shot, eval and retrieval with the run) preprocess images to `size`, not the original.
@@ -212,9 +241,12 @@ def _contrastive(cfg, model, data: RunData, *, callback, should_stop, device) ->
 
 
 def recorded_config(cfg: TrainConfig, data: RunData) -> TrainConfig:
-    """The config as the run folder records it: the starting model spec made explicit."""
+    """The config as the run folder records it: the starting model spec and an automatic image size made explicit,
+    so a resume trains at the same size on any device."""
     recorded = copy.deepcopy(cfg)
     recorded.model.spec = data.start_spec
+    if data.image_size is not None and data.image_size.automatic:
+        recorded.img_size = data.image_size.size
     return recorded
 
 
@@ -230,7 +262,9 @@ def run_info(cfg: TrainConfig, data: RunData, method: TrainingMethod) -> dict[st
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "clipstudio_version": __version__,
     }
-    if data.kind == CLASSES or cfg.method == "linear_probe":
+    if data.image_size is not None:
+        info["img_size"] = data.image_size.size  # what the images were trained at; checkpoints keep it too
+    if data.kind == CLASSES or cfg.method in EMBEDDING_METHODS:
         info["class_texts"] = {name: data.prompts.texts_for(name) for name in data.dataset.class_names}
     if cfg.method in FROZEN_IMAGE_METHODS:
         # Written before a resume restores any weights: this is the starting model's image encoder.

@@ -25,6 +25,7 @@ from ``kfold_indices``) and an ``output`` per fold; the test split is then up to
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import math
 import time
@@ -239,13 +240,17 @@ class Trainer:
             )
         for note in self.method.notes:
             self._log(note, "warning")
+        fixed = self.method.fixed_epochs
+        if fixed is not None and fixed != cfg.epochs:
+            self._log(f"This method trains nothing: {fixed} epoch builds it (the epochs setting, {cfg.epochs}, is not used).")
+            cfg = self.cfg = dataclasses.replace(cfg, epochs=fixed)
         self.amp: AmpPolicy = self.method.amp
         self.base_lr = cfg.resolved_learning_rate()
         self.optimizer = make_optimizer(
             self.method.trainable(), lr=self.base_lr, weight_decay=cfg.weight_decay
         )
         self.scaler = torch.amp.GradScaler(device.type) if self.amp.use_scaler else None
-        self.threads = self._thread_tuner(device)
+        self.threads = self._thread_tuner(device) if self.method.tune_threads else None
         self.batches_per_epoch = self.method.micro_batches_per_epoch
         if self.batches_per_epoch < 1:
             raise DataError("Training needs at least 2 readable training images.")
@@ -357,6 +362,8 @@ class Trainer:
 
     # --- one epoch -------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int) -> TrainingStatus | None:
+        if self.method.full_batch:
+            return self._solve_epoch(epoch)
         cfg, method, pos = self.cfg, self.method, self.pos
         params = [p for _, p in method.trainable()]
         n_batches, accum = self.batches_per_epoch, cfg.grad_accum
@@ -429,6 +436,33 @@ class Trainer:
                     window = {"loss": 0.0, "batches": 0, "images": 0, "start": now}
                 if self.should_stop():
                     return TrainingStatus.CANCELLED
+        return None
+
+    def _solve_epoch(self, epoch: int) -> TrainingStatus | None:
+        """A full-batch method's epoch: one exact solve, counted as one step (no optimizer, no batches)."""
+        pos, started = self.pos, time.monotonic()
+        fit = self.method.solve_epoch(epoch, self.should_stop)
+        if fit is None:
+            return TrainingStatus.CANCELLED
+        if not math.isfinite(fit.loss):
+            return TrainingStatus.FAILED
+        pos.loss_sum += fit.loss * fit.images
+        pos.acc_sum += fit.accuracy * fit.images
+        pos.seen += fit.images
+        pos.step += 1
+        pos.batch_pos = self.batches_per_epoch
+        set_lr(self.optimizer, fit.value)  # the history's "lr" column holds the epoch's setting
+        seconds = max(time.monotonic() - started, 1e-9)
+        record = {
+            "epoch": epoch,
+            "step": pos.step,
+            "loss": fit.loss,
+            "lr": fit.value,
+            "images_per_s": fit.images / seconds,
+        }
+        append_metrics_line(self.run_dir, record)
+        self._emit(StepEnded(total_steps=self.total_steps, **record))
+        self._log(fit.note)
         return None
 
     def _backward_group(self, batches: list[Any]) -> list[tuple[float, float, int]] | None:

@@ -31,6 +31,7 @@ from clipstudio.engine.events import MessageLogged
 from clipstudio.engine.runs.layout import is_run_folder, runs_root
 from clipstudio.engine.runtime.device import DeviceReport, GpuInfo, probe_devices
 from clipstudio.gui.errors import show_error
+from clipstudio.gui.help import TERMS, explain
 from clipstudio.gui.state import AppState
 from clipstudio.gui.widgets.model_gallery import ModelGallery, check_cache
 from clipstudio.gui.workers import TaskWorker
@@ -203,7 +204,15 @@ class ModelScreen(QWidget):
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             label.setWordWrap(True)
             self.info_labels[key] = label
-            form.addRow(name, label)
+            if key not in TERMS:
+                form.addRow(name, label)
+                continue
+            caption = QLabel(name)  # jargon: the caption and the value explain themselves, with a link
+            row = QHBoxLayout()
+            row.addWidget(label)
+            row.addWidget(explain(key, caption, label))
+            row.addStretch(1)
+            form.addRow(caption, row)
         self.info_labels["spec"].setText("No model loaded yet: pick one above and press Load model.")
         self.export_button = QPushButton("Export model…")
         self.export_button.setToolTip("Write the loaded model for use outside CLIP Studio: a folder plain "

@@ -31,10 +31,11 @@ from PySide6.QtWidgets import (
 
 from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.evaluation.split_policy import selection_part
-from clipstudio.engine.evaluation.zero_shot import compare_prompt_sets, score_dataset, trained_head
+from clipstudio.engine.evaluation.zero_shot import compare_prompt_sets, own_classifier, score_dataset
 from clipstudio.engine.prompt_store import DatasetPrompts, load_dataset_prompts, save_dataset_prompts
 from clipstudio.engine.prompts import PLACEHOLDER, PromptSet
 from clipstudio.gui.errors import show_error
+from clipstudio.gui.help import TERMS, explain_links
 from clipstudio.gui.score_text import (
     PART_WORDS,
     chance_text,
@@ -50,6 +51,7 @@ from clipstudio.gui.widgets.prompt_editor import PromptEditor, heading
 
 _GOOD = QColor("#e3f4e8")
 PRESS_EVALUATE = "Press Evaluate to score these prompts on the validation images."
+SCORE_TERMS = {"confidence_interval": "95% CI", "balanced_accuracy": "balanced accuracy"}  # as the scores name them
 COMPARISON_NOTE = ("Saved sets are scored on the same validation images; the best (highest balanced accuracy) "
                    "is highlighted.")
 
@@ -113,6 +115,8 @@ class PromptScreen(QWidget):
         self.accuracy_label.setFont(big)
         self.ci_label = QLabel(PRESS_EVALUATE)
         self.balanced_label = QLabel()
+        self.ci_label.setToolTip(TERMS["confidence_interval"].tooltip())
+        self.balanced_label.setToolTip(TERMS["balanced_accuracy"].tooltip())
         self.chance_label = QLabel()
         self.chance_label.setWordWrap(True)
         self.chance_label.setObjectName("hint")
@@ -158,6 +162,7 @@ class PromptScreen(QWidget):
         ci_box.addWidget(self.balanced_label)
         row.addLayout(ci_box, 1)
         rv.addLayout(row)
+        rv.addWidget(explain_links(SCORE_TERMS))
         rv.addWidget(self.chance_label)
         rv.addWidget(self.recall_plot, 1)
         row = QHBoxLayout()
@@ -339,7 +344,7 @@ class PromptScreen(QWidget):
                                    callback=callback, should_stop=should_stop)
             if result.cancelled:
                 return None
-            head = trained_head(model, part.dataset.class_names) is not None
+            head = own_classifier(model, part.dataset.class_names) is not None
             return part, head, result
 
         generation = self._generation
@@ -473,6 +478,7 @@ class PromptScreen(QWidget):
         table.clear()
         table.setColumnCount(3 + len(class_names))
         table.setHorizontalHeaderLabels(["Set", "Accuracy", "Balanced acc."] + class_names)
+        table.horizontalHeaderItem(2).setToolTip(TERMS["balanced_accuracy"].plain)
         for col, name in enumerate(class_names, 3):
             table.horizontalHeaderItem(col).setToolTip(f"Recall of {name}: share of its images classified right")
         table.setRowCount(len(self.saved_sets))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,27 +40,43 @@ from clipstudio.engine.evaluation.clinical_scoring import (
     calibrated_predictions,
     run_operating_point,
     score_clinical,
+    with_operating_point,
+    with_subgroups,
 )
+from clipstudio.engine.evaluation.paired import compare_results
 from clipstudio.engine.evaluation.report import check_report_path, render_report, write_report
 from clipstudio.engine.evaluation.split_policy import report_part
 from clipstudio.engine.evaluation.zero_shot import score_dataset
 from clipstudio.engine.prompts import run_prompt_set
-from clipstudio.engine.runs.layout import is_run_folder
+from clipstudio.engine.runs.layout import is_run_folder, run_start_model_spec
 from clipstudio.engine.storage.atomic import atomic_write_text
 from clipstudio.gui.errors import show_error
+from clipstudio.gui.help import TERMS, explain, explain_links, terms_tooltip
 from clipstudio.gui.score_text import chance_text, class_counts, interval_text
 from clipstudio.gui.screen_jobs import ScreenJobs
+from clipstudio.gui.screens.retrieval_screen import recent_runs
 from clipstudio.gui.settings import AppSettings
 from clipstudio.gui.state import AppState
 from clipstudio.gui.widgets.clinical_view import ClinicalPages
 from clipstudio.gui.widgets.confusion_matrix import ConfusionMatrixView
 from clipstudio.gui.widgets.missing_input import MissingInputBanner
+from clipstudio.gui.widgets.model_pair import ModelPairView, paired_summary
 from clipstudio.gui.widgets.prediction_grid import PredictionGrid
 from clipstudio.gui.widgets.run_comparison import BeforeAfterTable, WiseCurve
+from clipstudio.gui.widgets.subgroup_view import SubgroupView
 
 CURRENT, RUN = "current", "run"
 OPERATING_POINT_DEBOUNCE_MS = 150
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]
+SUBGROUPS_HINT = ("Type a pattern that picks each image's subgroup out of its path (a hospital, scanner or sex "
+                  "in a folder or file name) and press Show subgroups.")
+SUMMARY_TERMS = {  # the summary's jargon, by the names it uses
+    "balanced_accuracy": "balanced accuracy",
+    "confidence_interval": "95% CI",
+    "auc": "AUC",
+    "calibration": "ECE",
+    "prediction_sets": "prediction sets",
+}
 
 
 def _pct(value: float | None) -> str:
@@ -94,24 +111,6 @@ def _clinical_lines(clinical) -> list[str]:
     return lines
 
 
-def paired_summary(paired: dict) -> str:
-    """The paired before/after comparison in plain lines: each difference with its CI and verdict."""
-    lines = [f"Same {paired['n']} images, after minus before (paired bootstrap 95% CI):"]
-    for key, label in (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"), ("macro_auc", "AUC")):
-        block = paired[key]
-        diff = block["difference"]
-        if diff.get("value") is None:
-            lines.append(f"{label}: {block['verdict']}")
-            continue
-        ci = diff.get("ci95")
-        interval = f" ({100 * ci[0]:+.1f} to {100 * ci[1]:+.1f} points)" if ci else ""
-        lines.append(f"{label}: {100 * diff['value']:+.1f} points{interval}. {block['verdict']}")
-    m = paired["mcnemar"]
-    lines.append(f"McNemar's test: p = {m['p_value']:.3g} ({m['only_b_right']} images only the fine-tuned model "
-                 f"gets right, {m['only_a_right']} only the starting model).")
-    return "\n".join(lines)
-
-
 def predictions_csv(predictions: list[dict]) -> str:
     """CSV text: path, true, predicted, correct, the top-k class/probability pairs, and the conformal
     prediction set ("a; b") when the predictions carry one."""
@@ -142,6 +141,7 @@ class ResultsScreen(QWidget):
     evaluated = Signal(object)  # ZeroShotResult now in the grid
     compared = Signal(object)  # {"before": payload, "after": payload, "before_label", "after_label"}
     swept = Signal(list)  # wise_sweep rows
+    models_compared = Signal(dict)  # the Compare tab: a_label, b_label, a, b (payloads), paired, part
     report_written = Signal(str)  # the report's path
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
@@ -225,6 +225,7 @@ class ResultsScreen(QWidget):
         self.accuracy_label.setFont(big)
         self.summary_label = QLabel()
         self.summary_label.setWordWrap(True)
+        self.summary_label.setToolTip(terms_tooltip(list(SUMMARY_TERMS)))
         self.matrix = ConfusionMatrixView()
         self.matrix.cell_selected.connect(self._on_matrix_cell_selected)
         self.metrics_table = self._table(["Class", "Precision", "Recall", "F1", "Support"])
@@ -234,6 +235,7 @@ class ResultsScreen(QWidget):
         row.addWidget(self.accuracy_label)
         row.addWidget(self.summary_label, 1)
         mv.addLayout(row)
+        mv.addWidget(explain_links(SUMMARY_TERMS))
         self.matrix_note = QLabel()  # binary tasks: the grid and the matrix call images at the operating point
         self.matrix_note.setObjectName("hint")
         self.matrix_note.setWordWrap(True)
@@ -250,7 +252,11 @@ class ResultsScreen(QWidget):
         before_after = QWidget()
         bv = QVBoxLayout(before_after)
         bv.addWidget(self.compare_label)
-        bv.addWidget(self.compare_button, 0, Qt.AlignmentFlag.AlignLeft)
+        compare_row = QHBoxLayout()
+        compare_row.addWidget(self.compare_button)
+        compare_row.addWidget(explain("paired_comparison", self.compare_label))
+        compare_row.addStretch(1)
+        bv.addLayout(compare_row)
         bv.addWidget(self.compare_table, 1)
 
         self.wise = WiseCurve()
@@ -260,6 +266,12 @@ class ResultsScreen(QWidget):
 
         self.clinical_pages = ClinicalPages(self)
         self.clinical_pages.operating_point_changed.connect(self._on_operating_point_changed)
+        self.clinical_pages.operating_point_rule_chosen.connect(self._on_operating_point_rule_chosen)
+        self._chosen_rule: str | None = None  # the user's rule; None: the run's stored point, else Youden's J
+        self.subgroups = SubgroupView()
+        self.subgroups.pattern_submitted.connect(self.show_subgroups)
+        self.model_pair = ModelPairView()
+        self.model_pair.compare_requested.connect(self.compare_models)
         self._point_timer = QTimer(self)  # the grid follows the slider once it rests (10k tiles are not free)
         self._point_timer.setSingleShot(True)
         self._point_timer.setInterval(OPERATING_POINT_DEBOUNCE_MS)
@@ -273,8 +285,13 @@ class ResultsScreen(QWidget):
         self.tabs.addTab(metrics, "Metrics")
         self.tabs.addTab(self.clinical_pages.roc_page, "ROC / PR")
         self.tabs.addTab(self.clinical_pages.calibration_page, "Calibration")
+        self.tabs.addTab(self.subgroups, "Subgroups")
         self.tabs.addTab(before_after, "Before / after")
         self.tabs.addTab(self.wise, "WiSE-FT")
+        self.tabs.addTab(self.model_pair, "Compare")
+        self.tabs.currentChanged.connect(self._on_tabs_current_changed)
+        self.tabs.setTabToolTip(self.tabs.indexOf(before_after), TERMS["paired_comparison"].plain)
+        self.tabs.setTabToolTip(self.tabs.indexOf(self.wise), TERMS["wise_ft"].plain)
         self._run_tabs = (before_after, self.wise)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
@@ -370,7 +387,7 @@ class ResultsScreen(QWidget):
         self.jobs.cancel("evaluate")
         dataset, split_config, store = self.state.dataset, self.state.split_config(), self.state.embeddings
         run_dir, run_models = self._run_dir(), self._run_models
-        model, prompts = self.state.model, self.state.prompts
+        model, prompts, chosen_rule = self.state.model, self.state.prompts, self._chosen_rule
         who = f"training run {Path(run_dir).name} (its own prompts)" if run_dir else "current model"
 
         def job(callback, should_stop):
@@ -382,10 +399,11 @@ class ResultsScreen(QWidget):
                 if run_dir not in run_models:
                     run_models[run_dir] = load_run_model(run_dir)
                 use_model, use_prompts = run_models[run_dir], run_prompt_set(run_dir)
-            # A run's threshold was chosen on its validation images (clipstudio eval stores it); else Youden's J.
-            point = run_operating_point(run_dir) if run_dir else None
+            # The user's rule, else a run's threshold chosen on its validation images (clipstudio eval stores
+            # it), else Youden's J.
+            point = chosen_rule or (run_operating_point(run_dir) if run_dir else None) or "youden"
             scoring = score_clinical(store, use_model, dataset, use_prompts, split_config, part,
-                                     operating_point=point or "youden", callback=callback, should_stop=should_stop)
+                                     operating_point=point, callback=callback, should_stop=should_stop)
             return None if scoring.result.cancelled else (f"{who} on the {part.description}", scoring, part)
 
         self._stale = False
@@ -408,7 +426,11 @@ class ResultsScreen(QWidget):
         skipped = f"; {len(result.problems)} unreadable image(s) skipped" if result.problems else ""
         self.progress_label.setText(f"{result.n} images{skipped}.")
         self._show_result(result, self.clinical)
+        if self.isVisible():  # the status bar said "scoring…" when the user came here
+            self.state.post_status(self.status_text())
         self.evaluated.emit(result)
+        if self.clinical is not None and self.subgroups.pattern():
+            self.show_subgroups(self.subgroups.pattern())  # the pattern stays; the figures follow the new scoring
 
     def _show_result(self, result, scoring: ClinicalScoring | None = None) -> None:
         """Fill the grid, matrix and metrics; with ``scoring``, probabilities are the calibrated ones and
@@ -425,6 +447,10 @@ class ResultsScreen(QWidget):
         else:
             self._show_matrix_note(None)
             self.clinical_pages.set_scoring(None)
+        if clinical is None or not self.subgroups.pattern():
+            self.subgroups.set_report(None)
+            self.subgroups.set_status(SUBGROUPS_HINT if clinical is not None else
+                                      "Press Evaluate: the subgroups are of the scored report images.")
         self.shown_predictions = predictions
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
@@ -507,6 +533,24 @@ class ResultsScreen(QWidget):
         self._show_matrix_note(metrics.point)
         self._on_matrix_cell_selected(-1, -1)
 
+    def _on_operating_point_rule_chosen(self, rule: str) -> None:
+        """Choose the threshold anew on the validation images by ``rule``; the slider, the figures, the grid
+        and the matrix follow (instant: nothing is scored again)."""
+        self._chosen_rule = rule
+        scoring, result = self.clinical, self.last_result
+        if scoring is None or scoring.clinical is None or not scoring.clinical.binary or result is None:
+            return
+        chosen = with_operating_point(scoring, rule)
+        if chosen.clinical.operating_point is None:
+            self.progress_label.setText(f"No threshold for that rule: {chosen.clinical.operating_point_reason}.")
+            point = scoring.clinical.operating_point
+            if point is not None:  # the box shows the rule the slider's threshold still comes from
+                self.clinical_pages.operating_point.rule.show_rule(point.point.rule, point.point.target)
+            return
+        self.clinical = chosen
+        temperature = chosen.clinical.calibration.temperature
+        self.clinical_pages.set_scoring(chosen.clinical, result.labels, softmax(result.logits, temperature or 1.0))
+
     def _show_matrix_note(self, point) -> None:
         """Say that the grid and the matrix follow the operating point, while the figures above don't."""
         if point is None:
@@ -574,6 +618,114 @@ class ResultsScreen(QWidget):
         self.progress_label.setText("")
         self.state.post_status(f"Saved the evaluation report to {path}")
         self.report_written.emit(path)
+
+    # --- subgroups --------------------------------------------------------------------------------
+
+    def show_subgroups(self, pattern: str) -> None:
+        """Figures per subgroup of the report images, each image's subgroup picked out of its path by
+        ``pattern``; in a worker (a bootstrap per subgroup)."""
+        scoring, dataset = self.clinical, self.state.dataset
+        if scoring is None or scoring.clinical is None or dataset is None:
+            self.subgroups.set_status("Evaluate first: the subgroups are of the scored report images.")
+            return
+        self.jobs.cancel("subgroups")
+        if scoring.clinical.subgroups is not None:  # the report must not keep another pattern's table
+            scoring = self.clinical = replace(scoring, clinical=replace(scoring.clinical, subgroups=None))
+        root = dataset.root
+
+        def job(_callback, _should_stop):
+            return with_subgroups(scoring, pattern, root)
+
+        self.subgroups.set_report(None)
+        self.subgroups.set_status(f"Computing the figures of each subgroup of '{pattern}'…")
+        self.jobs.start(job, name="subgroups", succeeded=self._on_subgroups_ready,
+                        failed=lambda message, _details: self.subgroups.set_status(message))
+
+    def _on_subgroups_ready(self, grouped: ClinicalScoring) -> None:
+        current = self.clinical
+        if current is None or current.clinical is None or grouped.result is not current.result:
+            return  # scored again meanwhile: the new scoring computes its own
+        # Kept on the shown scoring, so "Export report…" has the subgroup table.
+        self.clinical = replace(current, clinical=replace(current.clinical, subgroups=grouped.clinical.subgroups))
+        self.subgroups.set_report(grouped.clinical.subgroups)
+
+    # --- compare any two models --------------------------------------------------------------------
+
+    def _on_tabs_current_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.model_pair:
+            self.refresh_model_choices()
+
+    def refresh_model_choices(self) -> None:
+        """Offer every recent run, fine-tuned and as it started, and the current model; the selected run
+        starts as B against its own starting model as A."""
+        runs = list(dict.fromkeys([*([self.state.run_dir] if is_run_folder(self.state.run_dir or "") else []),
+                                   *recent_runs()]))
+        choices: list[tuple[str, tuple[str, str]]] = []
+        for run in runs:
+            name = Path(run).name
+            choices.append((f"{name} (fine-tuned)", ("run", run)))
+            choices.append((f"{name}: the model it started from (zero-shot, the run's prompts)", ("start", run)))
+        if self.state.model is not None:
+            choices.append((f"Current model: {self.state.model_spec} (zero-shot, the Prompts screen's prompts)",
+                            ("current", "")))
+        a = b = None
+        if runs and self.model_pair.a_combo.count() == 0:
+            a, b = ("start", runs[0]), ("run", runs[0])
+        self.model_pair.set_choices(choices, a, b)
+
+    def compare_models(self, a: tuple[str, str], b: tuple[str, str]) -> None:
+        """Score models ``a`` and ``b`` (``(kind, run folder)``) on the report images and compare them paired."""
+        if not self._ready_for_comparison() or self.jobs.busy("pair"):
+            return
+        dataset, split_config, store = self.state.dataset, self.state.split_config(), self.state.embeddings
+        models, current = self._run_models, (self.state.model, self.state.prompts)
+        combo = self.model_pair.a_combo
+        labels = {combo.itemData(i): combo.itemText(i) for i in range(combo.count())}
+
+        def load(kind: str, run: str):
+            from clipstudio.engine.models import load_model, load_run_model  # deferred: imports torch
+
+            if kind == "current":
+                return current
+            key = run if kind == "run" else f"start:{run}"
+            if key not in models:
+                models[key] = load_run_model(run) if kind == "run" else load_model(run_start_model_spec(run))
+            return models[key], run_prompt_set(run)
+
+        def job(callback, should_stop):
+            part = report_part(dataset, split_config)
+            scored = []
+            for kind, run in (a, b):
+                model, prompts = load(kind, run)
+                result = score_dataset(store, model, part.dataset, prompts, with_logits=True, callback=callback,
+                                       should_stop=should_stop)
+                if result.cancelled:
+                    return None
+                scored.append(result)
+            paired = compare_results(*scored, names=("A", "B"))
+            return {"a_label": labels.get(a, a[1]), "b_label": labels.get(b, b[1]), "a": scored[0].to_dict(),
+                    "b": scored[1].to_dict(), "paired": paired.to_dict(), "part": part.description}
+
+        self.model_pair.clear()
+        self.model_pair.set_status("Scoring model A and model B on the report images…")
+        self.jobs.start(job, name="pair", succeeded=self._on_models_compared,
+                        failed=lambda message, _details: self.model_pair.set_status(message))
+
+    def _ready_for_comparison(self) -> bool:
+        if self.state.dataset is None:
+            self.model_pair.set_status("Open a dataset first: both models are scored on its report images.")
+            return False
+        if not self.state.dataset.is_classification:
+            self.model_pair.set_status("This dataset has no class labels, so there is no accuracy to compare.")
+            return False
+        return True
+
+    def _on_models_compared(self, payload: dict | None) -> None:
+        if payload is None:
+            self.model_pair.set_status("Cancelled.")
+            return
+        self.model_pair.show_comparison(payload)
+        self.models_compared.emit(payload)
 
     # --- before / after ---------------------------------------------------------------------------
 
@@ -675,6 +827,17 @@ class ResultsScreen(QWidget):
         self.swept.emit(self.sweep_rows)
 
     # --- screen contract -------------------------------------------------------------------------
+
+    def status_text(self) -> str:
+        """What the screen shows, for the status bar when the user comes here ("" when nothing yet)."""
+        if not self.banner.isHidden():
+            return self.banner.label.text().removesuffix(", or:").removesuffix(":")
+        shown = self.split_label.text()
+        if not shown:
+            return ""
+        if self.last_result is not None:
+            shown += f": accuracy {_pct(self.last_result.accuracy)}"
+        return f"Results: {shown}"
 
     def busy(self) -> bool:
         return self.jobs.busy() or self.banner.busy()

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from clipstudio.engine.errors import ImageError
 from clipstudio.engine.evaluation.search import SearchHit, search_image, search_text
 from clipstudio.engine.runs.layout import is_run_folder, list_runs
+from clipstudio.gui.help import TERMS, explain
 from clipstudio.gui.screen_jobs import ScreenJobs
 from clipstudio.gui.settings import AppSettings
 from clipstudio.gui.state import AppState
@@ -91,6 +92,7 @@ class RetrievalScreen(QWidget):
         self.k_spin.setRange(1, 200)
         self.k_spin.setValue(12)
         self.k_spin.setPrefix("top ")
+        self.k_spin.setToolTip("How many of the closest images (and captions) to show.")
         row_text = QHBoxLayout()
         row_text.addWidget(self.query_edit, 1)
         row_text.addWidget(search_button)
@@ -113,7 +115,8 @@ class RetrievalScreen(QWidget):
         self.grid = TileGrid()
         self.result_label = QLabel()
         self.captions_table = QTableWidget(0, 3)
-        self.captions_table.setHorizontalHeaderLabels(["Score", "Caption", "Image"])
+        self.captions_table.setHorizontalHeaderLabels(["Similarity", "Caption", "Image"])
+        self.captions_table.horizontalHeaderItem(0).setToolTip(TERMS["similarity"].plain)
         self.captions_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.captions_table.verticalHeader().setVisible(False)
         self.captions_table.setWordWrap(True)
@@ -127,7 +130,12 @@ class RetrievalScreen(QWidget):
         grid_box = QWidget()
         gv = QVBoxLayout(grid_box)
         gv.setContentsMargins(0, 0, 4, 0)
-        gv.addWidget(self.result_label)
+        result_row = QHBoxLayout()
+        result_row.addWidget(self.result_label, 1)
+        self.similarity_link = explain("similarity", self.result_label, text="What is the similarity score?")
+        self.similarity_link.hide()  # until there are scores to explain
+        result_row.addWidget(self.similarity_link)
+        gv.addLayout(result_row)
         gv.addWidget(self.grid, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(grid_box)
@@ -290,11 +298,12 @@ class RetrievalScreen(QWidget):
         self._fill_model_combo()  # a freshly loaded model may now be worth naming
         self.progress_label.setText("")
         self.result_label.setText(f"<b>{self._query_text}</b> — top {len(image_hits)} by cosine similarity")
+        self.similarity_link.show()
         tiles = []
         class_of = self._class_of_paths()
         for n, hit in enumerate(image_hits, 1):
             label = class_of.get(hit.path) or (hit.captions[0] if hit.captions else "") or Path(hit.path).name
-            tip = f"{hit.path}\nscore {hit.score:.3f}"
+            tip = f"{hit.path}\nsimilarity {hit.score:.3f}"
             tip += f"\nclass: {class_of[hit.path]}" if hit.path in class_of else ""
             tip += "\n\n" + "\n".join(hit.captions) if hit.captions else ""
             details = [f"Rank: {n} of {len(image_hits)}", f"Similarity: {hit.score:.3f}"]
@@ -324,6 +333,7 @@ class RetrievalScreen(QWidget):
         self.captions_table.setRowCount(0)
         self.captions_box.hide()
         self.result_label.setText("")
+        self.similarity_link.hide()
         self._update_banner()
 
     # --- drag and drop ------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from clipstudio.engine.config import TrainConfig, to_dict
+from clipstudio.engine.config import CLASS_DATA_METHODS, TrainConfig, to_dict
 from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.events import (
     CheckpointSaved,
@@ -45,6 +45,7 @@ from clipstudio.engine.events import (
     TrainEnded,
     TrainingStatus,
     TrainStarted,
+    epoch_setting,
 )
 from clipstudio.engine.runs.layout import (
     BEST,
@@ -57,7 +58,7 @@ from clipstudio.engine.runs.layout import (
 from clipstudio.gui.errors import show_error
 from clipstudio.gui.phases import PhaseTracker, format_duration, format_phase, phase_help
 from clipstudio.gui.style import ERROR, MUTED_TEXT, icon
-from clipstudio.gui.widgets.train_form import TrainForm
+from clipstudio.gui.widgets.train_form import METHODS, TrainForm
 from clipstudio.gui.workers import TaskWorker
 
 if TYPE_CHECKING:
@@ -102,11 +103,11 @@ _METRIC_NAMES = {
 }
 
 
-def format_epoch(e: EpochEnded, epochs: int) -> str:
+def format_epoch(e: EpochEnded, epochs: int, method: str = "") -> str:
     parts = [f"Epoch {e.epoch}/{epochs}: train loss {e.train_loss:.4f}"]
     for key, value in e.val_metrics().items():
         parts.append(f"{_METRIC_NAMES[key]} {value:.4f}" if key == "val_loss" else f"{_METRIC_NAMES[key]} {value:.3f}")
-    parts += [f"lr {e.lr:.2e}", format_duration(e.seconds)]
+    parts += [epoch_setting(method, e.lr), format_duration(e.seconds)]
     return " · ".join(parts)
 
 
@@ -288,7 +289,9 @@ class TrainScreen(QWidget):
 
     def _launch(self, job: TrainJob, line: str) -> None:
         log.info("training: %s Settings: %s", line, json.dumps(to_dict(job.cfg), sort_keys=True))
-        self._run = {"cv": job.cfg.cv.use_cv, "epochs": job.cfg.epochs, "batch": job.cfg.batch_size}
+        self._run = {
+            "cv": job.cfg.cv.use_cv, "epochs": job.cfg.epochs, "batch": job.cfg.batch_size, "method": job.cfg.method
+        }
         self._resume_dir = ""
         self._phase = PhaseTracker()
         self.view_results_button.hide()
@@ -330,7 +333,7 @@ class TrainScreen(QWidget):
         elif isinstance(event, EvalEnded):
             self._show_training_resumes(event)
         elif isinstance(event, EpochEnded):
-            self._append_log(format_epoch(event, self._run.get("epochs", event.epoch)))
+            self._append_log(format_epoch(event, self._run.get("epochs", event.epoch), self._run.get("method", "")))
         elif isinstance(event, CheckpointSaved):
             if event.kind == "latest":
                 self._run["saved_step"] = event.step
@@ -510,8 +513,8 @@ class TrainScreen(QWidget):
         problem = self.form.problem()
         if problem:
             return problem
-        if self.form.method.currentData() == "linear_probe" and not dataset.is_classification:
-            return "The linear probe needs class data; for image-text pairs choose another method."
+        if self.form.method.currentData() in CLASS_DATA_METHODS and not dataset.is_classification:
+            return f"{METHODS[self.form.method.currentData()][0]} needs class data; for image-text pairs choose another method."
         return ""
 
     def _update_controls(self) -> None:

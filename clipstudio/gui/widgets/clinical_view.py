@@ -27,7 +27,9 @@ from clipstudio.engine.evaluation.operating_point import (
     OperatingPointMetrics,
     apply_operating_point,
 )
+from clipstudio.gui.help import explain
 from clipstudio.gui.style import BASE, MUTED_TEXT, PLOT_COLOURS, TEXT
+from clipstudio.gui.widgets.operating_point_rule import OperatingPointRuleChooser
 
 SLIDER_STEPS = 1000  # threshold resolution 0.001
 HOVER_RADIUS = 0.05  # data units: how near the mouse must be to a curve point to describe it
@@ -89,6 +91,7 @@ class CurvesTab(QWidget):
         self.auc_label.setWordWrap(True)
         self.hover_label = QLabel("Point at a curve to see its threshold, sensitivity and specificity.")
         self.hover_label.setObjectName("hint")
+        self.hover_label.setWordWrap(True)  # beside the AUC link: wraps, never cut off
         self.roc_plot = _plot("ROC", "1 - specificity (false positive rate)", "sensitivity")
         self.pr_plot = _plot("Precision-recall", "recall (sensitivity)", "precision (PPV)")
         diagonal = pg.PlotDataItem([0, 1], [0, 1], pen=pg.mkPen(MUTED_TEXT, width=1, style=Qt.PenStyle.DashLine))
@@ -117,7 +120,10 @@ class CurvesTab(QWidget):
         layout.setContentsMargins(0, 4, 0, 0)
         layout.addLayout(top)
         layout.addLayout(plots, 1)
-        layout.addWidget(self.hover_label)
+        bottom = QHBoxLayout()  # the AUC's link here, so the AUC line above keeps the width
+        bottom.addWidget(self.hover_label, 1)
+        bottom.addWidget(explain("auc", self.auc_label, text="What does AUC mean?"))
+        layout.addLayout(bottom)
 
     def set_curves(self, auc: dict, roc: dict) -> None:
         """``auc``/``roc``: the JSON blocks of ``ClinicalMetrics.to_dict()``."""
@@ -194,11 +200,15 @@ class OperatingPointPanel(QWidget):
         self.rates_label.setWordWrap(True)
         self.rates_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         row = QHBoxLayout()
-        row.addWidget(QLabel("Operating point"))
+        caption = QLabel("Operating point")
+        row.addWidget(caption)
         row.addWidget(self.slider, 1)
         row.addWidget(self.threshold_label)
+        row.addWidget(explain("operating_point", caption, self.slider, self.threshold_label))
+        self.rule = OperatingPointRuleChooser()  # how the slider's starting threshold is chosen
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.rule)
         layout.addLayout(row)
         layout.addWidget(self.chosen_label)
         layout.addWidget(self.rates_label)
@@ -264,9 +274,15 @@ class CalibrationTab(QWidget):
         self.plot.addItem(self.after)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 4, 0, 0)
-        layout.addWidget(self.summary)
+        summary_row = QHBoxLayout()
+        summary_row.addWidget(self.summary, 1)
+        summary_row.addWidget(explain("calibration", self.summary), 0, Qt.AlignmentFlag.AlignTop)
+        conformal_row = QHBoxLayout()
+        conformal_row.addWidget(self.conformal_label, 1)
+        conformal_row.addWidget(explain("prediction_sets", self.conformal_label), 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(summary_row)
         layout.addWidget(self.plot, 1)
-        layout.addWidget(self.conformal_label)
+        layout.addLayout(conformal_row)
 
     def set_calibration(self, calibration: dict, conformal: dict) -> None:
         def xy(bins: list[dict] | None) -> tuple[list, list]:
@@ -307,12 +323,14 @@ class ClinicalPages(QObject):
     binary tasks) and ``calibration_page`` ("Calibration")."""
 
     operating_point_changed = Signal(object)  # OperatingPointMetrics (binary tasks)
+    operating_point_rule_chosen = Signal(str)  # "youden", "sensitivity=0.95", ... (binary tasks)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.curves = CurvesTab()
         self.operating_point = OperatingPointPanel()
         self.operating_point.changed.connect(self._on_operating_point_changed)
+        self.operating_point.rule.rule_chosen.connect(self.operating_point_rule_chosen)
         self.roc_page = QWidget()
         roc_layout = QVBoxLayout(self.roc_page)
         roc_layout.addWidget(self.curves, 1)
@@ -345,10 +363,11 @@ class ClinicalPages(QObject):
             column = clinical.class_names.index(point.positive_class)
             rule = {"youden": "maximum Youden's J", "target_sensitivity": "a sensitivity target of",
                     "target_specificity": "a specificity target of", "fixed": "hand"}.get(point.rule, point.rule)
-            target = f" {100 * point.target:.0f} %" if point.target is not None else ""
+            target = f" {100 * point.target:g} %" if point.target is not None else ""
             where = f"on {point.n} validation images " if point.n else ""
             chosen = (f"Chosen {where}by {rule}{target}: threshold {point.threshold:.3f}. "
                       "Move the slider to see the trade-off on these images.")
+            self.operating_point.rule.show_rule(point.rule, point.target)
             self.operating_point.set_data(point, np.asarray(labels) == column, np.asarray(probs)[:, column], chosen)
             self.operating_point.show()
         else:

@@ -169,10 +169,19 @@ class LivePlots(pg.GraphicsLayoutWidget):
         elif isinstance(event, TrainStarted):
             self._last_step = event.start_step
             self.set_extent(event.total_steps, event.epochs)
+            self.set_method(event.method)
         else:
             return
         if self._dirty and not self._timer.isActive():
             self._timer.start()
+
+    def set_method(self, method: str) -> None:
+        """The third plot: the learning rate, or for the linear probe the penalty each epoch tried (log scale)."""
+        probe = method == "linear_probe"
+        self.lr_plot.setTitle("Penalty strength (L2)" if probe else "Learning rate", color=TEXT, size="10pt")
+        self.lr_plot.setLabel("left", "strength" if probe else "lr", color=MUTED_TEXT)
+        self.lr_plot.setLogMode(y=probe)
+        self._curves["lr"].opts["name"] = "penalty strength" if probe else "learning rate"
 
     def set_extent(self, total_steps: int, epochs: int) -> None:
         """Fix the x axes to the whole run (steps 0..total, epochs 0..epochs), so the first points

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRect, QSize, QSortFilterProxyModel, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QWidget
 
 from clipstudio.gui.thumbnails import THUMB_SIZE, ThumbnailLoader
@@ -168,13 +168,21 @@ class TileDelegate(QStyledItemDelegate):
         painter.setPen(palette.text().color())
         metrics = option.fontMetrics
         y = thumb.bottom() + 6
-        for line in tile.lines[:_TEXT_LINES]:
+        for line in captions(tile, metrics, rect.width() - 4):
             text_rect = QRect(rect.left() + 2, y, rect.width() - 4, metrics.height())
-            # In the middle: "pred: immat…ocyte 52%" keeps both ends of a long class name and the score.
-            elided = metrics.elidedText(line, Qt.TextElideMode.ElideMiddle, text_rect.width())
-            painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, elided)
+            painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, line)
             y += metrics.height() + 1
         painter.restore()
+
+    def caption_width(self) -> int:
+        """The width a tile's text lines get, in pixels."""
+        return self.tile_size.width() - 10
+
+
+def captions(tile: Tile, metrics: QFontMetrics, width: int) -> list[str]:
+    """The text lines under ``tile``'s image as painted: a line too long for ``width`` is elided in the
+    middle ("pred: immat…ulocyte" keeps the label and both ends of a long class name)."""
+    return [metrics.elidedText(line, Qt.TextElideMode.ElideMiddle, width) for line in tile.lines[:_TEXT_LINES]]
 
 
 class TileGrid(QListView):
@@ -256,15 +264,19 @@ def prediction_tile(prediction: dict) -> Tile:
         f"{prediction['path']}\n\nTrue: {prediction['true']}\nPredicted: {prediction['pred']}"
         f" ({'correct' if correct else 'wrong'})\n\nTop {len(topk)}:\n{probs}"
     )
-    pred_line = f"pred: {prediction['pred']}" + (f" {top_prob:.0%}" if top_prob is not None else "")
-    true_line = f"true: {prediction['true']}"
+    # The class names get a line each and the numbers the third, so a short name is never cut; a
+    # long one is elided in the middle by the delegate (the tooltip has it in full).
+    numbers = [f"{top_prob:.0%}"] if top_prob is not None else []
     plausible = prediction.get("set")
     if plausible is not None:  # the conformal prediction set: every class it can't rule out
         tooltip += f"\n\nPrediction set ({len(plausible)}): {', '.join(plausible) or 'empty'}"
-        true_line += f" · set {len(plausible)}"  # the shorter line: the percentage stays readable
+        numbers.append(f"set of {len(plausible)}")
+    lines = [f"true: {prediction['true']}", f"pred: {prediction['pred']}"]
+    if numbers:
+        lines.append(" · ".join(numbers))
     return Tile(
         path=str(prediction["path"]),
-        lines=[true_line, pred_line],
+        lines=lines,
         tooltip=tooltip,
         correct=correct,
         true=prediction["true"],

@@ -7,7 +7,7 @@ seed guide's JSON (``{"class": "text"}`` or ``{"class": ["text", ...]}``).
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QSyntaxHighlighter, QTextCharFormat
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -115,7 +115,13 @@ class PromptEditor(QWidget):
         header.setSectionResizeMode(COL_TEXTS, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(COL_USED, QHeaderView.ResizeMode.Stretch)
         self.class_table.verticalHeader().setVisible(False)
+        self.class_table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a single word wider than its column
         self.class_table.itemChanged.connect(self._on_class_table_item_changed)
+        # The cells wrap: every row grows to its whole text, also when a column narrows or widens (once the
+        # header has laid out all its sections: during the resize, the row heights would use old widths).
+        self._fit_rows_timer = QTimer(self, singleShot=True, interval=0)
+        self._fit_rows_timer.timeout.connect(self.class_table.resizeRowsToContents)
+        header.sectionResized.connect(lambda *_args: self._fit_rows_timer.start())
         import_button = QPushButton("Import class texts…")
         import_button.clicked.connect(self._on_import_clicked)
         export_button = QPushButton("Export class texts…")
@@ -213,7 +219,6 @@ class PromptEditor(QWidget):
             table.setItem(row, COL_USED, used)
         self._loading = was_loading
         self._update_previews()
-        table.resizeRowsToContents()
 
     def _update_template_status(self) -> None:
         bad = self.template_problems()
@@ -242,10 +247,11 @@ class PromptEditor(QWidget):
                 used.setText("(fix the templates)" if prompts is None else "(no texts)")
                 used.setToolTip("")
                 continue
-            more = f"   (+{len(texts) - 1} more)" if len(texts) > 1 else ""
+            more = f"\n(+{len(texts) - 1} more)" if len(texts) > 1 else ""
             used.setText(texts[0] + more)
             used.setToolTip("Prompts for this class:\n" + "\n".join(f"• {t}" for t in texts))
         self._loading = was_loading
+        self.class_table.resizeRowsToContents()
 
     def _on_templates_edit_changed(self) -> None:
         self._update_template_status()
@@ -256,7 +262,6 @@ class PromptEditor(QWidget):
     def _on_class_table_item_changed(self, item: QTableWidgetItem) -> None:
         if self._loading or item.column() != COL_TEXTS:
             return
-        self.class_table.resizeRowToContents(item.row())
         self._update_previews()
         self.edited.emit()
 

@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from clipstudio.gui.help import explain
+
 _UP, _DOWN = QColor("#1e8e3e"), QColor("#c62828")
 
 
@@ -109,8 +111,11 @@ class WiseCurve(QWidget):
         note.setWordWrap(True)
         layout.addWidget(note)
         row = QHBoxLayout()
+        mix = QLabel("Mix")
+        row.addWidget(mix)
         row.addWidget(self.slider, 1)
         row.addWidget(self.alpha_label)
+        row.addWidget(explain("wise_ft", mix, self.slider, self.alpha_label))
         layout.addLayout(row)
         layout.addWidget(self.sweep_button, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(self.plot, 1)

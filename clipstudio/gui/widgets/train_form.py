@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from clipstudio.engine.config import DEFAULT_LEARNING_RATES, TrainConfig, help_for
+from clipstudio.engine.config import CLASS_DATA_METHODS, DEFAULT_LEARNING_RATES, TrainConfig, help_for
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.runs.layout import runs_root
 from clipstudio.gui.help import TERMS, explain_link
@@ -41,9 +41,25 @@ METHODS = {  # method -> (label, one-line explanation)
     "full": ("Full fine-tune", "Both towers learn. Most flexible; needs the most images and memory."),
     "lock_image": ("Lock image tower (LiT)", "The image encoder stays frozen; only the text side learns."),
     "lock_text": ("Lock text tower", "The text encoder stays frozen; only the image side learns."),
-    "linear_probe": ("Linear probe", "Encoders frozen; trains one class head on their embeddings. Fast."),
+    "linear_probe": (
+        "Linear probe",
+        "Encoders frozen; fits a class head on their image embeddings (logistic regression), each epoch "
+        "a weaker penalty, the best chosen on validation. Seconds.",
+    ),
     "lora": ("LoRA adapters", "Small low-rank adapters on the attention layers; good for small datasets."),
+    "tip_adapter": (
+        "Tip-Adapter (no training)",
+        "Encoders frozen; each image is also compared with the training images, and how much that counts "
+        "is chosen on validation. Nothing trains: seconds, good with few images per class.",
+    ),
+    "tip_adapter_f": (
+        "Tip-Adapter-F",
+        "Tip-Adapter whose stored training images are tuned for a few epochs (the paper uses 20). "
+        "Seconds to minutes; often better than Tip-Adapter.",
+    ),
 }
+# Methods that never step an optimizer: their schedule settings do not apply.
+SOLVED_METHODS = ("linear_probe", "tip_adapter")
 AUGMENTATIONS = {
     "none": "None",
     "minimal": "Minimal (crop, flip)",
@@ -51,9 +67,18 @@ AUGMENTATIONS = {
 }
 LOSSES = {"multi_positive": "Multi-positive (same class = positive)", "clip": "Plain CLIP (diagonal only)"}
 MONITORS = {"val_acc": "validation accuracy / recall", "val_loss": "validation loss"}
+PROBE_PRIORS = {
+    "auto": "automatic (the prompts, if they beat chance)",
+    "text": "the prompts (zero-shot head)",
+    "none": "zero (plain logistic regression)",
+}
 
 CUSTOM = "Custom"
+_DEFAULTS = TrainConfig()
+# The documented defaults are a preset too, so a fresh profile shows a named starting point, not "Custom".
+DEFAULT_PRESET = f"Defaults ({METHODS[_DEFAULTS.method][0].lower()}, {_DEFAULTS.epochs} epochs)"
 PRESETS: dict[str, dict] = {
+    DEFAULT_PRESET: {"method": _DEFAULTS.method, "epochs": _DEFAULTS.epochs, "learning_rate": _DEFAULTS.learning_rate},
     "Quick check (linear probe, 10 epochs)": {"method": "linear_probe", "epochs": 10, "learning_rate": None},
     "Small dataset (LoRA, 10 epochs)": {"method": "lora", "epochs": 10, "learning_rate": None},
     "Full fine-tune (5 epochs, lr 1e-5)": {"method": "full", "epochs": 5, "learning_rate": 1e-5},
@@ -78,6 +103,7 @@ FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "lora_rank": ("lora.rank",),
     "lora_alpha": ("lora.alpha",),
     "lora_dropout": ("lora.dropout",),
+    "probe_prior": ("probe.prior",),
     "loss": ("loss",),
     "seed": ("seed",),
     "output": ("output",),
@@ -85,7 +111,7 @@ FIELD_PATHS: dict[str, tuple[str, ...]] = {
 TOOLTIPS = {
     "preset": (
         'Fill in a tested starting point; any change afterwards makes it "Custom". '
-        "Default: Custom (the documented defaults below)."
+        f'Default: "{DEFAULT_PRESET}", the documented defaults.'
     ),
     **{name: "\n".join(help_for(TrainConfig, path) for path in paths) for name, paths in FIELD_PATHS.items()},
 }
@@ -137,6 +163,8 @@ class TrainForm(QWidget):
         self.preset = QComboBox()
         self.preset.addItems([*PRESETS, CUSTOM])
         self.method = _combo({m: label for m, (label, _) in METHODS.items()})
+        for i, (_, description) in enumerate(METHODS.values()):
+            self.method.setItemData(i, description, Qt.ItemDataRole.ToolTipRole)
         self.method_help = QLabel()
         self.method_help.setWordWrap(True)
         self.method_help.setObjectName("hint")
@@ -156,6 +184,7 @@ class TrainForm(QWidget):
         self.lora_rank = _spin(0, 512)
         self.lora_alpha = _double(0.0, 4096.0, 2, 1.0)
         self.lora_dropout = _double(0.0, 0.99, 3, 0.01)
+        self.probe_prior = _combo(PROBE_PRIORS)
         self.loss = _combo(LOSSES)
         self.seed = _spin(0, 2**31 - 1)
         self.output = QLineEdit()
@@ -204,6 +233,10 @@ class TrainForm(QWidget):
         self._add_row(lora, "Alpha", "lora_alpha")
         self._add_row(lora, "Dropout", "lora_dropout")
 
+        self.probe_group = QGroupBox("Linear probe")
+        probe = QFormLayout(self.probe_group)
+        self._add_row(probe, "Penalty pulls towards", "probe_prior")
+
         stopping = QGroupBox("Early stopping and validation")
         stop_form = QFormLayout(stopping)
         self._add_row(stop_form, "Patience (epochs)", "patience")
@@ -216,6 +249,7 @@ class TrainForm(QWidget):
         advanced_layout.setContentsMargins(0, 0, 0, 0)
         advanced_layout.addLayout(advanced)
         advanced_layout.addWidget(self.lora_group)
+        advanced_layout.addWidget(self.probe_group)
         advanced_layout.addWidget(stopping)
 
         out_row = QHBoxLayout()
@@ -233,8 +267,7 @@ class TrainForm(QWidget):
         layout.addStretch(1)
 
         self._settings = AppSettings()
-        self.set_config(TrainConfig())
-        self.preset.setCurrentText(CUSTOM)
+        self.set_config(TrainConfig())  # -> the defaults' preset
         self.preset.currentIndexChanged.connect(self._on_preset_current_index_changed)
         self.method.currentIndexChanged.connect(self._on_method_current_index_changed)
         for widget in self.fields().values():
@@ -308,6 +341,7 @@ class TrainForm(QWidget):
             self.lora_rank.setValue(cfg.lora.rank)
             self.lora_alpha.setValue(cfg.lora.alpha)
             self.lora_dropout.setValue(cfg.lora.dropout)
+            _select(self.probe_prior, cfg.probe.prior)
             _select(self.loss, cfg.loss)
             self.seed.setValue(cfg.seed)
             self.output.setText(cfg.output)
@@ -342,6 +376,7 @@ class TrainForm(QWidget):
         cfg.lora.rank = self.lora_rank.value()
         cfg.lora.alpha = self.lora_alpha.value()
         cfg.lora.dropout = self.lora_dropout.value()
+        cfg.probe.prior = self.probe_prior.currentData()
         cfg.loss = self.loss.currentData()
         cfg.seed = self.seed.value()
         cfg.output = self.output.text().strip()
@@ -411,8 +446,15 @@ class TrainForm(QWidget):
         self.method_help.setText(METHODS[method][1])
         self.learning_rate.setPlaceholderText(f"method default: {DEFAULT_LEARNING_RATES[method]:g}")
         self.lora_group.setVisible(method == "lora")
-        self.augmentation.setEnabled(method != "linear_probe")  # the probe trains on fixed embeddings
-        self.amp.setEnabled(method != "linear_probe")
+        self.probe_group.setVisible(method == "linear_probe")
+        # The probe solves its head exactly and Tip-Adapter trains nothing: no steps. All three work on
+        # fixed embeddings: no augmentation, no autocast, no contrastive loss.
+        solved, embeddings = method in SOLVED_METHODS, method in CLASS_DATA_METHODS
+        for name in ("learning_rate", "warmup_steps", "weight_decay", "grad_accum"):
+            self.field(name).setEnabled(not solved)
+        for name in ("augmentation", "amp", "loss"):
+            self.field(name).setEnabled(not embeddings)
+        self.epochs.setEnabled(method != "tip_adapter")
 
     def _on_preset_current_index_changed(self, _index: int) -> None:
         self.apply_preset(self.preset.currentText())

@@ -18,6 +18,8 @@ from clipstudio.engine.evaluation.clinical_scoring import (
     save_run_calibration,
     score_clinical,
     validation_part,
+    with_operating_point,
+    with_subgroups,
 )
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.evaluation.operating_point import OperatingPoint
@@ -90,6 +92,43 @@ def test_the_operating_point_is_binary_only_and_follows_the_rule(tmp_path):
 
     three, _, _ = _score(_dataset(tmp_path / "three", {"train": 10, "test": 5}, ("red", "green", "blue")))
     assert "operating_point" not in three.to_dict() and three.clinical.calibration.temperature is not None
+
+
+def test_another_rule_is_chosen_on_the_kept_validation_logits_as_a_fresh_scoring_would(tmp_path):
+    ds = _dataset(tmp_path, {"train": 10, "test": 5})
+    youden, _, _ = _score(ds)
+    fresh, _, _ = _score(ds, operating_point="specificity=0.9")
+
+    switched = with_operating_point(youden, "specificity=0.9")
+
+    assert switched.to_dict()["operating_point"] == fresh.to_dict()["operating_point"]
+    assert switched.clinical.auc is youden.clinical.auc  # nothing else was rescored
+    assert youden.clinical.operating_point.point.rule == "youden"  # the original is left as it was
+
+
+def test_without_validation_another_rule_gives_no_point_and_says_why(tmp_path):
+    ds = _dataset(tmp_path, {"train": 10, "test": 5})
+    scored, _, _ = _score(ds, data=DataConfig(val_fraction=0.0))
+
+    switched = with_operating_point(scored, "sensitivity=0.95")
+
+    assert switched.clinical.operating_point is None
+    assert "chosen on validation only" in switched.to_dict()["operating_point"]["reason"]
+
+
+def test_subgroups_from_a_path_pattern_cover_every_report_image(tmp_path):
+    scored, _, _ = _score(_dataset(tmp_path, {"train": 10, "test": 5}))
+
+    grouped = with_subgroups(scored, r"_(\d)\.png$", tmp_path)  # the image number as the subgroup
+
+    block = grouped.to_dict()["subgroups"]
+    assert block["n"] == 10 and sorted(block["groups"]) == ["0", "1", "2", "3", "4"]
+    assert all(g["n"] == 2 for g in block["groups"].values())
+    assert block["overall"]["accuracy"]["value"] == pytest.approx(scored.result.accuracy)
+    assert "_(\\d)" in block["grouping"]
+    json.dumps(grouped.to_dict())
+    with pytest.raises(ConfigError, match="matches none of the 10 image paths"):
+        with_subgroups(scored, "site(\\d)", tmp_path)
 
 
 def test_calibrated_predictions_follow_the_temperature_and_the_operating_point(tmp_path):

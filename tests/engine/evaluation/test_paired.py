@@ -7,7 +7,10 @@ import pytest
 from scipy.stats import binomtest, chi2
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from clipstudio.engine.evaluation.paired import compare_paired, mcnemar_test
+from clipstudio.engine.errors import DataError
+from clipstudio.engine.evaluation.calibration import softmax
+from clipstudio.engine.evaluation.paired import compare_paired, compare_results, mcnemar_test
+from clipstudio.engine.evaluation.zero_shot import score_embeddings
 
 
 def _model(labels: np.ndarray, n_classes: int, skill: float, rng: np.random.Generator) -> np.ndarray:
@@ -112,3 +115,32 @@ def test_many_classes_compare_accuracy_with_cis_and_auc_without():
     assert auc.difference.value == pytest.approx(auc.b - auc.a)
     assert auc.difference.ci95 is None and auc.better is None and "classes" in auc.verdict
     json.dumps(result.to_dict())
+
+
+def _scored(labels, skill, seed, paths, names=("normal", "pneumonia")):
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(len(labels), 8)) + skill * np.eye(8)[labels]
+    return score_embeddings(emb, labels, np.eye(8)[: len(names)], list(names), logit_scale=10.0, paths=paths,
+                            n_bootstrap=0, with_logits=True)
+
+
+def test_two_scorings_of_the_same_images_compare_as_their_probabilities_do():
+    labels = np.random.default_rng(0).integers(0, 2, 200)
+    paths = [f"img_{i}.png" for i in range(200)]
+    weak, strong = _scored(labels, 0.2, 1, paths), _scored(labels, 3.0, 2, paths)
+
+    got = compare_results(weak, strong, names=("run A", "run B"), n_bootstrap=200)
+
+    want = compare_paired(labels, softmax(weak.logits), softmax(strong.logits), ["normal", "pneumonia"],
+                          names=("run A", "run B"), n_bootstrap=200)
+    assert got.to_dict() == want.to_dict()
+    assert got.accuracy.better == "run B"
+
+
+def test_scorings_of_other_images_or_classes_are_refused():
+    labels = np.array([0, 1, 0, 1])
+    a = _scored(labels, 1.0, 0, ["a.png", "b.png", "c.png", "d.png"])
+    with pytest.raises(DataError, match="not scored on the same images"):
+        compare_results(a, _scored(labels, 1.0, 0, ["a.png", "b.png", "c.png", "e.png"]))
+    with pytest.raises(DataError, match="different classes"):
+        compare_results(a, _scored(labels, 1.0, 0, ["a.png", "b.png", "c.png", "d.png"], names=("x", "y")))

@@ -14,7 +14,7 @@ from clipstudio.engine.data.health import health_report
 from clipstudio.engine.data.readers import load_dataset
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.evaluation.before_after import compare_run
-from clipstudio.engine.evaluation.clinical_scoring import score_clinical
+from clipstudio.engine.evaluation.clinical_scoring import score_clinical, with_subgroups
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.evaluation.report import (
     MAX_EXAMPLES,
@@ -118,6 +118,21 @@ def test_the_numbers_are_the_scorings(binary):
     assert f"<b>{clinical.conformal.coverage:.3f}</b>" in conformal
     assert f"<b>{clinical.conformal.mean_set_size:.3f}</b>" in conformal
     assert f"n = {len(scoring.validation.dataset)}" in _section(html, "split-policy")
+
+
+def test_subgroups_get_a_table_with_their_n_and_figures_and_the_pattern(tmp_path):
+    scoring, part, ds = _scored(tmp_path)
+    grouped = with_subgroups(scoring, r"_([0-2])\.png$", ds.root, n_bootstrap=50)
+
+    section = _section(render_report(grouped, part, ds), "subgroups")
+
+    report = grouped.clinical.subgroups
+    assert "pattern &#x27;_([0-2])\\.png$&#x27; on each image&#x27;s path" in section
+    for g in [*report.groups]:
+        assert f'<td class="l">{g.group}</td><td>{g.n}</td><td>{g.accuracy.value:.3f}' in section
+    assert '<td class="l">(no match)</td>' in section  # images 3-5 are counted, not dropped
+    assert sum(g.n for g in report.groups) == scoring.result.n
+    assert "clearly worse" in section and "too few images to tell" in section
 
 
 def test_example_errors_are_small_embedded_thumbnails_at_most_twelve(tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from clipstudio.engine.evaluation.subgroups import subgroup_metrics
+from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.evaluation.subgroups import UNMATCHED, groups_from_pattern, subgroup_metrics
 
 
 def _hospitals(seed: int = 0):
@@ -86,3 +87,15 @@ def test_many_classes_keep_accuracy_cis_and_give_the_auc_without_one():
     assert report.overall.accuracy.ci95 is not None
     assert report.overall.macro_auc.ci95 is None and "classes" in report.overall.macro_auc.reason
     assert report.overall.macro_auc.value is not None
+
+
+def test_a_path_pattern_names_each_images_subgroup_by_its_first_capture_group(tmp_path):
+    paths = [tmp_path / "site1" / "normal" / "a.png", tmp_path / "site2" / "pneumonia" / "b.png",
+             tmp_path / "other" / "normal" / "c.png"]
+
+    assert groups_from_pattern(paths, r"^(site\d)/", tmp_path) == ["site1", "site2", UNMATCHED]
+    assert groups_from_pattern(paths, r"normal|pneumonia", tmp_path) == ["normal", "pneumonia", "normal"]
+    with pytest.raises(ConfigError, match="Invalid subgroup pattern"):
+        groups_from_pattern(paths, "(site", tmp_path)
+    with pytest.raises(ConfigError, match="matches none of the 3 image paths .e.g. 'site1/normal/a.png'"):
+        groups_from_pattern(paths, "hospital", tmp_path)

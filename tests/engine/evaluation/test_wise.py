@@ -65,19 +65,19 @@ def test_linear_probe_wise_moves_the_head_from_zero_shot_to_trained(trained):
     half = wise_model(trained["probe"], 0.5, device="cpu")
     full = wise_model(trained["probe"], 1.0, device="cpu")
     names = ["blue", "green", "red"]
-    assert not np.allclose(half.class_embeddings(names), full.class_embeddings(names))
+    assert not np.allclose(half.class_weights(names).rows, full.class_weights(names).rows)
 
 
 def test_a_linear_probe_run_only_scores_the_classes_it_was_trained_on(trained, tmp_path, make_class_folders):
     models = WiseInterpolator(trained["probe"], device="cpu")
     assert models.evaluation_kind_of(load_dataset(trained["data"])) == ZEROSHOT
     other = load_dataset(make_class_folders(tmp_path / "other", {"blue": 2, "cat": 2}))
-    with pytest.raises(DataError, match="a linear probe only knows its own"):
+    with pytest.raises(DataError, match="only knows its own"):
         models.evaluation_kind_of(other)
     # Both the WiSE-FT sweep and the before/after comparison refuse it, rather than score with prompts.
-    with pytest.raises(DataError, match="a linear probe only knows its own"):
+    with pytest.raises(DataError, match="only knows its own"):
         wise_sweep(trained["probe"], other, alphas=(1.0,), device="cpu")
-    with pytest.raises(DataError, match="a linear probe only knows its own"):
+    with pytest.raises(DataError, match="only knows its own"):
         compare_run(trained["probe"], other, device="cpu")
 
 
@@ -103,3 +103,15 @@ def test_different_architectures_are_a_model_error_naming_the_tensor():
     mixed = interpolate_state_dicts({"w": torch.zeros(2), "n": torch.tensor(1)},
                                     {"w": torch.ones(2), "n": torch.tensor(7)}, 0.25)
     assert torch.equal(mixed["w"], torch.full((2,), 0.25)) and int(mixed["n"]) == 7
+
+
+@pytest.mark.slow
+def test_wise_ft_of_a_tip_adapter_run_weighs_its_cache_from_zero_shot_to_the_runs(trained):
+    dataset = load_dataset(trained["data"])
+    rows = wise_sweep(trained["tip"], dataset, alphas=(0.0, 1.0), device="cpu")
+    start = evaluate_zero_shot(load_model(str(trained["start"]), device="cpu"), dataset, run_prompt_set(trained["tip"]))
+    tuned = evaluate_zero_shot(load_model(str(trained["tip"]), device="cpu"), dataset, run_prompt_set(trained["tip"]))
+    assert rows[0]["accuracy"] == start.accuracy and rows[1]["accuracy"] == tuned.accuracy > start.accuracy
+    half, full = wise_model(trained["tip"], 0.5, device="cpu"), wise_model(trained["tip"], 1.0, device="cpu")
+    assert full.cache.alpha > 0 and half.cache.alpha == pytest.approx(0.5 * full.cache.alpha)
+    np.testing.assert_array_equal(half.cache.keys, full.cache.keys)

@@ -11,13 +11,14 @@ from clipstudio.engine.data.dataset import Dataset, Sample
 from clipstudio.engine.errors import DataError
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.evaluation.zero_shot import (
-    class_embeddings,
     class_text_embeddings,
+    class_weights,
     compare_prompt_sets,
     evaluate_zero_shot,
     score_dataset,
     score_embeddings,
 )
+from clipstudio.engine.models.linear_probe_head import ClassWeights
 from clipstudio.engine.prompts import DEFAULT_TEMPLATES, PromptSet
 from tests.engine.fake_model import COLOURS, FakeModel, text_vector, write_png
 
@@ -338,17 +339,17 @@ def test_class_embedding_is_the_normalised_mean_of_normalised_prompt_embeddings(
 class _HeadModel(FakeModel):
     """A FakeModel with a trained class head, like a linear-probe run: it knows red and green."""
 
-    def class_embeddings(self, class_names):
+    def class_weights(self, class_names):
         rows = {"red": [0, 1, 0, 0, 0, 0], "green": [1, 0, 0, 0, 0, 0]}  # deliberately swapped
         if any(name not in rows for name in class_names):
             return None
-        return np.array([rows[name] for name in class_names], dtype=np.float32)
+        return ClassWeights(np.array([rows[name] for name in class_names], dtype=np.float32), 100.0)
 
 
 def test_a_model_with_its_own_head_scores_with_it_and_without_the_classes_uses_prompts(tmp_path):
     ds = _colour_dataset(tmp_path, [("r", "red", 0, []), ("g", "green", 1, [])], class_names=["red", "green"])
     model = _HeadModel()
-    np.testing.assert_array_equal(class_embeddings(model, ["red", "green"], PromptSet())[0], [0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(class_weights(model, ["red", "green"], PromptSet()).rows[0], [0, 1, 0, 0, 0, 0])
     assert model.text_calls == 0  # the head needs no prompts
     assert evaluate_zero_shot(model, ds, PromptSet()).accuracy == 0.0  # the swapped head gets both wrong
 

@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors.numpy import load_file
 
 from clipstudio.engine.errors import ConfigError, ModelError
-from clipstudio.engine.evaluation.zero_shot import class_embeddings
+from clipstudio.engine.evaluation.zero_shot import class_weights
 from clipstudio.engine.export import onnx as onnx_export
 from clipstudio.engine.export.model_export import export_model
 from clipstudio.engine.models import load_model, load_run_model
@@ -117,8 +117,25 @@ def test_hf_export_of_a_linear_probe_run_carries_its_class_head(trained, tmp_pat
 
     head = json.loads((out / "linear_head.json").read_text())
     assert head["class_names"] == read_run_info(trained["probe"])["class_names"]
-    assert load_file(str(out / "linear_head.safetensors"))["weight"].shape[0] == len(head["class_names"])
+    tensors = load_file(str(out / "linear_head.safetensors"))
+    assert tensors["weight"].shape[0] == tensors["bias"].shape[0] == len(head["class_names"])
     assert (out / "config.json").is_file() and "Linear-probe class head" in (out / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_hf_export_of_a_tip_adapter_run_carries_its_cache_and_onnx_refuses_it(trained, tmp_path):
+    out = tmp_path / "tip_hf"
+    export_model(str(trained["tip"]), "hf", out)
+
+    info = json.loads((out / "tip_adapter.json").read_text())
+    assert info["class_names"] == read_run_info(trained["tip"])["class_names"] and "exp(-beta" in info["formula"]
+    tensors = load_file(str(out / "tip_adapter_cache.safetensors"))
+    assert tensors["keys"].shape[0] == tensors["values"].shape[0] and tensors["values"].shape[1] == 3
+    assert (out / "config.json").is_file() and "Tip-Adapter cache" in (out / "README.md").read_text()
+    refused = tmp_path / "tip_onnx"
+    with pytest.raises(ModelError, match="Tip-Adapter run can't be exported as ONNX.*--format hf"):
+        export_model(str(trained["tip"]), "onnx", refused)
+    assert not refused.exists()
 
 
 def test_hf_export_of_a_dual_encoder_has_a_readme_whose_code_rebuilds_the_text_encoder(tiny_dual_dir, tmp_path):
@@ -209,15 +226,16 @@ def test_onnxruntime_alone_classifies_a_runs_images_as_clipstudio_does(trained, 
     export_model(str(trained[run]), "onnx", out)
 
     head = json.loads((out / "head.json").read_text())
-    rows = load_file(str(out / "head.safetensors"))["class_embeddings"]
+    tensors = load_file(str(out / "head.safetensors"))
     paths = sorted(trained["data"].rglob("*.png"))
     session = ort.InferenceSession(str(out / head["image_encoder"]), providers=["CPUExecutionProvider"])
     pixels = np.stack([standalone_preprocess(p, head["preprocessing"]) for p in paths])
-    scores = session.run(None, {"pixel_values": pixels})[0] @ rows.T
+    embeddings = session.run(None, {"pixel_values": pixels})[0]
+    scores = head["logit_scale"] * embeddings @ tensors["class_embeddings"].T + tensors["class_bias"]
 
     model = fp32(load_run_model(trained[run], device="cpu"))
     names = read_run_info(trained[run])["class_names"]
-    want = torch_image_embeddings(model, paths) @ class_embeddings(model, names, run_prompt_set(trained[run])).T
+    want = class_weights(model, names, run_prompt_set(trained[run])).logits(torch_image_embeddings(model, paths))
     assert head["class_names"] == names
     assert head["class_embeddings_from"] == ("linear_probe" if run == "probe" else "prompts")
     np.testing.assert_allclose(scores, want, atol=1e-4)

@@ -320,4 +320,4 @@ def test_biomedclip_shaped_model_trains_and_its_run_reloads(
         # the frozen base model saved in the run reloads with the same embeddings
         pixels = reloaded.preprocess(_reference_images())
         assert torch.allclose(reloaded.encode_images(pixels), trained.encode_images(pixels), atol=1e-6)
-        assert reloaded.class_embeddings(["red", "green", "blue"]).shape == (3, trained.embed_dim)
+        assert reloaded.class_weights(["red", "green", "blue"]).rows.shape == (3, trained.embed_dim)

@@ -65,6 +65,20 @@ def test_the_dataset_splits_are_used_and_the_test_split_never(tmp_path, make_cla
     assert {dataset.samples[i].split for i in val} == {"val"}
 
 
+def test_few_shot_keeps_k_training_images_per_class_nested_and_leaves_validation_alone(tmp_path, make_class_folders):
+    root = make_class_folders(tmp_path / "data", {"train": {"a": 10, "b": 3}, "val": {"a": 2, "b": 2}})
+    dataset = load_dataset(root)
+    _, all_val = training_splits(dataset, DataConfig())
+    shots = {k: training_splits(dataset, DataConfig(shots_per_class=k)) for k in (1, 2, 4)}
+    for k, (train, val) in shots.items():
+        counts = {c: sum(dataset.samples[i].label == c for i in train) for c in (0, 1)}
+        assert counts == {0: k, 1: min(k, 3)} and val == all_val  # b has only 3: all of them
+    assert set(shots[1][0]) <= set(shots[2][0]) <= set(shots[4][0])  # more shots add images
+    assert training_splits(dataset, DataConfig(shots_per_class=2)) == shots[2]  # the same draw each time
+    other = training_splits(dataset, DataConfig(shots_per_class=2, seed=5))[0]
+    assert other != shots[2][0]
+
+
 def test_explicit_fold_indices_win_and_must_not_overlap(class_data):
     dataset = load_dataset(class_data)
     assert training_splits(dataset, DataConfig(), train_indices=[3, 1, 1], val_indices=[2]) == ([1, 3], [2])

@@ -4,12 +4,18 @@ The Trainer owns the loop (optimizer, learning-rate schedule, loss scaling, grad
 checkpoints, events); a method owns what differs: which parameters train, the batches of an
 epoch, the loss of a batch, the validation metrics and the weights a checkpoint holds. A method
 is complete when its constructor returns (``setup.build_method`` builds one).
+
+Most methods train with optimizer steps on batches (``batches``, ``step_loss``...). A method with
+``full_batch`` set instead fits each epoch in one exact solve of its own (``solve_epoch``; the
+linear probe's L-BFGS): the Trainer counts it as one step and keeps the rest of the contract
+(validation, checkpoints, early stopping, resume, events).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +24,17 @@ import torch
 from clipstudio.engine.events import Callback, ShouldStop, no_callback
 from clipstudio.engine.training.batches import Prefetcher
 from clipstudio.engine.training.optimizer import AmpPolicy
+
+
+@dataclass(frozen=True)
+class EpochFit:
+    """What a full-batch epoch gives: training loss and accuracy at the solution, and how it was solved."""
+
+    loss: float
+    accuracy: float
+    images: int
+    value: float  # the epoch's setting, plotted and logged in place of the learning rate (the probe: L2 strength)
+    note: str  # a line for the user's log
 
 
 class TrainingMethod(ABC):
@@ -29,6 +46,12 @@ class TrainingMethod(ABC):
 
     #: The smallest batch a GPU out-of-memory retry may halve a batch down to.
     min_batch_size: ClassVar[int] = 1
+    #: Each epoch is one exact solve (``solve_epoch``), not optimizer steps on batches.
+    full_batch: ClassVar[bool] = False
+    #: A training-free method fits in this many epochs, whatever ``cfg.epochs`` says (None: cfg.epochs).
+    fixed_epochs: ClassVar[int | None] = None
+    #: Whether the CPU thread count is tuned to the step speed; steps of a few milliseconds are too noisy to time.
+    tune_threads: ClassVar[bool] = True
 
     def __init__(self, *, amp: AmpPolicy, notes: Sequence[str] = ()) -> None:
         self.amp = amp
@@ -74,21 +97,26 @@ class TrainingMethod(ABC):
     def set_train_mode(self) -> None:
         """Put the model in the mode training steps run in."""
 
-    @abstractmethod
+    # Methods that train with optimizer steps implement these four; full-batch methods, ``solve_epoch``.
     def batches(self, epoch: int, start: int) -> Prefetcher:
         """(index, batch) for the epoch's batches from ``start`` on, in a deterministic order."""
+        raise NotImplementedError(f"{type(self).__name__} fits whole epochs (solve_epoch), not batches")
 
-    @abstractmethod
     def split_batch(self, batch: Any, size: int) -> list[Any]:
         """``batch`` in parts of at most ``size`` images (a GPU out-of-memory retry)."""
+        raise NotImplementedError(f"{type(self).__name__} fits whole epochs (solve_epoch), not batches")
 
-    @abstractmethod
     def images_in(self, batch: Any) -> int:
         """How many images ``batch`` holds."""
+        raise NotImplementedError(f"{type(self).__name__} fits whole epochs (solve_epoch), not batches")
 
-    @abstractmethod
     def step_loss(self, batch: Any) -> tuple[torch.Tensor, float, int]:
         """(loss to backpropagate, training accuracy, images) of one batch."""
+        raise NotImplementedError(f"{type(self).__name__} fits whole epochs (solve_epoch), not batches")
+
+    def solve_epoch(self, epoch: int, should_stop: ShouldStop) -> EpochFit | None:
+        """Fit epoch ``epoch`` (1-based) exactly; None when ``should_stop`` interrupted it (``full_batch`` methods)."""
+        raise NotImplementedError(f"{type(self).__name__} trains with optimizer steps on batches")
 
     @abstractmethod
     def evaluate(self, should_stop: ShouldStop, progress: Callback = no_callback) -> dict[str, float] | None:
@@ -112,4 +140,4 @@ class TrainingMethod(ABC):
         """Write what the run folder needs once, besides its checkpoints."""
 
 
-__all__ = ["TrainingMethod"]
+__all__ = ["EpochFit", "TrainingMethod"]
