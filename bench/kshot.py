@@ -116,7 +116,7 @@ def plot(means: list[dict], zero: dict[str, float], path: Path) -> None:
                 draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
             draw.line([xy(k, mean) for k, mean, _ in pts], fill=colour, width=2)
     for c, method in enumerate(methods):
-        x, y = 20 + (c % 3) * 330, height + 10 + (c // 3) * 20
+        x, y = 20 + (c % 4) * 250, height + 10 + (c // 4) * 20
         draw.rectangle([x, y + 3, x + 14, y + 9], fill=COLOURS[c % len(COLOURS)])
         draw.text((x + 20, y), METHODS[method][1], fill="black", font=font)
     draw.text((20, height + 60), "x: training images per class (K); bars: ± std over the seeds", fill="black", font=font)

@@ -1,0 +1,42 @@
+"""The adaptation benchmarks' own logic: the official splits as class folders, the K-shot summary and plot."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.adaptation import official_folders
+from bench.common import DATASETS
+from bench.kshot import markdown, plot, summary
+
+
+@pytest.mark.skipif(not (DATASETS / "breastmnist" / "breastmnist.npz").is_file(), reason="needs ../shared/datasets")
+def test_the_official_split_becomes_class_folders_with_every_image_once(tmp_path):
+    root = official_folders("breastmnist", tmp_path)
+    arrays = np.load(DATASETS / "breastmnist" / "breastmnist.npz")
+    classes = json.loads((DATASETS / "breastmnist" / "classes.json").read_text(encoding="utf-8"))["classes"]
+    for split in ("train", "val", "test"):
+        labels = arrays[f"{split}_labels"].reshape(-1)
+        for c, name in enumerate(classes):
+            assert len(list((root / split / name).glob("*.png"))) == int((labels == c).sum())
+    first = next((root / "test").rglob("test_0.png"))
+    assert np.array_equal(np.asarray(Image.open(first)), arrays["test_images"][0])
+    assert first.parent.name == classes[int(arrays["test_labels"][0, 0])]
+    assert official_folders("breastmnist", tmp_path) == root  # written once
+
+
+def test_kshot_summary_table_and_plot(tmp_path):
+    rows = [
+        {"dataset": "d", "method": m, "shots": k, "seed": s, "balanced_accuracy": 0.1 * k + 0.01 * s}
+        for m in ("probe", "tip_adapter_f") for k in (1, 2) for s in (0, 1, 2)
+    ]
+    means = summary(rows)
+    probe_k2 = next(m for m in means if m["method"] == "probe" and m["shots"] == 2)
+    assert probe_k2["seeds"] == 3 and probe_k2["mean"] == pytest.approx(0.21) and probe_k2["std"] == pytest.approx(0.01)
+    text = markdown(means, {"d": 0.05})
+    assert "| linear probe (automatic prior) | 0.110 ± 0.010 | 0.210 ± 0.010 |" in text and "zero-shot: 0.050" in text
+    plot(means, {"d": 0.05}, tmp_path / "k.png")
+    assert Image.open(tmp_path / "k.png").size == (520, 470)
