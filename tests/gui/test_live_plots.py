@@ -177,8 +177,14 @@ def test_the_legend_moves_off_the_newest_points(plots, qtbot):
 
 
 def test_a_linear_probe_plots_its_penalty_strengths_on_a_log_axis_not_a_learning_rate(plots):
-    plots.on_event(TrainStarted("run", "linear_probe", 3, 1, 3, 40, 10, "cpu"))
+    plots.on_event(TrainStarted("run", "linear_probe", 10, 1, 10, 40, 10, "cpu"))
     assert plots.lr_plot.titleLabel.text == "Penalty strength (L2)"
     assert plots.lr_plot.getAxis("left").logMode
+    for step, strength in enumerate((1.0, 0.1, 0.01), start=1):
+        plots.on_event(StepEnded(epoch=step, step=step, total_steps=10, loss=0.5, lr=strength, images_per_s=100.0))
+    plots.redraw()
+    for plot in (plots.loss_plot, plots.lr_plot):  # the whole path stays in view (found with real clicks)
+        low, high = plot.viewRange()[0]
+        assert low <= 0 and high >= 10
     plots.on_event(TrainStarted("run", "full", 2, 5, 10, 20, 5, "cpu"))
     assert plots.lr_plot.titleLabel.text == "Learning rate" and not plots.lr_plot.getAxis("left").logMode

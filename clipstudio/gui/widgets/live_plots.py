@@ -168,8 +168,8 @@ class LivePlots(pg.GraphicsLayoutWidget):
             self._add_eval(event.epoch, event.as_dict(), self._last_step)
         elif isinstance(event, TrainStarted):
             self._last_step = event.start_step
+            self.set_method(event.method)  # first: a change of log mode re-ranges the linked x axes
             self.set_extent(event.total_steps, event.epochs)
-            self.set_method(event.method)
         else:
             return
         if self._dirty and not self._timer.isActive():
@@ -186,7 +186,8 @@ class LivePlots(pg.GraphicsLayoutWidget):
     def set_extent(self, total_steps: int, epochs: int) -> None:
         """Fix the x axes to the whole run (steps 0..total, epochs 0..epochs), so the first points
         sit at the left of a run-long axis instead of mid-way along a range pyqtgraph guesses."""
-        self.loss_plot.enableAutoRange(axis="x", enable=False)
+        for plot in (self.loss_plot, self.lr_plot):  # x-linked: neither may re-range the other
+            plot.enableAutoRange(axis="x", enable=False)
         self.loss_plot.setXRange(0, max(1, total_steps), padding=0.02)
         self.metric_plot.enableAutoRange(axis="x", enable=False)
         self.metric_plot.setXRange(0, max(1, epochs), padding=0.04)

@@ -67,11 +67,7 @@ AUGMENTATIONS = {
 }
 LOSSES = {"multi_positive": "Multi-positive (same class = positive)", "clip": "Plain CLIP (diagonal only)"}
 MONITORS = {"val_acc": "validation accuracy / recall", "val_loss": "validation loss"}
-PROBE_PRIORS = {
-    "auto": "automatic (the prompts, if they beat chance)",
-    "text": "the prompts (zero-shot head)",
-    "none": "zero (plain logistic regression)",
-}
+PROBE_PRIORS = {"auto": "automatic", "text": "the prompts", "none": "zero"}  # the tooltip and link explain each
 
 CUSTOM = "Custom"
 _DEFAULTS = TrainConfig()
