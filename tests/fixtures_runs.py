@@ -33,6 +33,27 @@ def recorder() -> Recorder:
     return Recorder()
 
 
+def stop_after_two_epochs_and_resume(cfg, tmp_path: Path):
+    """(an uninterrupted run of ``cfg``, the same run stopped after its second epoch and resumed)."""
+    import dataclasses
+
+    from clipstudio.engine.events import EvalEnded
+    from clipstudio.engine.training.trainer import Trainer
+
+    whole = Trainer(dataclasses.replace(cfg, output=str(tmp_path / "whole"))).fit()
+    epochs_seen = []
+
+    def count_epochs(event):
+        if isinstance(event, EvalEnded) and event.epoch:
+            epochs_seen.append(event.epoch)
+
+    stopped = Trainer(cfg, callbacks=[count_epochs], should_stop=lambda: len(epochs_seen) >= 2).fit()
+    assert stopped.status == "cancelled"
+    resumed = Trainer(dataclasses.replace(cfg, resume_from=str(stopped.run_dir))).fit()
+    assert resumed.status == "completed"
+    return whole, resumed
+
+
 def colour_classes(root: Path, per_class: int = 6) -> Path:
     """Class folders ``blue/``, ``green/`` and ``red/`` of plain squares in a few shades; returns ``root``."""
     for c, name in enumerate(["blue", "green", "red"]):

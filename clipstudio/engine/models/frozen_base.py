@@ -14,8 +14,16 @@ from clipstudio.engine.models.base import ImageTextModel
 class FrozenBaseModel(ImageTextModel):
     """``base``'s encoders, untouched; subclasses add the classifier trained on its image embeddings."""
 
-    def __init__(self, base: ImageTextModel) -> None:
+    def __init__(self, base: ImageTextModel, class_names: list[str]) -> None:
         self.base = base
+        self.class_names = list(class_names)
+
+    def class_rows(self, class_names: list[str]) -> list[int] | None:
+        """Where each of ``class_names`` sits in the trained classifier, in that order; None if one was not trained."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        if any(name not in index for name in class_names):
+            return None
+        return [index[name] for name in class_names]
 
     @property
     def embed_dim(self) -> int:

@@ -76,9 +76,8 @@ class LinearProbeModel(FrozenBaseModel):
     def __init__(self, base: ImageTextModel, head: ClassWeights, class_names: list[str]):
         if len(head.rows) != len(class_names):
             raise ModelError(f"A head of {len(head.rows)} rows for {len(class_names)} classes.")
-        super().__init__(base)
+        super().__init__(base, class_names)
         self.head = head
-        self.class_names = list(class_names)
 
     @classmethod
     def from_checkpoint(cls, base: ImageTextModel, folder: Path) -> LinearProbeModel:
@@ -87,10 +86,8 @@ class LinearProbeModel(FrozenBaseModel):
 
     def class_weights(self, class_names: list[str]) -> ClassWeights | None:
         """The head's weights for the classes given, in that order; None if one was not trained."""
-        index = {name: i for i, name in enumerate(self.class_names)}
-        if any(name not in index for name in class_names):
-            return None
-        return self.head.select([index[name] for name in class_names])
+        rows = self.class_rows(class_names)
+        return None if rows is None else self.head.select(rows)
 
     def save(self, folder: str | Path) -> Path:
         """The frozen model (loadable with load_model) plus the head files beside it."""

@@ -136,9 +136,8 @@ class TipAdapterModel(FrozenBaseModel):
     def __init__(self, base: ImageTextModel, cache: TipAdapterCache, class_names: list[str]):
         if cache.values.shape[1] != len(class_names):
             raise ModelError(f"A cache of {cache.values.shape[1]} classes for {len(class_names)} class names.")
-        super().__init__(base)
+        super().__init__(base, class_names)
         self.cache = cache
-        self.class_names = list(class_names)
 
     @classmethod
     def from_checkpoint(cls, base: ImageTextModel, folder: Path) -> TipAdapterModel:
@@ -147,10 +146,8 @@ class TipAdapterModel(FrozenBaseModel):
 
     def class_scorer(self, class_names: list[str]) -> TipAdapterCache | None:
         """The classifier for the classes given, in that order; None if one was not trained."""
-        index = {name: i for i, name in enumerate(self.class_names)}
-        if any(name not in index for name in class_names):
-            return None
-        return self.cache.select([index[name] for name in class_names])
+        rows = self.class_rows(class_names)
+        return None if rows is None else self.cache.select(rows)
 
     def with_alpha(self, alpha: float) -> TipAdapterModel:
         """The same model with the cache weighted ``alpha`` (0: zero-shot classification)."""

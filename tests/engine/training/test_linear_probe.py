@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -17,6 +16,7 @@ from clipstudio.engine.models.linear_probe_head import LinearProbeModel
 from clipstudio.engine.prompts import PromptSet
 from clipstudio.engine.training.methods.linear_probe import path_strengths, solve_probe
 from clipstudio.engine.training.trainer import Trainer
+from tests.fixtures_runs import stop_after_two_epochs_and_resume
 
 
 def _problem(n_per_class=40, dim=16, classes=3, spread=0.8, seed=0):
@@ -109,18 +109,7 @@ def test_epoch_zero_equals_zero_shot_and_the_head_loads_back(class_data, tiny_cl
 @pytest.mark.slow
 def test_a_probe_stopped_mid_path_resumes_to_the_same_head(class_data, tiny_clip_dir, make_cfg, tmp_path):
     cfg = make_cfg(class_data, tiny_clip_dir, method="linear_probe", epochs=4, save_best=False)
-    whole = Trainer(dataclasses.replace(cfg, output=str(tmp_path / "whole"))).fit()
-    epochs_seen = []
-
-    def stop_after_two(event):
-        if isinstance(event, EvalEnded) and event.epoch:
-            epochs_seen.append(event.epoch)
-
-    stopped = Trainer(cfg, callbacks=[stop_after_two], should_stop=lambda: len(epochs_seen) >= 2).fit()
-    assert stopped.status == "cancelled"
-    resumed = Trainer(dataclasses.replace(cfg, resume_from=str(stopped.run_dir))).fit()
-
-    assert resumed.status == "completed"
+    whole, resumed = stop_after_two_epochs_and_resume(cfg, tmp_path)
     a = load_run_model(whole.run_dir, which="latest", device="cpu").head
     b = load_run_model(resumed.run_dir, which="latest", device="cpu").head
     np.testing.assert_allclose(a.rows, b.rows, atol=1e-4)

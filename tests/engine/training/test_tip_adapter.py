@@ -16,6 +16,7 @@ from clipstudio.engine.models.tip_adapter_head import TipAdapterCache, TipAdapte
 from clipstudio.engine.prompts import PromptSet
 from clipstudio.engine.training.methods.tip_adapter import search_alpha_beta
 from clipstudio.engine.training.trainer import Trainer
+from tests.fixtures_runs import stop_after_two_epochs_and_resume
 
 
 def _problem(n_per_class=30, dim=16, classes=3, spread=0.6, seed=0):
@@ -101,18 +102,7 @@ def test_a_run_beats_zero_shot_and_reloads_to_the_same_scores(method, class_data
 @pytest.mark.slow
 def test_a_tip_adapter_f_run_stopped_midway_resumes_to_the_same_cache(class_data, tiny_clip_dir, make_cfg, tmp_path):
     cfg = make_cfg(class_data, tiny_clip_dir, method="tip_adapter_f", epochs=4, batch_size=4)
-    whole = Trainer(dataclasses.replace(cfg, output=str(tmp_path / "whole"))).fit()
-    epochs_seen = []
-
-    def stop_after_two(event):
-        if isinstance(event, EvalEnded) and event.epoch:
-            epochs_seen.append(event.epoch)
-
-    stopped = Trainer(cfg, callbacks=[stop_after_two], should_stop=lambda: len(epochs_seen) >= 2).fit()
-    assert stopped.status == "cancelled"
-    resumed = Trainer(dataclasses.replace(cfg, resume_from=str(stopped.run_dir))).fit()
-
-    assert resumed.status == "completed"
+    whole, resumed = stop_after_two_epochs_and_resume(cfg, tmp_path)
     a = load_run_model(whole.run_dir, which="latest", device="cpu").cache
     b = load_run_model(resumed.run_dir, which="latest", device="cpu").cache
     assert (a.alpha, a.beta) == (b.alpha, b.beta)

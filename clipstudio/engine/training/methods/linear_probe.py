@@ -138,11 +138,9 @@ def probe_objective(
     y: torch.Tensor,
     prior: torch.Tensor,
     strength: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean cross-entropy + strength/2 * ||weight - prior||^2, the logits); the bias is not penalised."""
-    logits = x @ weight.t() + bias
-    loss = F.cross_entropy(logits, y) + 0.5 * strength * (weight - prior).pow(2).sum()
-    return loss, logits
+) -> torch.Tensor:
+    """Mean cross-entropy + strength/2 * ||weight - prior||^2; the bias is not penalised."""
+    return F.cross_entropy(x @ weight.t() + bias, y) + 0.5 * strength * (weight - prior).pow(2).sum()
 
 
 def solve_probe(
@@ -167,7 +165,7 @@ def solve_probe(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss, _ = probe_objective(weight, bias, x, y, prior, strength)
+        loss = probe_objective(weight, bias, x, y, prior, strength)
         loss.backward()
         return loss
 
