@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import sys
 import tempfile
@@ -169,6 +170,23 @@ def check_window() -> str:
     return f"{screens} screens, platform {app.platformName()}"
 
 
+def check_report_pdf() -> str:
+    """Print a small report with an SVG chart and a JPEG thumbnail to PDF, as "Export report…" does: a build
+    that missed Qt's SVG module or its JPEG plugin fails here."""
+    # deferred: a missing module fails this check, not the self-test (see check_window)
+    from clipstudio.engine.evaluation.report_html import Series, line_chart, thumbnail
+    from clipstudio.printing import html_to_pdf
+
+    image = next(path for path in sorted((samples_dir() / SAMPLE).rglob("*")) if path.suffix.lower() == ".png")
+    chart = line_chart([Series("check", [0.0, 0.5, 1.0], [0.0, 0.8, 1.0])], x_label="x", y_label="y")
+    pdf = html_to_pdf(f"<html><head><title>self-test</title></head><body><h2>chart</h2>{chart}"
+                      f"<h2>thumbnail</h2>{thumbnail(str(image))}</body></html>")
+    images = len(re.findall(rb"/Subtype\s*/Image\b", pdf))
+    if not pdf.startswith(b"%PDF-") or images != 2:
+        raise RuntimeError(f"the PDF report holds {images} of its 2 images (the chart and the thumbnail)")
+    return f"{len(pdf) // 1024} KiB, chart and thumbnail drawn"
+
+
 # Modules the other checks don't reach but the app does (Hugging Face CLIP models, LoRA, cross-validation,
 # DICOM, Hub downloads), reached through lazy or by-name imports that a frozen build can miss.
 LAZY_IMPORTS: tuple[tuple[str, str], ...] = (
@@ -295,6 +313,7 @@ def run_selftest(report_path: str | Path | None = None, *, print_fn: Callable[[s
             with _scratch_caches(scratch / "cache"):
                 state: dict[str, Any] = {}
                 _run_check("window", check_window, results, print_fn)
+                _run_check("PDF report", check_report_pdf, results, print_fn)
                 _run_check("libraries", check_libraries, results, print_fn)
                 if _run_check("model", lambda: _check_model(state), results, print_fn):
                     if _run_check("zero-shot", lambda: _check_zero_shot(state, scratch / "cache"), results, print_fn):
@@ -303,7 +322,7 @@ def run_selftest(report_path: str | Path | None = None, *, print_fn: Callable[[s
                 state.clear()  # drop the model and its open files before the folder goes
     finally:
         guard.uninstall()
-    expected = ("window", "libraries", "model", "zero-shot", "linear probe")
+    expected = ("window", "PDF report", "libraries", "model", "zero-shot", "linear probe")
     skipped = [name for name in expected if name not in {r.name for r in results}]
     results += [CheckResult(name, False, 0.0, "skipped: an earlier check failed") for name in skipped]
     network = CheckResult("no network", not guard.attempts, 0.0,

@@ -16,7 +16,7 @@ from clipstudio.cli import main as cli
 from clipstudio.engine.runtime.device import DeviceReport, GpuInfo
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKS = ["window", "libraries", "model", "zero-shot", "linear probe", "no network"]
+CHECKS = ["window", "PDF report", "libraries", "model", "zero-shot", "linear probe", "no network"]
 
 
 @pytest.mark.slow
@@ -44,6 +44,7 @@ def test_selftest_passes_offline_from_the_launcher(tmp_path):
 
 def _fake_checks(monkeypatch, model_check):
     monkeypatch.setattr(selftest, "check_window", lambda: "no window in this test")
+    monkeypatch.setattr(selftest, "check_report_pdf", lambda: "no PDF in this test")
     monkeypatch.setattr(selftest, "check_libraries", lambda: "not imported in this test")
     monkeypatch.setattr(selftest, "_check_model", model_check)
     monkeypatch.setattr(selftest, "_check_zero_shot", lambda state, cache: "fake")

@@ -16,9 +16,9 @@ from clipstudio.cli.console import EXIT_USAGE
 from clipstudio.engine.config import (
     AUGMENTATIONS,
     LOSSES,
+    METHOD_CHOICES,
     MONITORS,
     PROBE_PRIORS,
-    TRAIN_METHODS,
     DataConfig,
     EvalConfig,
     ModelConfig,
@@ -30,6 +30,7 @@ from clipstudio.engine.config import (
 )
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.runs.layout import read_run_config
+from clipstudio.engine.training.presets import PRESETS, apply_preset
 
 
 class CliParser(argparse.ArgumentParser):
@@ -69,6 +70,7 @@ non_negative_float = _number(float, lambda v: v >= 0, "0 or more")
 fraction = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
 unit_interval = _number(float, lambda v: 0 <= v <= 1, "between 0 and 1")
 open_unit_interval = _number(float, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")
+unit_interval_above_zero = _number(float, lambda v: 0 < v <= 1, "above 0 and at most 1")
 
 
 # --- argument groups ---------------------------------------------------------------------------------
@@ -125,18 +127,21 @@ def add_clinical_args(p: argparse.ArgumentParser, operating_point_default: str =
                         "image's path below the dataset folder, e.g. '^(site\\d+)/'; a subgroup clearly below "
                         "the overall figure is flagged")
     p.add_argument("--report", metavar="FILE",
-                   help="also write a self-contained HTML report (charts, example errors; opens offline)")
+                   help="also write a report: a self-contained HTML file (charts, example errors; opens offline), "
+                        "or a PDF when FILE ends in .pdf")
 
 
 # TrainConfig field -> (flags, argparse options). Every option defaults to None ("not given"), so a
 # --config file's value survives unless the flag is typed.
 _TRAIN_OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "output": (("--output",), {"metavar": "RUN"}),
-    "method": (("--method",), {"choices": TRAIN_METHODS}),
+    "method": (("--method",), {"choices": METHOD_CHOICES}),
     "epochs": (("--epochs",), {"type": positive_int}),
     "batch_size": (("--batch-size",), {"type": positive_int}),
+    "steps": (("--steps",), {"type": positive_int}),
     "learning_rate": (("--learning-rate", "--lr"), {"type": positive_float}),
     "weight_decay": (("--weight-decay",), {"type": non_negative_float}),
+    "layer_decay": (("--layer-decay",), {"type": unit_interval_above_zero}),
     "warmup_steps": (("--warmup-steps",), {"type": non_negative_int}),
     "img_size": (("--img-size",), {"type": positive_int}),
     "augmentation": (("--augmentation",), {"choices": AUGMENTATIONS}),
@@ -185,6 +190,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     """Every ``clipstudio train`` option; flags override ``--config``."""
     add_data_args(p, optional=True)
     p.add_argument("--config", metavar="FILE", help="TrainConfig JSON (e.g. a run's config.json); flags override it")
+    p.add_argument("--preset", choices=PRESETS,
+                   help="a published recipe laid over --config; flags typed here override it. clip-lora: "
+                        "CLIP-LoRA (LoRA rank 2, alpha 1, dropout 0.25 on q/k/v of every attention layer, lr 2e-4, "
+                        "weight decay 1e-2, cosine schedule without warm-up, batch 32, 500 steps per image per "
+                        "class: 500 x --shots, or 8000 without --shots)")
     add_model_args(p, required=False)
     add_prompt_args(p)
     p.add_argument("--multi-config", metavar="FILE",
@@ -261,10 +271,11 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     for dest, path in _SHARED_TRAIN_DESTS.items():
         if getattr(args, dest) is not None:
             _set(cfg, path, getattr(args, dest))
-    for path in [*_TRAIN_OPTIONS, *_TRAIN_SWITCHES]:
-        value = getattr(args, _dest(path))
-        if value is not None:
-            _set(cfg, path, value)
+    typed = [path for path in [*_TRAIN_OPTIONS, *_TRAIN_SWITCHES] if getattr(args, _dest(path)) is not None]
+    for path in typed:
+        _set(cfg, path, getattr(args, _dest(path)))
+    if args.preset:
+        cfg = apply_preset(cfg, args.preset, keep=typed)
     if args.template:
         cfg.prompts.templates = templates(args.template)
     cfg.validate()

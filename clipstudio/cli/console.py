@@ -60,8 +60,11 @@ def scored_payload(result: dict[str, Any], part: EvaluationPart, model_spec: str
     return {**result, "split": part.name, "split_description": part.description, "model": model_spec}
 
 
-def print_report_written(path: Path) -> None:
-    print(f"Wrote the report to {path}.", file=sys.stderr)
+def write_report_file(path: str, html: str) -> None:
+    """Write the report (the HTML file, or a PDF when ``path`` ends in .pdf) and say where."""
+    from clipstudio.printing import write_report_file as write  # deferred: Qt's GUI module, only for a report
+
+    print(f"Wrote the report to {write(path, html)}.", file=sys.stderr)
 
 
 def report_problems(problems: Sequence[Any], verb: str, shown: int = 5) -> None:

@@ -15,13 +15,13 @@ from clipstudio.cli.args import (
     unit_interval,
 )
 from clipstudio.cli.clinical import clinical_lines, paired_lines
-from clipstudio.cli.console import EXIT_OK, ProgressBars, print_report_written, show_result
+from clipstudio.cli.console import EXIT_OK, ProgressBars, show_result, write_report_file
 from clipstudio.cli.steps import embedding_cache, load_data, pick_split
-from clipstudio.engine.config import ModelConfig
+from clipstudio.engine.config import WISE_ON_VALIDATION, ModelConfig
 from clipstudio.engine.data.health import health_report
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.evaluation.clinical_scoring import with_subgroups
-from clipstudio.engine.evaluation.report import check_report_path, render_report, write_report
+from clipstudio.engine.evaluation.report import check_report_path, render_report
 from clipstudio.engine.evaluation.subgroups import groups_from_pattern
 from clipstudio.engine.runs.layout import CALIBRATION_FILE, is_run_folder
 
@@ -32,12 +32,17 @@ def add_parser(sub) -> None:
     p = sub.add_parser("eval", help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
     p.add_argument("run", metavar="RUN", help="training run folder")
     add_data_args(p, optional=True)
-    p.add_argument("--wise-alpha", type=unit_interval, metavar="A",
-                   help="score the WiSE-FT interpolation (1-A)*start + A*fine-tuned instead (0-1)")
+    p.add_argument("--wise-alpha", type=_wise_alpha, metavar="A",
+                   help="score the WiSE-FT interpolation (1-A)*start + A*fine-tuned instead (0-1); 'val' chooses "
+                        "A on the run's validation images (balanced accuracy, or mean recall for pairs)")
     p.add_argument("--device", help=field_help(ModelConfig, "device"))
     add_eval_args(p, recall=True)
     add_clinical_args(p, "Default: the one stored in the run folder (an earlier eval chose it on validation), "
                          "else youden.")
+
+
+def _wise_alpha(text: str) -> float | str:
+    return WISE_ON_VALIDATION if text.strip().lower() == WISE_ON_VALIDATION else unit_interval(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
         # Subgroups of the trained model's scoring, on the same calibrated probabilities.
         result.clinical = with_subgroups(result.clinical, args.group, dataset.root)
         result.after["subgroups"] = result.clinical.clinical.subgroups.to_dict()
+    if result.wise_choice is not None:
+        choice = result.wise_choice
+        print(f"Chose WiSE-FT alpha {choice.alpha:g} on the {choice.validation}: "
+              f"{choice.metric.replace('_', ' ')} {choice.value:.3f} there.", file=sys.stderr)
     if result.calibration_saved is not None:
         print(f"Saved what was fitted on validation (temperature, operating point) to {result.calibration_saved}.",
               file=sys.stderr)
@@ -94,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
         html = render_report(result.clinical, part, dataset, health=health_report(dataset, check_images=False),
                              run_dir=args.run, comparison=result,
                              settings={"coverage target": cfg.eval.coverage, "operating point from": point,
-                                       "WiSE-FT alpha": args.wise_alpha, "subgroup pattern": args.group})
-        print_report_written(write_report(args.report, html))
+                                       "WiSE-FT alpha": _alpha_setting(result), "subgroup pattern": args.group})
+        write_report_file(args.report, html)
     return EXIT_OK
 
 
@@ -104,6 +113,14 @@ _HEADLINES = {
     "balanced_accuracy": "balanced accuracy",
     "mean_recall": "mean recall",
 }
+
+
+def _alpha_setting(result) -> str | float | None:
+    """The WiSE-FT alpha as the report's settings table shows it: with where it came from when chosen."""
+    choice = result.wise_choice
+    if choice is None:
+        return result.after.get("wise_alpha")
+    return f"{choice.alpha:g}, chosen on the {choice.validation}"
 
 
 def format_before_after(result) -> str:

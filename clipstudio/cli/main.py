@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from clipstudio import __version__
-from clipstudio.cli import demo, embed, export, retrieve, search, train, zeroshot
+from clipstudio.cli import demo, embed, explore, export, retrieve, search, train, zeroshot
 from clipstudio.cli import eval as eval_command  # as: the modules are named after commands, not builtins
 from clipstudio.cli import inspect as inspect_command
 from clipstudio.cli.args import CliParser
@@ -31,6 +31,7 @@ COMMANDS = {
     "export": export,
     "train": train,
     "eval": eval_command,
+    "explore": explore,
     "demo": demo,
 }
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--selftest", action="store_true",
                         help="check this install offline and exit (same as 'clipstudio selftest')")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliParser)
-    for module in (inspect_command, zeroshot, retrieve, search, embed, export, train, eval_command):
+    for module in (inspect_command, zeroshot, retrieve, search, embed, export, train, eval_command, explore):
         module.add_parser(sub)
     p = sub.add_parser("selftest", help="check this install offline: window, built-in model, zero-shot, training")
     p.add_argument("--report", metavar="FILE", help="where to write the JSON report (default: app data folder)")

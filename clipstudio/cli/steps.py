@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 import time
 
-from clipstudio.cli.console import report_problems
+from clipstudio.cli.console import print_warning, report_problems
 from clipstudio.engine.cache.vectors import EmbeddingCache
 from clipstudio.engine.config import StudioConfig
 from clipstudio.engine.data import Dataset, load_dataset_from_config
+from clipstudio.engine.data.corrections import corrections_file
 from clipstudio.engine.evaluation.split_policy import EvaluationPart, report_part
 from clipstudio.engine.prompts import PromptSet, prompt_set_from_config
 
@@ -18,6 +19,12 @@ def load_data(cfg: StudioConfig, *, quiet: bool = False) -> Dataset:
     dataset = load_dataset_from_config(cfg.data)
     if dataset.problems and not quiet:
         report_problems(dataset.problems, "skipped")
+    if dataset.corrections_warning:
+        print_warning(dataset.corrections_warning)
+    elif dataset.corrections_applied:
+        n = dataset.corrections_applied
+        print(f"{n} correction{'s' if n != 1 else ''} applied (from {corrections_file(cfg.data.path)}).",
+              file=sys.stderr)
     return dataset
 
 

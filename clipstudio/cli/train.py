@@ -3,6 +3,10 @@
 Exit codes of ``train``: 0 when the run completed or stopped early, 130 when Ctrl+C cancelled it
 (checkpoint_latest is saved first; ``--resume-from RUN`` continues it), 1 when it failed (e.g.
 the loss became NaN), 2 for user errors (bad flags, data, model), as everywhere in the CLI.
+
+``--nproc-per-node N`` runs the run as N processes through torchrun (docs/DISTRIBUTED.md); started
+by torchrun itself (``torchrun -m clipstudio train ...``), each process joins the group, and only
+the first one reports.
 """
 
 from __future__ import annotations
@@ -15,18 +19,20 @@ from typing import Any
 
 from tqdm import tqdm
 
-from clipstudio.cli.args import add_train_args, train_config_from_args
+from clipstudio.cli.args import add_train_args, non_negative_int, positive_int, train_config_from_args
 from clipstudio.cli.console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ProgressBars
-from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.errors import ClipStudioError, ConfigError
 from clipstudio.engine.events import (
     EpochEnded,
     EvalEnded,
+    MethodChosen,
     StepEnded,
     TrainEnded,
     TrainingStatus,
     TrainStarted,
     epoch_setting,
 )
+from clipstudio.engine.runs.layout import default_run_dir
 
 HELP = "fine-tune a model on class folders or image-caption pairs into a run folder"
 
@@ -45,8 +51,9 @@ class StopRequest:
     and restores the previous one afterwards.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, announce: bool = True) -> None:
         self.requested = False
+        self._announce = announce  # several processes: only the first says so
         self._previous: Any = None
 
     def __call__(self) -> bool:
@@ -56,6 +63,8 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        if not self._announce:
+            return
         print(
             "\nclipstudio: stopping after the current step and saving (Ctrl+C again to abort)...",
             file=sys.stderr,
@@ -99,6 +108,8 @@ class TrainProgress:
                 if self._started:
                     self._write(self._initial)
                     self._initial = ""
+        elif isinstance(event, MethodChosen):
+            self._write(event.reason)
         elif isinstance(event, TrainEnded):
             self.close()
             self._started = False
@@ -196,6 +207,15 @@ def add_parser(sub) -> None:
                     "step, saves checkpoint_latest and exits 130 (continue with --resume-from RUN).",
     )
     add_train_args(p)
+    g = p.add_argument_group("several processes (torchrun; see docs/DISTRIBUTED.md)")
+    g.add_argument("--nproc-per-node", type=positive_int, metavar="N",
+                   help="train with N processes on this machine, one per GPU (or N CPU processes); the batch "
+                        "size is per process, so each step sees N x batch-size images")
+    g.add_argument("--nnodes", default="1", metavar="N", help="how many machines take part (default: 1)")
+    g.add_argument("--node-rank", type=non_negative_int, default=0, metavar="R",
+                   help="this machine's number, 0 to N-1 (default: 0)")
+    g.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                   help="where the machines meet: the first machine's address and a free port")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,19 +223,60 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.data.path:
         raise ConfigError("DATA is required (the first argument, or data.path in a --config file, "
                           "or --resume-from RUN).")
-    from clipstudio.engine.training.launch import TrainingKind, train  # deferred: torch; --help stays instant
+    from clipstudio.engine.training import distributed  # deferred: torch; --help stays instant
+    from clipstudio.engine.training.launch import TrainingKind, train  # deferred: torch
 
-    progress = TrainProgress()
+    worker = distributed.launched_by_torchrun()
+    if args.nproc_per_node and not worker:
+        return _launch_processes(cfg, args)
+    if worker:
+        if args.multi_config or cfg.cv.use_cv:
+            raise ConfigError("Several processes train one run; sweeps and cross-validation run in one process.")
+        ranks, cfg.gpu_id = distributed.join_process_group(cfg.model.device, cfg.gpu_id)
+        # Every process must name the same run folder; the first one's choice holds.
+        cfg.output = distributed.from_first_process(cfg.output or str(default_run_dir(cfg.method)))
+    main = not worker or ranks.is_main
+    progress = TrainProgress() if main else TrainProgress(enabled=False)
     try:
-        with StopRequest() as stop:
-            outcome = train(cfg, sweep=args.multi_config, callbacks=[progress], should_stop=stop)
+        with StopRequest(announce=main) as stop:
+            outcome = train(cfg, sweep=args.multi_config, callbacks=[progress] if main else [], should_stop=stop)
+    except Exception as exc:
+        if worker:  # torchrun reports this one line as the run's error
+            distributed.record_error(str(exc) if isinstance(exc, ClipStudioError) else repr(exc))
+        raise
     finally:
         progress.close()
+        if worker:
+            distributed.leave_process_group()
+    if worker and outcome.run.status is TrainingStatus.FAILED:
+        distributed.record_error(outcome.run.message)
+    if not main:
+        return _EXIT_BY_STATUS[outcome.run.status]
     if outcome.kind is TrainingKind.SWEEP:
         return _report_sweep(outcome.summary)
     if outcome.kind is TrainingKind.CROSS_VALIDATION:
         return _report_cv(outcome.summary)
     return _report_run(outcome.run)
+
+
+def _launch_processes(cfg, args: argparse.Namespace) -> int:
+    """``--nproc-per-node N``: the run as N processes under torchrun; their first one reports as usual."""
+    from clipstudio.engine.training.distributed_launch import INTERRUPTED, launch_processes  # deferred: torch
+
+    if args.multi_config:
+        raise ConfigError("A sweep runs its configs one after another in one process; drop --nproc-per-node.")
+    outcome = launch_processes(
+        cfg,
+        nproc_per_node=args.nproc_per_node,
+        nnodes=args.nnodes,
+        node_rank=args.node_rank,
+        rdzv_endpoint=args.rdzv_endpoint,
+    )
+    if outcome.exit_code == INTERRUPTED:
+        print(f"Resume with: clipstudio train --resume-from {cfg.output} --nproc-per-node {args.nproc_per_node}")
+    elif outcome.exit_code:
+        print(f"clipstudio: error: process {outcome.failed_rank} failed: {outcome.message}", file=sys.stderr)
+    return outcome.exit_code
 
 
 def _report_run(result) -> int:

@@ -18,10 +18,10 @@ from clipstudio.cli.clinical import clinical_lines
 from clipstudio.cli.console import (
     EXIT_OK,
     ProgressBars,
-    print_report_written,
     report_problems,
     scored_payload,
     show_result,
+    write_report_file,
 )
 from clipstudio.cli.steps import embedding_cache, load_data, load_model, pick_split, prompt_set
 from clipstudio.engine.data.health import health_report
@@ -32,7 +32,7 @@ from clipstudio.engine.evaluation.clinical_scoring import (
     with_subgroups,
 )
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
-from clipstudio.engine.evaluation.report import check_report_path, render_report, write_report
+from clipstudio.engine.evaluation.report import check_report_path, render_report
 from clipstudio.engine.evaluation.subgroups import groups_from_pattern
 from clipstudio.engine.storage.atomic import atomic_write_text
 
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                              settings={"coverage target": cfg.eval.coverage,
                                        "operating point rule": cfg.eval.operating_point,
                                        "subgroup pattern": args.group})
-        print_report_written(write_report(args.report, html))
+        write_report_file(args.report, html)
     show_result(args.json, payload, lambda: format_zero_shot(payload))
     return EXIT_OK
 

@@ -32,6 +32,7 @@ _REMOVED_KEYS = {
 # Evaluation defaults, used wherever images are scored (CLI, GUI screens, training's validation).
 EVAL_BATCH_SIZE = 64  # images per forward pass when encoding for evaluation
 RECALL_KS = (1, 5, 10)  # the K of Recall@K
+WISE_ON_VALIDATION = "val"  # a WiSE-FT alpha to be chosen on the run's validation images, not given
 
 T = TypeVar("T")
 
@@ -320,6 +321,10 @@ def _coerce(tp: Any, value: Any, where: str, version: int = SCHEMA_VERSION) -> A
 # Every default below is the documented one: the CLI's --help and the GUI's tooltips read the help texts.
 
 TRAIN_METHODS = ("full", "lock_image", "lock_text", "linear_probe", "lora", "tip_adapter", "tip_adapter_f")
+# "auto" stands for one of TRAIN_METHODS, picked from the training data when a run starts
+# (training/methods/auto.py); the run folder records the method it picked.
+AUTO_METHOD = "auto"
+METHOD_CHOICES = (AUTO_METHOD, *TRAIN_METHODS)
 # Methods that fit a classifier on the frozen model's image embeddings: class data only.
 CLASS_DATA_METHODS = ("linear_probe", "tip_adapter", "tip_adapter_f")
 LOSSES = ("multi_positive", "clip")
@@ -356,8 +361,8 @@ class LoraConfig:
     dropout: float = _help("Dropout on the LoRA adapter input during training, in [0, 1).", default=0.05)
     target_modules: list[str] | None = _help(
         "Module names to adapt (matched against the end of each name). Default: q_proj/k_proj/v_proj/out_proj "
-        "in CLIP, query/key/value/attention.output.dense in BERT/MiniLM; a tower without attention "
-        "(EfficientNet) stays frozen except its projection.",
+        "in CLIP (o_proj for a ViT image tower), query/key/value/attention.output.dense in BERT/MiniLM (the CLIP-LoRA preset: q/k/v only); a "
+        "tower without attention (EfficientNet) stays frozen except its projection.",
         default=None,
     )
 
@@ -425,7 +430,8 @@ class TrainConfig:
         'penalty chosen on validation (class data only). "lora": low-rank adapters on the attention layers, merged into the saved model. '
         '"tip_adapter": encoders frozen, zero-shot plus a cache of the training images (Tip-Adapter), nothing trained, '
         'how much the cache counts chosen on validation (class data only). "tip_adapter_f": the same with the cache '
-        'trained (Tip-Adapter-F; the paper trains 20 epochs).',
+        'trained (Tip-Adapter-F; the paper trains 20 epochs). "auto": one of these, picked from how many training '
+        "images each class has when the run starts (the log says which and why; the run folder records it).",
         default="full",
     )
     epochs: int = _help(
@@ -434,6 +440,13 @@ class TrainConfig:
         default=10,
     )
     batch_size: int = _help("Images per step (contrastive: also texts per step).", default=32)
+    steps: int | None = _help(
+        "Optimizer steps of the whole run (full, lock_image, lock_text, lora), spread evenly over the epochs "
+        "(rounded up to whole steps per epoch): each epoch then goes over the training images as many times as "
+        "it takes, and the epochs are how often the run validates. Default: each epoch goes over the training "
+        "images once.",
+        default=None,
+    )
     learning_rate: float | None = _help(
         f"Peak learning rate. Default: the method's own ({_LR_TABLE}); small on purpose, so a few "
         "hundred images don't wipe out what the model knows.",
@@ -441,6 +454,12 @@ class TrainConfig:
     )
     weight_decay: float = _help(
         "AdamW decoupled weight decay; never on biases, norms or temperature.", default=0.1
+    )
+    layer_decay: float = _help(
+        "Layer-wise learning-rate decay (full, lock_image, lock_text, lora): heads and projections train at the "
+        "learning rate, each tower's last layer at this times it and every layer below at this times the one "
+        "above, so the early, general layers change least. 1 turns it off; 0.65-0.85 is usual for fine-tuning.",
+        default=1.0,
     )
     warmup_steps: int = _help(
         "Optimizer steps of linear warm-up before the cosine decay (at most 1/5 of the run).", default=50
@@ -500,7 +519,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid setting."""
         choices = {
-            "method": (self.method, TRAIN_METHODS),
+            "method": (self.method, METHOD_CHOICES),
             "loss": (self.loss, LOSSES),
             "augmentation": (self.augmentation, AUGMENTATIONS),
             "early_stopping.monitor": (self.early_stopping.monitor, MONITORS),
@@ -537,12 +556,16 @@ class TrainConfig:
             )
         if not self.lora.alpha > 0:
             raise ConfigError(f"lora.alpha must be positive (got {self.lora.alpha}).")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be at least 1 or null (got {self.steps}).")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive (got {self.learning_rate}).")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"grad_clip must be positive or null (got {self.grad_clip}).")
         if self.img_size is not None and self.img_size < 8:
             raise ConfigError(f"img_size must be at least 8 pixels or null (got {self.img_size}).")
+        if not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"layer_decay must be above 0 and at most 1 (got {self.layer_decay}).")
         if not 0 <= self.lora.dropout < 1:
             raise ConfigError(f"lora.dropout must be in [0, 1) (got {self.lora.dropout}).")
         if self.early_stopping.patience is not None and self.early_stopping.patience < 1:

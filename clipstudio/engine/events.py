@@ -27,6 +27,7 @@ class TrainingStatus(StrEnum):
 
 
 VALIDATE_STAGE = "validate images"  # ProgressUpdated.stage while a training method scores its validation images
+DOWNLOAD_STAGE = "download"  # ProgressUpdated.stage while a model downloads: done and total are bytes
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,14 @@ class MessageLogged:
 
 
 # --- Training (emitted by clipstudio.engine.training.trainer.Trainer, in this order) ----------------------
+
+
+@dataclass(frozen=True)
+class MethodChosen:
+    """Method "auto" picked a training method from the training data (before TrainStarted)."""
+
+    method: str  # one of config.TRAIN_METHODS
+    reason: str  # one or two plain sentences for the user
 
 
 @dataclass(frozen=True)

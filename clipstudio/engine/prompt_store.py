@@ -7,20 +7,17 @@ crash leaves the previous file.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipstudio.engine.errors import ClipStudioError, ConfigError
 from clipstudio.engine.prompts import PromptSet
 from clipstudio.engine.storage.atomic import atomic_write_json
-from clipstudio.engine.storage.paths import user_data_dir
+from clipstudio.engine.storage.paths import dataset_file, dataset_key
 from clipstudio.engine.storage.text_files import read_json
 
 SCHEMA_VERSION = 1
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass
@@ -31,18 +28,10 @@ class DatasetPrompts:
     saved_sets: list[PromptSet] = field(default_factory=list)
 
 
-def dataset_key(dataset_path: str | os.PathLike) -> str:
-    """The resolved path that identifies a dataset (the same folder reached two ways is one dataset)."""
-    return str(Path(dataset_path).expanduser().resolve())
-
 
 def prompts_file(dataset_path: str | os.PathLike) -> Path:
     """The JSON file holding a dataset's prompts, e.g. ``prompts/pneumoniamnist-folders-3f2a9c1e.json``."""
-    key = dataset_key(dataset_path)
-    path = Path(key)
-    readable = _UNSAFE.sub("_", "-".join(p for p in (path.parent.name, path.name) if p)).strip("_") or "dataset"
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
-    return user_data_dir() / "prompts" / f"{readable[:60]}-{digest}.json"
+    return dataset_file("prompts", dataset_path, ".json")
 
 
 def save_dataset_prompts(dataset_path: str | os.PathLike, prompts: DatasetPrompts) -> Path:

@@ -82,6 +82,15 @@ TERMS: dict[str, Term] = {
         "image with, but need more memory. Lower it if training runs out of memory.",
         "batch_size",
     ),
+    "steps": Term(
+        "Total steps",
+        "How many updates the whole run makes, whatever the number of epochs.",
+        "Normally each epoch goes through the training images once, so the epochs decide how long training "
+        "runs. With a number of steps set, the run makes that many updates (a few more when they do not "
+        "divide evenly among the epochs), going through the images as often as it takes, and the epochs "
+        "only decide how often it checks itself on the validation images. Recipes such as CLIP-LoRA are defined by their number of steps.",
+        "steps",
+    ),
     "warmup_steps": Term(
         "Warm-up steps",
         "The first training steps start with small changes that grow to the full learning rate.",
@@ -272,6 +281,29 @@ TERMS: dict[str, Term] = {
         "The model turns images and texts into lists of numbers and measures the angle between them "
         "(cosine similarity). Scores are only comparable within one model and one search; they are not "
         "probabilities.",
+    ),
+    "label_quality": Term(
+        "Label quality",
+        "How well an image's label fits what a model that never saw the image thinks it shows: low is doubtful.",
+        "The Explore screen trains five small models on the image features, each without one fifth of the "
+        "images, and asks each about the images it did not see. An image scores near 1 when that model "
+        "agrees with its label and near 0 when it is sure of another class. A low score is a reason to look "
+        "at the image, not proof of a mistake: rare or unusual cases score low too.",
+    ),
+    "near_duplicate": Term(
+        "Near-duplicates",
+        "Images that are the same picture or almost, even when saved again, resized or compressed.",
+        "Two images are near-duplicates when the model's features for them are almost the same (the "
+        "similarity slider) and, with \"Same picture only\", their pixels match too. A copy in both the "
+        "training and the test images makes the test score look better than it is, so groups across "
+        "splits are shown in red.",
+    ),
+    "outlier_score": Term(
+        "Outlier score",
+        "How far an image is from the images most like it: high means unlike everything else.",
+        "The average distance, in the model's features, from an image to its ten nearest images. High "
+        "scores pick out images taken differently from the rest (another view, stain or device, a photo "
+        "of a screen) that may not belong in the dataset.",
     ),
 }
 

@@ -25,6 +25,7 @@ class AppState(QObject):
     run_changed = Signal(str)  # run folder of the latest / opened training run ("" = none)
     status_posted = Signal(str)  # a short line for the status bar
     screen_requested = Signal(str)  # a screen key ("results") the user asked to go to from another screen
+    corrections_changed = Signal()  # the open dataset's corrections file changed: read the dataset again
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -73,3 +74,6 @@ class AppState(QObject):
 
     def request_screen(self, key: str) -> None:
         self.screen_requested.emit(key)
+
+    def notify_corrections_changed(self) -> None:
+        self.corrections_changed.emit()

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from tests.fixtures_data import write_png
+from tests.fixtures_runs import colour_classes
 
 
 @pytest.mark.slow
@@ -149,3 +150,39 @@ def test_eval_group_gives_the_trained_models_subgroups(cli, tmp_path, trained):
     subgroups = d["after"]["subgroups"]
     assert {k: g["n"] for k, g in subgroups["groups"].items()} == {"0": 2, "1": 2, "(no match)": 6}
     assert "subgroups" not in d["before"] and "subgroups" in out and "(no match)" in out
+
+
+def _split_colours(root):
+    """The run's three colour classes as train/ and test/ folders: validation is carved from train/."""
+    colour_classes(root / "train")
+    colour_classes(root / "test", per_class=3)
+    return root
+
+
+@pytest.mark.slow
+def test_eval_wise_alpha_val_chooses_alpha_on_the_validation_images_and_reports_on_test(cli, tmp_path, trained):
+    out_json = tmp_path / "eval.json"
+    code, out, err = cli("eval", trained["full"], _split_colours(tmp_path / "data"), "--wise-alpha", "val",
+                         "--json", out_json, "--device", "cpu")
+    assert code == 0, err
+    after = json.loads(out_json.read_text(encoding="utf-8"))["after"]
+    choice = after["wise_choice"]
+    assert [row["alpha"] for row in choice["sweep"]] == [round(0.1 * i, 1) for i in range(11)]
+    best = max(row["balanced_accuracy"] for row in choice["sweep"])
+    assert choice["value"] == best and after["wise_alpha"] == choice["alpha"]
+    assert max(r["alpha"] for r in choice["sweep"] if r["balanced_accuracy"] == best) == choice["alpha"]
+    assert choice["metric"] == "balanced_accuracy" and "train" in choice["validation"]
+    assert after["split"] == "test" and after["n"] == 9 and choice["n"] < 18  # chosen on part of train/
+    assert f"Chose WiSE-FT alpha {choice['alpha']:g}" in err and "chosen on" in out
+
+
+def test_eval_wise_alpha_val_without_validation_images_apart_fails_in_one_line(cli, trained):
+    # No test/ folder: the evaluated images are all the images, validation ones included.
+    code, _, err = cli("eval", trained["full"], trained["data"], "--wise-alpha", "val", "--device", "cpu")
+    errors = [line for line in err.splitlines() if line.startswith("clipstudio: error:")]
+    assert code == 2 and len(errors) == 1 and "can't be chosen on validation" in errors[0]
+
+
+def test_eval_wise_alpha_must_be_a_number_or_val(cli, trained):
+    code, _, err = cli("eval", trained["full"], trained["data"], "--wise-alpha", "middle")
+    assert code == 2 and "--wise-alpha" in err and len(err.strip().splitlines()) == 1

@@ -139,6 +139,20 @@ def test_zeroshot_report_writes_one_self_contained_html_file(cli, tmp_path, make
     assert f"Wrote the report to {report}" in err
 
 
+def test_zeroshot_report_ending_in_pdf_writes_a_printed_pdf(qapp, cli, tmp_path, make_class_folders, tiny_clip_dir):
+    # qapp: the widgets tests that may follow in this process need Qt's QApplication, not the
+    # QGuiApplication the command would make for itself.
+    data = make_class_folders(tmp_path / "data", {"train": {"normal": 10, "pneumonia": 10},
+                                                   "test": {"normal": 5, "pneumonia": 5}})
+    report = tmp_path / "report.pdf"
+    code, _, err = cli("zeroshot", data, "--model", tiny_clip_dir, "--report", report, "--no-cache")
+    assert code == 0, err
+    pdf = report.read_bytes()
+    assert pdf.startswith(b"%PDF-") and b"/Subtype /Image" in pdf  # the charts, drawn into the pages
+    assert f"Wrote the report to {report}" in err
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["report.pdf"]
+
+
 def test_zeroshot_report_to_a_folder_fails_in_one_line_before_scoring(cli, tmp_path, make_class_folders):
     data = make_class_folders(tmp_path / "data", {"red": 2, "green": 2})
     for target in (tmp_path, tmp_path / "missing" / "report.html"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from clipstudio.gui.screens.model_screen import ModelScreen
@@ -116,11 +118,11 @@ def test_a_model_set_elsewhere_is_shown(screen, state, tiny_clip_dir):
 
 
 def test_the_medical_model_gallery_picks_a_model_and_knows_what_is_cached(qtbot, screen, tmp_path, monkeypatch):
-    """BiomedCLIP's open_clip config in the HF cache: its row says so, the others say they'd download."""
+    """BiomedCLIP's open_clip config and weights in the HF cache: its row says so, the others that they need internet."""
     import huggingface_hub.constants as hub_constants
 
     from clipstudio.engine.model_catalogue import KNOWN_MODELS
-    from clipstudio.gui.widgets.model_gallery import CACHED, NOT_CACHED
+    from clipstudio.gui.widgets.model_gallery import CACHED, OFFLINE_NOT_CACHED
 
     cache = tmp_path / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
@@ -131,6 +133,7 @@ def test_the_medical_model_gallery_picks_a_model_and_knows_what_is_cached(qtbot,
     (repo / "refs" / "main").write_text("abc123", encoding="utf-8")
     (repo / "snapshots" / "abc123").mkdir(parents=True)
     (repo / "snapshots" / "abc123" / "open_clip_config.json").write_text("{}", encoding="utf-8")
+    (repo / "snapshots" / "abc123" / "open_clip_pytorch_model.bin").write_bytes(b"")  # config + weights: cached
 
     gallery = screen.gallery
     names = [gallery.item(r, 0).text().splitlines()[0] for r in range(gallery.rowCount())]
@@ -142,7 +145,7 @@ def test_the_medical_model_gallery_picks_a_model_and_knows_what_is_cached(qtbot,
 
     screen.show()  # the first show checks the cache in a worker
     qtbot.waitUntil(lambda: gallery.status(names.index("BiomedCLIP")) == CACHED, timeout=20_000)
-    assert gallery.status(names.index("PLIP")) == NOT_CACHED
+    assert gallery.status(names.index("PLIP")) == OFFLINE_NOT_CACHED  # tests run offline
 
     gallery.cellClicked.emit(names.index("PLIP"), 0)
     assert screen.hub_radio.isChecked() and screen.spec() == "vinid/plip"
@@ -163,3 +166,73 @@ def test_export_model_writes_a_folder_plain_transformers_loads(qtbot, screen, st
     exported = CLIPModel.from_pretrained(out)
     assert exported.config.projection_dim == 16
     assert str(out) in screen.load_status.text() and "Hugging Face folder" in screen.load_status.text()
+
+
+BIOMEDCLIP = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+
+
+def _online_download_of_biomedclip(monkeypatch, download):
+    """The load of BiomedCLIP finds the Hub reachable and the cache empty, and downloads with ``download``."""
+    from clipstudio.engine.models import hub
+
+    monkeypatch.setattr(hub, "hub_offline", lambda: False)
+    monkeypatch.setattr(hub, "missing_from_cache", lambda repo_id: ["its configuration and weights"])
+    monkeypatch.setattr(hub, "download_model", download)
+
+
+def test_a_download_shows_its_progress_and_cancel_stops_it(qtbot, screen, state, monkeypatch):
+    from PySide6.QtCore import Qt
+
+    from clipstudio.engine.events import DOWNLOAD_STAGE, ProgressUpdated
+    from clipstudio.gui.widgets.model_gallery import NOT_CACHED
+
+    def download(repo_id, callback, should_stop):
+        total = 800 * 1024**2
+        callback(ProgressUpdated(DOWNLOAD_STAGE, total // 4, total))
+        while not should_stop():  # a transfer that goes on until the user stops it
+            time.sleep(0.02)
+        return None
+
+    _online_download_of_biomedclip(monkeypatch, download)
+    row = [m.repo_id for m in screen.gallery.models].index(BIOMEDCLIP)
+    screen.show()
+    qtbot.waitUntil(lambda: screen.gallery.status(row) == NOT_CACHED, timeout=WAIT_MS)  # online: it would download
+    screen.gallery.cellClicked.emit(row, 0)
+    screen.load()
+
+    qtbot.waitUntil(lambda: screen.cancel_button.isVisible(), timeout=WAIT_MS)
+    assert "25 % (200 of 800 MB)" in screen.load_status.text()
+    assert screen.load_progress.maximum() == 1000 and screen.load_progress.value() == 250
+    assert screen.gallery.status(row).startswith("downloading… 25 %")
+    with qtbot.waitSignal(screen.load_finished, timeout=WAIT_MS) as blocker:
+        qtbot.mouseClick(screen.cancel_button, Qt.MouseButton.LeftButton)
+
+    assert blocker.args == [False] and state.model is None
+    assert "stopped" in screen.load_status.text() and "kept" in screen.load_status.text()
+    assert not screen.cancel_button.isVisibleTo(screen) and not screen.load_progress.isVisibleTo(screen)
+    assert screen.load_button.isEnabled()
+
+
+def test_a_finished_download_goes_on_to_load_the_model(qtbot, screen, state, monkeypatch, tiny_clip_dir):
+    import clipstudio.engine.models as models
+    from clipstudio.engine.events import DOWNLOAD_STAGE, ProgressUpdated
+
+    seen: list[int] = []
+
+    def download(repo_id, callback, should_stop):
+        for done in (0, 500, 1000):
+            callback(ProgressUpdated(DOWNLOAD_STAGE, done * 1024**2, 1000 * 1024**2))
+        return tiny_clip_dir
+
+    real_load = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda spec, device: real_load(str(tiny_clip_dir), device=device))
+    _online_download_of_biomedclip(monkeypatch, download)
+    screen.load_progress.valueChanged.connect(seen.append)
+    screen.set_spec(BIOMEDCLIP)
+
+    assert load_and_wait(qtbot, screen) is True
+
+    assert state.model is not None and state.model_spec == BIOMEDCLIP
+    assert seen[-1] == 1000  # the bar filled as the bytes came in
+    assert screen.load_status.text() == f"Loaded {BIOMEDCLIP}."
+    assert not screen.cancel_button.isVisibleTo(screen)

@@ -174,6 +174,29 @@ def test_run_before_after_and_wise_slider(qtbot, screen, state, run_dir):
     assert blocker.args[0].accuracy == pytest.approx(payload["before"]["accuracy"])
 
 
+@pytest.mark.slow
+def test_choose_alpha_on_validation_moves_the_slider_to_the_best_mix_of_the_validation_images(
+        qtbot, make_class_folders, tmp_path, state_with, run_dir):
+    # Train/test folders: the run's validation part is carved from train/; the grid shows test/.
+    state = state_with(make_class_folders(tmp_path / "split", {"train": dict.fromkeys(CLASSES, 6),
+                                                                 "test": dict.fromkeys(CLASSES, 2)}))
+    screen = ResultsScreen(state)
+    qtbot.addWidget(screen)
+    try:
+        state.set_run(str(run_dir))
+        screen.source_combo.setCurrentIndex(screen.source_combo.findData("run"))
+        _evaluate(qtbot, screen)
+
+        with qtbot.waitSignal(screen.evaluated, timeout=60_000):  # the grid follows the chosen mix
+            qtbot.mouseClick(screen.wise.choose_button, Qt.MouseButton.LeftButton)
+        text = screen.wise.choice_label.text()
+        assert "chosen on the validation part carved from the 'train' split" in text and "3 images" in text
+        alpha = float(text.split("α = ")[1].split()[0])
+        assert screen.wise.alpha() == alpha and f"α = {alpha:.1f}" in screen.split_label.text()
+    finally:
+        screen.shutdown()
+
+
 def test_a_binary_task_gets_curves_calibration_and_an_operating_point_the_grid_follows(
     qtbot, make_class_folders, tmp_path, state_with
 ):

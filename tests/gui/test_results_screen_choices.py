@@ -68,6 +68,10 @@ def test_subgroups_by_a_path_pattern_fill_the_table_and_go_into_the_report(qtbot
     with qtbot.waitSignal(screen.report_written, timeout=30_000):
         assert screen.export_report(str(target))
     assert '<section id="subgroups">' in target.read_text(encoding="utf-8")
+    pdf = tmp_path / "report.pdf"  # the dialog's other type: the same report, printed
+    with qtbot.waitSignal(screen.report_written, timeout=30_000):
+        assert screen.export_report(str(pdf))
+    assert pdf.read_bytes().startswith(b"%PDF-")
 
     # A pattern that matches nothing says so in the view, without a dialog.
     view.pattern_edit.setText("site(\\d)")

@@ -15,6 +15,7 @@ from clipstudio.engine.events import (
     VALIDATE_STAGE,
     EpochEnded,
     EvalEnded,
+    MethodChosen,
     ProgressUpdated,
     StepEnded,
     TrainingStatus,
@@ -96,6 +97,7 @@ def test_form_round_trips_a_config(form):
 
 
 def test_defaults_round_trip_and_blank_learning_rate_means_method_default(form):
+    form.set_config(TrainConfig())
     assert form.to_config(TrainConfig()) == TrainConfig()
     assert form.learning_rate.text() == ""
     assert "1e-05" in form.learning_rate.placeholderText()
@@ -258,6 +260,20 @@ def test_after_the_starting_model_is_validated_the_status_says_training_not_vali
         StepEnded(epoch=1, step=1, total_steps=150, loss=3.0, lr=1e-6, images_per_s=12.0)
     )
     assert screen.eta.text().startswith("epoch 1/10 · step 1/150 · 12 img/s")
+
+
+def test_what_auto_picked_shows_under_the_method_and_in_the_log_and_epochs_use_the_picked_method(screen):
+    screen.form.method.setCurrentIndex(screen.form.method.findData("auto"))
+    reason = "Auto picked the linear probe: a typical class has 4 training images (fewer than 70)."
+    screen._on_worker_event_emitted(MethodChosen("linear_probe", reason))
+    screen._on_worker_event_emitted(TrainStarted("run", "linear_probe", 10, 1, 10, 12, 6, "cpu"))
+    screen._on_worker_event_emitted(EpochEnded(epoch=1, train_loss=0.5, train_acc=0.5, val_loss=0.6, val_acc=0.5,
+                                               val_balanced_acc=0.5, val_mean_recall=None, lr=1e-3, seconds=1.0))
+
+    assert screen.form.method_help.text() == f"This run: {reason}"
+    log = screen.log.toPlainText()
+    assert reason in log and "Training linear_probe on cpu" in log
+    assert "L2 strength 1.0e-03" in log  # the probe's setting, not a learning rate
 
 
 # --- the end of a run: it stays in sight; long phases show time left -------------------------------

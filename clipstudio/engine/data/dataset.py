@@ -43,6 +43,10 @@ class Dataset:
     class_names: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     source: Path | None = None  # what the user pointed at (folder or annotation file)
+    # The user's corrections (engine/data/corrections.py) applied when read, and why none were
+    # when the corrections file can't be used.
+    corrections_applied: int = 0
+    corrections_warning: str | None = None
 
     def __len__(self) -> int:
         return len(self.samples)

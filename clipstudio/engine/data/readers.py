@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from clipstudio.engine.config import DataConfig
+from clipstudio.engine.data.corrections import apply_saved_corrections
 from clipstudio.engine.data.dataset import SPLIT_NAMES, Dataset
 from clipstudio.engine.data.folders import (
     is_image_name,
@@ -56,9 +57,21 @@ def load_dataset(
     images_dir: the folder image paths in an annotation file are relative to (default: the
         file's folder, or its ``imgs``/``images`` sibling).
     allow_outside_root: accept image paths that lead outside the dataset folder.
-    Entries that can't be used are skipped and listed in ``Dataset.problems``.
+    Entries that can't be used are skipped and listed in ``Dataset.problems``. The user's
+    corrections kept for this dataset (``data.corrections``) are applied.
     """
     source = _existing(path)
+    dataset = _read(source, image_key, caption_key, images_dir, allow_outside_root)
+    return apply_saved_corrections(dataset, source)
+
+
+def _read(
+    source: Path,
+    image_key: str | None,
+    caption_key: str | None,
+    images_dir: str | Path | None,
+    allow_outside_root: bool,
+) -> Dataset:
     fmt, files = _detect(source)
     if fmt == "class_folders":
         return read_class_folders(source, source=source)

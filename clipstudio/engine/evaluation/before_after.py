@@ -19,21 +19,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipstudio.engine.cache.vectors import EmbeddingCache
-from clipstudio.engine.config import EVAL_BATCH_SIZE, RECALL_KS
+from clipstudio.engine.config import EVAL_BATCH_SIZE, RECALL_KS, WISE_ON_VALIDATION
 from clipstudio.engine.data.dataset import Dataset
+from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.evaluation.calibration import softmax
 from clipstudio.engine.evaluation.clinical_scoring import (
     ClinicalScoring,
     run_operating_point,
     save_run_calibration,
     score_clinical,
+    validation_part,
 )
 from clipstudio.engine.evaluation.conformal import DEFAULT_COVERAGE
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.evaluation.evaluate import ZEROSHOT, evaluate_model, summary_metrics
 from clipstudio.engine.evaluation.paired import PairedComparison, compare_paired
 from clipstudio.engine.evaluation.split_policy import EvaluationPart
-from clipstudio.engine.evaluation.wise import WiseInterpolator, check_alpha
+from clipstudio.engine.evaluation.wise import (
+    WiseChoice,
+    WiseInterpolator,
+    check_alpha,
+    choose_alpha,
+)
 from clipstudio.engine.evaluation.zero_shot import ZeroShotResult, score_dataset
 from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callback
 from clipstudio.engine.prompts import run_prompt_set
@@ -66,6 +73,7 @@ class BeforeAfter:
     paired: PairedComparison | None = None  # before (A) vs after (B) on the same images
     operating_point_from: str | None = None  # STORED_POINT or CHOSEN_POINT (binary tasks)
     calibration_saved: Path | None = None  # the calibration.json written, if any
+    wise_choice: WiseChoice | None = None  # with wise_alpha "val": the alpha chosen on validation, and how
 
     def to_dict(self) -> dict:
         out = {"before": self.before, "after": self.after}
@@ -79,7 +87,7 @@ def compare_run(
     dataset: Dataset,
     *,
     split: str = "all",
-    wise_alpha: float | None = None,
+    wise_alpha: float | str | None = None,
     ks: Sequence[int] = RECALL_KS,
     cache: EmbeddingCache | None = None,
     batch_size: int = EVAL_BATCH_SIZE,
@@ -93,8 +101,10 @@ def compare_run(
     """Evaluate the run's starting model ("before") and its trained model ("after") on ``dataset``.
 
     ``split`` only labels the payloads; pass the images to evaluate. ``wise_alpha`` (0-1) scores
-    the WiSE-FT interpolation instead of the trained model. Linear-probe runs score their trained
-    class head, so the dataset must have the classes the run was trained on.
+    the WiSE-FT interpolation instead of the trained model; ``"val"`` (``config.WISE_ON_VALIDATION``, needs
+    ``source``) chooses that alpha on the run's validation part of ``source`` first (``choose_alpha``).
+    Linear-probe runs score their trained class head, so the dataset must have the classes the run
+    was trained on.
 
     ``source``: the whole dataset ``dataset`` was taken from. With it, class data also gets the
     clinical metrics of the trained model, fitted on the run's validation part of ``source``, and
@@ -103,15 +113,27 @@ def compare_run(
     it; None applies the run's stored operating point, else chooses by Youden's J.
     """
     run_dir = Path(run_dir)
-    alpha = check_alpha(wise_alpha) if wise_alpha is not None else None
-    prompts = run_prompt_set(run_dir)
-    models = WiseInterpolator(run_dir, device=device)
-    kind = models.evaluation_kind_of(dataset)
     checkpoint = checkpoint_folder(run_dir, "best").name.removesuffix(".old")
     start_spec = run_start_model_spec(run_dir)
     after_label = f"{run_dir} ({checkpoint})"
+    choice = None
+    if wise_alpha == WISE_ON_VALIDATION:
+        if source is None:
+            raise ConfigError("Choosing the WiSE-FT alpha on validation needs the whole dataset the images came from.")
+        choice = choose_wise_alpha(run_dir, EvaluationPart(dataset, split, split), source, cache=cache,
+                                   batch_size=batch_size, device=device, callback=callback, should_stop=should_stop)
+        if choice is None:
+            return BeforeAfter(kind="", split=split, before={}, after={}, before_label=start_spec,
+                               after_label=after_label, cancelled=True)
+        alpha = choice.alpha
+    else:
+        alpha = check_alpha(wise_alpha) if wise_alpha is not None else None
+    prompts = run_prompt_set(run_dir)
+    models = WiseInterpolator(run_dir, device=device)
+    kind = models.evaluation_kind_of(dataset)
     if alpha is not None:
-        after_label = f"WiSE-FT alpha {alpha:g} of {after_label}"
+        how = f" (chosen on {choice.n} validation images)" if choice is not None else ""
+        after_label = f"WiSE-FT alpha {alpha:g}{how} of {after_label}"
 
     scored = paired = point_from = saved = None
     if source is not None and kind == ZEROSHOT:
@@ -149,6 +171,8 @@ def compare_run(
 
     after_payload = payload(scored if scored is not None else after, str(run_dir),
                             {"checkpoint": checkpoint, "wise_alpha": alpha})
+    if choice is not None:
+        after_payload["wise_choice"] = choice.to_dict()
     if point_from is not None:
         after_payload["operating_point"]["from"] = point_from
 
@@ -166,7 +190,20 @@ def compare_run(
         paired=paired,
         operating_point_from=point_from,
         calibration_saved=saved,
+        wise_choice=choice,
     )
+
+
+def choose_wise_alpha(
+    run_dir: str | os.PathLike, report: EvaluationPart, source: Dataset, **sweep
+) -> WiseChoice | None:
+    """The run's WiSE-FT alpha chosen on its validation part of ``source`` (as the run split it), never on
+    the ``report`` images; None when cancelled. No validation images apart from the report's: a ConfigError.
+    ``sweep``: ``choose_alpha``'s keyword arguments (cache, batch_size, device, callback, should_stop)."""
+    part, reason = validation_part(source, read_run_config(run_dir).data, report)
+    if part is None:
+        raise ConfigError(f"The WiSE-FT alpha can't be chosen on validation: {reason}.")
+    return choose_alpha(run_dir, part.dataset, part.description, **sweep)
 
 
 def _paired(before: ZeroShotResult, after: ZeroShotResult) -> PairedComparison | None:
@@ -182,4 +219,4 @@ def _paired(before: ZeroShotResult, after: ZeroShotResult) -> PairedComparison |
     )
 
 
-__all__ = ["BeforeAfter", "compare_run"]
+__all__ = ["BeforeAfter", "choose_wise_alpha", "compare_run"]

@@ -43,7 +43,7 @@ from clipstudio.engine.storage.atomic import atomic_write_text
 if TYPE_CHECKING:
     from clipstudio.engine.evaluation.before_after import BeforeAfter
 
-__all__ = ["RESEARCH_STATEMENT", "SECTIONS", "check_report_path", "render_report", "write_report"]
+__all__ = ["RESEARCH_STATEMENT", "SECTIONS", "check_report_path", "is_pdf_report", "render_report", "write_report"]
 
 RESEARCH_STATEMENT = (
     "CLIP Studio is research software. It is not a medical device, it has not been cleared or approved by any "
@@ -55,9 +55,12 @@ SECTIONS = (
     "dataset", "split-policy", "model", "training", "metrics", "confusion-matrix", "roc", "calibration",
     "operating-point", "conformal", "subgroups", "errors", "comparison", "software", "statement",
 )  # fmt: skip
+THUMBS_PER_ROW = 4
 MAX_EXAMPLES = 12  # misclassified images shown: enough to see a pattern, small enough to keep the file light
 MAX_ROC_CURVES = len(PALETTE)  # more classes than colours: the chart would be unreadable
 
+# line-height:1 on .figure and .pic: Qt's rich-text engine, which prints the PDF, stretches the line that
+# holds an image by the page's line height, leaving a gap the size of the chart under it.
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:1000px;margin:24px auto;
 padding:0 16px;color:#222;line-height:1.45}
@@ -67,10 +70,11 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}.note{color:#555;font-size:.92em
 .statement{border:2px solid #b00;background:#fff4f4;padding:10px 14px;font-weight:600}
 .chart text{font-size:11px;fill:#333}.charts{display:flex;flex-wrap:wrap;gap:24px}
 .legend{font-size:.9em;margin:4px 0 0 52px}.key{margin-right:14px;white-space:nowrap}
-.swatch{display:inline-block;width:22px;margin-right:5px;vertical-align:middle}
-.thumbs{display:flex;flex-wrap:wrap;gap:12px}.thumb{width:140px;font-size:.85em;word-wrap:break-word}
+.swatch{letter-spacing:-1px}
+.thumbs{border:none}td.thumb{border:none;vertical-align:top;width:150px;padding:0 12px 12px 0;font-size:.85em}
+.card{text-align:left;word-wrap:break-word}
 .thumb img{display:block;width:96px;height:96px;object-fit:contain;background:#000}
-.warn{color:#a40}ul{margin-top:4px}
+.warn{color:#a40}ul{margin-top:4px}.figure{margin:12px 0;line-height:1}.pic{line-height:1}
 """
 
 
@@ -85,6 +89,12 @@ def check_report_path(path: str | os.PathLike) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"{target}: the folder {folder} can't be written to.")
     return target
+
+
+def is_pdf_report(path: str | os.PathLike) -> bool:
+    """Whether the report asked for is a PDF (its file name ends in .pdf; printed by ``clipstudio.printing``)
+    rather than the HTML file."""
+    return Path(path).suffix.lower() == ".pdf"
 
 
 def write_report(path: str | os.PathLike, html: str) -> Path:
@@ -479,14 +489,17 @@ def _errors(scoring: ClinicalScoring, limit: int) -> str:
     for p in wrong[:limit]:
         sure = f" ({p['topk'][0][1]:.2f})" if p.get("topk") else ""
         cards.append(
-            f'<div class="thumb">{thumbnail(p["path"])}<b>true:</b> {escape(str(p["true"]))}<br>'
-            f"<b>predicted:</b> {escape(str(p['pred']))}{sure}<br>"
-            f'<span class="note">{escape(Path(p["path"]).name)}</span></div>'
+            f'<td class="thumb"><div class="card"><div class="pic">{thumbnail(p["path"])}</div>'
+            f'<b>true:</b> {escape(str(p["true"]))}<br><b>predicted:</b> {escape(str(p["pred"]))}{sure}<br>'
+            f'<span class="note">{escape(Path(p["path"]).name)}</span></div></td>'
         )
+    # A table, not a wrapping flex box: the rich-text engine that prints the PDF has no flex layout (and
+    # aligns a cell's text only through a block inside it, hence the card).
+    rows = "".join(f"<tr>{''.join(cards[i:i + THUMBS_PER_ROW])}</tr>" for i in range(0, len(cards), THUMBS_PER_ROW))
     return (
         f"<p>{len(wrong)} of {scoring.result.n} images are misclassified; the {len(cards)} the model was most sure "
         "about are shown, with its probability of the predicted class (uncalibrated).</p>"
-        f'<div class="thumbs">{"".join(cards)}</div>'
+        f'<table class="thumbs">{rows}</table>'
     )
 
 
@@ -527,7 +540,8 @@ def _section(anchor: str, title: str, content: str) -> str:
 
 def _figure(series: Sequence[Series], x_label: str, y_label: str, **kwargs) -> str:
     return (
-        f"<figure>{line_chart(series, x_label=x_label, y_label=y_label, **kwargs)}{legend(series)}</figure>"
+        # A div, not <figure>: Qt's rich-text engine, which prints the PDF, lays <figure> out over the text before it.
+        f'<div class="figure">{line_chart(series, x_label=x_label, y_label=y_label, **kwargs)}{legend(series)}</div>'
     )
 
 

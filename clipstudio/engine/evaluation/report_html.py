@@ -112,15 +112,17 @@ def line_chart(
 
 
 def legend(series: Sequence[Series]) -> str:
-    """The chart's key as HTML: a coloured swatch (dashed for dashed lines) and each series' label."""
+    """The chart's key as HTML: a line drawn in the series' colour (broken for dashed lines) and its label.
+
+    The line is text, not a CSS border, so it shows in the printed PDF as well as in a browser.
+    """
     items = []
     for s in series:
-        style = "dashed" if s.dashed else "solid"
+        line = "&ndash; &ndash;" if s.dashed else "&mdash;&mdash;"
         items.append(
-            f'<span class="key"><span class="swatch" style="border-top:3px {style} {s.colour}"></span>'
-            f"{escape(s.label)}</span>"
+            f'<span class="key"><b class="swatch" style="color:{s.colour}">{line}</b> {escape(s.label)}</span>'
         )
-    return f'<div class="legend">{"".join(items)}</div>'
+    return f'<div class="legend">{"&nbsp;&nbsp; ".join(items)}</div>'
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence], left: int = 1) -> str:
@@ -150,7 +152,14 @@ def thumbnail(path: str) -> str:
     buf = io.BytesIO()
     image.convert("RGB").save(buf, format="JPEG", quality=JPEG_QUALITY)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img alt="{escape(Path(path).name)}" src="data:image/jpeg;base64,{data}">'
+    # The shown size as attributes too (fitted to the thumbnail box, so small images are enlarged as in a
+    # browser): the rich-text engine that prints the PDF ignores CSS sizes on images.
+    fit = THUMBNAIL_PX / max(image.width, image.height)
+    width, height = max(1, round(image.width * fit)), max(1, round(image.height * fit))
+    return (
+        f'<img alt="{escape(Path(path).name)}" width="{width}" height="{height}" '
+        f'src="data:image/jpeg;base64,{data}">'
+    )
 
 
 def _finite(x: float | None, y: float | None) -> bool:

@@ -17,6 +17,7 @@ import numbers
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from clipstudio.engine.models.base import ImageTextModel
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SELECTION_ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))  # choosing on validation: a finer grid
 
 
 def check_alpha(alpha: float) -> float:
@@ -234,10 +236,53 @@ def wise_sweep(
     return rows
 
 
+@dataclass
+class WiseChoice:
+    """The WiSE-FT alpha chosen on validation images, and the sweep it was chosen from."""
+
+    alpha: float
+    metric: str  # what was maximised: balanced_accuracy (class data) or mean_recall (pairs)
+    value: float  # its value at ``alpha`` on the validation images
+    validation: str  # which images: the validation part's description
+    n: int
+    sweep: list[dict]  # wise_sweep's rows, one per alpha
+
+    def to_dict(self) -> dict:
+        return {"alpha": self.alpha, "metric": self.metric, "value": self.value, "validation": self.validation,
+                "n": self.n, "sweep": self.sweep}
+
+
+def choose_alpha(
+    run_dir: str | os.PathLike,
+    validation: Dataset,
+    description: str,
+    *,
+    alphas: Sequence[float] = SELECTION_ALPHAS,
+    **sweep,
+) -> WiseChoice | None:
+    """The alpha whose WiSE-FT model scores best on ``validation`` (balanced accuracy for class data, mean
+    recall for pairs); None when cancelled. A tie goes to the larger alpha, nearer the fine-tuned model
+    that was selected on these images already. Never pass the images the result will be reported on.
+    ``sweep``: ``wise_sweep``'s keyword arguments (cache, batch_size, device, callback, should_stop)."""
+    rows = wise_sweep(run_dir, validation, alphas=alphas, **sweep)
+    if len(rows) < len(alphas):
+        return None
+    metric = "balanced_accuracy" if "balanced_accuracy" in rows[0] else "mean_recall"
+    scored = [row for row in rows if row.get(metric) is not None]
+    if not scored:
+        raise DataError(f"The validation images ({description}) give no {metric.replace('_', ' ')} to choose on.")
+    best = max(scored, key=lambda row: (row[metric], row["alpha"]))
+    return WiseChoice(alpha=best["alpha"], metric=metric, value=best[metric], validation=description,
+                      n=len(validation), sweep=rows)
+
+
 __all__ = [
     "DEFAULT_ALPHAS",
+    "SELECTION_ALPHAS",
+    "WiseChoice",
     "WiseInterpolator",
     "check_alpha",
+    "choose_alpha",
     "interpolate_state_dicts",
     "wise_model",
     "wise_sweep",

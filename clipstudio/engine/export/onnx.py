@@ -91,7 +91,7 @@ def preprocessing_json(p: ImagePreprocessing) -> dict:
         # CLIP processors truncate the longer side's new length; CLIP Studio's own models round it.
         "longer_side": "floor" if isinstance(p, CLIPProcessorPreprocessing) else "round",
         "center_crop": p.image_size,
-        "crop_offset": "(new_size - crop) // 2",
+        "crop_offset": "(new_size - crop) // 2" if p.crop_offset == "floor" else "int(round((new_size - crop) / 2.0))",
         "rescale": 1 / 255,
         "mean": list(p.mean),
         "std": list(p.std),
@@ -209,7 +209,7 @@ Classify an image with onnxruntime, numpy and PIL alone:
 
 1. Preprocess as `{head}` → `preprocessing` says: RGB; resize the shorter side to `resize_shorter_side_to`
    (`resample` filter; the longer side's new length rounded as `longer_side` says); crop the centre
-   `center_crop` square (offset `(new_size - crop) // 2`); `x * rescale`, then `(x - mean) / std`; NCHW float32.
+   `center_crop` square (offset as `crop_offset` says); `x * rescale`, then `(x - mean) / std`; NCHW float32.
 2. `image_encoder.onnx`: `pixel_values` → `image_embeddings` (L2-normalised).
 3. `{tensors}` → `class_embeddings` (one row per `class_names` entry) and `class_bias`: the logits are
    `logit_scale * class_embeddings @ embedding + class_bias` (softmax for probabilities); the class is the argmax.

@@ -1,12 +1,21 @@
-"""Hugging Face Hub ids: use the local HF cache when it has the model, else one quick download attempt."""
+"""Hugging Face Hub ids: use the local HF cache when it has the model, else one quick download attempt.
+
+``download_model`` fetches a model's files with byte progress (``ProgressUpdated`` events) and stops
+between chunks when asked, for the app's download bar and its Cancel button.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from clipstudio.engine.errors import ModelError
+from clipstudio.engine.events import DOWNLOAD_STAGE, ProgressUpdated
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Only what an HF CLIP folder needs: configs, tokenizer files, safetensors weights (never .bin/.h5/.msgpack).
@@ -14,6 +23,13 @@ ALLOW_PATTERNS = ["*.json", "*.txt", "model.safetensors", "model-*-of-*.safetens
 PROBE_TIMEOUT_S = 5.0
 ETAG_TIMEOUT_S = 10.0
 FALLBACK_ADVICE = "use `--model builtin` (works offline) or a local model folder"
+# An open_clip checkpoint's weights, in the order they are preferred (safetensors first: no unpickling).
+OPEN_CLIP_WEIGHT_NAMES = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+)
+_PROGRESS_EVERY_S = 0.2  # at most five progress events a second: the bar needs no more
 
 
 def looks_like_hub_id(spec: str) -> bool:
@@ -37,6 +53,17 @@ def fetch_model_folder(repo_id: str) -> Path:
         return cached
     if hub_offline():
         raise _offline_error(repo_id)
+    files = _hub_files(repo_id)
+    if not any(name.endswith(".safetensors") for name in files):
+        raise ModelError(
+            f"Model {repo_id!r} publishes no safetensors weights and CLIP Studio never unpickles .bin files; "
+            f"{FALLBACK_ADVICE}."
+        )
+    return _download_snapshot(repo_id, ALLOW_PATTERNS)
+
+
+def _hub_files(repo_id: str) -> set[str]:
+    """The file names of a Hub repo (one quick request); a ModelError sentence when it can't be had."""
     from huggingface_hub import model_info
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
@@ -56,13 +83,7 @@ def fetch_model_folder(repo_id: str) -> Path:
             f"Model {repo_id!r} is not in the local Hugging Face cache and the Hub can't be reached "
             f"({type(exc).__name__}); {FALLBACK_ADVICE}."
         ) from None
-    files = {s.rfilename for s in (info.siblings or [])}
-    if not any(name.endswith(".safetensors") for name in files):
-        raise ModelError(
-            f"Model {repo_id!r} publishes no safetensors weights and CLIP Studio never unpickles .bin files; "
-            f"{FALLBACK_ADVICE}."
-        )
-    return _download_snapshot(repo_id, ALLOW_PATTERNS)
+    return {s.rfilename for s in (info.siblings or [])}
 
 
 def cached_hub_file(repo_id: str, filename: str) -> Path | None:
@@ -71,6 +92,31 @@ def cached_hub_file(repo_id: str, filename: str) -> Path | None:
 
     found = try_to_load_from_cache(repo_id, filename)
     return Path(found) if isinstance(found, str) else None
+
+
+def missing_from_cache(repo_id: str) -> list[str]:
+    """What of a CLIP or open_clip model the local HF cache lacks, in plain words ([] = it loads offline)."""
+    def cached(repo: str, name: str) -> Path | None:
+        try:
+            return cached_hub_file(repo, name)
+        except Exception:  # an odd id or cache layout: counts as not cached
+            return None
+
+    open_clip_config = cached(repo_id, "open_clip_config.json")
+    if open_clip_config is None:
+        if cached(repo_id, "config.json") is None:
+            return ["its configuration and weights"]
+        weights = ("model.safetensors", "model.safetensors.index.json")
+        return [] if any(cached(repo_id, n) for n in weights) else ["its weights"]
+    missing = [] if any(cached(repo_id, n) for n in OPEN_CLIP_WEIGHT_NAMES) else ["its weights"]
+    try:
+        text_cfg = json.loads(open_clip_config.read_text(encoding="utf-8"))["model_cfg"]["text_cfg"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return missing
+    text_repo = text_cfg.get("hf_model_name") if isinstance(text_cfg, dict) else None
+    if isinstance(text_repo, str) and looks_like_hub_id(text_repo) and cached(text_repo, "config.json") is None:
+        missing.append(f"its text encoder's files ({text_repo})")
+    return missing
 
 
 def list_hub_files(repo_id: str) -> set[str] | None:
@@ -145,3 +191,89 @@ def _download_snapshot(repo_id: str, patterns: list[str]) -> Path:
         raise ModelError(
             f"Downloading {repo_id!r} failed ({type(exc).__name__}: {exc}); {FALLBACK_ADVICE}."
         ) from None
+
+
+class DownloadStopped(Exception):
+    """Raised from a progress update to end ``snapshot_download``'s transfers when the user stops them."""
+
+
+def download_model(
+    repo_id: str,
+    callback: Callable[[object], None],
+    should_stop: Callable[[], bool],
+) -> Path | None:
+    """Download what loading ``repo_id`` needs into the HF cache, reporting bytes; None when stopped.
+
+    The files: configs and tokenizer files, and the weights (a CLIP's safetensors, or the first
+    open_clip weights file the repo has). Progress comes as ``ProgressUpdated(DOWNLOAD_STAGE, bytes
+    written, bytes expected)``. ``should_stop`` is checked at every chunk: finished files stay in the
+    cache, an unfinished one stays as huggingface_hub's ``.incomplete`` blob that the next download
+    resumes, and the snapshot only counts as cached once it is complete. Fails with a ModelError
+    sentence when the Hub can't be reached.
+    """
+    if hub_offline():
+        raise _offline_error(repo_id)
+    files = _hub_files(repo_id)
+    patterns = list(ALLOW_PATTERNS)
+    # A repo with both: the transformers CLIP is what loads (as open_clip_format.is_open_clip_repo decides).
+    open_clip_only = "model.safetensors" not in files
+    weights = next((name for name in OPEN_CLIP_WEIGHT_NAMES if name in files and open_clip_only), None)
+    if weights is not None:
+        patterns.append(weights)
+    elif not any(name.endswith(".safetensors") for name in files):
+        raise ModelError(
+            f"Model {repo_id!r} publishes no safetensors weights and CLIP Studio never unpickles .bin files; "
+            f"{FALLBACK_ADVICE}."
+        )
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            repo_id,
+            allow_patterns=patterns,
+            etag_timeout=ETAG_TIMEOUT_S,
+            tqdm_class=_byte_progress_class(callback, should_stop),
+        )
+    except DownloadStopped:
+        return None
+    except Exception as exc:  # any network failure gets the same advice
+        if should_stop():
+            return None  # the stop surfaced as another error inside huggingface_hub's threads
+        raise ModelError(
+            f"Downloading {repo_id!r} failed ({type(exc).__name__}: {exc}); {FALLBACK_ADVICE}."
+        ) from None
+    return Path(folder)
+
+
+def _byte_progress_class(callback: Callable[[object], None], should_stop: Callable[[], bool]) -> type:
+    """A tqdm class for ``snapshot_download(tqdm_class=...)``: its byte bar becomes ProgressUpdated events.
+
+    snapshot_download makes three bars from it: network bytes ("Downloading bytes"), bytes written to
+    the cache (every file adds its size to ``total``) and a count of files. The written bytes are
+    reported; every bar's update checks ``should_stop``.
+    """
+    from tqdm.auto import tqdm  # deferred with huggingface_hub, which brings it
+
+    lock = threading.Lock()
+    last_report = [0.0]
+
+    class ByteProgress(tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs.pop("name", None)  # huggingface_hub's own tqdm takes a name; plain tqdm refuses it
+            super().__init__(*args, **{**kwargs, "disable": True})  # drawn by the app, not on a terminal
+            desc = str(kwargs.get("desc") or "")
+            self.reports = kwargs.get("unit") == "B" and not desc.startswith("Downloading bytes")
+            self.count = int(kwargs.get("initial") or 0)
+
+        def update(self, n: float | None = 1) -> None:
+            if should_stop():
+                raise DownloadStopped
+            with lock:
+                self.count += int(n or 0)
+                now = time.monotonic()
+                due = now - last_report[0] >= _PROGRESS_EVERY_S or bool(self.total and self.count >= self.total)
+                if self.reports and due:
+                    last_report[0] = now
+                    callback(ProgressUpdated(DOWNLOAD_STAGE, self.count, max(int(self.total or 0), self.count)))
+
+    return ByteProgress

@@ -23,6 +23,19 @@ _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "lanczos": Image.Resampling.LANCZOS,
 }
+# Where a centre crop starts when the margin (resized side - crop) is odd. "floor": margin // 2, as
+# transformers' image processors (image_transforms.center_crop) and CLIP Studio's own models do.
+# "round": torchvision's CenterCrop, which open_clip models (BiomedCLIP, QuiltNet) were trained with.
+CROP_OFFSETS = ("floor", "round")
+
+
+def crop_start(margin: int, offset: str = "floor") -> int:
+    """First kept pixel of a centre crop that leaves ``margin`` pixels out along one side."""
+    if offset == "round":
+        # torchvision.transforms.functional.center_crop: int(round((image_height - crop_height) / 2.0)),
+        # Python's round (half to even): a margin of 3 starts at 2, a margin of 5 at 2, of 7 at 4.
+        return int(round(margin / 2.0))
+    return margin // 2
 
 
 @dataclass(frozen=True)
@@ -76,10 +89,13 @@ class ImagePreprocessing:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     resample: str = "bicubic"
+    crop_offset: str = "floor"  # one of CROP_OFFSETS
 
     def __post_init__(self) -> None:
         if self.resample not in _RESAMPLE:
             raise ModelError(f"Unknown resample mode {self.resample!r}; expected one of {sorted(_RESAMPLE)}.")
+        if self.crop_offset not in CROP_OFFSETS:
+            raise ModelError(f"Unknown crop offset {self.crop_offset!r}; expected one of {list(CROP_OFFSETS)}.")
         if self.image_size < 1 or len(self.mean) != 3 or len(self.std) != 3:
             raise ModelError(
                 f"Invalid image preprocessing: size {self.image_size}, mean {self.mean}, std {self.std}."
@@ -99,7 +115,7 @@ class ImagePreprocessing:
         new_w, new_h = self._resized_size(w, h)
         if (new_w, new_h) != (w, h):
             image = image.resize((new_w, new_h), _RESAMPLE[self.resample])
-        left, top = (new_w - size) // 2, (new_h - size) // 2
+        left, top = crop_start(new_w - size, self.crop_offset), crop_start(new_h - size, self.crop_offset)
         if (new_w, new_h) != (size, size):
             image = image.crop((left, top, left + size, top + size))
         return np.asarray(image)
@@ -116,11 +132,14 @@ class ImagePreprocessing:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        if self.crop_offset == "floor":
+            # Left out at its default: models saved before the setting existed keep their manifest and fingerprint.
+            del d["crop_offset"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImagePreprocessing:
-        known = {"image_size", "resize_size", "mean", "std", "resample"}
+        known = {"image_size", "resize_size", "mean", "std", "resample", "crop_offset"}
         unknown = set(d) - known
         if unknown:
             raise ModelError(f"Unknown image preprocessing keys {sorted(unknown)}; expected {sorted(known)}.")

@@ -85,13 +85,15 @@ def _preprocessing(raw: dict[str, Any], image_size: Any, where: str) -> CLIPProc
         mean = (mean,) * 3
     if isinstance(std, (int, float)):
         std = (std,) * 3
-    # torchvision's Resize truncates the long side, as transformers' CLIP processor does.
+    # torchvision's Resize truncates the long side, as transformers' CLIP processor does; its CenterCrop
+    # rounds an odd margin's half where transformers floors it.
     return CLIPProcessorPreprocessing(
         image_size=int(size),
         resize_size=int(size),
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
         resample=interpolation,
+        crop_offset="round",
     )
 
 

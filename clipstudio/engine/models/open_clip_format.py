@@ -33,6 +33,7 @@ from clipstudio.engine.models.base import ImageTextModel
 from clipstudio.engine.models.hf_clip import HFClipModel
 from clipstudio.engine.models.hub import (
     FALLBACK_ADVICE,
+    OPEN_CLIP_WEIGHT_NAMES,
     cached_hub_file,
     hub_file,
     hub_offline,
@@ -58,11 +59,7 @@ from clipstudio.engine.models.open_clip_convert import (
 from clipstudio.engine.models.vit_hf_text import ViTHFTextModel, ViTHFTextModule, build_towers
 from clipstudio.engine.storage.paths import cache_dir
 
-WEIGHT_NAMES = (
-    "open_clip_model.safetensors",
-    "open_clip_pytorch_model.safetensors",
-    "open_clip_pytorch_model.bin",
-)
+WEIGHT_NAMES = OPEN_CLIP_WEIGHT_NAMES
 # Text repo files a text tower needs: its config and tokenizer (never its own weights).
 TEXT_REPO_FILES = [
     "config.json",
@@ -80,7 +77,7 @@ CLIP_TOKENIZER_FILES = [
 ]
 # open_clip's own CLIP tokenizer is OpenAI's BPE, which this repo publishes in transformers' format.
 OPENAI_TOKENIZER_REPO = "openai/clip-vit-base-patch32"
-CONVERTER_VERSION = 1  # bump when a conversion changes: cached folders of older ones are not reused
+CONVERTER_VERSION = 2  # bump when a conversion changes: cached folders of older ones are not reused
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import sys
 from pathlib import Path
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def resources_dir() -> Path:
@@ -38,3 +42,19 @@ def cache_dir() -> Path:
     if override:
         return Path(override)
     return user_data_dir() / "cache"
+
+
+def dataset_key(dataset_path: str | os.PathLike) -> str:
+    """The resolved path that identifies a dataset (the same folder reached two ways is one dataset)."""
+    return str(Path(dataset_path).expanduser().resolve())
+
+
+def dataset_file(folder: str, dataset_path: str | os.PathLike, suffix: str) -> Path:
+    """A file the app keeps about one dataset in its own data folder, never in the dataset's:
+    ``user_data_dir()/folder/<parent>-<name>-<8 hex of the key>{suffix}``, e.g.
+    ``prompts/pneumoniamnist-folders-3f2a9c1e.json``."""
+    key = dataset_key(dataset_path)
+    path = Path(key)
+    readable = _UNSAFE.sub("_", "-".join(p for p in (path.parent.name, path.name) if p)).strip("_") or "dataset"
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+    return user_data_dir() / folder / f"{readable[:60]}-{digest}{suffix}"

@@ -82,11 +82,15 @@ class BatchTransform:
         """Whether calls draw from the generator (training with a preset other than "none")."""
         return self._settings is not None
 
-    def __call__(self, batch: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, batch: np.ndarray | torch.Tensor, *, within: tuple[int, np.ndarray] | None = None
+    ) -> torch.Tensor:
+        """The normalised (augmented) batch. ``within=(n, rows)``: ``batch`` is those rows of an
+        n-image batch (one process's part of a multi-process batch) and draws as that whole batch would."""
         # In-place arithmetic throughout: allocating batch-sized temporaries costs more than the maths.
         x = _as_uint8_tensor(batch).permute(0, 3, 1, 2).contiguous().float().div_(255.0)  # (B, 3, H, W), 0..1
         if self._settings is not None and len(x):
-            x = self._augment(x, self._settings)
+            x = self._augment(x, self._settings, within)
         elif x.shape[-2:] != (self.spec.size, self.spec.size):
             x = F.interpolate(
                 x, size=(self.spec.size,) * 2, mode="bilinear", antialias=True, align_corners=False
@@ -109,9 +113,13 @@ class BatchTransform:
         return f"BatchTransform({self.preset!r}, size={self.spec.size}, train={self.train})"
 
     # -------------------------------------------------------------------------------------------------
-    def _augment(self, x: torch.Tensor, s: _Settings) -> torch.Tensor:
+    def _augment(self, x: torch.Tensor, s: _Settings, within: tuple[int, np.ndarray] | None) -> torch.Tensor:
         n, size = x.shape[0], self.spec.size
-        u = torch.rand(n, _N_PARAMS, generator=self.generator, dtype=torch.float64).to(x.device)
+        if within is None:
+            u = torch.rand(n, _N_PARAMS, generator=self.generator, dtype=torch.float64).to(x.device)
+        else:
+            drawn = torch.rand(within[0], _N_PARAMS, generator=self.generator, dtype=torch.float64)
+            u = drawn[torch.as_tensor(within[1], dtype=torch.long)].to(x.device)
 
         # Random resized crop: a box of `area` of the image with aspect `ratio`, anywhere inside it.
         area = s.scale[0] + (s.scale[1] - s.scale[0]) * u[:, 0]

@@ -53,6 +53,30 @@ def micro_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return batches
 
 
+def padded_order(order: np.ndarray, world: int) -> np.ndarray:
+    """``order`` lengthened to a multiple of ``world`` by repeating its start, as DistributedSampler pads."""
+    short = -len(order) % world
+    if not short or not len(order):
+        return order
+    return np.concatenate([order, np.resize(order, short)])
+
+
+def global_batches(order: np.ndarray, batch_size: int, world: int = 1) -> list[np.ndarray]:
+    """The epoch's batches over all ``world`` processes: ``batch_size`` images per process and step.
+
+    One process: ``micro_batches(order, batch_size)``. Several: the order is padded as
+    DistributedSampler pads it and cut into global batches of ``batch_size * world``; process r
+    trains on ``batch[r::world]`` (``rank_part``), so each step's global batch holds the same images
+    as one process with batch ``batch_size * world`` would see.
+    """
+    return micro_batches(padded_order(order, world), batch_size * world)
+
+
+def rank_part(rows: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Process ``rank``'s rows of a global batch (DistributedSampler's stride)."""
+    return rows[rank::world]
+
+
 def training_splits(
     dataset: Dataset,
     data: DataConfig,
@@ -259,15 +283,27 @@ def make_batch(
     rows: np.ndarray,
     texts: TrainingTexts,
     pool: TextPool,
-    transform: Callable[[np.ndarray], torch.Tensor],
+    transform: Callable[..., torch.Tensor],
     rng: np.random.Generator,
     *,
     pin: bool = False,
+    rank: int = 0,
+    world: int = 1,
 ) -> Batch:
+    """The batch of ``rows``; with ``world`` processes, process ``rank``'s part of the global batch ``rows``.
+
+    Texts and augmentation are drawn for the whole global batch, so the parts together are exactly
+    the batch one process would build from ``rows``.
+    """
+    ids, keys = texts.choose(split, rows, rng)
+    within = None
+    if world > 1:
+        within = (len(rows), np.arange(rank, len(rows), world))
+        rows, ids, keys = (rank_part(a, rank, world) for a in (rows, ids, keys))
     order = np.sort(rows)  # ascending reads from the memmap, then back to the batch order
     inverse = np.argsort(np.argsort(rows))
-    pixels = transform(np.asarray(split.array[order])[inverse])
-    ids, keys = texts.choose(split, rows, rng)
+    images = np.asarray(split.array[order])[inverse]
+    pixels = transform(images) if within is None else transform(images, within=within)
     tokens = pool.gather(ids)
     keys_t = torch.from_numpy(keys)
     if pin:

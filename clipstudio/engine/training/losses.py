@@ -38,15 +38,37 @@ def contrastive_loss(
     n = logits.shape[0]
     if logits.ndim != 2 or logits.shape[1] != n:
         raise ValueError(f"expected a square (B, B) logit matrix, got {tuple(logits.shape)}")
+    # The positive relation is symmetric, so the text->image targets are the same matrix transposed.
+    return contrastive_loss_of_rows(logits, logits.t(), keys, keys, first=0, kind=kind)
+
+
+def contrastive_loss_of_rows(
+    image_rows: torch.Tensor,
+    text_rows: torch.Tensor,
+    row_keys: torch.Tensor | None,
+    keys: torch.Tensor | None,
+    *,
+    first: int,
+    kind: str = "multi_positive",
+) -> torch.Tensor:
+    """The contrastive loss of rows ``first ..`` of a larger batch, averaged over those rows.
+
+    image_rows: (b, N) logits of these b images against all N texts; text_rows: (b, N) of these
+    b texts against all N images; row_keys: (b,) their keys; keys: (N,) all keys. Several
+    processes each take their own rows of the gathered batch (open_clip's ``local_loss``); the mean
+    of their losses is the loss of the whole batch, and so are the averaged gradients.
+    """
     if kind not in LOSS_KINDS:
         raise ValueError(f"unknown loss {kind!r}; expected one of {LOSS_KINDS}")
+    image_rows, text_rows = image_rows.float(), text_rows.float()
     if kind == "clip" or keys is None:
-        labels = torch.arange(n, device=logits.device)
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
-    targets = multi_positive_targets(keys.to(logits.device))
-    # The positive relation is symmetric, so the text->image targets are the same matrix transposed.
-    loss_i2t = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-    loss_t2i = -(targets.t() * F.log_softmax(logits.t(), dim=1)).sum(dim=1).mean()
+        labels = torch.arange(first, first + image_rows.shape[0], device=image_rows.device)
+        return (F.cross_entropy(image_rows, labels) + F.cross_entropy(text_rows, labels)) / 2
+    device = image_rows.device
+    mask = (row_keys.reshape(-1, 1).to(device) == keys.reshape(1, -1).to(device)).float()
+    targets = mask / mask.sum(dim=1, keepdim=True)
+    loss_i2t = -(targets * F.log_softmax(image_rows, dim=1)).sum(dim=1).mean()
+    loss_t2i = -(targets * F.log_softmax(text_rows, dim=1)).sum(dim=1).mean()
     return (loss_i2t + loss_t2i) / 2
 
 

@@ -10,11 +10,18 @@ scheduler state beyond the step count.
 The update runs as torch's fused AdamW kernel where the parameters' device has one (CPU, CUDA):
 one pass over parameters, gradients and moments instead of about ten, which matters because the
 step over a CLIP-sized model is memory-bound. Elsewhere it is the plain per-parameter loop.
+
+Layer-wise learning-rate decay (``layer_decay`` below 1, as in BEiT's and ELECTRA's fine-tuning): heads,
+projections and the temperature train at the full rate; within each tower the last layer trains at
+``layer_decay`` times it and each layer below at ``layer_decay`` times the one above, down to the
+embeddings, so the general early features move least.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -30,19 +37,65 @@ def no_decay(name: str, param: torch.Tensor) -> bool:
     return param.ndim < 2 or "logit_scale" in name
 
 
+# A numbered layer of a tower: HF encoders (`encoder.layers.3.`, BERT's `encoder.layer.3.`), timm and
+# EfficientNet blocks (`blocks.3.`, `_blocks.3.`). peft's `base_model.model.` prefix is part of the tower.
+_NUMBERED = re.compile(r"^(?P<tower>(?:.*\.)?_?(?:layers?|blocks?))\.(?P<index>\d+)\.")
+_INPUT_SIDE = ("embed", "stem", "pre_layrnorm", "pre_layernorm")  # below the first layer: depth 0
+_PEFT_PREFIX = "base_model.model."
+
+
+def layer_scales(names: Iterable[str], decay: float) -> dict[str, float]:
+    """Each parameter's learning-rate multiplier under layer-wise decay (1.0 everywhere when ``decay`` is 1).
+
+    A tower is a run of numbered layers (``...layers.0`` to ``...layers.L-1``). Layer i trains at
+    ``decay ** (L - i)``, the tower's input side (embeddings, stem) at ``decay ** (L + 1)``, and the rest
+    of the tower (final norm, pooler) at 1, as do parameters outside every tower (projections, temperature).
+    """
+    names = list(names)
+    if decay == 1.0:
+        return dict.fromkeys(names, 1.0)
+    depth: dict[str, tuple[str, int]] = {}
+    layers: dict[str, int] = {}
+    for name in names:
+        match = _NUMBERED.match(name)
+        if match:
+            tower, index = match["tower"], int(match["index"])
+            depth[name] = (tower, index + 1)
+            layers[tower] = max(layers.get(tower, 0), index + 1)
+    roots = {_root(tower): tower for tower in layers}
+    scales = {}
+    for name in names:
+        if name in depth:
+            tower, d = depth[name]
+        elif (tower := roots.get(_root(name))) is not None:
+            d = 0 if any(key in name for key in _INPUT_SIDE) else layers[tower] + 1
+        else:
+            scales[name] = 1.0
+            continue
+        scales[name] = decay ** max(0, layers[tower] + 1 - d)
+    return scales
+
+
+def _root(name: str) -> str:
+    """The tower's top module: ``vision_model`` of ``vision_model.encoder.layers``, past peft's prefix."""
+    return name.removeprefix(_PEFT_PREFIX).split(".", 1)[0]
+
+
 def make_optimizer(
-    named_params: list[tuple[str, torch.nn.Parameter]], *, lr: float, weight_decay: float
+    named_params: list[tuple[str, torch.nn.Parameter]], *, lr: float, weight_decay: float, layer_decay: float = 1.0
 ) -> torch.optim.AdamW:
-    """AdamW over the given (trainable) parameters, in two groups: decayed and not decayed."""
-    decay = [p for n, p in named_params if not no_decay(n, p)]
-    keep = [p for n, p in named_params if no_decay(n, p)]
-    groups = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": weight_decay})
-    if keep:
-        groups.append({"params": keep, "weight_decay": 0.0})
-    if not groups:
+    """AdamW over the given (trainable) parameters, grouped by decayed / not decayed and, with
+    ``layer_decay`` below 1, by learning-rate multiplier (``lr_scale`` in each group; see ``set_lr``)."""
+    scales = layer_scales((n for n, _ in named_params), layer_decay)
+    grouped: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
+    for name, param in named_params:
+        grouped.setdefault((not no_decay(name, param), scales[name]), []).append(param)
+    if not grouped:
         raise ValueError("no trainable parameters")
+    groups = [
+        {"params": params, "weight_decay": weight_decay if decayed else 0.0, "lr_scale": scale, "lr": lr * scale}
+        for (decayed, scale), params in sorted(grouped.items(), key=lambda kv: (not kv[0][0], -kv[0][1]))
+    ]
     params = [p for _, p in named_params]
     if fused_supported(params):
         return torch.optim.AdamW(groups, lr=lr, betas=BETAS, eps=EPS, fused=True)
@@ -79,8 +132,9 @@ def cosine_lr(step: int, *, base_lr: float, total_steps: int, warmup_steps: int)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's rate, times each group's layer-wise multiplier."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,13 @@ settings, a full disk: DiskFullError), anything else is a bug.
 GPU out of memory: a batch that runs the GPU out of memory is redone in halves, gradients
 accumulated, so it is still one optimizer step over the same images (the contrastive loss then
 sees the negatives of each half only). The halved size is kept for the rest of the run, recorded
-as ``batch_size_used`` in run.json and used again on resume; the data order, steps per epoch
+as ``batch_size_used`` in run.json (only when halved) and used again on resume; the data order, steps per epoch
 and learning-rate schedule stay those of ``cfg.batch_size``. At the method's smallest batch (2
 images contrastive, 1 for the linear probe) the run fails with a ConfigError.
+
+Several processes (torchrun, ``distributed.py``): every process runs this Trainer on its share of
+each global batch; only rank 0 writes the run folder and emits events, and Stop is agreed on once
+per step (never inside a step or validation), so all processes stop after the same step.
 
 Cross-validation: pass ``train_indices``/``val_indices`` (sample indices of the dataset, e.g.
 from ``kfold_indices``) and an ``output`` per fold; the test split is then up to the caller.
@@ -76,7 +80,9 @@ from clipstudio.engine.training.checkpoint import (
     seed_everything,
     write_checkpoint_folder,
 )
+from clipstudio.engine.training.distributed import SyncedStop, batch_record, current_ranks, resumed_batch_size
 from clipstudio.engine.training.interrupt import StepCancelled, interruptible
+from clipstudio.engine.training.methods.auto import resolve_auto_method
 from clipstudio.engine.training.methods.base import TrainingMethod
 from clipstudio.engine.training.optimizer import AmpPolicy, cosine_lr, make_optimizer, set_lr
 
@@ -139,7 +145,11 @@ class Trainer:
         cfg.validate()
         self.cfg = cfg
         self.callbacks = list(callbacks)
-        self.should_stop = should_stop
+        self.ranks = current_ranks()  # several processes (torchrun): see distributed.py
+        self._local_stop = should_stop
+        # Several processes agree on Stop once per step and stop together, never inside a step or validation.
+        self.should_stop = SyncedStop(should_stop) if self.ranks.distributed else should_stop
+        self._stop_within = never_stop if self.ranks.distributed else should_stop
         self._model, self._dataset = model, dataset
         self._train_indices, self._val_indices = train_indices, val_indices
         self.run_dir: Path | None = None
@@ -157,6 +167,8 @@ class Trainer:
 
     # --- events ----------------------------------------------------------------------------------
     def _emit(self, event: object) -> None:
+        if not self.ranks.is_main:
+            return
         for callback in self.callbacks:
             callback(event)
 
@@ -223,16 +235,23 @@ class Trainer:
             val_indices=self._val_indices,
             resume_info=resume_info,
         )
+        if resume_info is not None:  # another number of processes keeps the run's global batch
+            batch, note = resumed_batch_size(cfg.batch_size, resume_info, self.ranks.world_size)
+            if note:
+                self._log(note)
+                cfg = self.cfg = dataclasses.replace(cfg, batch_size=batch)
         # Images per forward pass: cfg.batch_size until the GPU runs out of memory (see the module docstring).
         self.batch_used = min(cfg.batch_size, int((resume_info or {}).get("batch_size_used", cfg.batch_size)))
         for note in data.notes:
             self._log(note)
+        # Method "auto": the method it picks from here on.
+        cfg = self.cfg = resolve_auto_method(cfg, data.dataset, data.train_indices, self._emit)
         model = (
             self._model if self._model is not None else setup.load_start_model(cfg, data.start_spec, device)
         )
         model.to(device)
         self.method = setup.build_method(
-            cfg, model, data, callback=self._emit, should_stop=self.should_stop, device=device
+            cfg, model, data, callback=self._emit, should_stop=self._local_stop, device=device
         )
         if self.method is None:
             return self._end(
@@ -247,7 +266,7 @@ class Trainer:
         self.amp: AmpPolicy = self.method.amp
         self.base_lr = cfg.resolved_learning_rate()
         self.optimizer = make_optimizer(
-            self.method.trainable(), lr=self.base_lr, weight_decay=cfg.weight_decay
+            self.method.trainable(), lr=self.base_lr, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay
         )
         self.scaler = torch.amp.GradScaler(device.type) if self.amp.use_scaler else None
         self.threads = self._thread_tuner(device) if self.method.tune_threads else None
@@ -261,17 +280,21 @@ class Trainer:
         if cfg.early_stopping.patience is not None and not self.has_val:
             raise ConfigError("Early stopping needs validation images; set data.val_fraction above 0.")
 
-        save_config(setup.recorded_config(cfg, data), run_config_path(self.run_dir))
-        self._run_info = setup.run_info(cfg, data, self.method) | {"batch_size_used": self.batch_used}
-        write_run_info(self.run_dir, self._run_info)
-        setup.write_splits(self.run_dir / SPLITS_FILE, data, self.method)
-        self.method.save_run_files(self.run_dir)
+        self._run_info = setup.run_info(cfg, data, self.method) | batch_record(
+            cfg.batch_size, self.batch_used, self.ranks.world_size
+        )
+        if self.ranks.is_main:
+            save_config(setup.recorded_config(cfg, data), run_config_path(self.run_dir))
+            write_run_info(self.run_dir, self._run_info)
+            setup.write_splits(self.run_dir / SPLITS_FILE, data, self.method)
+            self.method.save_run_files(self.run_dir)
 
         if resume:
             self._restore(resume)
         else:
             self.history = _empty_history(cfg, data.kind)
-            remove_metrics(self.run_dir)
+            if self.ranks.is_main:
+                remove_metrics(self.run_dir)
         self._emit(
             TrainStarted(
                 run_dir=str(self.run_dir),
@@ -290,7 +313,7 @@ class Trainer:
         self._session_start = time.monotonic()
         # A run stopped during its first validation resumes by finishing that; later resumes skip it.
         if not resume or (self.pos.step == 0 and "initial" not in self.history):
-            initial = self.method.evaluate(self.should_stop, self._emit)
+            initial = self.method.evaluate(self._stop_within, self._emit)
             if initial is None:
                 return self._cancel("Cancelled during the first validation; nothing was trained.")
             if initial:
@@ -313,7 +336,7 @@ class Trainer:
                     f"(step {self.pos.step + 1}); "
                     "the last good checkpoint is kept. Try a lower learning rate or amp off.",
                 )
-            metrics = self.method.evaluate(self.should_stop, self._emit)
+            metrics = self.method.evaluate(self._stop_within, self._emit)
             if metrics is None:
                 return self._cancel(f"Cancelled during validation of epoch {epoch}.")
             improved = self._record_epoch(epoch, metrics, time.monotonic() - started)
@@ -378,7 +401,7 @@ class Trainer:
                 group = group_end - pos.batch_pos
                 self.optimizer.zero_grad(set_to_none=True)
                 try:
-                    with interruptible(method.interruptible_module, self.should_stop):
+                    with interruptible(method.interruptible_module, self._stop_within):
                         stats = self._backward_group([next(stream)[1] for _ in range(group)])
                 except StepCancelled:
                     # Half a step is dropped: the checkpoint stands after the last whole step.
@@ -393,7 +416,7 @@ class Trainer:
                     pos.seen += n
                     window["loss"] += value
                     window["batches"] += 1
-                    window["images"] += n
+                    window["images"] += n * self.ranks.world_size
                 lr = cosine_lr(
                     pos.step,
                     base_lr=self.base_lr,
@@ -429,7 +452,8 @@ class Trainer:
                         "lr": lr,
                         "images_per_s": window["images"] / seconds,
                     }
-                    append_metrics_line(self.run_dir, record)
+                    if self.ranks.is_main:
+                        append_metrics_line(self.run_dir, record)
                     if now - last_event >= _STEP_EVENT_INTERVAL_S or pos.batch_pos == n_batches:
                         last_event = now
                         self._emit(StepEnded(total_steps=self.total_steps, **record))
@@ -440,8 +464,10 @@ class Trainer:
 
     def _solve_epoch(self, epoch: int) -> TrainingStatus | None:
         """A full-batch method's epoch: one exact solve, counted as one step (no optimizer, no batches)."""
+        if self.ranks.distributed and self.should_stop():  # several processes agree on Stop between solves
+            return TrainingStatus.CANCELLED
         pos, started = self.pos, time.monotonic()
-        fit = self.method.solve_epoch(epoch, self.should_stop)
+        fit = self.method.solve_epoch(epoch, self._stop_within)
         if fit is None:
             return TrainingStatus.CANCELLED
         if not math.isfinite(fit.loss):
@@ -460,7 +486,8 @@ class Trainer:
             "lr": fit.value,
             "images_per_s": fit.images / seconds,
         }
-        append_metrics_line(self.run_dir, record)
+        if self.ranks.is_main:
+            append_metrics_line(self.run_dir, record)
         self._emit(StepEnded(total_steps=self.total_steps, **record))
         self._log(fit.note)
         return None
@@ -480,6 +507,10 @@ class Trainer:
                 torch.cuda.empty_cache()
             failed = min(self.batch_used, max(self.method.images_in(b) for b in batches))
             smallest = self.method.min_batch_size
+            if self.ranks.distributed:  # every process would have to halve at the same step
+                raise ConfigError(
+                    f"A GPU ran out of memory at batch size {failed}; set a smaller batch size (per GPU)."
+                )
             if failed <= smallest:
                 raise ConfigError(
                     f"The GPU ran out of memory even at batch size {failed}; use a smaller model or "
@@ -518,7 +549,8 @@ class Trainer:
         pos, h = self.pos, self.history
         train_loss = pos.loss_sum / max(pos.seen, 1)
         train_acc = pos.acc_sum / max(pos.seen, 1)
-        lr = self.optimizer.param_groups[0]["lr"]
+        group = self.optimizer.param_groups[0]
+        lr = group["lr"] / group.get("lr_scale", 1.0)  # the schedule's rate, before any layer-wise multiplier
         wall = pos.elapsed + time.monotonic() - self._session_start
         h["epoch"].append(epoch)
         h["train_loss"].append(train_loss)
@@ -557,11 +589,14 @@ class Trainer:
         elif value is not None:
             pos.bad_epochs += 1
         h["best_epoch"], h["best_metric"] = pos.best_epoch, pos.best
-        write_history(self.run_dir, h)
+        if self.ranks.is_main:
+            write_history(self.run_dir, h)
         return improved
 
     # --- checkpoints -----------------------------------------------------------------------------
     def _save(self, kind: str, epoch: int) -> None:
+        if not self.ranks.is_main:
+            return
         state = {"kind": kind, "epoch": epoch, "step": self.pos.step, "method": self.cfg.method}
         if kind == LATEST:
             state.update(
@@ -611,7 +646,8 @@ class Trainer:
                 f"{checkpoint}: the training state is incomplete or does not fit this run ({exc!r}); "
                 "it can't be resumed."
             ) from None
-        truncate_metrics(self.run_dir, self.pos.step)
+        if self.ranks.is_main:
+            truncate_metrics(self.run_dir, self.pos.step)
         self._log(f"Resuming {resume} at epoch {self.pos.epoch}, step {self.pos.step}.")
 
 

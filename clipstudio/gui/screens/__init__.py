@@ -12,4 +12,5 @@ SCREENS: list[tuple[str, str]] = [
     ("train", "clipstudio.gui.screens.train_screen:TrainScreen"),
     ("results", "clipstudio.gui.screens.results_screen:ResultsScreen"),
     ("retrieval", "clipstudio.gui.screens.retrieval_screen:RetrievalScreen"),
+    ("explore", "clipstudio.gui.screens.explore_screen:ExploreScreen"),
 ]

@@ -34,6 +34,7 @@ from clipstudio.engine.errors import DataError
 from clipstudio.engine.events import ProgressUpdated
 from clipstudio.gui.errors import show_error
 from clipstudio.gui.state import AppState
+from clipstudio.gui.widgets.corrections_view import CorrectionsBar, CorrectionsDialog
 from clipstudio.gui.widgets.health_view import HealthView
 from clipstudio.gui.widgets.split_settings import SplitSettingsPanel, preview_splits
 from clipstudio.gui.widgets.thumbnail_grid import ThumbnailGrid, ThumbnailItem
@@ -167,6 +168,10 @@ class DataScreen(QWidget):
         self.keys_box = self._build_keys_box()
         self.keys_box.hide()
 
+        self.corrections_bar = CorrectionsBar()
+        self.corrections_bar.review_requested.connect(self._on_corrections_bar_review_requested)
+        self.corrections_dialog: CorrectionsDialog | None = None
+        state.corrections_changed.connect(self._on_state_corrections_changed)
         self.health_view = HealthView()
         self.thumbnails = ThumbnailGrid()
         self.split_panel = SplitSettingsPanel(state.split_settings)
@@ -180,6 +185,7 @@ class DataScreen(QWidget):
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 6, 0)
         left_layout.addWidget(self.format_label)
+        left_layout.addWidget(self.corrections_bar)
         left_layout.addWidget(self.health_view, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
@@ -378,6 +384,25 @@ class DataScreen(QWidget):
                 caption_key=self.caption_key_edit.text().strip() or None,
             )
 
+    def _on_corrections_bar_review_requested(self) -> None:
+        if self.state.dataset is None:
+            return
+        if self.corrections_dialog is not None:
+            self.corrections_dialog.close()
+        dialog = CorrectionsDialog(self.state.dataset_path, self.state.dataset, self)
+        dialog.corrections_changed.connect(self.state.notify_corrections_changed)
+        self.corrections_dialog = dialog
+        dialog.show()
+
+    def _on_state_corrections_changed(self) -> None:
+        """Read the open dataset again, so every screen (and training) sees the corrections."""
+        if self.state.dataset is not None and self.state.dataset_path:
+            self.open_dataset(
+                self.state.dataset_path,
+                image_key=self.image_key_edit.text().strip() or None,
+                caption_key=self.caption_key_edit.text().strip() or None,
+            )
+
     def _on_split_panel_settings_changed(self, settings: dict[str, Any]) -> None:
         self.state.split_settings = dict(settings)
 
@@ -415,6 +440,9 @@ class DataScreen(QWidget):
         self.format_label.setText(
             f"<b>{describe_format(dataset)}</b> — {len(dataset):,} images, {classes}{captions}"
         )
+        self.corrections_bar.set_dataset(dataset)
+        if self.corrections_dialog is not None:
+            self.corrections_dialog.set_dataset(dataset)
         self.health_view.set_report(None)
         self.health_view.summary.setText("Checking images…")
         self.thumbnails.set_items(

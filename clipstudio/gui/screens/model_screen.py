@@ -27,13 +27,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from clipstudio.engine.events import MessageLogged
+from clipstudio.engine.events import DOWNLOAD_STAGE, MessageLogged, ProgressUpdated
 from clipstudio.engine.runs.layout import is_run_folder, runs_root
 from clipstudio.engine.runtime.device import DeviceReport, GpuInfo, probe_devices
 from clipstudio.gui.errors import show_error
 from clipstudio.gui.help import TERMS, explain
 from clipstudio.gui.state import AppState
-from clipstudio.gui.widgets.model_gallery import ModelGallery, check_cache
+from clipstudio.gui.widgets.model_gallery import ModelGallery, check_cache, download_line
 from clipstudio.gui.workers import TaskWorker
 
 HUB_SUGGESTIONS = [
@@ -81,23 +81,24 @@ def describe_model(model: Any, *, with_fingerprint: bool = True) -> dict[str, st
 
 
 def load_job(spec: str, device: str):
-    """The worker job: load ``spec`` on ``device``; says so first when a Hub download is needed."""
+    """The worker job: load ``spec`` on ``device``, first downloading a Hub model the cache lacks (with
+    byte progress; stopping there returns None and the worker reports the load cancelled)."""
 
-    def job(callback, _should_stop):
+    def job(callback, should_stop):
         # deferred: the models import torch, which only the worker waits for.
         from clipstudio.engine.models import load_model
-        from clipstudio.engine.models.hub import cached_hub_file, looks_like_hub_id
-        from clipstudio.engine.models.open_clip_config import CONFIG_NAME as OPEN_CLIP_CONFIG
+        from clipstudio.engine.models.hub import (
+            download_model,
+            hub_offline,
+            looks_like_hub_id,
+            missing_from_cache,
+        )
 
-        def in_hf_cache(repo_id: str) -> bool:
-            """Whether the HF cache holds the model's config (a Hugging Face CLIP's or an open_clip one's)."""
-            try:
-                return any(cached_hub_file(repo_id, n) is not None for n in ("config.json", OPEN_CLIP_CONFIG))
-            except Exception:  # an odd id or cache layout: assume a download
-                return False
-
-        if looks_like_hub_id(spec) and not Path(spec).expanduser().exists() and not in_hf_cache(spec):
+        hub_id = looks_like_hub_id(spec) and not Path(spec).expanduser().exists()
+        if hub_id and not hub_offline() and missing_from_cache(spec):
             callback(MessageLogged("info", f"Downloading {spec} from the Hugging Face Hub…"))
+            if download_model(spec, callback, should_stop) is None:
+                return None
         model = load_model(spec, device=device)
         return model, describe_model(model)
 
@@ -176,6 +177,12 @@ class ModelScreen(QWidget):
         self.load_progress.setRange(0, 0)
         self.load_progress.setMaximumWidth(160)
         self.load_progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the download; the files already downloaded are kept and the next "
+                                      "load continues from there")
+        self.cancel_button.clicked.connect(self._on_cancel_button_clicked)
+        self.cancel_button.hide()
+        self._loading_spec = ""
         self.load_status = QLabel()
         self.load_status.setWordWrap(True)
         self.load_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -185,6 +192,7 @@ class ModelScreen(QWidget):
         load_row.addSpacing(12)
         load_row.addWidget(self.load_button)
         load_row.addWidget(self.load_progress)
+        load_row.addWidget(self.cancel_button)
         load_row.addStretch(1)
 
         # --- loaded model ---
@@ -317,8 +325,11 @@ class ModelScreen(QWidget):
         worker.event_emitted.connect(self._on_load_worker_event_emitted)
         worker.succeeded.connect(lambda result, s=spec: self._on_load_worker_succeeded(s, result))
         worker.failed.connect(self._on_load_worker_failed)
+        worker.cancelled.connect(self._on_load_worker_cancelled)
         self._load_worker = worker
+        self._loading_spec = spec
         self.load_button.setEnabled(False)
+        self.load_progress.setRange(0, 0)  # busy until a download says how big it is
         self.load_progress.show()
         self.load_status.setStyleSheet("")
         self.load_status.setText(f"Loading {spec}…")
@@ -387,9 +398,31 @@ class ModelScreen(QWidget):
     def _on_load_button_clicked(self) -> None:
         self.load()
 
+    def _on_cancel_button_clicked(self) -> None:
+        if self._load_worker is not None and self._load_worker.isRunning():
+            self._load_worker.cancel()
+            self.cancel_button.setEnabled(False)
+            self.load_status.setText("Stopping the download…")
+
     def _on_load_worker_event_emitted(self, event: object) -> None:
         if isinstance(event, MessageLogged):
             self.load_status.setText(event.text)
+        elif isinstance(event, ProgressUpdated) and event.stage == DOWNLOAD_STAGE:
+            self.cancel_button.setVisible(True)
+            if event.total > 0:
+                self.load_progress.setRange(0, 1000)
+                self.load_progress.setValue(min(1000, 1000 * event.done // event.total))
+            line = download_line(event.done, event.total)
+            self.load_status.setText(f"{self._loading_spec}: {line}")
+            self.gallery.set_downloading(self._loading_spec, event.done, event.total)
+
+    def _on_load_worker_cancelled(self) -> None:
+        self._end_loading()
+        self.load_status.setStyleSheet("")
+        self.load_status.setText(f"Download of {self._loading_spec} stopped. The files already downloaded are "
+                                 "kept; Load model continues from there.")
+        self.state.post_status("Download stopped.")
+        self.load_finished.emit(False)
 
     def _on_load_worker_succeeded(self, spec: str, result: tuple[Any, dict[str, str]]) -> None:
         self._end_loading()
@@ -413,6 +446,9 @@ class ModelScreen(QWidget):
     def _end_loading(self) -> None:
         self.load_button.setEnabled(True)
         self.load_progress.hide()
+        self.cancel_button.hide()
+        self.cancel_button.setEnabled(True)
+        self.check_model_cache()  # a download may have filled (or part-filled) the cache
 
     def _on_probe_worker_succeeded(self, info: DeviceReport) -> None:
         self.probe_button.setEnabled(True)

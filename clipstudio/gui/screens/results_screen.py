@@ -44,7 +44,7 @@ from clipstudio.engine.evaluation.clinical_scoring import (
     with_subgroups,
 )
 from clipstudio.engine.evaluation.paired import compare_results
-from clipstudio.engine.evaluation.report import check_report_path, render_report, write_report
+from clipstudio.engine.evaluation.report import check_report_path, render_report
 from clipstudio.engine.evaluation.split_policy import report_part
 from clipstudio.engine.evaluation.zero_shot import score_dataset
 from clipstudio.engine.prompts import run_prompt_set
@@ -64,9 +64,12 @@ from clipstudio.gui.widgets.model_pair import ModelPairView, paired_summary
 from clipstudio.gui.widgets.prediction_grid import PredictionGrid
 from clipstudio.gui.widgets.run_comparison import BeforeAfterTable, WiseCurve
 from clipstudio.gui.widgets.subgroup_view import SubgroupView
+from clipstudio.printing import write_report_file
 
 CURRENT, RUN = "current", "run"
 OPERATING_POINT_DEBOUNCE_MS = 150
+REPORT_HTML_FILTER = "Web page, opens offline (*.html)"
+REPORT_PDF_FILTER = "PDF document (*.pdf)"
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]
 SUBGROUPS_HINT = ("Type a pattern that picks each image's subgroup out of its path (a hospital, scanner or sex "
                   "in a folder or file name) and press Show subgroups.")
@@ -262,6 +265,7 @@ class ResultsScreen(QWidget):
         self.wise = WiseCurve()
         self.wise.alpha_changed.connect(self._on_wise_alpha_changed)
         self.wise.sweep_requested.connect(self.sweep_wise)
+        self.wise.choose_requested.connect(self.choose_wise_alpha)
         self.alpha_slider = self.wise.slider
 
         self.clinical_pages = ClinicalPages(self)
@@ -585,17 +589,20 @@ class ResultsScreen(QWidget):
         return True
 
     def export_report(self, path: str | None = None) -> bool:
-        """Write the evaluation report of the shown scoring as one self-contained HTML file, in a worker
-        (it embeds a few image thumbnails); returns whether a write was started."""
+        """Write the evaluation report of the shown scoring, in a worker (it embeds a few image thumbnails):
+        one self-contained HTML file, or a PDF when the name ends in .pdf; returns whether a write was started."""
         scoring, part, dataset = self.clinical, self._report_part, self.state.dataset
         if scoring is None or scoring.clinical is None or part is None or dataset is None:
             return False
         if path is None:
             settings = AppSettings()
-            path, _ = QFileDialog.getSaveFileName(self, "Export report", settings.dialog_path("evaluation_report.html"),
-                                                  "HTML files (*.html)")
+            path, chosen = QFileDialog.getSaveFileName(
+                self, "Export report", settings.dialog_path("evaluation_report.html"),
+                f"{REPORT_HTML_FILTER};;{REPORT_PDF_FILTER}")
             if not path:
                 return False
+            if not Path(path).suffix:  # a bare name: the type picked in the dialog
+                path += ".pdf" if chosen == REPORT_PDF_FILTER else ".html"
             settings.remember_dialog_path(path)
         try:
             check_report_path(path)
@@ -608,7 +615,7 @@ class ResultsScreen(QWidget):
         def job(_callback, _should_stop):
             html = render_report(scoring, part, dataset, health=health, model_spec=None if run_dir else model_spec,
                                  prompts=None if run_dir else prompts, run_dir=run_dir or None)
-            return str(write_report(path, html))
+            return str(write_report_file(path, html))
 
         self.progress_label.setText("Writing the report…")
         self.jobs.start(job, name="report", succeeded=self._on_report_written)
@@ -819,6 +826,29 @@ class ResultsScreen(QWidget):
 
         self.wise.sweep_button.setEnabled(False)
         self.jobs.start(job, name="sweep", succeeded=self._on_sweep_succeeded, finished=lambda: self.wise.sweep_button.setEnabled(True))
+
+    def choose_wise_alpha(self) -> None:
+        """Choose the WiSE-FT α on the run's validation images and move the slider there."""
+        run_dir = self._run_dir()
+        if not run_dir or not self._ready() or self.jobs.busy("wise-choice"):
+            return
+        dataset, split_config, cache = self.state.dataset, self.state.split_config(), self.state.embeddings.disk_cache
+
+        def job(callback, should_stop):
+            from clipstudio.engine.evaluation.before_after import choose_wise_alpha  # deferred: imports torch
+
+            return choose_wise_alpha(run_dir, report_part(dataset, split_config), dataset, alphas=ALPHAS,
+                                     cache=cache, callback=callback, should_stop=should_stop)
+
+        self.wise.choose_button.setEnabled(False)
+        self.progress_label.setText("Choosing α on the validation images…")
+        self.jobs.start(job, name="wise-choice", succeeded=self._on_wise_chosen,
+                        finished=lambda: self.wise.choose_button.setEnabled(True))
+
+    def _on_wise_chosen(self, choice) -> None:
+        self.progress_label.setText("")
+        if choice is not None:  # None: cancelled
+            self.wise.set_choice(choice)
 
     def _on_sweep_succeeded(self, rows: list[dict]) -> None:
         self.sweep_rows = list(rows)

@@ -40,6 +40,7 @@ from clipstudio.engine.events import (
     EpochEnded,
     EvalEnded,
     MessageLogged,
+    MethodChosen,
     ProgressUpdated,
     StepEnded,
     TrainEnded,
@@ -328,6 +329,9 @@ class TrainScreen(QWidget):
             self._show_phase(event)
         elif isinstance(event, MessageLogged):
             self._append_log(event.text if event.level == "info" else f"Warning: {event.text}")
+        elif isinstance(event, MethodChosen):
+            self._append_log(event.reason)
+            self.form.show_auto_choice(event.reason)
         elif isinstance(event, TrainStarted):
             self._on_train_started(event)
         elif isinstance(event, EvalEnded):
@@ -353,6 +357,7 @@ class TrainScreen(QWidget):
                  e.run_dir, e.method, e.device, e.n_train, e.n_val, e.epochs)
         self._run.update(
             run_dir=e.run_dir,
+            method=e.method,  # the method Auto picked, if it was Auto
             epochs=e.epochs,
             total=e.total_steps,
             steps_per_epoch=e.steps_per_epoch,

@@ -1,6 +1,6 @@
 """The medical model gallery on the Model screen: known medical CLIPs with what they were trained on,
-their architecture, licence and whether a local copy exists. Clicking one picks it as the Hugging
-Face model to load."""
+their architecture, licence and whether a local copy exists (offline: what is missing). Clicking one
+picks it as the Hugging Face model to load; while a load downloads it, its row shows how far it got."""
 
 from __future__ import annotations
 
@@ -11,6 +11,25 @@ from clipstudio.engine.model_catalogue import KNOWN_MODELS, KnownModel
 
 COLUMNS = ("Model", "Trained on", "Licence")
 CHECKING, CACHED, NOT_CACHED = "checking the cache…", "✓ cached: works offline", "downloads on first load"
+OFFLINE_NOT_CACHED = "offline and not downloaded: needs internet once"
+MB = 1024**2
+
+
+def status_line(missing: list[str], offline: bool) -> str:
+    """The local-copy line for a model the cache lacks ``missing`` of (plain words from the engine)."""
+    if not missing:
+        return CACHED
+    if missing == ["its configuration and weights"]:
+        return OFFLINE_NOT_CACHED if offline else NOT_CACHED
+    parts = " and ".join(missing)
+    return f"offline: missing {parts}" if offline else f"missing {parts}: fetched on load"
+
+
+def download_line(done: int, total: int) -> str:
+    """The local-copy line while a load downloads the model."""
+    if total <= 0:
+        return "downloading…"
+    return f"downloading… {100 * done // total} % ({done / MB:.0f} of {total / MB:.0f} MB)"
 
 
 class ModelGallery(QTableWidget):
@@ -42,13 +61,19 @@ class ModelGallery(QTableWidget):
         self.resizeRowsToContents()
         self.cellClicked.connect(self._on_cell_clicked)
 
-    def set_cached(self, cached: dict[str, bool]) -> None:
-        """Fill the "Local copy" column: ``cached[repo_id]`` True when the HF cache holds the model."""
+    def set_cached(self, statuses: dict[str, str]) -> None:
+        """Show each model's local-copy line (``check_cache``'s result); a model not in it is still being checked."""
         for row, model in enumerate(self.models):
-            known = cached.get(model.repo_id)
-            status = CHECKING if known is None else CACHED if known else NOT_CACHED
-            self.item(row, 0).setText(self._model_cell(model, status))
+            self.item(row, 0).setText(self._model_cell(model, statuses.get(model.repo_id, CHECKING)))
         self.resizeRowsToContents()
+
+    def set_downloading(self, repo_id: str, done: int, total: int) -> None:
+        """Show a running download's progress in the row of ``repo_id`` (nothing when it is not listed)."""
+        for row, model in enumerate(self.models):
+            if model.repo_id == repo_id:
+                # the percentage only: the bytes would not fit the column (the load status line has them)
+                status = f"downloading… {100 * done // total} %" if total > 0 else "downloading…"
+                self.item(row, 0).setText(self._model_cell(model, status))
 
     @staticmethod
     def _model_cell(model: KnownModel, status: str) -> str:
@@ -71,18 +96,14 @@ class ModelGallery(QTableWidget):
         self.chosen.emit(self.models[row].repo_id)
 
 
-def check_cache(models: tuple[KnownModel, ...] = KNOWN_MODELS) -> dict[str, bool]:
-    """Which known models the Hugging Face cache holds (run it in a worker: it imports the models package)."""
-    from clipstudio.engine.models.hub import cached_hub_file  # deferred: the models package imports torch
+def check_cache(models: tuple[KnownModel, ...] = KNOWN_MODELS) -> dict[str, str]:
+    """Each known model's local-copy line: cached, or what is missing (run it in a worker: it imports torch)."""
+    # deferred: the models package imports torch
+    from clipstudio.engine.models.hub import hub_offline, missing_from_cache
 
-    found = {}
-    for model in models:
-        try:
-            found[model.repo_id] = cached_hub_file(model.repo_id, model.config_file) is not None
-        except Exception:  # noqa: BLE001 - an odd cache layout: treat as not cached, never fail the screen
-            found[model.repo_id] = False
-    return found
+    offline = hub_offline()
+    return {model.repo_id: status_line(missing_from_cache(model.repo_id), offline) for model in models}
 
 
-__all__ = ["COLUMNS", "ModelGallery", "check_cache"]
+__all__ = ["COLUMNS", "ModelGallery", "check_cache", "download_line", "status_line"]
 

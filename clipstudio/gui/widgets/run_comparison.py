@@ -69,6 +69,7 @@ class WiseCurve(QWidget):
 
     alpha_changed = Signal(float)
     sweep_requested = Signal()
+    choose_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -82,6 +83,13 @@ class WiseCurve(QWidget):
         self.sweep_button = QPushButton("Compute curve (α 0 – 1)")
         self.sweep_button.setToolTip("Scores the mixed model at α = 0, 0.1, …, 1: each α encodes the images once.")
         self.sweep_button.clicked.connect(self.sweep_requested)
+        self.choose_button = QPushButton("Choose α on validation")
+        self.choose_button.setToolTip(
+            "Scores α = 0, 0.1, …, 1 on the run's validation images (never the ones shown here) and moves the "
+            "slider to the best balanced accuracy: the fair way to pick a mix.")
+        self.choose_button.clicked.connect(self.choose_requested)
+        self.choice_label = QLabel()
+        self.choice_label.setWordWrap(True)
         self.plot = pg.PlotWidget(background="w")
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
@@ -100,6 +108,9 @@ class WiseCurve(QWidget):
                                    symbolBrush="#1f5fa8", name="accuracy")
         self._bal = self.plot.plot([], [], pen=pg.mkPen("#e07b00", width=2, style=Qt.PenStyle.DashLine),
                                    symbol="s", symbolSize=5, symbolBrush="#e07b00", name="balanced accuracy")
+        self._val = self.plot.plot([], [], pen=pg.mkPen("#2a9d3a", width=2, style=Qt.PenStyle.DotLine),
+                                   symbol="t", symbolSize=6, symbolBrush="#2a9d3a",
+                                   name="balanced accuracy, validation images")
         self._line = pg.InfiniteLine(pos=1.0, angle=90, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
         self.plot.addItem(self._line)
         self.plot.scene().sigMouseClicked.connect(self._on_plot_clicked)
@@ -117,7 +128,12 @@ class WiseCurve(QWidget):
         row.addWidget(self.alpha_label)
         row.addWidget(explain("wise_ft", mix, self.slider, self.alpha_label))
         layout.addLayout(row)
-        layout.addWidget(self.sweep_button, 0, Qt.AlignmentFlag.AlignLeft)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.choose_button)
+        buttons.addWidget(self.sweep_button)
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.choice_label)
         layout.addWidget(self.plot, 1)
         self._update_label()
 
@@ -131,6 +147,19 @@ class WiseCurve(QWidget):
         self.slider.blockSignals(False)
         self._update_label()
         self.set_rows([])
+        self.choice_label.clear()
+        self._val.setData([], [])
+
+    def set_choice(self, choice) -> None:
+        """Move to the alpha chosen on validation (a ``WiseChoice``) and say how it was chosen."""
+        metric = choice.metric.replace("_", " ")
+        self.choice_label.setText(
+            f"α = {choice.alpha:.1f} chosen on the {choice.validation}: {metric} "
+            f"{choice.value:.3f} there (the dotted curve). The grid and Compute curve use the images shown, which "
+            "played no part in the choice.")
+        rows = [r for r in choice.sweep if r.get(choice.metric) is not None]
+        self._val.setData([r["alpha"] for r in rows], [r[choice.metric] for r in rows])
+        self.slider.setValue(int(round(choice.alpha * 10)))
 
     def set_rows(self, rows: list[dict]) -> None:
         """Plot ``wise_sweep`` rows (alpha, accuracy, balanced_accuracy)."""

@@ -31,13 +31,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from clipstudio.engine.config import CLASS_DATA_METHODS, DEFAULT_LEARNING_RATES, TrainConfig, help_for
+from clipstudio.engine.config import (
+    AUTO_METHOD,
+    CLASS_DATA_METHODS,
+    DEFAULT_LEARNING_RATES,
+    TrainConfig,
+    config_field,
+    help_for,
+)
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.runs.layout import runs_root
+from clipstudio.engine.training.methods.auto import FULL_FINE_TUNE_FROM
+from clipstudio.engine.training.presets import CLIP_LORA, QKV_TARGETS, clip_lora_steps, preset_settings
 from clipstudio.gui.help import TERMS, explain_link
 from clipstudio.gui.settings import AppSettings
 
 METHODS = {  # method -> (label, one-line explanation)
+    AUTO_METHOD: (
+        "Auto (picks for your data)",
+        "Picks the method when training starts, from how many training images each class has: the linear "
+        f"probe when a typical class has fewer than {FULL_FINE_TUNE_FROM}, full fine-tuning when it has more "
+        "(minutes to hours on a CPU). The log says which it picked and why.",
+    ),
     "full": ("Full fine-tune", "Both towers learn. Most flexible; needs the most images and memory."),
     "lock_image": ("Lock image tower (LiT)", "The image encoder stays frozen; only the text side learns."),
     "lock_text": ("Lock text tower", "The text encoder stays frozen; only the image side learns."),
@@ -68,26 +83,61 @@ AUGMENTATIONS = {
 LOSSES = {"multi_positive": "Multi-positive (same class = positive)", "clip": "Plain CLIP (diagonal only)"}
 MONITORS = {"val_acc": "validation accuracy / recall", "val_loss": "validation loss"}
 PROBE_PRIORS = {"auto": "automatic", "text": "the prompts", "none": "zero"}  # the tooltip and link explain each
+LORA_TARGETS = {  # which layers get adapters -> label; "custom" only shows a config file's own list
+    "attention": "attention q, k, v and output (default)",
+    "qkv": "attention q, k, v only (CLIP-LoRA)",
+}
 
 CUSTOM = "Custom"
 _DEFAULTS = TrainConfig()
-# The documented defaults are a preset too, so a fresh profile shows a named starting point, not "Custom".
+# The documented defaults are a preset too, so choosing them again is one click, not "Custom".
 DEFAULT_PRESET = f"Defaults ({METHODS[_DEFAULTS.method][0].lower()}, {_DEFAULTS.epochs} epochs)"
-PRESETS: dict[str, dict] = {
-    DEFAULT_PRESET: {"method": _DEFAULTS.method, "epochs": _DEFAULTS.epochs, "learning_rate": _DEFAULTS.learning_rate},
-    "Quick check (linear probe, 10 epochs)": {"method": "linear_probe", "epochs": 10, "learning_rate": None},
-    "Small dataset (LoRA, 10 epochs)": {"method": "lora", "epochs": 10, "learning_rate": None},
-    "Full fine-tune (5 epochs, lr 1e-5)": {"method": "full", "epochs": 5, "learning_rate": 1e-5},
+AUTO_PRESET = "Auto (picks the method for your data)"  # what a fresh profile shows
+CLIP_LORA_PRESET = "CLIP-LoRA (published few-shot recipe)"
+# Preset -> (the config fields it sets, by dotted path, a plain tooltip). A preset leaves every other field
+# of PRESET_PATHS at its default, so choosing one after another never mixes the two.
+_PRESETS: dict[str, tuple[dict, str]] = {
+    AUTO_PRESET: (
+        {"method": AUTO_METHOD, "epochs": 10},
+        "Lets the app pick the method from your data when training starts, and say which and why.",
+    ),
+    DEFAULT_PRESET: ({"method": _DEFAULTS.method, "epochs": _DEFAULTS.epochs}, "The documented defaults."),
+    "Quick check (linear probe, 10 epochs)": (
+        {"method": "linear_probe", "epochs": 10},
+        "A classifier on the model's image features: a first result in seconds.",
+    ),
+    "Small dataset (LoRA, 10 epochs)": (
+        {"method": "lora", "epochs": 10},
+        "Small add-on layers learn while the model itself stays as it was.",
+    ),
+    CLIP_LORA_PRESET: (
+        {**preset_settings(CLIP_LORA), "epochs": 10},
+        "CLIP-LoRA as published for few images per class: tiny add-ons on the attention layers, the same "
+        f"fixed settings for every dataset, {clip_lora_steps(None):,} training steps checked on the validation "
+        "images 10 times. Slow on a CPU.",
+    ),
+    "Full fine-tune (5 epochs, lr 1e-5)": (
+        {"method": "full", "epochs": 5, "learning_rate": 1e-5},
+        "Every weight of the model learns, in small steps.",
+    ),
 }
+PRESET_PATHS = sorted({path for settings, _ in _PRESETS.values() for path in settings} | {"learning_rate"})
+PRESETS: dict[str, dict] = {
+    name: {path: settings.get(path, config_field(TrainConfig, path)[1]) for path in PRESET_PATHS}
+    for name, (settings, _) in _PRESETS.items()
+}
+PRESET_TIPS = {name: tip for name, (_, tip) in _PRESETS.items()}
 
 # Form field -> the TrainConfig field(s) it edits; the tooltips are those fields' help texts.
 FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "method": ("method",),
     "epochs": ("epochs",),
     "batch_size": ("batch_size",),
+    "steps": ("steps",),
     "learning_rate": ("learning_rate",),
     "warmup_steps": ("warmup_steps",),
     "weight_decay": ("weight_decay",),
+    "layer_decay": ("layer_decay",),
     "img_size": ("img_size",),
     "augmentation": ("augmentation",),
     "amp": ("amp",),
@@ -99,6 +149,7 @@ FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "lora_rank": ("lora.rank",),
     "lora_alpha": ("lora.alpha",),
     "lora_dropout": ("lora.dropout",),
+    "lora_targets": ("lora.target_modules",),
     "probe_prior": ("probe.prior",),
     "loss": ("loss",),
     "seed": ("seed",),
@@ -107,7 +158,7 @@ FIELD_PATHS: dict[str, tuple[str, ...]] = {
 TOOLTIPS = {
     "preset": (
         'Fill in a tested starting point; any change afterwards makes it "Custom". '
-        f'Default: "{DEFAULT_PRESET}", the documented defaults.'
+        f'Default: "{AUTO_PRESET}"; "{DEFAULT_PRESET}" holds the documented defaults.'
     ),
     **{name: "\n".join(help_for(TrainConfig, path) for path in paths) for name, paths in FIELD_PATHS.items()},
 }
@@ -115,7 +166,7 @@ for _name, _term in TERMS.items():  # jargon: a plain sentence first, then the t
     if _name in TOOLTIPS:
         TOOLTIPS[_name] = f"{_term.plain}\n\n{TOOLTIPS[_name]}"
 TOOLTIPS["output"] += f"\nThe runs folder: {runs_root()}"
-ADVANCED_HINT = "warm-up, weight decay, loss, precision, LoRA, early stopping"
+ADVANCED_HINT = "total steps, warm-up, weight decay, loss, precision, LoRA, early stopping"
 
 
 def _combo(items: dict[str, str]) -> QComboBox:
@@ -158,6 +209,8 @@ class TrainForm(QWidget):
         self._applying = False
         self.preset = QComboBox()
         self.preset.addItems([*PRESETS, CUSTOM])
+        for i, name in enumerate(PRESETS):
+            self.preset.setItemData(i, PRESET_TIPS[name], Qt.ItemDataRole.ToolTipRole)
         self.method = _combo({m: label for m, (label, _) in METHODS.items()})
         for i, (_, description) in enumerate(METHODS.values()):
             self.method.setItemData(i, description, Qt.ItemDataRole.ToolTipRole)
@@ -166,9 +219,11 @@ class TrainForm(QWidget):
         self.method_help.setObjectName("hint")
         self.epochs = _spin(1, 10_000)
         self.batch_size = _spin(1, 4096)
+        self.steps = _spin(0, 100_000_000, "one pass per epoch")
         self.learning_rate = QLineEdit()
         self.warmup_steps = _spin(0, 1_000_000)
         self.weight_decay = _double(0.0, 10.0, 4, 0.01)
+        self.layer_decay = _double(0.05, 1.0, 2, 0.05)
         self.img_size = _spin(0, 2048, "model default")
         self.augmentation = _combo(AUGMENTATIONS)
         self.amp = QCheckBox("Mixed precision (faster, less memory)")
@@ -180,6 +235,8 @@ class TrainForm(QWidget):
         self.lora_rank = _spin(0, 512)
         self.lora_alpha = _double(0.0, 4096.0, 2, 1.0)
         self.lora_dropout = _double(0.0, 0.99, 3, 0.01)
+        self.lora_targets = _combo(LORA_TARGETS)
+        self._custom_targets: list[str] | None = None  # a config's own target list, shown as "custom"
         self.probe_prior = _combo(PROBE_PRIORS)
         self.loss = _combo(LOSSES)
         self.seed = _spin(0, 2**31 - 1)
@@ -216,8 +273,10 @@ class TrainForm(QWidget):
         advanced_row.addWidget(advanced_hint, 1)
 
         advanced = QFormLayout()
+        self._add_row(advanced, "Total steps", "steps")
         self._add_row(advanced, "Warm-up steps", "warmup_steps")
         self._add_row(advanced, "Weight decay", "weight_decay")
+        self._add_row(advanced, "Layer-wise LR decay", "layer_decay")
         self._add_row(advanced, "Loss", "loss")
         self._add_row(advanced, "Gradient accumulation", "grad_accum")
         self._add_row(advanced, "", "amp")
@@ -228,6 +287,7 @@ class TrainForm(QWidget):
         self._add_row(lora, "Rank", "lora_rank")
         self._add_row(lora, "Alpha", "lora_alpha")
         self._add_row(lora, "Dropout", "lora_dropout")
+        self._add_row(lora, "Adapted layers", "lora_targets")
 
         self.probe_group = QGroupBox("Linear probe")
         probe = QFormLayout(self.probe_group)
@@ -272,7 +332,8 @@ class TrainForm(QWidget):
                 signal.connect(self._on_field_changed)
         self.advanced_button.toggled.connect(self._on_advanced_button_toggled)
         self._show_advanced(self._settings.train_advanced_open())
-        remembered = self._settings.train_preset()
+        # A fresh profile starts on Auto; "Custom" starts from the documented defaults.
+        remembered = self._settings.train_preset() or AUTO_PRESET
         if remembered in PRESETS:
             self.preset.setCurrentText(remembered)  # -> apply_preset
 
@@ -323,9 +384,11 @@ class TrainForm(QWidget):
             _select(self.method, cfg.method)
             self.epochs.setValue(cfg.epochs)
             self.batch_size.setValue(cfg.batch_size)
+            self.steps.setValue(cfg.steps or 0)
             self.learning_rate.setText("" if cfg.learning_rate is None else f"{cfg.learning_rate:g}")
             self.warmup_steps.setValue(cfg.warmup_steps)
             self.weight_decay.setValue(cfg.weight_decay)
+            self.layer_decay.setValue(cfg.layer_decay)
             self.img_size.setValue(cfg.img_size or 0)
             _select(self.augmentation, cfg.augmentation)
             self.amp.setChecked(cfg.amp)
@@ -337,6 +400,7 @@ class TrainForm(QWidget):
             self.lora_rank.setValue(cfg.lora.rank)
             self.lora_alpha.setValue(cfg.lora.alpha)
             self.lora_dropout.setValue(cfg.lora.dropout)
+            self._set_lora_targets(cfg.lora.target_modules)
             _select(self.probe_prior, cfg.probe.prior)
             _select(self.loss, cfg.loss)
             self.seed.setValue(cfg.seed)
@@ -353,9 +417,11 @@ class TrainForm(QWidget):
         cfg.method = self.method.currentData()
         cfg.epochs = self.epochs.value()
         cfg.batch_size = self.batch_size.value()
+        cfg.steps = self.steps.value() or None
         cfg.learning_rate = self._learning_rate()
         cfg.warmup_steps = self.warmup_steps.value()
         cfg.weight_decay = self.weight_decay.value()
+        cfg.layer_decay = self.layer_decay.value()
         cfg.img_size = self.img_size.value() or None
         cfg.augmentation = self.augmentation.currentData()
         cfg.amp = self.amp.isChecked()
@@ -372,6 +438,7 @@ class TrainForm(QWidget):
         cfg.lora.rank = self.lora_rank.value()
         cfg.lora.alpha = self.lora_alpha.value()
         cfg.lora.dropout = self.lora_dropout.value()
+        cfg.lora.target_modules = self._lora_targets()
         cfg.probe.prior = self.probe_prior.currentData()
         cfg.loss = self.loss.currentData()
         cfg.seed = self.seed.value()
@@ -405,31 +472,44 @@ class TrainForm(QWidget):
         values = PRESETS.get(name)
         if values is None:
             return
-        self._applying = True
         try:
-            _select(self.method, values["method"])
-            self.epochs.setValue(values["epochs"])
-            lr = values["learning_rate"]
-            self.learning_rate.setText("" if lr is None else f"{lr:g}")
-        finally:
-            self._applying = False
-        self._update_method_help()
-        self._sync_preset()
-        self.changed.emit()
+            cfg = self.to_config()
+        except ConfigError:  # e.g. a learning rate typed as words: the preset replaces it anyway
+            cfg = TrainConfig()
+        for path, value in values.items():
+            _set_path(cfg, path, copy.deepcopy(value))
+        self.set_config(cfg)  # -> _sync_preset, changed
 
     def _matching_preset(self) -> str:
         try:
-            lr = self._learning_rate()
+            cfg = self.to_config()
         except ConfigError:
             return CUSTOM
         for name, values in PRESETS.items():
-            if (
-                self.method.currentData() == values["method"]
-                and self.epochs.value() == values["epochs"]
-                and lr == values["learning_rate"]
-            ):
+            if all(_get_path(cfg, path) == value for path, value in values.items()):
                 return name
         return CUSTOM
+
+    # --- LoRA layers -------------------------------------------------------------------------------
+    def _set_lora_targets(self, targets: list[str] | None) -> None:
+        custom = self.lora_targets.findData("custom")
+        if custom >= 0:
+            self.lora_targets.removeItem(custom)
+        self._custom_targets = None
+        if targets is None:
+            _select(self.lora_targets, "attention")
+        elif list(targets) == list(QKV_TARGETS):
+            _select(self.lora_targets, "qkv")
+        else:
+            self._custom_targets = list(targets)
+            self.lora_targets.addItem(f"as set: {', '.join(targets)}", "custom")
+            _select(self.lora_targets, "custom")
+
+    def _lora_targets(self) -> list[str] | None:
+        key = self.lora_targets.currentData()
+        if key == "qkv":
+            return list(QKV_TARGETS)
+        return list(self._custom_targets) if key == "custom" and self._custom_targets else None
 
     def _sync_preset(self) -> None:
         blocked = self.preset.blockSignals(True)
@@ -437,16 +517,24 @@ class TrainForm(QWidget):
         self.preset.blockSignals(blocked)
 
     # --- slots -------------------------------------------------------------------------------------
+    def show_auto_choice(self, reason: str) -> None:
+        """Under the method: what Auto picked for the run under way, and why (until the method changes)."""
+        if self.method.currentData() == AUTO_METHOD:
+            self.method_help.setText(f"This run: {reason}")
+
     def _update_method_help(self) -> None:
         method = self.method.currentData()
         self.method_help.setText(METHODS[method][1])
-        self.learning_rate.setPlaceholderText(f"method default: {DEFAULT_LEARNING_RATES[method]:g}")
+        if method == AUTO_METHOD:
+            self.learning_rate.setPlaceholderText("the picked method's default")
+        else:
+            self.learning_rate.setPlaceholderText(f"method default: {DEFAULT_LEARNING_RATES[method]:g}")
         self.lora_group.setVisible(method == "lora")
-        self.probe_group.setVisible(method == "linear_probe")
+        self.probe_group.setVisible(method in ("linear_probe", AUTO_METHOD))  # Auto may pick the probe
         # The probe solves its head exactly and Tip-Adapter trains nothing: no steps. All three work on
         # fixed embeddings: no augmentation, no autocast, no contrastive loss.
         solved, embeddings = method in SOLVED_METHODS, method in CLASS_DATA_METHODS
-        for name in ("learning_rate", "warmup_steps", "weight_decay", "grad_accum"):
+        for name in ("learning_rate", "warmup_steps", "weight_decay", "layer_decay", "grad_accum"):
             self.field(name).setEnabled(not solved)
         for name in ("augmentation", "amp", "loss"):
             self.field(name).setEnabled(not embeddings)
@@ -475,6 +563,21 @@ class TrainForm(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Run folder", start)
         if folder:
             self.output.setText(folder)
+
+
+def _get_path(cfg: TrainConfig, path: str):
+    target = cfg
+    for name in path.split("."):
+        target = getattr(target, name)
+    return target
+
+
+def _set_path(cfg: TrainConfig, path: str, value) -> None:
+    *parents, name = path.split(".")
+    target = cfg
+    for parent in parents:
+        target = getattr(target, parent)
+    setattr(target, name, value)
 
 
 def _change_signal(widget: QWidget):

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.image_preprocessing import (
     CLIPProcessorPreprocessing,
     ImagePreprocessing,
@@ -72,3 +73,44 @@ def test_batch_normalisation_equals_the_float_formula_bit_for_bit():
     out = normalise_uint8(crops, mean, std)
     assert out.shape == (3, 3, 5, 7) and out.dtype == torch.float32
     assert torch.equal(out, torch.from_numpy(np.ascontiguousarray(expected.transpose(0, 3, 1, 2))))
+
+
+def _torchvision_resize_center_crop(image: Image.Image, size: int) -> np.ndarray:
+    """open_clip's eval transform ``Resize(size)`` + ``CenterCrop(size)``, as torchvision 0.28 computes the boxes.
+
+    torchvision can't be installed beside the app, so its two formulas are reproduced here:
+    ``_compute_resized_output_size``: the shorter side becomes ``size``, the longer ``int(size * long / short)``;
+    ``center_crop``: ``crop_top = int(round((image_height - crop_height) / 2.0))``, the same for the left.
+    """
+    w, h = image.size
+    if w <= h:
+        new_w, new_h = size, int(size * h / w)
+    else:
+        new_w, new_h = int(size * w / h), size
+    resized = image.resize((new_w, new_h), Image.Resampling.BICUBIC) if (new_w, new_h) != (w, h) else image
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    return np.asarray(resized.crop((left, top, left + size, top + size)))
+
+
+# margins of 3 and 7 (35 - 32, 32 + 7): torchvision's rounding starts the crop one pixel later than floor
+ODD_MARGINS = [(35, 32), (32, 39), (35, 39), (33, 32), (37, 32), *SIZES]
+
+
+def test_round_crop_offset_gives_torchvisions_centre_crop_pixels():
+    prep = CLIPProcessorPreprocessing(image_size=32, resize_size=32, crop_offset="round")
+    floor = CLIPProcessorPreprocessing(image_size=32, resize_size=32)
+    differs = 0
+    for seed, (width, height) in enumerate(ODD_MARGINS):
+        image = _noise(width, height, seed)
+        expected = _torchvision_resize_center_crop(image, 32)
+        assert np.array_equal(prep.crop(image), expected), (width, height)
+        differs += not np.array_equal(floor.crop(image), expected)
+    assert differs >= 3  # the one-pixel shift the floor offset had on these sizes
+
+
+def test_crop_offset_survives_saving_and_the_default_keeps_old_manifests():
+    prep = CLIPProcessorPreprocessing(image_size=32, crop_offset="round")
+    assert CLIPProcessorPreprocessing.from_dict(prep.to_dict()) == prep
+    assert "crop_offset" not in ImagePreprocessing().to_dict()  # models saved before it keep their fingerprint
+    with pytest.raises(ModelError, match="crop offset"):
+        ImagePreprocessing(crop_offset="ceil")

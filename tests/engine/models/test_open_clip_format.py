@@ -143,6 +143,16 @@ def test_standard_clip_hub_model_without_tokenizer_files_uses_openai_bpe_offline
     assert max(_max_abs_error(model, "clip_quickgelu_tiny")) < TOLERANCE
 
 
+def test_biomedclip_shaped_model_centre_crops_as_torchvision_does(hf_cache):
+    model = load_model(BIOMEDCLIP_REPO, device="cpu")
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 35, 3), dtype=np.uint8)  # 35 wide, input 32
+
+    ours = model.preprocess([Image.fromarray(pixels)])
+
+    # open_clip's CenterCrop (torchvision): left = int(round((35 - 32) / 2.0)) = 2; floor would give 1
+    assert torch.equal(ours, model.preprocessing.normalise(pixels[None, :, 2:34]))
+
+
 # --- the .bin is read safely and converted once ---------------------------------------------------
 
 
@@ -314,6 +324,12 @@ def test_biomedclip_shaped_model_trains_and_its_run_reloads(
         assert torch.allclose(reloaded.encode_texts(texts), trained.encode_texts(texts), atol=1e-5)
         assert not torch.allclose(reloaded.encode_texts(texts), start.encode_texts(texts), atol=1e-5)
         assert any(name.startswith("image_tower.") for name in trainer.method.adapters.target_names)
+        # the ViT's whole attention block is adapted (its output projection too), its MLP is not
+        before, after = start.torch_module.state_dict(), reloaded.torch_module.state_dict()
+        out_proj = [k for k in before if k.startswith("image_tower.") and k.endswith("attention.o_proj.weight")]
+        mlp = [k for k in before if k.startswith("image_tower.") and ".mlp." in k]
+        assert out_proj and all(not torch.equal(before[k], after[k]) for k in out_proj)
+        assert mlp and all(torch.equal(before[k], after[k]) for k in mlp)
     else:
         assert isinstance(reloaded, LinearProbeModel) and isinstance(reloaded.base, ViTHFTextModel)
         reloaded.base.bf16_inference = False
@@ -321,3 +337,36 @@ def test_biomedclip_shaped_model_trains_and_its_run_reloads(
         pixels = reloaded.preprocess(_reference_images())
         assert torch.allclose(reloaded.encode_images(pixels), trained.encode_images(pixels), atol=1e-6)
         assert reloaded.class_weights(["red", "green", "blue"]).rows.shape == (3, trained.embed_dim)
+
+
+def _scores(model, pixels: torch.Tensor, texts: list[str]) -> torch.Tensor:
+    """Zero-shot scores (image-text cosine similarities): what the user sees change after training."""
+    return model.encode_images(pixels) @ model.encode_texts(texts).T
+
+
+@pytest.mark.parametrize("method", ["full", "lock_image"])
+def test_biomedclip_shaped_model_fine_tunes_and_its_run_reloads_with_changed_scores(
+    method, biomedclip_dir, tmp_path, make_class_folders
+):
+    data = make_class_folders(tmp_path / "classes", {"red": 6, "green": 6, "blue": 6})
+
+    trainer = Trainer(_train_cfg(tmp_path, data, biomedclip_dir, method))
+    result = trainer.fit()
+
+    assert result.status == "completed"
+    assert (result.run_dir / "checkpoint_latest" / "model.safetensors").is_file()
+    reloaded = load_run_model(result.run_dir, "latest", device="cpu")
+    assert isinstance(reloaded, ViTHFTextModel)
+    start = load_model(str(biomedclip_dir), device="cpu")
+    trained = trainer.method.model
+    for model in (reloaded, start, trained):
+        model.bf16_inference = False
+    pixels = start.preprocess(_reference_images())
+    texts = TEXTS  # words of the tiny BERT's vocabulary (colour names are not in it)
+    # the saved run embeds as the trained model did
+    assert torch.allclose(reloaded.encode_images(pixels), trained.encode_images(pixels), atol=1e-5)
+    assert torch.allclose(reloaded.encode_texts(texts), trained.encode_texts(texts), atol=1e-5)
+    assert not torch.allclose(_scores(reloaded, pixels, texts), _scores(start, pixels, texts), atol=1e-4)
+    assert not torch.allclose(reloaded.encode_texts(texts), start.encode_texts(texts), atol=1e-5)
+    image_moved = not torch.allclose(reloaded.encode_images(pixels), start.encode_images(pixels), atol=1e-6)
+    assert image_moved == (method == "full")  # lock_image keeps the whole image tower as it was

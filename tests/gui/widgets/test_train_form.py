@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
+
 from clipstudio.engine.config import TrainConfig
-from clipstudio.gui.widgets.train_form import CUSTOM, DEFAULT_PRESET, PRESETS, TrainForm
+from clipstudio.engine.training.presets import QKV_TARGETS
+from clipstudio.gui.widgets.train_form import (
+    AUTO_PRESET,
+    CLIP_LORA_PRESET,
+    CUSTOM,
+    DEFAULT_PRESET,
+    PRESETS,
+    TrainForm,
+)
 
 QUICK = "Quick check (linear probe, 10 epochs)"
 
@@ -51,14 +61,55 @@ def test_an_edit_after_a_preset_is_remembered_as_custom(qtbot):
     assert again.preset.currentText() == DEFAULT_PRESET
 
 
-def test_a_fresh_profile_shows_the_default_preset_not_custom(qtbot):
+def test_a_fresh_profile_shows_the_auto_preset_and_the_defaults_are_one_click_away(qtbot):
     form = _form(qtbot)
-    assert form.preset.currentText() == DEFAULT_PRESET == "Defaults (full fine-tune, 10 epochs)"
-    assert form.to_config() == TrainConfig()
-    assert DEFAULT_PRESET in form.preset.toolTip()
+    assert form.preset.currentText() == AUTO_PRESET
+    assert form.to_config() == TrainConfig(method="auto")
+    assert AUTO_PRESET in form.preset.toolTip() and DEFAULT_PRESET in form.preset.toolTip()
     form.preset.setCurrentText(QUICK)
-    form.preset.setCurrentText(DEFAULT_PRESET)  # choosing it again brings the defaults back
+    form.preset.setCurrentText(DEFAULT_PRESET)  # choosing it brings the documented defaults back
+    assert DEFAULT_PRESET == "Defaults (full fine-tune, 10 epochs)"
     assert form.to_config() == TrainConfig()
+
+
+def test_auto_and_clip_lora_are_offered_with_plain_tooltips(qtbot):
+    form = _form(qtbot)
+    auto = form.method.findData("auto")
+    assert auto == 0 and form.method.itemText(auto).startswith("Auto")
+    assert "how many training images each class has" in form.method.itemData(auto, Qt.ItemDataRole.ToolTipRole)
+    for preset, words in ((AUTO_PRESET, "pick the method from your data"), (CLIP_LORA_PRESET, "CLIP-LoRA as published")):
+        index = form.preset.findText(preset)
+        assert index >= 0 and words in form.preset.itemData(index, Qt.ItemDataRole.ToolTipRole)
+    form.method.setCurrentIndex(auto)
+    assert "linear probe" in form.method_help.text() and "full fine-tuning" in form.method_help.text()
+
+
+def test_the_clip_lora_preset_fills_the_published_settings_and_a_later_preset_clears_them(qtbot):
+    form = _form(qtbot)
+    form.advanced_button.click()
+    form.preset.setCurrentText(CLIP_LORA_PRESET)
+
+    cfg = form.to_config()
+    assert cfg.method == "lora" and (cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout) == (2, 1.0, 0.25)
+    assert (cfg.learning_rate, cfg.weight_decay, cfg.batch_size, cfg.warmup_steps) == (2e-4, 0.01, 32, 0)
+    assert cfg.lora.target_modules == list(QKV_TARGETS) and cfg.steps == 8000
+    assert form.lora_targets.isVisible() and "CLIP-LoRA" in form.lora_targets.currentText()
+    assert form.steps.isVisible() and form.steps.value() == 8000
+
+    form.lora_rank.setValue(4)  # an edit makes it Custom
+    assert form.preset.currentText() == CUSTOM
+    form.preset.setCurrentText("Small dataset (LoRA, 10 epochs)")  # the app's own LoRA: none of CLIP-LoRA's values
+    cfg = form.to_config()
+    assert cfg.method == "lora" and cfg.lora == TrainConfig().lora and cfg.steps is None
+    assert (cfg.learning_rate, cfg.weight_decay) == (None, TrainConfig().weight_decay)
+
+
+def test_the_run_auto_picked_shows_under_the_method(qtbot):
+    form = _form(qtbot)
+    form.show_auto_choice("Auto picked the linear probe: a typical class has 4 training images.")
+    assert form.method_help.text() == "This run: Auto picked the linear probe: a typical class has 4 training images."
+    form.method.setCurrentIndex(form.method.findData("full"))
+    assert "Both towers learn" in form.method_help.text()
 
 
 def test_gradient_accumulation_is_a_form_setting(qtbot):
@@ -72,6 +123,7 @@ def test_gradient_accumulation_is_a_form_setting(qtbot):
 
 def test_the_linear_probe_shows_its_penalty_choice_and_greys_out_what_it_does_not_use(qtbot):
     form = _form(qtbot)
+    form.set_config(TrainConfig(method="full"))
     form.advanced_button.click()
     assert not form.probe_prior.isVisible()
     form.method.setCurrentIndex(form.method.findData("linear_probe"))
@@ -104,3 +156,15 @@ def test_tip_adapter_methods_are_listed_explained_and_grey_out_what_they_do_not_
         assert form.field(name).isEnabled(), name
     assert not form.field("augmentation").isEnabled()
     assert form.to_config().method == "tip_adapter_f"
+
+
+def test_layer_wise_decay_is_an_advanced_setting_that_round_trips_and_greys_out_for_the_probe(qtbot):
+    form = _form(qtbot)
+    form.advanced_button.click()
+    form.set_config(TrainConfig(method="full", layer_decay=0.75))
+    assert form.layer_decay.isVisible() and form.layer_decay.value() == 0.75
+    assert "last layer" in form.layer_decay.toolTip()  # the field's help text, in plain words
+    form.layer_decay.setValue(0.85)
+    assert form.to_config().layer_decay == 0.85
+    form.method.setCurrentIndex(form.method.findData("linear_probe"))
+    assert not form.layer_decay.isEnabled()  # the probe solves its head: no layers, no rates

@@ -8,6 +8,7 @@ retrieval metrics.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -39,12 +40,13 @@ from clipstudio.engine.training.batches import (
     TrainingTexts,
     augment_seed,
     epoch_order,
+    global_batches,
     make_batch,
-    micro_batches,
     split_batch,
     text_rng,
     val_text_rng,
 )
+from clipstudio.engine.training.distributed import current_ranks, data_parallel, gathered_loss
 from clipstudio.engine.training.losses import contrastive_loss, in_batch_accuracy
 from clipstudio.engine.training.methods.base import TrainingMethod
 from clipstudio.engine.training.methods.lora import LoraAdapters, apply_lora, merged_copy
@@ -122,6 +124,9 @@ class ContrastiveMethod(TrainingMethod):
         self.adapters: LoraAdapters | None = None
         self.frozen_towers: list[str] = []
         self._setup_parameters()
+        self.ranks = current_ranks()
+        # Several processes (torchrun): the towers run inside DistributedDataParallel.
+        self.parallel = data_parallel(model, self._no_grad_towers, model.device) if self.ranks.distributed else None
         self.pool = TextPool.build(model, texts.texts)
         spec = model.image_input_spec()
         if cfg.img_size:
@@ -168,6 +173,11 @@ class ContrastiveMethod(TrainingMethod):
                 for param in child.parameters():
                     param.requires_grad_(False)
 
+    @property
+    def _no_grad_towers(self) -> list[str]:
+        """Towers whose forward pass needs no gradients (locked whole; LoRA's have adapters)."""
+        return [] if self.adapters is not None else list(self.frozen_towers)
+
     def trainable(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
 
@@ -194,22 +204,40 @@ class ContrastiveMethod(TrainingMethod):
 
     # --- training --------------------------------------------------------------------------------
     @property
+    def batches_per_pass(self) -> int:
+        """Batches in one pass over the training images."""
+        return len(global_batches(np.arange(len(self.train)), self.cfg.batch_size, self.ranks.world_size))
+
+    @property
     def micro_batches_per_epoch(self) -> int:
-        return len(micro_batches(np.arange(len(self.train)), self.cfg.batch_size))
+        if self.cfg.steps is None:
+            return self.batches_per_pass
+        # cfg.steps spread over the epochs: an epoch may go over the training images several times.
+        return math.ceil(self.cfg.steps * self.cfg.grad_accum / self.cfg.epochs)
 
     def batches(self, epoch: int, start: int) -> Prefetcher:
-        order = epoch_order(self.cfg.seed, epoch, len(self.train))
-        plan = micro_batches(order, self.cfg.batch_size)
+        # Passes over the training images are numbered through the whole run, each with its own order,
+        # augmentation and texts; with one pass per epoch (no cfg.steps) the pass number is the epoch.
+        per_pass, per_epoch = self.batches_per_pass, self.micro_batches_per_epoch
+        first = (epoch - 1) * per_epoch
+        plans: dict[int, list[np.ndarray]] = {}
 
         def make(k: int) -> Batch:
+            earlier_passes, b = divmod(first + k, per_pass)
+            number = earlier_passes + 1
+            if number not in plans:
+                plans.clear()  # passes come in order: one plan at a time
+                order = epoch_order(self.cfg.seed, number, len(self.train))
+                plans[number] = global_batches(order, self.cfg.batch_size, self.ranks.world_size)
             # Seeded per batch: the prefetch thread may run ahead without disturbing a resume.
-            self.train_transform.generator.manual_seed(augment_seed(self.cfg.seed, epoch, k))
-            rng = text_rng(self.cfg.seed, epoch, k)
+            self.train_transform.generator.manual_seed(augment_seed(self.cfg.seed, number, b))
+            rng = text_rng(self.cfg.seed, number, b)
             return make_batch(
-                self.train, plan[k], self.texts, self.pool, self.train_transform, rng, pin=self.pin
+                self.train, plans[number][b], self.texts, self.pool, self.train_transform, rng, pin=self.pin,
+                rank=self.ranks.rank, world=self.ranks.world_size,
             )
 
-        return Prefetcher(make, start, len(plan))
+        return Prefetcher(make, start, per_epoch)
 
     def split_batch(self, batch: Batch, size: int) -> list[Batch]:
         return split_batch(batch, size)
@@ -221,12 +249,15 @@ class ContrastiveMethod(TrainingMethod):
         device = self.model.device
         pixels = batch.pixels.to(device, non_blocking=True)
         tokens = {k: v.to(device, non_blocking=True) for k, v in batch.tokens.items()}
+        if self.parallel is not None:
+            with self.amp.autocast(), training_attention(self.module, device):
+                img, txt, scale = self.parallel(pixels, tokens)
+            loss, acc = gathered_loss(img, txt, batch.keys.to(device), scale, kind=self.cfg.loss)
+            return loss, acc, batch.size
         with self.amp.autocast(), training_attention(self.module, device):
-            with (
-                torch.no_grad() if "image" in self.frozen_towers and self.adapters is None else nullcontext()
-            ):
+            with torch.no_grad() if "image" in self._no_grad_towers else nullcontext():
                 img = self.model.forward_images(pixels)
-            with torch.no_grad() if "text" in self.frozen_towers and self.adapters is None else nullcontext():
+            with torch.no_grad() if "text" in self._no_grad_towers else nullcontext():
                 txt = self.model.forward_texts(tokens)
         logits = self.model.logit_scale_tensor().float() * img.float() @ txt.float().t()
         keys = batch.keys.to(device)

@@ -40,6 +40,7 @@ from clipstudio.engine.evaluation.zero_shot import class_text_embeddings, score_
 from clipstudio.engine.events import never_stop, no_callback
 from clipstudio.engine.models.linear_probe_head import load_head, save_head
 from clipstudio.engine.runs.layout import BASE_MODEL_DIR
+from clipstudio.engine.training.distributed import current_ranks, encode_image_files_sharded
 from clipstudio.engine.training.methods.base import EpochFit, TrainingMethod
 from clipstudio.engine.training.optimizer import AmpPolicy
 
@@ -94,7 +95,8 @@ def encode_probe_splits(
         if not indices or cancelled:
             splits.append(ProbeSplit.empty(model.embed_dim))
             continue
-        encoded = encode_image_files(
+        encode = encode_image_files_sharded if current_ranks().distributed else encode_image_files
+        encoded = encode(
             model,
             [dataset.samples[i].path for i in indices],
             cache=cache,

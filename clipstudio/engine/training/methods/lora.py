@@ -1,7 +1,8 @@
 """LoRA fine-tuning: low-rank adapters on the attention projections, merged back for export.
 
 Adapters go on the attention q/k/v and output projections of every tower that has them (HF CLIP:
-``q_proj``/``k_proj``/``v_proj``/``out_proj``; BERT/MiniLM: ``query``/``key``/``value`` and
+``q_proj``/``k_proj``/``v_proj``/``out_proj``; transformers ViT, the image tower of BiomedCLIP-style
+models: ``q_proj``/``k_proj``/``v_proj``/``o_proj``; BERT/MiniLM: ``query``/``key``/``value`` and
 ``attention.output.dense``). A tower without attention (EfficientNet) gets none and stays frozen
 except its projection. Besides the adapters, the two projection heads and the temperature train.
 The exported model has the adapters merged into its weights (``merge_and_unload``), so it is a
@@ -29,6 +30,9 @@ AUTO_TARGETS = (
     "k_proj",
     "v_proj",
     "out_proj",  # HF CLIP (both towers)
+    # transformers ViT (BiomedCLIP's image tower) names its output projection o_proj: the default adapts
+    # the whole attention block in every tower alike; the CLIP-LoRA preset keeps to q/k/v, as the paper.
+    "o_proj",
     "attention.self.query",
     "attention.self.key",
     "attention.self.value",
