@@ -42,7 +42,12 @@ def add_parser(sub) -> None:
 
 
 def _wise_alpha(text: str) -> float | str:
-    return WISE_ON_VALIDATION if text.strip().lower() == WISE_ON_VALIDATION else unit_interval(text)
+    if text.strip().lower() == WISE_ON_VALIDATION:
+        return WISE_ON_VALIDATION
+    try:
+        return unit_interval(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, or '{WISE_ON_VALIDATION}' to choose it on validation") from None
 
 
 def run(args: argparse.Namespace) -> int:

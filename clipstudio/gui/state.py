@@ -13,13 +13,14 @@ from PySide6.QtCore import QObject, Signal
 from clipstudio.engine.cache.vectors import EmbeddingCache
 from clipstudio.engine.config import DataConfig
 from clipstudio.engine.data import Dataset
+from clipstudio.engine.data.health import HealthReport
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.prompts import PromptSet
 
 
 class AppState(QObject):
     dataset_changed = Signal(object)  # Dataset | None
-    health_changed = Signal(object)  # dict (HealthReport.to_dict()) | None
+    health_changed = Signal(object)  # HealthReport | None
     model_changed = Signal(object)  # ImageTextModel | None
     prompts_changed = Signal(object)  # PromptSet
     run_changed = Signal(str)  # run folder of the latest / opened training run ("" = none)
@@ -31,7 +32,7 @@ class AppState(QObject):
         super().__init__(parent)
         self.dataset: Dataset | None = None
         self.dataset_path: str = ""
-        self.health: dict[str, Any] | None = None
+        self.health: HealthReport | None = None
         self.model: Any = None  # ImageTextModel
         self.model_spec: str = "builtin"
         self.prompts: PromptSet = PromptSet()
@@ -53,7 +54,7 @@ class AppState(QObject):
         return DataConfig(val_fraction=s["val_fraction"], test_fraction=s["test_fraction"], seed=s["seed"],
                           group_regex=s["group_regex"] or None)
 
-    def set_health(self, health: dict[str, Any] | None) -> None:
+    def set_health(self, health: HealthReport | None) -> None:
         self.health = health
         self.health_changed.emit(health)
 

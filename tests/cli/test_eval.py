@@ -185,4 +185,4 @@ def test_eval_wise_alpha_val_without_validation_images_apart_fails_in_one_line(c
 
 def test_eval_wise_alpha_must_be_a_number_or_val(cli, trained):
     code, _, err = cli("eval", trained["full"], trained["data"], "--wise-alpha", "middle")
-    assert code == 2 and "--wise-alpha" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "--wise-alpha" in err and "'val'" in err and len(err.strip().splitlines()) == 1

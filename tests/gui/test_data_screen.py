@@ -45,7 +45,8 @@ def test_class_folders_show_format_counts_and_class_chart(qtbot, screen, state, 
     assert "Class folders (train/test splits)" in screen.format_label.text()
     assert "9 images" in screen.format_label.text() and "2 classes" in screen.format_label.text()
     assert len(state.dataset) == 9 and state.dataset_path == str(root)
-    assert state.health["n_images"] == 9 and state.health["classes"] == {"normal": 6, "pneumonia": 3}
+    # The report itself (the evaluation report reads its fields), not its JSON form.
+    assert state.health.n_images == 9 and state.health.classes == {"normal": 6, "pneumonia": 3}
     view = screen.health_view
     assert view.chart_categories == ["normal", "pneumonia"]
     assert view.chart_series == {"train": [4, 2], "test": [2, 1]}
@@ -73,7 +74,7 @@ def test_unreadable_files_are_listed_and_double_click_reveals_them(
     monkeypatch.setattr(health_view, "reveal_in_file_manager", revealed.append)
     open_and_wait(qtbot, screen, root)
 
-    assert state.health["n_unreadable"] == 1
+    assert state.health.n_unreadable == 1
     assert screen.health_view.problem_paths() == [str(broken)]
     assert screen.health_view.tabs.isVisibleTo(screen)
     assert "1 file could not be read" in screen.health_view.warnings.text()
@@ -93,7 +94,7 @@ def test_leakage_between_splits_is_listed(qtbot, screen, state, make_class_folde
     root = make_class_folders(tmp_path / "xray", {"train": {"a": 2, "b": 2}, "test": {"a": 2, "b": 2}})
     open_and_wait(qtbot, screen, root)
 
-    assert state.health["n_leakage"] >= 1
+    assert state.health.n_leakage >= 1
     table = screen.health_view.duplicates_table
     assert table.rowCount() >= 1 and table.item(0, 0).text() == "Yes"
     assert "leakage" in screen.health_view.warnings.text()

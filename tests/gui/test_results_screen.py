@@ -7,6 +7,7 @@ import csv
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
+from clipstudio.engine.data.health import health_report
 from clipstudio.gui.screens.results_screen import ResultsScreen
 from clipstudio.gui.state import AppState
 
@@ -223,7 +224,9 @@ def test_a_binary_task_gets_curves_calibration_and_an_operating_point_the_grid_f
         assert screen.matrix.counts() == [[0, 6], [0, 6]]
         assert "≥ 0.000" in screen.matrix_note.text() and not screen.matrix_note.isHidden()
 
-        # Export report…: one self-contained HTML file with the same numbers.
+        # Export report…: one self-contained HTML file with the same numbers, and the dataset's health
+        # as the Data screen left it in the state.
+        screen.state.set_health(health_report(screen.state.dataset, check_images=False))
         target = tmp_path / "reports" / "xray report.html"
         target.parent.mkdir()
         assert screen.report_button.isEnabled()
@@ -231,6 +234,7 @@ def test_a_binary_task_gets_curves_calibration_and_an_operating_point_the_grid_f
             assert screen.export_report(str(target))
         html = target.read_text(encoding="utf-8")
         assert "not a medical device" in html.lower() and 'id="roc"' in html
+        assert "unreadable files: 0" in html
         assert f"{clinical.auc.macro_auc.value:.3f}" in html
         assert "http:" not in html and "https:" not in html
         assert all(p["pred"] == "pneumonia" for p in screen.shown_predictions)

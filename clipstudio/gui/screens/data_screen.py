@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from clipstudio.engine.data import Dataset
+from clipstudio.engine.data.health import HealthReport
 from clipstudio.engine.errors import DataError
 from clipstudio.engine.events import ProgressUpdated
 from clipstudio.gui.errors import show_error
@@ -318,15 +319,15 @@ class DataScreen(QWidget):
         if isinstance(result, KeysNeeded):
             self._ask_for_keys(result)
         elif result is not None:
-            self._show_report(result.to_dict())
+            self._show_report(result)
         self.load_finished.emit()
 
-    def _show_report(self, report: dict[str, Any]) -> None:
-        self.health_view.set_report(report)
+    def _show_report(self, report: HealthReport) -> None:
+        self.health_view.set_report(report.to_dict())
         self.state.set_health(report)
-        n_warn = len(report["warnings"])
+        n_warn = len(report.warnings)
         issues = f", {n_warn} warning{'s' if n_warn != 1 else ''}" if n_warn else ", no problems found"
-        self.state.post_status(f"Checked {report['n_images']:,} images{issues}.")
+        self.state.post_status(f"Checked {report.n_images:,} images{issues}.")
 
     def _on_worker_failed(self, message: str, details: str) -> None:
         self._hide_progress()

@@ -1,6 +1,6 @@
 """The dataset health report on screen: class counts chart, warnings, unreadable files, duplicates.
 
-Takes the plain dict of ``HealthReport.to_dict()`` (what ``AppState.health`` holds). pyqtgraph is
+Takes the plain dict of ``HealthReport.to_dict()`` (``AppState.health`` holds the report itself). pyqtgraph is
 imported when the first chart is drawn, not at import, so the window paints quickly.
 """
 
