@@ -39,6 +39,7 @@ from clipstudio.engine.storage.paths import resources_dir
 from clipstudio.gui.errors import ScreenErrorPage, log_dir, open_log_folder, show_error
 from clipstudio.gui.gc_policy import freeze_startup_objects
 from clipstudio.gui.help import GettingStartedDialog, ShortcutsDialog
+from clipstudio.gui.process_run import local_gpu_count
 from clipstudio.gui.screens import SCREENS
 from clipstudio.gui.settings import AppSettings, short_name
 from clipstudio.gui.state import AppState
@@ -382,6 +383,9 @@ class MainWindow(QMainWindow):
     def _on_device_worker_succeeded(self, device: str) -> None:
         self.device_label.setText(f"Device: {device}")
         freeze_startup_objects()  # torch & co. are imported now: keep them out of every later GC pass
+        train = self.screen_for("train")
+        if train is not None:  # with several GPUs it offers to train on all of them
+            train.set_gpu_count(local_gpu_count())
 
     def _on_device_worker_failed(self, message: str, details: str) -> None:
         self.device_label.setText("Device: unknown")

@@ -27,6 +27,7 @@ class AppState(QObject):
     status_posted = Signal(str)  # a short line for the status bar
     screen_requested = Signal(str)  # a screen key ("results") the user asked to go to from another screen
     corrections_changed = Signal()  # the open dataset's corrections file changed: read the dataset again
+    show_on_map_requested = Signal(str)  # an image (path) the user asked to see on the Explore screen's map
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -75,6 +76,9 @@ class AppState(QObject):
 
     def request_screen(self, key: str) -> None:
         self.screen_requested.emit(key)
+
+    def request_show_on_map(self, path: str) -> None:
+        self.show_on_map_requested.emit(path)
 
     def notify_corrections_changed(self) -> None:
         self.corrections_changed.emit()

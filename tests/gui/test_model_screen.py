@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from clipstudio.engine.runtime.device import DeviceReport, GpuInfo
 from clipstudio.gui.screens.model_screen import ModelScreen
 from clipstudio.gui.state import AppState
 
@@ -236,3 +237,18 @@ def test_a_finished_download_goes_on_to_load_the_model(qtbot, screen, state, mon
     assert seen[-1] == 1000  # the bar filled as the bytes came in
     assert screen.load_status.text() == f"Loaded {BIOMEDCLIP}."
     assert not screen.cancel_button.isVisibleTo(screen)
+
+
+def test_several_gpus_are_each_listed_with_their_memory(screen):
+    gib = 1024**3
+    report = DeviceReport(
+        torch_version="2.x", cuda_build="12.4", cuda_available=True, cpu_cores=32,
+        gpus=(GpuInfo(0, "NVIDIA H100", 70 * gib, 80 * gib), GpuInfo(1, "NVIDIA H100", 79 * gib, 80 * gib)),
+    )
+    screen._on_probe_worker_succeeded(report)
+    assert screen.device_labels["gpus"].text().splitlines() == [
+        "cuda:0: NVIDIA H100 — 70.0 GiB free of 80.0 GiB",
+        "cuda:1: NVIDIA H100 — 79.0 GiB free of 80.0 GiB",
+    ]
+    assert "Use all 2 GPUs" in screen.device_note.text()
+    assert screen.device_combo.findData("cuda:1") >= 0

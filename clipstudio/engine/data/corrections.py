@@ -104,11 +104,16 @@ def write_corrections(dataset_path: str | os.PathLike, corrections: Iterable[Cor
     if not rows:
         path.unlink(missing_ok=True)
         return path
+    return atomic_write_text(path, corrections_text(rows))
+
+
+def corrections_text(corrections: Iterable[Correction]) -> str:
+    """The corrections as the CSV text of a corrections file (header ``path,action,label``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
-    writer.writerows((c.path, c.action, c.label) for c in rows)
-    return atomic_write_text(path, out.getvalue())
+    writer.writerows((c.path, c.action, c.label) for c in corrections)
+    return out.getvalue()
 
 
 def add_corrections(dataset_path: str | os.PathLike, new: Iterable[Correction]) -> list[Correction]:
@@ -172,7 +177,7 @@ def apply_saved_corrections(dataset: Dataset, dataset_path: str | os.PathLike) -
     except ClipStudioError as exc:
         return replace(dataset, corrections_applied=0, corrections_warning=str(exc))
     corrected, applied = apply_corrections(dataset, corrections)
-    return replace(corrected, corrections_applied=len(applied), corrections_warning=None)
+    return replace(corrected, corrections_applied=len(applied), corrections_warning=None, corrections=applied)
 
 
 def export_cleaned_list(dataset: Dataset, out: str | os.PathLike) -> Path:

@@ -47,6 +47,7 @@ class Dataset:
     # when the corrections file can't be used.
     corrections_applied: int = 0
     corrections_warning: str | None = None
+    corrections: list = field(default_factory=list)  # the corrections.Correction rows applied (run folders copy them)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -46,8 +46,10 @@ from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callba
 from clipstudio.engine.prompts import run_prompt_set
 from clipstudio.engine.runs.layout import (
     CALIBRATION_FILE,
+    CORRECTIONS_FILE,
     checkpoint_folder,
     read_run_config,
+    read_run_info,
     run_start_model_spec,
 )
 
@@ -80,6 +82,12 @@ class BeforeAfter:
         if self.paired is not None:
             out["paired"] = self.paired.to_dict()
         return out
+
+
+def _corrections_note(run_dir: Path) -> str:
+    """"; trained with N corrections to the dataset (corrections.csv)" when the run was, else ""."""
+    n = int(read_run_info(run_dir).get("corrections_applied", 0))
+    return f"; trained with {n} correction{'s' if n != 1 else ''} to the dataset ({CORRECTIONS_FILE})" if n else ""
 
 
 def compare_run(
@@ -115,7 +123,7 @@ def compare_run(
     run_dir = Path(run_dir)
     checkpoint = checkpoint_folder(run_dir, "best").name.removesuffix(".old")
     start_spec = run_start_model_spec(run_dir)
-    after_label = f"{run_dir} ({checkpoint})"
+    after_label = f"{run_dir} ({checkpoint}{_corrections_note(run_dir)})"
     choice = None
     if wise_alpha == WISE_ON_VALIDATION:
         if source is None:

@@ -41,6 +41,7 @@ from clipstudio.engine.storage.paths import user_data_dir
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
 SPLITS_FILE = "splits.json"
+CORRECTIONS_FILE = "corrections.csv"  # the dataset corrections a run trained with (only when there were some)
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.jsonl"
 CLASS_TEXTS_FILE = "class_texts.json"

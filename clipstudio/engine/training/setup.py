@@ -15,6 +15,7 @@ import torch
 from clipstudio import __version__
 from clipstudio.engine.cache.pixels import decode_to_array
 from clipstudio.engine.config import TrainConfig
+from clipstudio.engine.data.corrections import corrections_text
 from clipstudio.engine.data.dataset import Dataset
 from clipstudio.engine.data.readers import load_dataset_from_config
 from clipstudio.engine.data.splits import apply_group_regex
@@ -26,9 +27,15 @@ from clipstudio.engine.models.fingerprint import image_encoder_record
 from clipstudio.engine.models.linear_probe_head import LinearProbeModel
 from clipstudio.engine.models.tip_adapter_head import TipAdapterModel
 from clipstudio.engine.prompts import PromptSet, prompt_set_from_config
-from clipstudio.engine.runs.layout import LATEST, default_run_dir, find_checkpoint, is_run_folder
+from clipstudio.engine.runs.layout import (
+    CORRECTIONS_FILE,
+    LATEST,
+    default_run_dir,
+    find_checkpoint,
+    is_run_folder,
+)
 from clipstudio.engine.runtime.device import select_device
-from clipstudio.engine.storage.atomic import atomic_write_json
+from clipstudio.engine.storage.atomic import atomic_write_json, atomic_write_text
 from clipstudio.engine.training.batches import (
     CLASSES,
     PAIRS,
@@ -262,6 +269,8 @@ def run_info(cfg: TrainConfig, data: RunData, method: TrainingMethod) -> dict[st
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "clipstudio_version": __version__,
     }
+    if data.dataset.corrections:
+        info["corrections_applied"] = len(data.dataset.corrections)  # copied to CORRECTIONS_FILE
     if data.image_size is not None:
         info["img_size"] = data.image_size.size  # what the images were trained at; checkpoints keep it too
     if data.kind == CLASSES or cfg.method in EMBEDDING_METHODS:
@@ -284,6 +293,15 @@ def write_splits(path: Path, data: RunData, method: TrainingMethod) -> None:
             "val": [str(samples[i].path) for i in method.used_val],
         },
     )
+
+
+def write_run_corrections(run_dir: Path, data: RunData) -> None:
+    """Copy the dataset corrections the run trains with into the run folder (none: no file, as run.json says)."""
+    path = run_dir / CORRECTIONS_FILE
+    if data.dataset.corrections:
+        atomic_write_text(path, corrections_text(data.dataset.corrections))
+    else:
+        path.unlink(missing_ok=True)  # a resume without them: the earlier start's copy no longer holds
 
 
 __all__ = ["PAIRS", "RunData", "build_method", "load_training_data", "prepare_run_dir"]

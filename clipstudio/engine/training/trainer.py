@@ -283,10 +283,13 @@ class Trainer:
         self._run_info = setup.run_info(cfg, data, self.method) | batch_record(
             cfg.batch_size, self.batch_used, self.ranks.world_size
         )
+        # The run's length, for whoever follows it from the folder (the app's multi-process runs).
+        self._run_info |= {"steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
         if self.ranks.is_main:
             save_config(setup.recorded_config(cfg, data), run_config_path(self.run_dir))
             write_run_info(self.run_dir, self._run_info)
             setup.write_splits(self.run_dir / SPLITS_FILE, data, self.method)
+            setup.write_run_corrections(self.run_dir, data)
             self.method.save_run_files(self.run_dir)
 
         if resume:

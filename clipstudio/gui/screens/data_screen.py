@@ -174,7 +174,8 @@ class DataScreen(QWidget):
         self.corrections_dialog: CorrectionsDialog | None = None
         state.corrections_changed.connect(self._on_state_corrections_changed)
         self.health_view = HealthView()
-        self.thumbnails = ThumbnailGrid()
+        self.thumbnails = ThumbnailGrid(show_on_map=True)
+        self.thumbnails.show_on_map.requested.connect(state.request_show_on_map)
         self.split_panel = SplitSettingsPanel(state.split_settings)
         self.split_panel.settings_changed.connect(self._on_split_panel_settings_changed)
         self.split_panel.apply_requested.connect(self._on_split_panel_apply_requested)

@@ -7,11 +7,16 @@ the outlier scores; the near-duplicate groups follow from the graph at once, so 
 slider needs no new job. Marking images (leave out, relabel) writes the dataset's corrections
 file in the app's data folder (``engine.data.corrections``); the Data screen then reads the
 dataset again with them, and shows how many are applied.
+
+"Show on the map" in another screen's image grid (``AppState.show_on_map_requested``) brings this
+screen forward with that image chosen and centred on the map; before there is a map, it says so,
+offers Analyse, and shows the image once the analysis is done.
 """
 
 from __future__ import annotations
 
 import html
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +69,7 @@ MAX_DUPLICATE_GROUPS = 2000
 THRESHOLD_DEBOUNCE_MS = 150
 ANALYSE = "analyse"
 SELECTION_TAB = "Selection"
+SCREEN_KEY = "explore"  # this screen's key in gui.screens.SCREENS
 LOSSES = "training losses"
 DUPLICATES = "near-duplicates"
 
@@ -87,8 +93,11 @@ class ExploreScreen(QWidget):
         self._row_of: dict[str, int] = {}
         self._same_picture: SamePicture | None = None  # per analysis: keeps the thumbnails it has read
         self._duplicates_pending = False
+        self._map_request: tuple[str, str] | None = None  # (dataset, image) to show once the map is made
+        self._map_note = False  # the note is about a "Show on the map" request
         self._build()
         state.dataset_changed.connect(self._on_state_dataset_changed)
+        state.show_on_map_requested.connect(self._on_state_show_on_map_requested)
         state.model_changed.connect(self._on_state_model_changed)
         state.run_changed.connect(lambda _run: self._update_buttons())
         self._update_buttons()
@@ -127,6 +136,7 @@ class ExploreScreen(QWidget):
         map_bar.addWidget(self.fit_button)
         self.note_label = QLabel()
         self.note_label.setWordWrap(True)
+        self.note_label.linkActivated.connect(lambda _link: self.analyse())  # "Analyse now" (show_on_map)
         self.note_label.hide()
 
         self.list_loader = ThumbnailLoader(self, size=LIST_THUMB_SIZE)
@@ -247,6 +257,8 @@ class ExploreScreen(QWidget):
         self.progress_label.setText("Reading image features…")
         self.jobs.start(job, name=ANALYSE, succeeded=self._on_analysis_succeeded, finished=self._update_buttons)
         self._update_buttons()
+        if self._map_request is not None and self._map_request[0] == self.state.dataset_path:
+            self._note_map_request(self._map_request[1])
 
     def score_training_losses(self) -> None:
         """List the latest run's training images by their loss under the run's model, in the background."""
@@ -260,6 +272,37 @@ class ExploreScreen(QWidget):
         self.progress_label.setText("Scoring the run's training images…")
         self.jobs.start(job, name=LOSSES, succeeded=self._on_losses_succeeded, finished=self._update_buttons)
         self._update_buttons()
+
+    def show_on_map(self, path: str) -> None:
+        """Choose the image at ``path`` and centre the map on it; before there is a map, say so and show
+        it once the open dataset is analysed."""
+        name = Path(path).name
+        if self.analysis is None or self.analysis.dataset_path != self.state.dataset_path:
+            self._map_request = (self.state.dataset_path, path)
+            self._note_map_request(path)
+            if not self.jobs.busy(ANALYSE):
+                self.analyse_button.setFocus()
+            return
+        self._map_request = None
+        row = self._row_of.get(path, self._row_of.get(os.path.abspath(path)))
+        if row is None:
+            self._set_note(f"{name} is not on this map: it is not one of the images of the analysed dataset "
+                           "(or it could not be read).")
+            self._map_note = True
+            return
+        if self._map_note:
+            self._set_note(self.analysis.issues_note)
+        self._select_on_map([row], f"{name} shown on the map.")
+        self.map.focus(row)
+
+    def _note_map_request(self, path: str) -> None:
+        name = Path(path).name
+        if self.jobs.busy(ANALYSE):
+            self._set_note(f"{name} will be shown on the map as soon as it is made.")
+        else:
+            self._set_note(f"There is no map of this dataset yet. <a href='{ANALYSE}'>Analyse now</a> to place "
+                           f"every image on it; {html.escape(name)} will then be shown.")
+        self._map_note = True
 
     def chosen_rows(self) -> list[int]:
         """The map rows of the images chosen in the current tab."""
@@ -296,6 +339,8 @@ class ExploreScreen(QWidget):
         self.hardest.set_rows([])
         self.selection_grid.set_items([])
         self._update_buttons()
+        if self._map_request is not None and self._map_request[0] == analysis.dataset_path:
+            self.show_on_map(self._map_request[1])
         self.analysed.emit()
 
     def _on_losses_succeeded(self, result: tuple[Dataset, TrainingLosses | None]) -> None:
@@ -426,16 +471,19 @@ class ExploreScreen(QWidget):
         return "<br>".join(lines)
 
     def _on_map_rect_selected(self, rows: np.ndarray) -> None:
+        if self.analysis is not None:
+            self._select_on_map(rows, f"{len(rows):,} images selected on the map.")
+
+    def _select_on_map(self, rows, message: str) -> None:
+        """Open the map ``rows`` in the Selection tab, chosen (ringed on the map)."""
         a = self.analysis
-        if a is None:
-            return
         items = [ThumbnailItem(a.emb.paths[r], self._class(int(a.emb.labels[r])), a.emb.splits[r]) for r in rows]
         self.selection_grid.set_items(items, class_names=a.class_names,
                                       split_names=sorted({s for s in a.emb.splits if s}))
         self.selection_grid.view.selectAll()
         self.tabs.setCurrentWidget(self.selection_grid)
         self.tabs.setTabText(0, f"{SELECTION_TAB} ({len(items):,})")
-        self.state.post_status(f"{len(items):,} images selected on the map.")
+        self.state.post_status(message)
         self._on_chosen_changed()
 
     # --- marking ---------------------------------------------------------------------------------
@@ -509,6 +557,10 @@ class ExploreScreen(QWidget):
         self.jobs.cancel()
         self._clear()
 
+    def _on_state_show_on_map_requested(self, path: str) -> None:
+        self.state.request_screen(SCREEN_KEY)
+        self.show_on_map(path)
+
     def _on_state_model_changed(self, _model) -> None:
         if self.analysis is not None:
             self._set_note("The model changed since this analysis; press Analyse to use the new one.")
@@ -531,6 +583,7 @@ class ExploreScreen(QWidget):
         self._update_buttons()
 
     def _set_note(self, text: str) -> None:
+        self._map_note = False
         self.note_label.setText(text)
         self.note_label.setVisible(bool(text))
 

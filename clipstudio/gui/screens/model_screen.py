@@ -460,7 +460,12 @@ class ModelScreen(QWidget):
         labels["cpu"].setText(f"CPU ({info.cpu_cores} cores)")
         gpus = [_describe_gpu(g) for g in info.gpus]
         labels["gpus"].setText("\n".join(gpus) if gpus else "none found")
-        if info.cuda_available:
+        if len(info.gpus) > 1:
+            self.device_note.setText(
+                f"Models run on {info.gpus[0].name} when the device is auto. Training can use all "
+                f"{len(info.gpus)} GPUs: tick “Use all {len(info.gpus)} GPUs” on the Train screen."
+            )
+        elif info.cuda_available:
             self.device_note.setText(f"Models run on {info.gpus[0].name} when the device is auto.")
         elif info.cuda_build:
             self.device_note.setText(

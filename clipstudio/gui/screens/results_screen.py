@@ -193,7 +193,8 @@ class ResultsScreen(QWidget):
         top.addWidget(self.report_button)
         top.addWidget(self.export_button)
 
-        self.grid = PredictionGrid()
+        self.grid = PredictionGrid(show_on_map=True)
+        self.grid.show_on_map.requested.connect(self.state.request_show_on_map)
         self.misclassified_check = QCheckBox("Misclassified only")
         self.misclassified_check.toggled.connect(self._on_filters_changed)
         self.class_combo = QComboBox()

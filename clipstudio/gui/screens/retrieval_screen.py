@@ -112,7 +112,8 @@ class RetrievalScreen(QWidget):
         row_image.addWidget(choose)
         row_image.addWidget(self.query_path_label, 1)
 
-        self.grid = TileGrid()
+        self.grid = TileGrid(show_on_map=True)
+        self.grid.show_on_map.requested.connect(self.state.request_show_on_map)
         self.result_label = QLabel()
         self.captions_table = QTableWidget(0, 3)
         self.captions_table.setHorizontalHeaderLabels(["Similarity", "Caption", "Image"])

@@ -3,6 +3,8 @@
 The Trainer runs in a ``TaskWorker``; its events arrive queued on the GUI thread, where the slot only
 appends numbers (the plots redraw on their own timer) and updates a label. Stop is cooperative: the
 trainer saves its latest checkpoint and ends cancelled, and Resume continues from that step.
+With several GPUs, "Use all N GPUs" runs it as N processes instead (``ProcessRun``), whose events
+come from the run folder the first process writes and go through the same slot.
 torch is imported inside the worker job, never here, so the window paints fast.
 """
 
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -58,6 +61,7 @@ from clipstudio.engine.runs.layout import (
 )
 from clipstudio.gui.errors import show_error
 from clipstudio.gui.phases import PhaseTracker, format_duration, format_phase, phase_help
+from clipstudio.gui.process_run import ProcessRun
 from clipstudio.gui.style import ERROR, MUTED_TEXT, icon
 from clipstudio.gui.widgets.train_form import METHODS, TrainForm
 from clipstudio.gui.workers import TaskWorker
@@ -73,6 +77,7 @@ NO_DATASET = "Open a dataset on the Data screen first."
 # each release and retake the GIL, and a Python-heavy training loop made each retake wait up to 5 ms
 # (bench/bench_gui_stall.py: longest stall ~68 -> ~42 ms on 2 CPU cores).
 TRAINING_SWITCH_INTERVAL_S = 0.001
+PROCESSES_STOP_WAIT_S = 60.0  # quitting during a multi-process run: how long its processes get to save
 
 
 @dataclass
@@ -120,6 +125,8 @@ class TrainScreen(QWidget):
         super().__init__(parent)
         self.state = state
         self._worker: TaskWorker | None = None
+        self._process_run: ProcessRun | None = None  # a run as several processes ("Use all N GPUs")
+        self._gpus, self._gpu_device = 0, "cuda"  # local GPUs (set_gpu_count) and the processes' device
         self._resume_dir = ""  # a run folder Resume continues
         self._run: dict[str, Any] = {}  # facts of the run in progress (from its events)
         self._problem_shown = ""  # the start problem the message line shows, cleared once fixed
@@ -163,6 +170,8 @@ class TrainScreen(QWidget):
         self.view_results_button.setToolTip("Open the finished run on the Results screen: how the trained "
                                             "model does on images it did not learn from.")
         self.view_results_button.hide()  # until a run finishes
+        self.all_gpus = QCheckBox()
+        self.all_gpus.hide()  # until set_gpu_count finds more than one GPU
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -185,6 +194,7 @@ class TrainScreen(QWidget):
         splitter.setChildrenCollapsible(False)
 
         buttons = QHBoxLayout()
+        buttons.addWidget(self.all_gpus)
         for button in (self.start_button, self.stop_button, self.resume_button, self.resume_run_button,
                        self.view_results_button):
             buttons.addWidget(button)
@@ -225,6 +235,8 @@ class TrainScreen(QWidget):
 
     # --- screen contract ---------------------------------------------------------------------------
     def busy(self) -> bool:
+        if self._process_run is not None:
+            return True
         return self._worker is not None and self._worker.isRunning()
 
     def shutdown(self) -> None:
@@ -234,6 +246,35 @@ class TrainScreen(QWidget):
             worker.cancel()
             worker.wait()
             self._on_worker_finished()  # the queued finished signal would arrive too late
+        run = self._process_run
+        if run is not None:
+            run.stop()
+            run.wait(PROCESSES_STOP_WAIT_S)  # ends with its finished signal, which cleans up
+
+    def set_gpu_count(self, count: int, device: str = "cuda") -> None:
+        """The GPUs on this machine: with more than one, offer to train on all of them.
+
+        ``device``: what each process uses ("cpu" runs CPU processes: for tests on machines without GPUs).
+        """
+        self._gpus, self._gpu_device = count, device
+        self.all_gpus.setText(f"Use all {count} GPUs")
+        self.all_gpus.setToolTip(
+            f"Train as {count} processes, one per GPU. The batch size is per GPU, so each step learns from "
+            f"{count} times as many images and an epoch has {count} times fewer steps. "
+            + ("On Windows the GPUs exchange data more slowly (NCCL does not exist there). "
+               if sys.platform == "win32" else "")
+            + "See docs/DISTRIBUTED.md."
+        )
+        # The installed (frozen) app has no Python to start `-m clipstudio` processes with: there the
+        # command line of a Python install does it (docs/DISTRIBUTED.md).
+        offered = count > 1 and not getattr(sys, "frozen", False)
+        self.all_gpus.setVisible(offered)
+        if not offered:
+            self.all_gpus.setChecked(False)
+
+    def use_all_gpus(self) -> bool:
+        """Whether Start and Resume run the training as one process per GPU."""
+        return self._gpus > 1 and self.all_gpus.isVisibleTo(self) and self.all_gpus.isChecked()
 
     # --- starting ----------------------------------------------------------------------------------
     def build_config(self) -> TrainConfig:
@@ -259,9 +300,18 @@ class TrainScreen(QWidget):
             self._show_message(problem, error=True)
             return False
         cfg = self.build_config()
+        line = f"Starting {cfg.method} training on {cfg.data.path or 'the open dataset'}…"
+        if self.use_all_gpus():
+            if cfg.cv.use_cv:
+                self._show_message("Cross-validation trains one fold at a time on one GPU; untick "
+                                   f"“{self.all_gpus.text()}” to run it.", error=True)
+                return False
+            self.plots.reset()
+            self._launch_processes(cfg, line, class_texts=dict(self.state.prompts.class_texts))
+            return True
         job = TrainJob(cfg, dataset=self.state.dataset, class_texts=dict(self.state.prompts.class_texts))
         self.plots.reset()
-        self._launch(job, f"Starting {cfg.method} training on {cfg.data.path or 'the open dataset'}…")
+        self._launch(job, line)
         return True
 
     def resume(self, run_dir: str | None = None) -> bool:
@@ -284,15 +334,18 @@ class TrainScreen(QWidget):
         same_data = self.state.dataset is not None and _same_path(self.state.dataset_path, cfg.data.path)
         self.form.set_config(cfg)
         self.plots.reset()
+        line = f"Resuming {run_dir} from step {step}…"
+        if self.use_all_gpus():
+            self._launch_processes(cfg, line)
+            return True
         job = TrainJob(cfg, dataset=self.state.dataset if same_data else None)
-        self._launch(job, f"Resuming {run_dir} from step {step}…")
+        self._launch(job, line)
         return True
 
-    def _launch(self, job: TrainJob, line: str) -> None:
-        log.info("training: %s Settings: %s", line, json.dumps(to_dict(job.cfg), sort_keys=True))
-        self._run = {
-            "cv": job.cfg.cv.use_cv, "epochs": job.cfg.epochs, "batch": job.cfg.batch_size, "method": job.cfg.method
-        }
+    def _begin(self, cfg: TrainConfig, line: str) -> None:
+        """What every start and resume does before the run starts: the log line, a clean progress area."""
+        log.info("training: %s Settings: %s", line, json.dumps(to_dict(cfg), sort_keys=True))
+        self._run = {"cv": cfg.cv.use_cv, "epochs": cfg.epochs, "batch": cfg.batch_size, "method": cfg.method}
         self._resume_dir = ""
         self._phase = PhaseTracker()
         self.view_results_button.hide()
@@ -300,6 +353,27 @@ class TrainScreen(QWidget):
         self.eta.setText("Preparing data and model…")
         self._append_log(line)
         self._show_message("")
+
+    def _launch_processes(self, cfg: TrainConfig, line: str, class_texts: dict | None = None) -> None:
+        """Run ``cfg`` as one process per GPU; its events come through the same slot as the thread's."""
+        cfg.model.device, cfg.gpu_id = self._gpu_device, 0  # process N takes GPU N
+        self._begin(cfg, line)
+        self._append_log(f"Training as {self._gpus} processes, {cfg.batch_size} images each per step "
+                         f"({self._gpus * cfg.batch_size} per step in all). The processes take a few seconds to start.")
+        run = ProcessRun(cfg, self._gpus, class_texts=class_texts, parent=self)
+        run.event_emitted.connect(self._on_worker_event_emitted)
+        run.finished.connect(self._on_process_run_finished)
+        self._process_run = run
+        try:
+            run.start()
+        except OSError as exc:
+            self._process_run = None
+            run.deleteLater()
+            self._on_worker_failed(f"The training processes could not start: {exc}", "")
+        self._update_controls()
+
+    def _launch(self, job: TrainJob, line: str) -> None:
+        self._begin(job.cfg, line)
         worker = TaskWorker(job, name="training", parent=self)
         worker.event_emitted.connect(self._on_worker_event_emitted)
         worker.succeeded.connect(self._on_worker_succeeded)
@@ -313,7 +387,10 @@ class TrainScreen(QWidget):
 
     def stop(self) -> None:
         if self.busy():
-            self._worker.cancel()
+            if self._process_run is not None:
+                self._process_run.stop()
+            else:
+                self._worker.cancel()
             self.stop_button.setEnabled(False)
             self.eta.setText("Stopping… (the run is saved as it stands)")
             self._append_log("Stop requested; saving the run…")
@@ -461,6 +538,17 @@ class TrainScreen(QWidget):
             self.progress.setRange(0, 1)
         self._update_controls()
 
+    def _on_process_run_finished(self) -> None:
+        run, self._process_run = self._process_run, None
+        if run is not None:
+            run.deleteLater()
+            ended = self._run.get("ended")
+            if ended is not None and TrainingStatus(ended.status) is TrainingStatus.FAILED:
+                self._show_error(ended.message)
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1)
+        self._update_controls()
+
     def _report_cv(self, summary: dict) -> None:
         monitor = summary.get("monitor") or "val metric"
         mean, std = summary.get("mean", {}).get(monitor), summary.get("std", {}).get(monitor)
@@ -529,6 +617,7 @@ class TrainScreen(QWidget):
         self.stop_button.setEnabled(running)
         self.resume_button.setEnabled(not running and bool(self._resume_dir))
         self.resume_run_button.setEnabled(not running)
+        self.all_gpus.setEnabled(not running)
         self.form.setEnabled(not running)
         if problem:
             self._show_message(problem, error=problem != NO_DATASET)

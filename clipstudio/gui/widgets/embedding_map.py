@@ -7,7 +7,8 @@ margin around it, shown as an ``ImageItem``: panning moves the image, and it is 
 ms, off the GUI thread) only when the view is zoomed or leaves the margin, once the movement
 pauses. Hovering finds the nearest dot with one vectorised distance over the positions, at most
 every ``HOVER_INTERVAL_MS``, never through pyqtgraph's per-point hover machinery. OpenGL is off. Dragging with the left button draws a
-selection rectangle; right-drag moves the map, the wheel zooms.
+selection rectangle; right-drag moves the map, the wheel zooms. ``focus(row)`` centres one image and
+draws a target around it (an image shown from another screen).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ MARGIN = 0.3  # the dot image covers the view plus this fraction of it on every 
 _DOT = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy * dy + dx * dx <= 5]
 _RING = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5) if 9 <= dy * dy + dx * dx <= 16]
 MARK_COLOR = "#d62728"
+FOCUS_SIZE = 26  # the target drawn around an image shown from another screen ("Show on the map")
 PREVIEW_SIZE = 128
 PREVIEW_TEXT_WIDTH = 200
 EMPTY_TEXT = "Press Analyse to place every image of the dataset here: similar images land close together."
@@ -234,6 +236,7 @@ class EmbeddingMap(QWidget):
         self._raster_signals.finished.connect(self._on_raster_finished)
         self.hovered_row = -1
         self.marked_rows = np.zeros(0, dtype=np.int64)
+        self.focused_row = -1
         self._mouse_scene: QPointF | None = None
 
         self.view_box = _SelectingViewBox(self._on_view_box_selected)
@@ -252,6 +255,14 @@ class EmbeddingMap(QWidget):
                                              pen=pg.mkPen("#111111", width=2), symbol="o")
         self.hover_item.setZValue(10)
         self.plot.addItem(self.hover_item)
+        # A bold target that finds one dot among thousands (a red ring in a white halo).
+        self.focus_item = pg.ScatterPlotItem(size=FOCUS_SIZE, pxMode=True, brush=None, symbol="o",
+                                             pen=pg.mkPen(MARK_COLOR, width=3))
+        self.focus_halo = pg.ScatterPlotItem(size=FOCUS_SIZE + 6, pxMode=True, brush=None, symbol="o",
+                                             pen=pg.mkPen("w", width=3))
+        for z, item in ((11, self.focus_halo), (12, self.focus_item)):
+            item.setZValue(z)
+            self.plot.addItem(item)
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.setInterval(REDRAW_PAUSE_MS)
@@ -304,7 +315,25 @@ class EmbeddingMap(QWidget):
     def set_marked(self, rows: np.ndarray) -> None:
         """Ring these dots (the images chosen in a list or selected on the map)."""
         self.marked_rows = np.asarray(rows, dtype=np.int64)
+        if self.marked_rows.tolist() != [self.focused_row]:
+            self._set_focused(-1)
         self.redraw()
+
+    def focus(self, row: int) -> None:
+        """Ring ``row``'s dot alone, with a target around it, and centre the view on it at its zoom."""
+        self.set_marked(np.array([row], dtype=np.int64))
+        self._set_focused(row)
+        (x0, x1), (y0, y1) = self.view_box.viewRange()
+        x, y = float(self.xy[row, 0]), float(self.xy[row, 1])
+        self.view_box.setRange(QRectF(x - (x1 - x0) / 2, y - (y1 - y0) / 2, x1 - x0, y1 - y0), padding=0)
+
+    def _set_focused(self, row: int) -> None:
+        self.focused_row = row
+        for item in (self.focus_item, self.focus_halo):
+            if row < 0:
+                item.clear()
+            else:
+                item.setData(x=[self.xy[row, 0]], y=[self.xy[row, 1]])
 
     def redraw(self) -> None:
         """Draw the dots into the image for the view as it is now (plus a margin around it)."""

@@ -4,7 +4,7 @@ Only the tiles Qt actually paints ask for their thumbnail (``gui.thumbnails.Thum
 decodes it, as for the Data screen's grid). ``TileGrid`` shows any list of tiles
 (e.g. search hits); ``PredictionGrid`` shows zero-shot predictions with a green or red border and
 filters them (misclassified only, by class, by confusion-matrix cell). Double-clicking a tile opens
-its image large in the grid's ``ImageViewer``.
+its image large in the grid's ``ImageViewer``; with ``show_on_map``, right-click offers "Show on the map".
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemD
 
 from clipstudio.gui.thumbnails import THUMB_SIZE, ThumbnailLoader
 from clipstudio.gui.widgets.image_viewer import ImageInfo, ImageViewer
+from clipstudio.gui.widgets.show_on_map import ShowOnMap
 
 _TEXT_LINES = 3
 OK_COLOUR = QColor("#2e9d4f")
@@ -188,7 +189,7 @@ def captions(tile: Tile, metrics: QFontMetrics, width: int) -> list[str]:
 class TileGrid(QListView):
     """Tiles of images in a wrapping, scrollable grid; thumbnails appear as they decode."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, show_on_map: bool = False) -> None:
         super().__init__(parent)
         self.loader = ThumbnailLoader(self)
         self.tile_model = TileModel(self.loader, self)
@@ -209,6 +210,7 @@ class TileGrid(QListView):
         self._empty_text = ""
         self.viewer: ImageViewer | None = None  # built on the first double-click
         self.doubleClicked.connect(self._on_double_clicked)
+        self.show_on_map = ShowOnMap(self, _tile_path) if show_on_map else None
 
     def set_empty_text(self, text: str) -> None:
         """What the empty grid says (e.g. "No images match these filters")."""
@@ -251,6 +253,11 @@ class TileGrid(QListView):
 
     def shutdown(self) -> None:
         self.loader.shutdown()
+
+
+def _tile_path(index: QModelIndex) -> str | None:
+    tile = index.data(TileRole)
+    return tile.path if tile is not None else None
 
 
 def prediction_tile(prediction: dict) -> Tile:

@@ -2,7 +2,8 @@
 
 A decode is requested only when the delegate paints a tile (uniform item sizes, batched layout),
 so only visible tiles are ever decoded; ``gui.thumbnails.ThumbnailLoader`` does the decoding.
-Double-clicking a tile opens the image large in an ``ImageViewer``.
+Double-clicking a tile opens the image large in an ``ImageViewer``; with ``show_on_map``, right-click
+offers "Show on the map" (``widgets.show_on_map``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from clipstudio.gui.thumbnails import THUMB_SIZE, DecodeFn, ThumbnailLoader, decode_thumbnail
 from clipstudio.gui.widgets.image_viewer import ImageInfo, ImageViewer
+from clipstudio.gui.widgets.show_on_map import ShowOnMap
 
 ALL = "All"
 
@@ -179,7 +181,9 @@ class ThumbnailFilter(QSortFilterProxyModel):
 class ThumbnailGrid(QWidget):
     """Class and split filters over a lazily decoded icon grid."""
 
-    def __init__(self, parent: QWidget | None = None, *, decode: DecodeFn = decode_thumbnail) -> None:
+    def __init__(
+        self, parent: QWidget | None = None, *, decode: DecodeFn = decode_thumbnail, show_on_map: bool = False
+    ) -> None:
         super().__init__(parent)
         self.loader = ThumbnailLoader(self, decode=decode)
         self.model = ThumbnailModel(self.loader, self)
@@ -211,6 +215,7 @@ class ThumbnailGrid(QWidget):
         self.view.setItemDelegate(_PaintRequestsDelegate(self.loader, self.view))
         self.view.doubleClicked.connect(self._on_view_double_clicked)
         self.viewer: ImageViewer | None = None  # built on the first double-click
+        self.show_on_map = ShowOnMap(self.view, lambda index: index.data(PathRole)) if show_on_map else None
 
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Class"))
