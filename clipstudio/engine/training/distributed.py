@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed._functional_collectives import all_gather_single  # torch's differentiable all-gather
+from torch.distributed.nn.functional import all_gather as all_gather_with_grad  # keeps gradients
 
 from clipstudio.engine.embeddings import EncodedImages, encode_image_files
 from clipstudio.engine.errors import ConfigError
@@ -190,8 +190,11 @@ def gathered_loss(
     DistributedDataParallel's averaging turns into the global batch's.
     """
     rank, world = dist.get_rank(), dist.get_world_size()
-    all_image = all_gather_single(image.float().contiguous(), 0, dist.group.WORLD)
-    all_text = all_gather_single(text.float().contiguous(), 0, dist.group.WORLD)
+    # The autograd-aware all-gather open_clip uses: its backward sums each gathered block's gradient back
+    # to its process. (`_functional_collectives.all_gather_single`, used first, returns asynchronous
+    # tensors; a resumed two-process CPU run crashed once in CI with heap corruption while using it.)
+    all_image = torch.cat(all_gather_with_grad(image.float().contiguous()))
+    all_text = torch.cat(all_gather_with_grad(text.float().contiguous()))
     key_parts = [torch.empty_like(keys) for _ in range(world)]
     dist.all_gather(key_parts, keys.contiguous())
     all_keys = torch.cat(key_parts)
