@@ -212,7 +212,8 @@ def tip_adapter_f(name: str, data: Path, runs: Path, epochs: int) -> dict:
 
 
 def full(name: str, data: Path, runs: Path, epochs: int) -> dict:
-    return _trained(name, data, runs, "full", [], "full", 10)  # the app's defaults: lr 1e-5, 10 epochs, 112 px on a CPU
+    # The app's defaults: 10 epochs, 112 px on a CPU, the built-in model's full fine-tuning rate (1e-4).
+    return _trained(name, data, runs, "full", [], "full", 10)
 
 
 def auto(name: str, data: Path, runs: Path, epochs: int) -> dict:

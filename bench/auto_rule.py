@@ -1,6 +1,6 @@
 """How well method "auto" picks: its pick on every benchmark row of docs/ADAPTATION.md, next to the best method there.
 
-    .venv/bin/python -m bench.auto_rule      # reads docs/adaptation/{subsets,full,kshot}.json; a few seconds
+    .venv/bin/python -m bench.auto_rule      # reads docs/adaptation/{subsets,full,full_lr,kshot}.json; a few seconds
 
 A row is a dataset of the 600-image subsets, or a dataset at K training images per class (the K-shot
 curves). A method's score on a row is its test balanced accuracy (K-shot rows: the mean over the split
@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from bench.common import DATASETS
-from clipstudio.engine.config import DataConfig
+from clipstudio.engine.config import BUILTIN_LEARNING_RATES, DataConfig
 from clipstudio.engine.data.readers import load_dataset
 from clipstudio.engine.training.batches import training_splits
 from clipstudio.engine.training.methods.auto import choose_method
@@ -38,8 +38,12 @@ def _per_class_training_images(name: str) -> list[int]:
 def benchmark_rows() -> list[dict]:
     """[{"row", "counts", "scores": {method: balanced accuracy}}] for the subsets and the K-shot curves."""
     rows: dict[str, dict] = {}
-    for file in ("subsets.json", "full.json"):
+    # full_lr.json: full fine-tuning at the built-in model's own default rate, which replaces the
+    # 1e-5 rows of full.json where it was measured.
+    for file in ("subsets.json", "full.json", "full_lr.json"):
         for r in json.loads((DOCS / file).read_text(encoding="utf-8")):
+            if r.get("learning_rate", BUILTIN_LEARNING_RATES["full"]) != BUILTIN_LEARNING_RATES["full"]:
+                continue
             if r["method"] in METHOD_OF:
                 row = rows.setdefault(r["dataset"], {"row": f"{r['dataset']} (subset)", "scores": {}})
                 row["scores"][METHOD_OF[r["method"]]] = r["balanced_accuracy"]

@@ -13,7 +13,6 @@ alternate; medians are reported. "Cold" means a fresh process: the OS file cache
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import fmt_ratio, machine, write_results
+from bench.common import fmt_ratio, machine, quick_or_full_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,12 +106,7 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="2 runs instead of 5")
-    args = ap.parse_args(argv)
-    _, md = write_results("cold_start", run(quick=args.quick))
-    print(md.read_text(encoding="utf-8"))
-    return 0
+    return quick_or_full_main("cold_start", run, __doc__.splitlines()[0], "2 runs instead of 5", argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ force before the first large allocation).
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -31,8 +30,8 @@ from bench.common import (
     fmt_ratio,
     interleaved,
     machine,
+    quick_or_full_main,
     synthetic_class_folders,
-    write_results,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,13 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "--child":
         _child(argv[1], int(argv[2]), int(argv[3]))
         return 0
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny model and sizes (smoke run)")
-    args = ap.parse_args(argv)
-    rows = run(quick=args.quick)
-    _, md = write_results("embedding", rows)
-    print(md.read_text(encoding="utf-8"))
-    return 0
+    return quick_or_full_main("embedding", run, __doc__.splitlines()[0], "tiny model and sizes (smoke run)", argv)
 
 
 if __name__ == "__main__":

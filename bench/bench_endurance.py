@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from bench.common import machine, write_results
+from clipstudio.engine.config import DataConfig, ModelConfig, PromptConfig, TrainConfig
 
 MB = 2**20
 
@@ -34,9 +35,34 @@ def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
+def soak_config(data: Path, model_dir: Path, output: Path, epochs: int, batch_size: int = 4) -> TrainConfig:
+    """The soak's run (also tests/reliability/test_endurance.py's): 16 px images with augmentation,
+    a fifth held out for validation, checkpoint_latest and checkpoint_best every epoch."""
+    return TrainConfig(
+        data=DataConfig(path=str(data), val_fraction=0.2, seed=0),
+        model=ModelConfig(spec=str(model_dir), device="cpu"),
+        prompts=PromptConfig(templates=["a photo of {class_name}."]),
+        output=str(output),
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=1e-4,
+        warmup_steps=0,
+        amp=False,
+        num_workers=1,
+        img_size=16,
+        augmentation="standard",
+        save_best=True,
+    )
+
+
+def second_and_last_quarter_medians(rss: list[int]) -> tuple[float, float]:
+    """Median RSS of the second quarter of the steps (warm-up is over) and of the last quarter."""
+    quarter = len(rss) // 4
+    return statistics.median(rss[quarter : 2 * quarter]), statistics.median(rss[3 * quarter :])
+
+
 def soak(steps: int, workdir: Path, *, per_class: int = 80, batch_size: int = 4) -> dict:
     """Train for ``steps`` optimizer steps in ``workdir``; RSS (bytes) per step and the wall time."""
-    from clipstudio.engine.config import DataConfig, ModelConfig, PromptConfig, TrainConfig
     from clipstudio.engine.events import TrainingStatus
     from clipstudio.engine.training.trainer import Trainer
     from tests.fixtures_data import write_png
@@ -50,21 +76,9 @@ def soak(steps: int, workdir: Path, *, per_class: int = 80, batch_size: int = 4)
             write_png(workdir / "classes" / name / f"{name}_{i}.png", (r - shade, g - shade, b - shade))
     n_train = 3 * per_class - round(0.2 * 3 * per_class)
     steps_per_epoch = n_train // batch_size
-    cfg = TrainConfig(
-        data=DataConfig(path=str(workdir / "classes"), val_fraction=0.2, seed=0),
-        model=ModelConfig(spec=str(model_dir), device="cpu"),
-        prompts=PromptConfig(templates=["a photo of {class_name}."]),
-        output=str(workdir / "run"),
-        epochs=-(-steps // steps_per_epoch) + 2,  # generous: sample() stops the run at ``steps``
-        batch_size=batch_size,
-        learning_rate=1e-4,
-        warmup_steps=0,
-        amp=False,
-        num_workers=1,
-        img_size=16,
-        augmentation="standard",
-        save_best=True,
-    )
+    # generous epochs: sample() stops the run at ``steps``
+    epochs = -(-steps // steps_per_epoch) + 2
+    cfg = soak_config(workdir / "classes", model_dir, workdir / "run", epochs, batch_size)
     samples: dict[int, int] = {}
 
     def sample() -> bool:
@@ -105,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rss = run["rss"]
     quarter = len(rss) // 4
-    second = statistics.median(rss[quarter : 2 * quarter])
-    last = statistics.median(rss[3 * quarter :])
+    second, last = second_and_last_quarter_medians(rss)
     drift = 100 * (last - second) / second
     row = {
         "row": f"RSS over {run['steps']:,} training steps (tiny dual encoder, {run['epochs']} epochs, "

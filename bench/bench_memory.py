@@ -12,7 +12,6 @@ Row 7 (drift target < 5%). Each measurement runs in a fresh process so earlier w
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import machine, write_results
+from bench.common import machine, quick_or_full_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,12 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         result = _child(argv[1], int(argv[2]), int(argv[3]), Path(argv[4]))
         print("RESULT " + json.dumps(result))
         return 0
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny model, 100 steps")
-    args = ap.parse_args(argv)
-    _, md = write_results("memory", run(quick=args.quick))
-    print(md.read_text(encoding="utf-8"))
-    return 0
+    return quick_or_full_main("memory", run, __doc__.splitlines()[0], "tiny model, 100 steps", argv)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,12 @@ Model: the built-in model (``--quick``: the tests' tiny CLIP, 1,000 images).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.bench_embedding import _image_paths
-from bench.common import build_clip, fmt_ratio, interleaved, machine, write_results
+from bench.common import build_clip, fmt_ratio, interleaved, machine, quick_or_full_main
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -141,12 +140,7 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny model and sizes (smoke run)")
-    args = ap.parse_args(argv)
-    _, md = write_results("rescoring", run(quick=args.quick))
-    print(md.read_text(encoding="utf-8"))
-    return 0
+    return quick_or_full_main("rescoring", run, __doc__.splitlines()[0], "tiny model and sizes (smoke run)", argv)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ of 11 queries (the first is not counted), methods alternating.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 
-from bench.common import fmt_ratio, machine, write_results
+from bench.common import fmt_ratio, machine, quick_or_full_main
 
 DIM = 512
 CHUNK = 65_536
@@ -103,12 +102,7 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="10k/100k instead of 100k/1M")
-    args = ap.parse_args(argv)
-    _, md = write_results("retrieval", run(quick=args.quick))
-    print(md.read_text(encoding="utf-8"))
-    return 0
+    return quick_or_full_main("retrieval", run, __doc__.splitlines()[0], "10k/100k instead of 100k/1M", argv)
 
 
 if __name__ == "__main__":

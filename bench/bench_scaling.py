@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import build_clip, machine, synthetic_class_folders, write_results
+from bench.common import build_clip, machine, print_results, synthetic_class_folders
 
 
 def measure(n: int, model, work: Path) -> dict[str, float]:
@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="100, 300 and 1,000 images")
     ap.add_argument("--sizes", type=int, nargs="+", default=None)
     args = ap.parse_args(argv)
-    _, md = write_results("scaling", run(quick=args.quick, sizes=args.sizes))
-    print(md.read_text(encoding="utf-8"))
+    print_results("scaling", run(quick=args.quick, sizes=args.sizes))
     return 0
 
 

@@ -23,14 +23,13 @@ beside it).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import DATASETS, build_clip, fmt_ratio, interleaved, machine, write_results
+from bench.common import DATASETS, build_clip, fmt_ratio, interleaved, machine, quick_or_full_main
 
 
 def _dataset(root: Path, n: int):
@@ -302,13 +301,7 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny model and sizes (smoke run)")
-    args = ap.parse_args(argv)
-    rows = run(quick=args.quick)
-    _, md = write_results("training", rows)
-    print(md.read_text(encoding="utf-8"))
-    return 0
+    return quick_or_full_main("training", run, __doc__.splitlines()[0], "tiny model and sizes (smoke run)", argv)
 
 
 if __name__ == "__main__":

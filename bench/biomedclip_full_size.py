@@ -14,7 +14,6 @@ RSS (``os.wait4``) are recorded. Random weights: the accuracies mean nothing, th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench.common import DATASETS, machine, markdown_table, out_dir
+from tests.fixtures_models import hf_cache_snapshot
 
 REPO = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
 TEXT_REPO = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
@@ -132,13 +132,8 @@ def wordpiece_vocab() -> list[str]:
 
 
 def add_repo(cache: Path, repo_id: str, files: dict[str, Path | str]) -> None:
-    """A repo as the Hugging Face cache lays it out: refs/main -> snapshots/<commit>/<files>."""
-    root = cache / f"models--{repo_id.replace('/', '--')}"
-    commit = hashlib.sha1(repo_id.encode()).hexdigest()
-    snapshot = root / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (root / "refs").mkdir()
-    (root / "refs" / "main").write_text(commit, encoding="utf-8")
+    """``files`` (moved there, or written from text) in ``repo_id``'s snapshot in the Hugging Face cache ``cache``."""
+    snapshot = hf_cache_snapshot(cache, repo_id)
     for name, content in files.items():
         if isinstance(content, Path):
             shutil.move(content, snapshot / name)

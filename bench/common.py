@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -32,6 +33,21 @@ def write_results(name: str, rows: list[dict]) -> tuple[Path, Path]:
     json_path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     md_path.write_text(markdown_table(rows), encoding="utf-8")
     return json_path, md_path
+
+
+def print_results(name: str, rows: list[dict]) -> None:
+    """Write ``out/<name>.json`` and ``.md`` and print the markdown table."""
+    _, md = write_results(name, rows)
+    print(md.read_text(encoding="utf-8"))
+
+
+def quick_or_full_main(name: str, run, description: str, quick_help: str, argv: list[str] | None) -> int:
+    """The command line of a script whose only option is ``--quick``: ``run(quick=...)``, then its table."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    args = ap.parse_args(argv)
+    print_results(name, run(quick=args.quick))
+    return 0
 
 
 COLUMNS = ["row", "baseline", "ours", "ratio", "target", "machine"]

@@ -3,11 +3,13 @@
 ``tiny_clip_dir``: a Hugging Face CLIP folder (random tiny weights, the real CLIP BPE tokenizer).
 ``tiny_dual_dir``: a saved CLIP Studio dual encoder (small CNN + tiny random BERT, MiniLM's tokenizer).
 Both are session-scoped, read-only by convention (copy before modifying), and need no network.
+``hf_cache_snapshot(cache, repo_id)``: a repo's folder in an offline Hugging Face cache, to fill.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +18,17 @@ import pytest
 ASSETS = Path(__file__).parent / "assets"
 CLIP_BPE = ASSETS / "bpe_simple_vocab_16e6.txt.gz"
 CAT_IDS = [49406, 320, 1125, 539, 320, 2368, 49407]  # openai/clip-vit-base-patch32 on "a photo of a cat"
+
+
+def hf_cache_snapshot(cache: Path, repo_id: str) -> Path:
+    """The snapshot folder of ``repo_id`` as the Hugging Face cache lays it out (refs/main -> snapshots/<commit>/)."""
+    root = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (root / "refs").mkdir(exist_ok=True)
+    (root / "refs" / "main").write_text(commit, encoding="utf-8")
+    return snapshot
 
 
 def _bytes_to_unicode() -> dict[int, str]:

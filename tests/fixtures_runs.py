@@ -1,6 +1,7 @@
 """Shared training fixtures: an event recorder and finished runs of the tiny CLIP.
 
 - ``recorder``: a :class:`Recorder` callback that keeps every event (``recorder.of(TrainEnded)``).
+- ``quick_train_config(data, model_dir, output, **overrides)``: a small, fast, deterministic TrainConfig.
 - ``trained``: session-scoped, read-only by convention (copy a run before damaging it):
   ``{"data": <3 colour classes x 6 images>, "full": <1-epoch full fine-tuning run>,
   "probe": <4-epoch linear-probe run>, "start": <the tiny CLIP folder both started from>}``.
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
 from tests.fixtures_data import _PALETTE, write_png
 
 
@@ -31,6 +33,30 @@ class Recorder:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
+
+
+def quick_train_config(
+    data: Path, model_dir: Path, output: Path, /, *, val_fraction: float = 0.34, **overrides
+) -> TrainConfig:
+    """A small, fast, deterministic run on the CPU: 2 epochs of batch 8, no AMP, one loader worker, a log
+    line every step, no best-checkpoint copy; ``overrides`` are TrainConfig fields (an ``output`` one wins)."""
+    settings = dict(
+        output=str(output),
+        epochs=2,
+        batch_size=8,
+        learning_rate=1e-3,
+        warmup_steps=1,
+        amp=False,
+        num_workers=1,
+        log_every_steps=1,
+        save_best=False,
+    )
+    settings.update(overrides)
+    return TrainConfig(
+        data=DataConfig(path=str(data), val_fraction=val_fraction, seed=0),
+        model=ModelConfig(spec=str(model_dir), device="cpu"),
+        **settings,
+    )
 
 
 def stop_after_two_epochs_and_resume(cfg, tmp_path: Path):
@@ -69,7 +95,6 @@ def trained(tmp_path_factory, tiny_clip_dir) -> dict[str, Path]:
     """A full fine-tuning run, a linear-probe run and a Tip-Adapter-F run of the tiny CLIP on three colour classes."""
     # Imported here, as in fixtures_models: a plugin module loads for every test, and the training
     # stack (torch, transformers) only for the tests that ask for a run.
-    from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
     from clipstudio.engine.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("trained")

@@ -3,7 +3,8 @@
 The ``.npz`` holds ``paths`` and ``image_embeddings`` (plus ``skipped`` and ``skipped_reasons``, the
 images that could not be read), or ``texts`` and ``text_embeddings``; rows are float32, L2-normalised
 and in the order the dataset lists the images or the texts were given. ``model`` names the model.
-Image vectors come from the on-disk embedding cache where it has them.
+Image vectors come from the on-disk embedding cache where it has them. With ``--nproc-per-node N``
+the processes share the encoding and the first writes the file and the cache (docs/DISTRIBUTED.md).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +26,11 @@ from clipstudio.cli.args import (
     positive_int,
 )
 from clipstudio.cli.console import EXIT_OK, ProgressBars, print_warning, show_result
+from clipstudio.cli.processes import add_process_args, image_encoder, launch, process_group, wants_launch
 from clipstudio.cli.steps import embedding_cache, load_data, load_model
 from clipstudio.engine.config import EvalConfig, StudioConfig
-from clipstudio.engine.embeddings import encode_image_files, l2_normalise, normalised_text_embeddings
+from clipstudio.engine.data.dataset import Dataset
+from clipstudio.engine.embeddings import EncodedImages, l2_normalise, normalised_text_embeddings
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.evaluation.embedding_store import require_some_images
 from clipstudio.engine.storage.atomic import atomic_write_bytes
@@ -50,6 +54,8 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, help=field_help(EvalConfig, "batch_size"))
     p.add_argument("--no-cache", action="store_true", help="don't use the on-disk embedding cache")
     p.add_argument("--json", metavar="FILE", help="write a summary as JSON ('-' for stdout)")
+    add_process_args(p, "share the encoding of DATA's images among N processes on this machine, one per GPU; "
+                        "the first writes the file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,8 +72,14 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(cfg)
         arrays = {"texts": np.array(texts, dtype=str), "text_embeddings": normalised_text_embeddings(model, texts)}
         summary = {"kind": "text", "n": len(texts), "n_cached": 0, "n_encoded": len(texts), "skipped": []}
+    elif wants_launch(args):
+        return launch(args)
     else:
-        arrays, summary = image_arrays(cfg)
+        with process_group(cfg) as ranks:
+            dataset, encoded = encoded_images(cfg, image_encoder(ranks))
+        if not ranks.is_main:  # the first process has every image's embedding and writes the file
+            return EXIT_OK
+        arrays, summary = image_arrays(dataset, encoded)
     arrays["model"] = np.array(cfg.model.spec, dtype=str)
     write_npz(output, arrays)
     rows = arrays["text_embeddings" if texts else "image_embeddings"]
@@ -76,18 +88,23 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def image_arrays(cfg: StudioConfig) -> tuple[dict[str, np.ndarray], dict]:
-    """The npz arrays and the summary of every readable image of the dataset (or of ``--split``)."""
+def encoded_images(cfg: StudioConfig, encode: Callable[..., EncodedImages]) -> tuple[Dataset, EncodedImages]:
+    """The dataset (or its ``--split``) and its images encoded with ``encode`` (``encode_image_files``'s arguments)."""
     dataset = load_data(cfg)
     if cfg.eval.split:
         dataset = dataset.split(cfg.eval.split)
     model = load_model(cfg)
     bars = ProgressBars()
     try:
-        encoded = encode_image_files(model, dataset.paths, cache=embedding_cache(cfg),
-                                     batch_size=cfg.eval.batch_size, callback=bars)
+        encoded = encode(model, dataset.paths, cache=embedding_cache(cfg), batch_size=cfg.eval.batch_size,
+                         callback=bars)
     finally:
         bars.close()
+    return dataset, encoded
+
+
+def image_arrays(dataset: Dataset, encoded: EncodedImages) -> tuple[dict[str, np.ndarray], dict]:
+    """The npz arrays and the summary of every readable image of the dataset."""
     require_some_images(encoded, dataset)
     for problem in encoded.problems:
         print_warning(f"left out {problem.path}: {problem.reason}")

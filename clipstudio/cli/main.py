@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "'clipstudio --help' lists every command.\n", flush=True)
         argv = ["demo"]
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # run again by each of several processes
     if args.selftest or args.command == "selftest":
         from clipstudio.selftest import run_selftest  # deferred: the install check sits above the CLI
 

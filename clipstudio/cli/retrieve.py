@@ -7,8 +7,10 @@ import io
 
 from clipstudio.cli.args import add_data_args, add_eval_args, add_model_args, config_from_args
 from clipstudio.cli.console import EXIT_OK, ProgressBars, scored_payload, show_result
+from clipstudio.cli.processes import add_process_args, encode_together, launch, process_group, wants_launch
 from clipstudio.cli.steps import embedding_cache, load_data, load_model, pick_split
 from clipstudio.engine.errors import DataError
+from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.evaluation.retrieval import evaluate_retrieval
 
 HELP = "image-to-text and text-to-image Recall@K on image-caption pairs"
@@ -19,19 +21,29 @@ def add_parser(sub) -> None:
     add_data_args(p)
     add_model_args(p)
     add_eval_args(p, recall=True)
+    add_process_args(p, "share the encoding of the images among N processes on this machine, one per GPU; "
+                        "the first scores them")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    dataset = load_data(cfg)
-    if not dataset.has_captions:
-        raise DataError(f"{dataset.source or dataset.root}: retrieval needs image captions "
-                        "(a pairs file: JSON, JSONL or CSV); this dataset has none.")
-    part = pick_split(dataset, cfg)
-    model = load_model(cfg)
+    if wants_launch(args):
+        return launch(args)
+    with process_group(cfg) as ranks:
+        dataset = load_data(cfg)
+        if not dataset.has_captions:
+            raise DataError(f"{dataset.source or dataset.root}: retrieval needs image captions "
+                            "(a pairs file: JSON, JSONL or CSV); this dataset has none.")
+        part = pick_split(dataset, cfg)
+        model = load_model(cfg)
+        store = EmbeddingStore(embedding_cache(cfg))
+        if ranks.distributed:  # the processes encode the images together; the first keeps them in the store
+            encode_together(store, model, part.dataset.paths, cfg, ranks)
+    if not ranks.is_main:
+        return EXIT_OK
     bars = ProgressBars()
     try:
-        result = evaluate_retrieval(model, part.dataset, ks=tuple(cfg.eval.recall_k), cache=embedding_cache(cfg),
+        result = evaluate_retrieval(model, part.dataset, ks=tuple(cfg.eval.recall_k), store=store,
                                     batch_size=cfg.eval.batch_size, callback=bars)
     finally:
         bars.close()

@@ -19,8 +19,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from clipstudio.cli.args import add_train_args, non_negative_int, positive_int, train_config_from_args
+from clipstudio.cli.args import add_train_args, train_config_from_args
 from clipstudio.cli.console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ProgressBars
+from clipstudio.cli.processes import add_process_args, launch
 from clipstudio.engine.errors import ClipStudioError, ConfigError
 from clipstudio.engine.events import (
     EpochEnded,
@@ -47,14 +48,15 @@ _EXIT_BY_STATUS = {
 class StopRequest:
     """``should_stop`` for the engine, set by the first Ctrl+C; a second Ctrl+C aborts at once.
 
-    Use as a context manager around training: it installs the SIGINT handler (main thread only)
-    and restores the previous one afterwards.
+    Use as a context manager around training: it installs the handlers (main thread only) and
+    restores the previous ones afterwards. Ctrl+Break (SIGBREAK, Windows only) counts as Ctrl+C:
+    the app's Stop sends it to a group of training processes there.
     """
 
     def __init__(self, *, announce: bool = True) -> None:
         self.requested = False
         self._announce = announce  # several processes: only the first says so
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __call__(self) -> bool:
         return self.requested
@@ -72,13 +74,20 @@ class StopRequest:
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in stop_signals():
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+
+def stop_signals() -> list[int]:
+    """The signals that mean Stop: SIGINT (Ctrl+C) everywhere, and SIGBREAK (Ctrl+Break) on Windows."""
+    ctrl_break = getattr(signal, "SIGBREAK", None)
+    return [signal.SIGINT] if ctrl_break is None else [signal.SIGINT, ctrl_break]
 
 
 class TrainProgress:
@@ -207,15 +216,8 @@ def add_parser(sub) -> None:
                     "step, saves checkpoint_latest and exits 130 (continue with --resume-from RUN).",
     )
     add_train_args(p)
-    g = p.add_argument_group("several processes (torchrun; see docs/DISTRIBUTED.md)")
-    g.add_argument("--nproc-per-node", type=positive_int, metavar="N",
-                   help="train with N processes on this machine, one per GPU (or N CPU processes); the batch "
+    add_process_args(p, "train with N processes on this machine, one per GPU (or N CPU processes); the batch "
                         "size is per process, so each step sees N x batch-size images")
-    g.add_argument("--nnodes", default="1", metavar="N", help="how many machines take part (default: 1)")
-    g.add_argument("--node-rank", type=non_negative_int, default=0, metavar="R",
-                   help="this machine's number, 0 to N-1 (default: 0)")
-    g.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
-                   help="where the machines meet: the first machine's address and a free port")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -237,9 +239,11 @@ def run(args: argparse.Namespace) -> int:
         cfg.output = distributed.from_first_process(cfg.output or str(default_run_dir(cfg.method)))
     main = not worker or ranks.is_main
     progress = TrainProgress() if main else TrainProgress(enabled=False)
+    finished = False
     try:
         with StopRequest(announce=main) as stop:
             outcome = train(cfg, sweep=args.multi_config, callbacks=[progress] if main else [], should_stop=stop)
+        finished = True
     except Exception as exc:
         if worker:  # torchrun reports this one line as the run's error
             distributed.record_error(str(exc) if isinstance(exc, ClipStudioError) else repr(exc))
@@ -247,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
         if worker:
-            distributed.leave_process_group()
+            distributed.leave_process_group(finished)
     if worker and outcome.run.status is TrainingStatus.FAILED:
         distributed.record_error(outcome.run.message)
     if not main:
@@ -261,22 +265,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _launch_processes(cfg, args: argparse.Namespace) -> int:
     """``--nproc-per-node N``: the run as N processes under torchrun; their first one reports as usual."""
-    from clipstudio.engine.training.distributed_launch import INTERRUPTED, launch_processes  # deferred: torch
+    from clipstudio.engine.training.distributed_launch import INTERRUPTED, config_command  # deferred: torch
 
     if args.multi_config:
         raise ConfigError("A sweep runs its configs one after another in one process; drop --nproc-per-node.")
-    outcome = launch_processes(
-        cfg,
-        nproc_per_node=args.nproc_per_node,
-        nnodes=args.nnodes,
-        node_rank=args.node_rank,
-        rdzv_endpoint=args.rdzv_endpoint,
-    )
-    if outcome.exit_code == INTERRUPTED:
+    with config_command(cfg) as command:
+        exit_code = launch(args, command)
+    if exit_code == INTERRUPTED:
         print(f"Resume with: clipstudio train --resume-from {cfg.output} --nproc-per-node {args.nproc_per_node}")
-    elif outcome.exit_code:
-        print(f"clipstudio: error: process {outcome.failed_rank} failed: {outcome.message}", file=sys.stderr)
-    return outcome.exit_code
+    return exit_code
 
 
 def _report_run(result) -> int:

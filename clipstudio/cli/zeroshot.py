@@ -23,12 +23,14 @@ from clipstudio.cli.console import (
     show_result,
     write_report_file,
 )
+from clipstudio.cli.processes import add_process_args, encode_together, launch, process_group, wants_launch
 from clipstudio.cli.steps import embedding_cache, load_data, load_model, pick_split, prompt_set
 from clipstudio.engine.data.health import health_report
 from clipstudio.engine.errors import DataError
 from clipstudio.engine.evaluation.clinical_scoring import (
     calibrated_predictions,
     score_clinical,
+    validation_part,
     with_subgroups,
 )
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
@@ -49,25 +51,39 @@ def add_parser(sub) -> None:
     add_eval_args(p)
     add_clinical_args(p)
     p.add_argument("--predictions", metavar="CSV", help="also write per-image predictions to a CSV file")
+    add_process_args(p, "share the encoding of the images among N processes on this machine, one per GPU; "
+                        "the first scores them and writes the results")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.report:
         check_report_path(args.report)  # before minutes of scoring, not after
-    dataset = load_data(cfg)
-    if not dataset.is_classification:
-        raise DataError(f"{dataset.source or dataset.root}: zero-shot needs class labels for at least 2 classes "
-                        f"(class folders, or a label column); this dataset has {len(dataset.class_names)}.")
-    part = pick_split(dataset, cfg)
-    if args.group:  # a pattern that matches none of the images fails now, not after the scoring
-        groups_from_pattern(part.dataset.paths, args.group, dataset.root)
-    prompts = prompt_set(cfg)
-    model = load_model(cfg)
+    if wants_launch(args):
+        return launch(args)
+    with process_group(cfg) as ranks:
+        dataset = load_data(cfg)
+        if not dataset.is_classification:
+            raise DataError(f"{dataset.source or dataset.root}: zero-shot needs class labels for at least 2 "
+                            f"classes (class folders, or a label column); this dataset has "
+                            f"{len(dataset.class_names)}.")
+        part = pick_split(dataset, cfg)
+        if args.group:  # a pattern that matches none of the images fails now, not after the scoring
+            groups_from_pattern(part.dataset.paths, args.group, dataset.root)
+        prompts = prompt_set(cfg)
+        model = load_model(cfg)
+        store = EmbeddingStore(embedding_cache(cfg))
+        if ranks.distributed:  # the processes encode the images together; the first keeps them in the store
+            validation, _ = validation_part(dataset, cfg.data, part)
+            for images in (part, validation):
+                if images is not None:
+                    encode_together(store, model, images.dataset.paths, cfg, ranks)
+    if not ranks.is_main:
+        return EXIT_OK
     bars = ProgressBars()
     try:
         # The validation images are scored too: temperature, threshold and prediction sets are fitted on them.
-        scored = score_clinical(EmbeddingStore(embedding_cache(cfg)), model, dataset, prompts, cfg.data, part,
+        scored = score_clinical(store, model, dataset, prompts, cfg.data, part,
                                 coverage=cfg.eval.coverage, operating_point=cfg.eval.operating_point,
                                 batch_size=cfg.eval.batch_size, callback=bars)
     finally:

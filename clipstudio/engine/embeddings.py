@@ -155,17 +155,12 @@ def encode_image_files(
 def _split_preprocessing(model: ImageTextModel, sample: list[Path]) -> ImagePreprocessing | None:
     """``model.preprocess`` as a uint8 crop per image plus one normalisation per batch, or None.
 
-    Known for models with an ``ImagePreprocessing`` (dual encoders) or a plain transformers CLIP
-    image processor. Used only if it reproduces ``model.preprocess`` on the first readable image
-    of ``sample``: cached embeddings must be the ones the model's own preprocessing gives.
+    Known for models whose ``image_preprocessing()`` describes it (dual encoders, plain transformers
+    CLIP image processors; the same crop training caches). Used only if it reproduces ``model.preprocess``
+    on the first readable image of ``sample``: cached embeddings must be the ones the model's own
+    preprocessing gives.
     """
-    # deferred: image_preprocessing imports torch
-    from clipstudio.engine.models.image_preprocessing import CLIPProcessorPreprocessing, ImagePreprocessing
-
-    stages = getattr(model, "preprocessing", None)
-    if not isinstance(stages, ImagePreprocessing):
-        processor = getattr(model, "image_processor", None)
-        stages = CLIPProcessorPreprocessing.from_processor(processor) if processor is not None else None
+    stages = model.image_preprocessing()
     if stages is None:
         return None
     for path in sample:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 HF_CLIP_CONFIG = "config.json"
 OPEN_CLIP_CONFIG = "open_clip_config.json"
+# What the Hugging Face cache lacks of a model never downloaded (engine.models.hub.missing_from_cache).
+NOTHING_CACHED = "its configuration and weights"
 
 
 @dataclass(frozen=True)
@@ -49,4 +51,4 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
                "see the model card", "Model card: a research output.", OPEN_CLIP_CONFIG),
 )
 
-__all__ = ["HF_CLIP_CONFIG", "KNOWN_MODELS", "OPEN_CLIP_CONFIG", "KnownModel"]
+__all__ = ["HF_CLIP_CONFIG", "KNOWN_MODELS", "NOTHING_CACHED", "OPEN_CLIP_CONFIG", "KnownModel"]

@@ -1,7 +1,7 @@
 """A training run as a group of processes: the Train screen's "Use all N GPUs".
 
 ``ProcessRun`` starts ``python -m clipstudio train --config FILE --nproc-per-node N``, whose launcher
-(``engine.training.distributed_launch.launch_processes``) runs N training processes under torchrun's
+(``engine.training.distributed_launch.run_processes``) runs N training processes under torchrun's
 agent. Only the first process writes the run folder, and nothing else comes back from the group, so
 a timer on the GUI thread follows the folder and turns what it finds into the events the in-process
 Trainer emits: ``TrainStarted`` when run.json is (re)written, ``StepEnded`` per new metrics.jsonl

@@ -32,7 +32,9 @@ class TaskWorker(QThread):
     """Runs ``job(callback, should_stop)`` in a thread. Create one per job; don't reuse.
 
     ``background`` (the default) runs the job at a lower OS priority than the GUI thread, so a
-    job that keeps every core busy never makes the window wait for a CPU.
+    job that keeps every core busy never makes the window wait for a CPU. ``needs_engine=False``
+    is for a job that imports neither torch nor transformers: it doesn't wait for the start-up
+    import of the engine, which takes a minute on a busy machine.
     """
 
     event_emitted = Signal(object)  # an engine event (frozen dataclass)
@@ -46,11 +48,14 @@ class TaskWorker(QThread):
     # Every worker built, so quitting can stop them all without waiting (weak: no worker is kept alive).
     _built: ClassVar[weakref.WeakSet[TaskWorker]] = weakref.WeakSet()
 
-    def __init__(self, job: Job, *, name: str = "task", parent=None, background: bool = True) -> None:
+    def __init__(
+        self, job: Job, *, name: str = "task", parent=None, background: bool = True, needs_engine: bool = True
+    ) -> None:
         super().__init__(parent)
         self._job = job
         self.name = name
         self.background = background
+        self.needs_engine = needs_engine
         self.setObjectName(f"TaskWorker[{name}]")
         TaskWorker._built.add(self)
 
@@ -90,7 +95,9 @@ class TaskWorker(QThread):
         try:
             # Never import torch/transformers alongside another thread (see engine.warm_up): if the
             # start-up warm-up is still importing, wait for it; if everything is loaded, no cost.
-            import_engine(self.should_stop)
+            # A job that never imports them (reading a folder) starts at once instead.
+            if self.needs_engine:
+                import_engine(self.should_stop)
             result = self._job(self.event_emitted.emit, self.should_stop)
         except ClipStudioError as exc:
             log.info("%s: %s", self.name, exc)

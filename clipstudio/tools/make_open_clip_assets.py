@@ -117,7 +117,7 @@ def perturb(model: torch.nn.Module, seed: int) -> None:
 
 
 def reference_images(datasets: Path, out: Path) -> list[Path]:
-    """One image per listed class folder, plus a non-square crop of the first RGB one."""
+    """One image per listed class folder, plus two non-square crops of the first RGB one."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, folder in enumerate(IMAGES):
@@ -125,10 +125,15 @@ def reference_images(datasets: Path, out: Path) -> list[Path]:
         target = out / f"{i}_{folder.split('/')[0]}.png"
         shutil.copyfile(source, target)
         paths.append(target)
-    crop = Image.open(paths[2]).convert("RGB").crop((0, 3, 28, 25))  # 28 x 22: resized long side is truncated
+    rgb = Image.open(paths[2]).convert("RGB")
+    crop = rgb.crop((0, 3, 28, 25))  # 28 x 22: resized long side is truncated
     crop_path = out / "5_bloodmnist_crop.png"
     crop.save(crop_path)
-    return [*paths, crop_path]
+    # 27 x 22: resized to 39 x 32, an odd margin of 7, which torchvision's CenterCrop starts at 4 (not 3)
+    odd = rgb.crop((0, 3, 27, 25))
+    odd_path = out / "6_bloodmnist_odd_crop.png"
+    odd.save(odd_path)
+    return [*paths, crop_path, odd_path]
 
 
 def open_clip_embeddings(folder: Path, images: list[Path]) -> tuple[np.ndarray, np.ndarray]:

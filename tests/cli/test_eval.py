@@ -7,6 +7,8 @@ import shutil
 
 import pytest
 
+from clipstudio.engine.evaluation import wise
+from clipstudio.engine.models import load_model
 from tests.fixtures_data import write_png
 from tests.fixtures_runs import colour_classes
 
@@ -160,11 +162,15 @@ def _split_colours(root):
 
 
 @pytest.mark.slow
-def test_eval_wise_alpha_val_chooses_alpha_on_the_validation_images_and_reports_on_test(cli, tmp_path, trained):
+def test_eval_wise_alpha_val_chooses_alpha_on_the_validation_images_and_reports_on_test(
+        cli, tmp_path, trained, monkeypatch):
+    loaded = []
+    monkeypatch.setattr(wise, "load_model", lambda spec, **kw: loaded.append(spec) or load_model(spec, **kw))
     out_json = tmp_path / "eval.json"
     code, out, err = cli("eval", trained["full"], _split_colours(tmp_path / "data"), "--wise-alpha", "val",
                          "--json", out_json, "--device", "cpu")
     assert code == 0, err
+    assert sorted(loaded) == sorted([str(trained["full"]), str(trained["start"])])  # each model loaded once
     after = json.loads(out_json.read_text(encoding="utf-8"))["after"]
     choice = after["wise_choice"]
     assert [row["alpha"] for row in choice["sweep"]] == [round(0.1 * i, 1) for i in range(11)]

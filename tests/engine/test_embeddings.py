@@ -158,6 +158,9 @@ class _InvertingModel(FakeModel):
         super().__init__()
         self.preprocessing = ImagePreprocessing(image_size=4, mean=(0, 0, 0), std=(1, 1, 1))
 
+    def image_preprocessing(self):
+        return self.preprocessing
+
     def preprocess(self, images):
         return 1.0 - super().preprocess(images)
 

@@ -9,6 +9,8 @@ For screen tests:
   to what ``QMessageBox.question`` returns (default Yes).
 - ``worker_tracker``: every ``TaskWorker`` created during the test (autouse: a test that leaves one
   running fails).
+- ``open_screen``: ``open_screen(DataScreen, state, size=(1200, 800), show=True)`` builds one screen
+  on its own; at teardown it is shut down and must not be busy.
 """
 
 from __future__ import annotations
@@ -161,6 +163,28 @@ def main_window(qtbot, app_state):
     window.close()
     window.deleteLater()
     QApplication.processEvents()
+
+
+@pytest.fixture
+def open_screen(qtbot):
+    """``open_screen(screen_class, state, size=None, show=False)``: the screen over ``state``, added to
+    qtbot; shut down at teardown, after which it must not be busy."""
+    opened = []
+
+    def make(screen_class, state, size: tuple[int, int] | None = None, show: bool = False):
+        widget = screen_class(state)
+        qtbot.addWidget(widget)
+        if size is not None:
+            widget.resize(*size)
+        if show:
+            widget.show()
+        opened.append(widget)
+        return widget
+
+    yield make
+    for widget in opened:
+        widget.shutdown()
+        assert not widget.busy()
 
 
 @pytest.fixture(scope="module")

@@ -10,25 +10,14 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QHeaderView
 
 from clipstudio.gui.screens.data_screen import DataScreen
-from clipstudio.gui.state import AppState
 from clipstudio.gui.widgets import health_view
 
 WAIT_MS = 30_000
 
 
 @pytest.fixture
-def state(qapp):
-    return AppState()
-
-
-@pytest.fixture
-def screen(qtbot, state):
-    widget = DataScreen(state)
-    qtbot.addWidget(widget)
-    widget.resize(1200, 800)
-    yield widget
-    widget.shutdown()
-    assert not widget.busy()
+def screen(open_screen, app_state):
+    return open_screen(DataScreen, app_state, size=(1200, 800))
 
 
 def open_and_wait(qtbot, screen, path, **keys):
@@ -36,7 +25,7 @@ def open_and_wait(qtbot, screen, path, **keys):
         screen.open_dataset(str(path), **keys)
 
 
-def test_class_folders_show_format_counts_and_class_chart(qtbot, screen, state, make_class_folders, tmp_path):
+def test_class_folders_show_format_counts_and_class_chart(qtbot, screen, app_state, make_class_folders, tmp_path):
     root = make_class_folders(
         tmp_path / "xray", {"train": {"normal": 4, "pneumonia": 2}, "test": {"normal": 2, "pneumonia": 1}}
     )
@@ -44,9 +33,9 @@ def test_class_folders_show_format_counts_and_class_chart(qtbot, screen, state, 
 
     assert "Class folders (train/test splits)" in screen.format_label.text()
     assert "9 images" in screen.format_label.text() and "2 classes" in screen.format_label.text()
-    assert len(state.dataset) == 9 and state.dataset_path == str(root)
+    assert len(app_state.dataset) == 9 and app_state.dataset_path == str(root)
     # The report itself (the evaluation report reads its fields), not its JSON form.
-    assert state.health.n_images == 9 and state.health.classes == {"normal": 6, "pneumonia": 3}
+    assert app_state.health.n_images == 9 and app_state.health.classes == {"normal": 6, "pneumonia": 3}
     view = screen.health_view
     assert view.chart_categories == ["normal", "pneumonia"]
     assert view.chart_series == {"train": [4, 2], "test": [2, 1]}
@@ -65,7 +54,7 @@ def test_imbalance_of_3_to_1_shows_a_banner(qtbot, screen, make_class_folders, t
 
 
 def test_unreadable_files_are_listed_and_double_click_reveals_them(
-    qtbot, screen, state, make_class_folders, tmp_path, monkeypatch
+    qtbot, screen, app_state, make_class_folders, tmp_path, monkeypatch
 ):
     root = make_class_folders(tmp_path / "xray", {"normal": 3, "pneumonia": 3})
     broken = root / "normal" / "broken.png"
@@ -74,7 +63,7 @@ def test_unreadable_files_are_listed_and_double_click_reveals_them(
     monkeypatch.setattr(health_view, "reveal_in_file_manager", revealed.append)
     open_and_wait(qtbot, screen, root)
 
-    assert state.health.n_unreadable == 1
+    assert app_state.health.n_unreadable == 1
     assert screen.health_view.problem_paths() == [str(broken)]
     assert screen.health_view.tabs.isVisibleTo(screen)
     assert "1 file could not be read" in screen.health_view.warnings.text()
@@ -88,31 +77,31 @@ def test_unreadable_files_are_listed_and_double_click_reveals_them(
     assert revealed == [str(broken)]
 
 
-def test_leakage_between_splits_is_listed(qtbot, screen, state, make_class_folders, tmp_path):
+def test_leakage_between_splits_is_listed(qtbot, screen, app_state, make_class_folders, tmp_path):
     # The generator paints image i of a class the same in every split: the same bytes in train and
     # test, the classic leak.
     root = make_class_folders(tmp_path / "xray", {"train": {"a": 2, "b": 2}, "test": {"a": 2, "b": 2}})
     open_and_wait(qtbot, screen, root)
 
-    assert state.health.n_leakage >= 1
+    assert app_state.health.n_leakage >= 1
     table = screen.health_view.duplicates_table
     assert table.rowCount() >= 1 and table.item(0, 0).text() == "Yes"
     assert "leakage" in screen.health_view.warnings.text()
 
 
-def test_a_missing_path_shows_an_error_and_nothing_crashes(qtbot, screen, state, tmp_path, message_boxes):
+def test_a_missing_path_shows_an_error_and_nothing_crashes(qtbot, screen, app_state, tmp_path, message_boxes):
     open_and_wait(qtbot, screen, tmp_path / "no-such-folder")
 
     assert len(message_boxes.shown) == 1
     assert "does not exist" in message_boxes.texts()[0]
-    assert state.dataset is None
+    assert app_state.dataset is None
     assert screen.pages.currentIndex() == 0  # still the drop hint
     assert not screen.progress_box.isVisibleTo(screen)
 
 
 @pytest.mark.parametrize("broken", ["empty folder", "bad json"])
 def test_a_failed_open_keeps_the_shown_datasets_path_and_names_the_failure(
-    qtbot, screen, state, make_class_folders, tmp_path, message_boxes, broken
+    qtbot, screen, app_state, make_class_folders, tmp_path, message_boxes, broken
 ):
     good = make_class_folders(tmp_path / "good", {"a": 3, "b": 3})
     open_and_wait(qtbot, screen, good)
@@ -128,7 +117,7 @@ def test_a_failed_open_keeps_the_shown_datasets_path_and_names_the_failure(
     open_and_wait(qtbot, screen, bad)
 
     assert screen.path_label.text() == str(good)  # the path above the contents is the contents' path
-    assert state.dataset_path == str(good) and len(state.dataset) == 6
+    assert app_state.dataset_path == str(good) and len(app_state.dataset) == 6
     assert screen.error_label.isVisibleTo(screen)
     error = screen.error_label.text()
     assert str(bad) in error and reason in error and f"Still showing {good}" in error
@@ -139,7 +128,7 @@ def test_a_failed_open_keeps_the_shown_datasets_path_and_names_the_failure(
 
 
 def test_json_with_unknown_keys_asks_for_them_and_reading_again_works(
-    qtbot, screen, state, tmp_path, tiny_png, message_boxes
+    qtbot, screen, app_state, tmp_path, tiny_png, message_boxes
 ):
     folder = tmp_path / "pairs"
     entries = []
@@ -152,14 +141,14 @@ def test_json_with_unknown_keys_asks_for_them_and_reading_again_works(
     open_and_wait(qtbot, screen, annotations)
     assert screen.keys_box.isVisibleTo(screen)
     assert "picture" in screen.keys_message.text() and "report" in screen.keys_message.text()
-    assert state.dataset is None and not message_boxes.shown
+    assert app_state.dataset is None and not message_boxes.shown
 
     screen.image_key_edit.setText("picture")
     screen.caption_key_edit.setText("report")
     with qtbot.waitSignal(screen.load_finished, timeout=WAIT_MS):
         screen.retry_button.click()
 
-    assert len(state.dataset) == 3 and state.dataset.has_captions
+    assert len(app_state.dataset) == 3 and app_state.dataset.has_captions
     assert not screen.keys_box.isVisibleTo(screen)
     assert "Image–caption pairs (JSON list)" in screen.format_label.text()
 
@@ -173,7 +162,7 @@ def test_clip_finetune_pairs_are_named_in_words(qtbot, screen, make_clip_finetun
     assert screen.health_view.chart_series == {"all": [3, 2]}  # images per split
 
 
-def test_dropping_a_folder_opens_it(qtbot, screen, state, make_class_folders, tmp_path):
+def test_dropping_a_folder_opens_it(qtbot, screen, app_state, make_class_folders, tmp_path):
     root = make_class_folders(tmp_path / "xray", {"normal": 2, "pneumonia": 2})
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(root))])
@@ -186,11 +175,11 @@ def test_dropping_a_folder_opens_it(qtbot, screen, state, make_class_folders, tm
     )
     with qtbot.waitSignal(screen.load_finished, timeout=WAIT_MS):
         screen.dropEvent(event)
-    assert len(state.dataset) == 4
+    assert len(app_state.dataset) == 4
 
 
 def test_invalid_group_regex_is_explained_inline_and_not_stored(
-    qtbot, screen, state, make_class_folders, tmp_path
+    qtbot, screen, app_state, make_class_folders, tmp_path
 ):
     root = make_class_folders(tmp_path / "xray", {"normal": 4, "pneumonia": 4})
     open_and_wait(qtbot, screen, root)
@@ -200,17 +189,17 @@ def test_invalid_group_regex_is_explained_inline_and_not_stored(
     assert not panel.error.isHidden()
     assert "Invalid group pattern" in panel.error.text()
     assert not panel.apply_button.isEnabled()
-    assert state.split_settings["group_regex"] is None
+    assert app_state.split_settings["group_regex"] is None
 
     panel.group_regex.setText(r"^([a-z]+)_")
     qtbot.waitUntil(lambda: "groups found" in panel.group_info.text(), timeout=WAIT_MS)
     assert panel.group_info.text().startswith("2 groups found in 8 of 8 images")
     assert panel.error.isHidden()
-    assert state.split_settings["group_regex"] == r"^([a-z]+)_"
+    assert app_state.split_settings["group_regex"] == r"^([a-z]+)_"
 
 
 def test_apply_previews_split_counts_and_stores_the_settings(
-    qtbot, screen, state, make_class_folders, tmp_path
+    qtbot, screen, app_state, make_class_folders, tmp_path
 ):
     root = make_class_folders(tmp_path / "xray", {"normal": 5, "pneumonia": 5})
     open_and_wait(qtbot, screen, root)
@@ -224,7 +213,7 @@ def test_apply_previews_split_counts_and_stores_the_settings(
         panel.apply_button.click()
 
     assert "<b>6</b>" in panel.result.text()  # 10 images: 6 train, 2 val, 2 test
-    assert state.split_settings == {
+    assert app_state.split_settings == {
         "val_fraction": 0.2,
         "test_fraction": 0.2,
         "seed": 7,
@@ -252,7 +241,7 @@ def test_screen_module_does_not_import_torch():
 
 
 def test_cancelling_the_health_check_keeps_the_dataset_open(
-    qtbot, screen, state, make_class_folders, tmp_path, monkeypatch
+    qtbot, screen, app_state, make_class_folders, tmp_path, monkeypatch
 ):
     import time
 
@@ -265,22 +254,22 @@ def test_cancelling_the_health_check_keeps_the_dataset_open(
 
     monkeypatch.setattr(health, "health_report", slow_report)
     root = make_class_folders(tmp_path / "xray", {"normal": 2, "pneumonia": 2})
-    with qtbot.waitSignal(state.dataset_changed, timeout=WAIT_MS):
+    with qtbot.waitSignal(app_state.dataset_changed, timeout=WAIT_MS):
         screen.open_dataset(str(root))
     assert screen.busy() and screen.cancel_button.isVisibleTo(screen)
 
     with qtbot.waitSignal(screen.load_finished, timeout=WAIT_MS):
         screen.cancel_button.click()
 
-    assert len(state.dataset) == 4 and state.health is None
+    assert len(app_state.dataset) == 4 and app_state.health is None
     assert not screen.busy() and not screen.progress_box.isVisibleTo(screen)
     assert screen.thumbnails.model.rowCount() == 4
 
 
-def test_first_run_offers_the_bundled_sample_in_one_click(qtbot, screen, state):
+def test_first_run_offers_the_bundled_sample_in_one_click(qtbot, screen, app_state):
     assert screen.pages.currentIndex() == 0 and screen.sample_button.isVisibleTo(screen)
     with qtbot.waitSignal(screen.load_finished, timeout=WAIT_MS):
         screen.sample_button.click()
-    assert state.dataset is not None and len(state.dataset) == 48
-    assert state.dataset.class_names == ["normal", "pneumonia"]
+    assert app_state.dataset is not None and len(app_state.dataset) == 48
+    assert app_state.dataset.class_names == ["normal", "pneumonia"]
     assert screen.pages.currentIndex() == 1

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
 from clipstudio.engine.runtime.device import DeviceReport, GpuInfo
 from clipstudio.gui.screens.model_screen import ModelScreen
-from clipstudio.gui.state import AppState
 
 WAIT_MS = 60_000
 
 
 @pytest.fixture
-def state(qapp):
-    return AppState()
-
-
-@pytest.fixture
-def screen(qtbot, state):
-    widget = ModelScreen(state)
-    qtbot.addWidget(widget)
-    yield widget
-    widget.shutdown()
-    assert not widget.busy()
+def screen(open_screen, app_state):
+    return open_screen(ModelScreen, app_state)
 
 
 def load_and_wait(qtbot, screen) -> bool:
@@ -39,13 +30,13 @@ def test_builtin_is_preselected(screen):
     assert screen.load_button.isEnabled()
 
 
-def test_loading_a_model_folder_sets_the_app_model_and_shows_its_facts(qtbot, screen, state, tiny_clip_dir):
+def test_loading_a_model_folder_sets_the_app_model_and_shows_its_facts(qtbot, screen, app_state, tiny_clip_dir):
     screen.set_spec(str(tiny_clip_dir))
     assert screen.folder_radio.isChecked() and screen.spec() == str(tiny_clip_dir)
 
     assert load_and_wait(qtbot, screen) is True
 
-    assert state.model is not None and state.model_spec == str(tiny_clip_dir)
+    assert app_state.model is not None and app_state.model_spec == str(tiny_clip_dir)
     info = {key: label.text() for key, label in screen.info_labels.items()}
     assert info["kind"] == "Hugging Face CLIP"
     assert info["embed_dim"] == "16"
@@ -55,12 +46,12 @@ def test_loading_a_model_folder_sets_the_app_model_and_shows_its_facts(qtbot, sc
     assert not screen.load_progress.isVisibleTo(screen)
 
 
-def test_offline_hub_id_shows_the_engines_message(qtbot, screen, state, message_boxes):
+def test_offline_hub_id_shows_the_engines_message(qtbot, screen, app_state, message_boxes):
     screen.set_spec("someone/not-a-cached-model")
     assert screen.hub_radio.isChecked()
     assert load_and_wait(qtbot, screen) is False
 
-    assert state.model is None
+    assert app_state.model is None
     assert len(message_boxes.shown) == 1
     message = message_boxes.texts()[0]
     assert "not in the local Hugging Face cache" in message
@@ -68,15 +59,15 @@ def test_offline_hub_id_shows_the_engines_message(qtbot, screen, state, message_
     assert screen.load_status.text() == message
 
 
-def test_a_folder_without_a_model_is_explained(qtbot, screen, state, tmp_path, message_boxes):
+def test_a_folder_without_a_model_is_explained(qtbot, screen, app_state, tmp_path, message_boxes):
     screen.set_spec(str(tmp_path))
     assert load_and_wait(qtbot, screen) is False
 
-    assert state.model is None
+    assert app_state.model is None
     assert "is not a model folder" in message_boxes.texts()[0]
 
 
-def test_an_empty_choice_asks_for_a_model_without_loading(screen, state):
+def test_an_empty_choice_asks_for_a_model_without_loading(screen, app_state):
     screen.hub_radio.setChecked(True)
     screen.hub_combo.setEditText("")
     screen.load()
@@ -110,10 +101,10 @@ def test_showing_the_screen_probes_once(qtbot, screen):
     assert screen._probe_worker is first
 
 
-def test_a_model_set_elsewhere_is_shown(screen, state, tiny_clip_dir):
+def test_a_model_set_elsewhere_is_shown(screen, app_state, tiny_clip_dir):
     from clipstudio.engine.models import load_model
 
-    state.set_model(load_model(str(tiny_clip_dir), device="cpu"), "my-run")
+    app_state.set_model(load_model(str(tiny_clip_dir), device="cpu"), "my-run")
     assert screen.info_labels["spec"].text() == "my-run"
     assert screen.info_labels["embed_dim"].text() == "16"
 
@@ -152,7 +143,7 @@ def test_the_medical_model_gallery_picks_a_model_and_knows_what_is_cached(qtbot,
     assert screen.hub_radio.isChecked() and screen.spec() == "vinid/plip"
 
 
-def test_export_model_writes_a_folder_plain_transformers_loads(qtbot, screen, state, tiny_clip_dir, tmp_path):
+def test_export_model_writes_a_folder_plain_transformers_loads(qtbot, screen, app_state, tiny_clip_dir, tmp_path):
     assert not screen.export_button.isEnabled()  # nothing loaded yet
     screen.set_spec(str(tiny_clip_dir))
     assert load_and_wait(qtbot, screen) is True
@@ -181,7 +172,7 @@ def _online_download_of_biomedclip(monkeypatch, download):
     monkeypatch.setattr(hub, "download_model", download)
 
 
-def test_a_download_shows_its_progress_and_cancel_stops_it(qtbot, screen, state, monkeypatch):
+def test_a_download_shows_its_progress_and_cancel_stops_it(qtbot, screen, app_state, monkeypatch):
     from PySide6.QtCore import Qt
 
     from clipstudio.engine.events import DOWNLOAD_STAGE, ProgressUpdated
@@ -208,13 +199,38 @@ def test_a_download_shows_its_progress_and_cancel_stops_it(qtbot, screen, state,
     with qtbot.waitSignal(screen.load_finished, timeout=WAIT_MS) as blocker:
         qtbot.mouseClick(screen.cancel_button, Qt.MouseButton.LeftButton)
 
-    assert blocker.args == [False] and state.model is None
+    assert blocker.args == [False] and app_state.model is None
     assert "stopped" in screen.load_status.text() and "kept" in screen.load_status.text()
     assert not screen.cancel_button.isVisibleTo(screen) and not screen.load_progress.isVisibleTo(screen)
     assert screen.load_button.isEnabled()
 
 
-def test_a_finished_download_goes_on_to_load_the_model(qtbot, screen, state, monkeypatch, tiny_clip_dir):
+def test_offline_a_load_names_the_text_encoder_files_the_cache_lacks(
+    qtbot, screen, app_state, message_boxes, tmp_path, monkeypatch
+):
+    import json
+
+    import huggingface_hub.constants as hub_constants
+
+    from tests.fixtures_models import hf_cache_snapshot
+
+    text_repo = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    snapshot = hf_cache_snapshot(tmp_path / "hub", BIOMEDCLIP)  # the model came down, its text encoder not
+    config = {"model_cfg": {"text_cfg": {"hf_model_name": text_repo}}}
+    (snapshot / "open_clip_config.json").write_text(json.dumps(config), encoding="utf-8")
+    (snapshot / "open_clip_pytorch_model.bin").write_bytes(b"")
+    screen.set_spec(BIOMEDCLIP)
+
+    assert load_and_wait(qtbot, screen) is False  # tests run offline
+
+    assert app_state.model is None
+    message = message_boxes.texts()[0]
+    assert "offline" in message and f"text encoder's files ({text_repo}: config.json, vocab.txt)" in message
+    assert screen.load_status.text() == message
+
+
+def test_a_finished_download_goes_on_to_load_the_model(qtbot, screen, app_state, monkeypatch, tiny_clip_dir):
     import clipstudio.engine.models as models
     from clipstudio.engine.events import DOWNLOAD_STAGE, ProgressUpdated
 
@@ -226,15 +242,29 @@ def test_a_finished_download_goes_on_to_load_the_model(qtbot, screen, state, mon
         return tiny_clip_dir
 
     real_load = models.load_model
-    monkeypatch.setattr(models, "load_model", lambda spec, device: real_load(str(tiny_clip_dir), device=device))
+    loading = threading.Event()  # held until the screen has shown the load that follows the download
+
+    def load(spec, device):
+        assert loading.wait(WAIT_MS / 1000)
+        return real_load(str(tiny_clip_dir), device=device)
+
+    monkeypatch.setattr(models, "load_model", load)
     _online_download_of_biomedclip(monkeypatch, download)
     screen.load_progress.valueChanged.connect(seen.append)
     screen.set_spec(BIOMEDCLIP)
 
-    assert load_and_wait(qtbot, screen) is True
+    with qtbot.waitSignal(screen.load_finished, timeout=WAIT_MS) as blocker:
+        screen.load()
+        try:  # downloaded, now loading: no Cancel (it could no longer stop anything), a busy bar
+            qtbot.waitUntil(lambda: "loading it" in screen.load_status.text(), timeout=WAIT_MS)
+            assert not screen.cancel_button.isVisibleTo(screen)
+            assert screen.load_progress.maximum() == 0
+            assert seen[-1] == 1000  # the bar filled as the bytes came in
+        finally:
+            loading.set()
+    assert blocker.args[0] is True
 
-    assert state.model is not None and state.model_spec == BIOMEDCLIP
-    assert seen[-1] == 1000  # the bar filled as the bytes came in
+    assert app_state.model is not None and app_state.model_spec == BIOMEDCLIP
     assert screen.load_status.text() == f"Loaded {BIOMEDCLIP}."
     assert not screen.cancel_button.isVisibleTo(screen)
 

@@ -19,12 +19,8 @@ def state(make_class_folders, tmp_path, state_with):
 
 
 @pytest.fixture
-def screen(qtbot, state):
-    widget = PromptScreen(state)
-    qtbot.addWidget(widget)
-    yield widget
-    widget.shutdown()
-    assert not widget.busy()
+def screen(open_screen, state):
+    return open_screen(PromptScreen, state)
 
 
 def _evaluate(qtbot, screen):

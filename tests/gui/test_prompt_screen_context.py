@@ -18,12 +18,8 @@ def roots(make_class_folders, tmp_path):
 
 
 @pytest.fixture
-def screen(qtbot, roots, state_with):
-    widget = PromptScreen(state_with(roots[0]))
-    qtbot.addWidget(widget)
-    yield widget
-    widget.shutdown()
-    assert not widget.busy()
+def screen(open_screen, roots, state_with):
+    return open_screen(PromptScreen, state_with(roots[0]))
 
 
 def _chart_classes(screen) -> list[str]:

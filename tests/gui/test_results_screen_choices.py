@@ -11,16 +11,13 @@ from clipstudio.gui.widgets.clinical_view import SLIDER_STEPS
 
 
 @pytest.fixture
-def screen(qtbot, make_class_folders, tmp_path, state_with):
+def screen(qtbot, open_screen, make_class_folders, tmp_path, state_with):
     root = make_class_folders(tmp_path / "xray", {"train": {"normal": 10, "pneumonia": 10},
                                                   "test": {"normal": 6, "pneumonia": 6}})
-    widget = ResultsScreen(state_with(root))
-    qtbot.addWidget(widget)
+    widget = open_screen(ResultsScreen, state_with(root))
     with qtbot.waitSignal(widget.evaluated, timeout=30_000):
         widget.evaluate()
-    yield widget
-    widget.shutdown()
-    assert not widget.busy()
+    return widget
 
 
 def test_choosing_a_sensitivity_target_moves_the_slider_figures_and_grid_to_the_point_chosen_on_validation(

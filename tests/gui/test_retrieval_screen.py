@@ -14,12 +14,8 @@ def state(make_class_folders, tmp_path, state_with):
 
 
 @pytest.fixture
-def screen(qtbot, state):
-    widget = RetrievalScreen(state)
-    qtbot.addWidget(widget)
-    yield widget
-    widget.shutdown()
-    assert not widget.busy()
+def screen(open_screen, state):
+    return open_screen(RetrievalScreen, state)
 
 
 def test_text_query_returns_k_images_and_repeat_queries_reuse_the_embeddings(qtbot, screen, monkeypatch):

@@ -46,6 +46,8 @@ def test_the_map_offers_analyse_then_rings_and_centres_the_image(qtbot, state_wi
     assert screen.map.focus_item.data["x"].tolist() == [screen.map.xy[row, 0]]
     assert screen.tabs.currentWidget() is screen.selection_grid
     assert [i.path for i in screen.selection_grid.model.items()] == [path]
+    assert screen.selection_grid.count_label.text() == "1 image"  # not "1 images"
+    assert screen.mark_bar.chosen_label.text() == "1 image chosen"
     (x0, x1), (y0, y1) = screen.map.view_box.viewRange()
     assert np.allclose([(x0 + x1) / 2, (y0 + y1) / 2], screen.map.xy[row], atol=1e-3 * (x1 - x0))
     assert screen.note_label.isHidden()

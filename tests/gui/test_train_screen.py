@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from PySide6.QtCore import Qt
 
-from clipstudio.engine.config import TrainConfig
+from clipstudio.engine.config import BUILTIN_LEARNING_RATES, DEFAULT_LEARNING_RATES, TrainConfig
 from clipstudio.engine.events import (
     VALIDATE_STAGE,
     EpochEnded,
@@ -24,7 +24,8 @@ from clipstudio.engine.events import (
 from clipstudio.engine.runs.layout import LATEST, find_checkpoint, read_run_info, resumable_step
 from clipstudio.gui.screens import train_screen as train_screen_module
 from clipstudio.gui.screens.train_screen import NO_DATASET, TrainScreen, format_epoch, format_phase
-from clipstudio.gui.widgets.train_form import CUSTOM, PRESETS, TOOLTIPS, TrainForm
+from clipstudio.gui.widgets.train_form import TOOLTIPS, TrainForm
+from clipstudio.gui.widgets.train_presets import CUSTOM, PRESETS
 
 RUN_TIMEOUT_MS = 120_000
 
@@ -37,12 +38,8 @@ def form(qtbot):
 
 
 @pytest.fixture
-def screen(qtbot, app_state):
-    widget = TrainScreen(app_state)
-    qtbot.addWidget(widget)
-    widget.show()
-    yield widget
-    widget.shutdown()
+def screen(open_screen, app_state):
+    return open_screen(TrainScreen, app_state, show=True)
 
 
 @pytest.fixture
@@ -100,7 +97,7 @@ def test_defaults_round_trip_and_blank_learning_rate_means_method_default(form):
     form.set_config(TrainConfig())
     assert form.to_config(TrainConfig()) == TrainConfig()
     assert form.learning_rate.text() == ""
-    assert "1e-05" in form.learning_rate.placeholderText()
+    assert "0.0001" in form.learning_rate.placeholderText()  # the built-in model's own rate for full fine-tuning
     form.method.setCurrentIndex(form.method.findData("linear_probe"))
     assert "0.001" in form.learning_rate.placeholderText()
     assert not form.lora_group.isVisibleTo(form.advanced_box)
@@ -114,13 +111,24 @@ def test_every_field_has_a_tooltip_with_its_default(form):
 
 
 def test_presets_fill_the_form_and_edits_make_it_custom(form):
-    form.preset.setCurrentText("Full fine-tune (5 epochs, lr 1e-5)")
+    form.preset.setCurrentText("Full fine-tune (10 epochs)")
     cfg = form.to_config()
-    assert (cfg.method, cfg.epochs, cfg.learning_rate) == ("full", 5, 1e-5)
+    assert (cfg.method, cfg.epochs, cfg.learning_rate) == ("full", 10, None)  # None: the model's own rate
     form.epochs.setValue(6)
     assert form.preset.currentText() == CUSTOM
     form.preset.setCurrentText("Quick check (linear probe, 10 epochs)")
     assert form.to_config().method == PRESETS["Quick check (linear probe, 10 epochs)"]["method"]
+
+
+def test_the_empty_learning_rate_says_which_rate_the_model_will_train_at(screen):
+    form = screen.form
+    form.method.setCurrentIndex(form.method.findData("full"))
+    assert form.learning_rate.placeholderText() == f"the model's rate for this method: {BUILTIN_LEARNING_RATES['full']:g}"
+    hub_clip = SimpleNamespace(recommended_learning_rates={})  # a hub CLIP recommends nothing of its own
+    screen.state.set_model(hub_clip, "openai/clip-vit-base-patch32")
+    assert form.learning_rate.placeholderText() == f"method default: {DEFAULT_LEARNING_RATES['full']:g}"
+    form.method.setCurrentIndex(form.method.findData("lora"))
+    assert form.learning_rate.placeholderText() == f"method default: {DEFAULT_LEARNING_RATES['lora']:g}"
 
 
 def test_invalid_values_show_inline_error_and_disable_start(screen, class_data):

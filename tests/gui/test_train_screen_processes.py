@@ -34,12 +34,8 @@ RUN_TIMEOUT_MS = 240_000
 
 
 @pytest.fixture
-def screen(qtbot, app_state):
-    widget = TrainScreen(app_state)
-    qtbot.addWidget(widget)
-    widget.show()
-    yield widget
-    widget.shutdown()
+def screen(open_screen, app_state):
+    return open_screen(TrainScreen, app_state, show=True)
 
 
 @pytest.fixture

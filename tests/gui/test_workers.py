@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -12,6 +13,13 @@ import pytest
 
 from clipstudio.engine.errors import DataError
 from clipstudio.gui.workers import TaskWorker
+
+
+@pytest.fixture(autouse=True)
+def engine_already_imported(monkeypatch):
+    """These jobs need no engine; run alone on a busy machine, the real start-up import took longer than a
+    test's 5 s wait (engine.warm_up has its own tests)."""
+    monkeypatch.setattr("clipstudio.gui.workers.import_engine", lambda should_stop: {})
 
 
 @dataclass(frozen=True)
@@ -110,3 +118,28 @@ def test_jobs_run_at_a_lower_priority_than_the_gui_thread(qtbot):
     _, (foreground,) = _run(qtbot, TaskWorker(my_nice, name="foreground", background=False), "succeeded")
     assert foreground == gui_nice
     assert background == min(gui_nice + TaskWorker.BACKGROUND_NICE, 19)
+
+
+def test_a_job_without_the_engine_does_not_wait_for_the_start_up_import(qtbot, monkeypatch):
+    # The start-up warm-up holds the import for a minute on a busy machine; reading a folder needs none of it.
+    importing = threading.Event()
+    monkeypatch.setattr("clipstudio.gui.workers.import_engine", lambda should_stop: importing.wait(30))
+    try:
+        _, (result,) = _run(qtbot, TaskWorker(lambda cb, stop: "read", needs_engine=False), "succeeded", 2000)
+        assert result == "read"
+        assert not importing.is_set()
+    finally:
+        importing.set()
+
+
+def test_opening_a_dataset_imports_neither_torch_nor_transformers(tmp_path, make_class_folders):
+    # What lets the Data screen's read job skip the warm-up: run it in a fresh interpreter and look.
+    sample_folder = make_class_folders(tmp_path / "data", {"normal": 3, "pneumonia": 3})
+    code = (
+        "import sys\n"
+        "from clipstudio.gui.screens.data_screen import load_job\n"
+        f"load_job({str(sample_folder)!r}, None, None)(lambda event: None, lambda: False)\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sklearn', 'peft') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"

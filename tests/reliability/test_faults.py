@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipstudio.engine.config import DataConfig, ModelConfig, PromptConfig, TrainConfig
+from clipstudio.engine.config import PromptConfig, TrainConfig
 from clipstudio.engine.errors import ClipStudioError, ConfigError, DiskFullError, ModelError
 from clipstudio.engine.events import MessageLogged, TrainEnded, TrainStarted
 from clipstudio.engine.models import load_model, load_run_model
@@ -32,7 +32,7 @@ from clipstudio.engine.runs.layout import find_checkpoint, read_run_info
 from clipstudio.engine.training import checkpoint as checkpoint_module
 from clipstudio.engine.training.checkpoint import load_train_state
 from clipstudio.engine.training.trainer import Trainer
-from tests.fixtures_runs import Recorder
+from tests.fixtures_runs import Recorder, quick_train_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,25 +58,14 @@ def small_classes(tmp_path, make_class_folders) -> Path:
 def make_cfg(data: Path, model_dir: Path, output: Path, **overrides) -> TrainConfig:
     """A fast, deterministic run: one prompt per class, 16 px images, 2 epochs of batch 4."""
     settings = dict(
-        output=str(output),
-        epochs=2,
         batch_size=4,
-        learning_rate=1e-3,
         warmup_steps=0,
-        amp=False,
-        num_workers=1,
-        log_every_steps=1,
-        save_best=False,
         img_size=16,
         augmentation="none",
+        prompts=PromptConfig(templates=["a photo of {class_name}."]),
     )
     settings.update(overrides)
-    return TrainConfig(
-        data=DataConfig(path=str(data), val_fraction=0.2, seed=0),
-        model=ModelConfig(spec=str(model_dir), device="cpu"),
-        prompts=PromptConfig(templates=["a photo of {class_name}."]),
-        **settings,
-    )
+    return quick_train_config(data, model_dir, output, val_fraction=0.2, **settings)
 
 
 def resume(cfg: TrainConfig, run: Path, **kwargs):

@@ -1,9 +1,13 @@
 """Decode each image once into a memory-mapped uint8 array, so training never waits on PNG/JPEG/DICOM.
 
-Every image is decoded, its shorter side resized to ``size`` (bicubic) and the centre
-``size`` x ``size`` square kept as uint8 RGB: what models' ``preprocess`` does before normalising.
+Every image is decoded and cropped to a ``size`` x ``size`` uint8 RGB square by the model's own
+``ImagePreprocessing.crop`` (``model.image_preprocessing()``): the pixels its ``preprocess`` sees
+before normalising, so training sees what evaluation does. Without one, the shorter side is
+resized to ``size`` (bicubic) and the centre square kept.
 
-The store lives in ``cache_dir()/images/<size>px/``:
+The store lives in ``cache_dir()/images/<size>px/`` for that default crop, and in
+``<size>px-<digest of the crop settings>/`` for any other (e.g. transformers' truncated long side,
+torchvision's rounded crop offset):
 
 - ``index.sqlite`` maps an image's ``file_key`` (absolute path, file size, mtime_ns; see
   ``file_index``) to a row, remembers unreadable files with their reason, and holds the store's
@@ -26,6 +30,8 @@ just those rows into RAM.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import re
@@ -37,6 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -55,6 +62,9 @@ from clipstudio.engine.data.dataset import Problem
 from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callback
 from clipstudio.engine.storage.paths import cache_dir
+
+if TYPE_CHECKING:
+    from clipstudio.engine.models.image_preprocessing import ImagePreprocessing
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +99,7 @@ def decode_to_array(
     paths: list[Path],
     size: int,
     *,
+    crop: ImagePreprocessing | None = None,
     cache_root: Path | None = None,
     num_workers: int = 2,
     callback: Callback = no_callback,
@@ -96,11 +107,19 @@ def decode_to_array(
 ) -> DecodedImages:
     """Centre-cropped ``size`` px uint8 RGB images as one memory-mapped array, decoding only what isn't cached.
 
+    ``crop``: the model's preprocessing (``model.image_preprocessing()``), whose ``crop`` makes each
+    square; its ``image_size`` must be ``size``. None: shorter side resized to ``size``, centre square.
     ``cache_root`` defaults to ``cache_dir()/"images"``; nothing is written anywhere else.
     Unreadable images are skipped and listed; cancellation returns the images done so far.
     """
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
+    # deferred: image_preprocessing imports torch
+    from clipstudio.engine.models.image_preprocessing import ImagePreprocessing
+
+    crop = crop if crop is not None else ImagePreprocessing(image_size=size)
+    if crop.image_size != size:
+        raise ValueError(f"the crop makes {crop.image_size} px squares, not {size} px")
     paths = [Path(p) for p in paths]
     total = len(paths)
     progress = Progress(callback, STAGE, total)
@@ -109,7 +128,7 @@ def decode_to_array(
         return DecodedImages(array=_empty(size), indices=[], problems=[])
 
     root = Path(cache_root) if cache_root is not None else cache_dir() / "images"
-    folder = root / f"{size}px"
+    folder = root / _folder_name(crop)
     try:
         store = _RowStore.open(folder, size)
     except (OSError, sqlite3.Error) as exc:
@@ -117,13 +136,26 @@ def decode_to_array(
         store = _RowStore.temporary(size)
     try:
         with contextlib.closing(store):
-            return _decode(store, paths, size, progress, num_workers=num_workers, should_stop=should_stop)
+            return _decode(store, paths, crop, progress, num_workers=num_workers, should_stop=should_stop)
     except sqlite3.Error as exc:  # the index broke mid-run (locked for too long, disk trouble)
         if store.is_temporary:
             raise
         log.warning("Image cache %s failed (%s); decoding into a temporary one for this run.", folder, exc)
     with contextlib.closing(_RowStore.temporary(size)) as store:
-        return _decode(store, paths, size, progress, num_workers=num_workers, should_stop=should_stop)
+        return _decode(store, paths, crop, progress, num_workers=num_workers, should_stop=should_stop)
+
+
+def _folder_name(crop: ImagePreprocessing) -> str:
+    """``<size>px`` for the default crop (the store's name before crops differed), else with the settings' digest."""
+    # deferred: image_preprocessing imports torch
+    from clipstudio.engine.models.image_preprocessing import ImagePreprocessing
+
+    settings = crop.crop_settings()
+    name = f"{crop.image_size}px"
+    if settings == ImagePreprocessing(image_size=crop.image_size).crop_settings():
+        return name
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{name}-{digest}"
 
 
 # --- the work ------------------------------------------------------------------------------------
@@ -132,7 +164,7 @@ def decode_to_array(
 def _decode(
     store: _RowStore,
     paths: list[Path],
-    size: int,
+    crop: ImagePreprocessing,
     progress: Progress,
     *,
     num_workers: int,
@@ -167,7 +199,9 @@ def _decode(
         run_start = start
     n_copies = sum(i in rows for i in todo)
     if n_copies:
-        log.info("Rewriting %d cached images of %s px so this dataset's rows are contiguous.", n_copies, size)
+        log.info(
+            "Rewriting %d cached images of %s px so this dataset's rows are contiguous.", n_copies, store.size
+        )
 
     written: list[int] = []
     n_cached, n_decoded, cancelled = len(kept), 0, False
@@ -175,16 +209,16 @@ def _decode(
     progress.update(done, force=True)
     old = store.read_rows() if n_copies else None
 
-    def crop(i: int) -> np.ndarray | Problem:
+    def row(i: int) -> np.ndarray | Problem:
         """Position ``i``'s row: read back from the store if cached, else decoded."""
         if i in rows:
             return np.asarray(old[rows[i]])
-        return decode_or_problem(paths[i], lambda image: _crop(image, size))
+        return decode_or_problem(paths[i], lambda image: _square(crop, image))
 
     writer = store.writer(start)
     try:
         items = decode_ahead(
-            crop, todo, workers=num_workers, lookahead=max(8, 4 * num_workers), name="decode-image"
+            row, todo, workers=num_workers, lookahead=max(8, 4 * num_workers), name="decode-image"
         )
         with contextlib.closing(items):
             for i, outcome in items:
@@ -212,12 +246,9 @@ def _decode(
     return _result(store, run_start, kept + written, problems, n_cached, n_decoded, cancelled)
 
 
-def _crop(image: Image.Image, size: int) -> np.ndarray:
-    # deferred: image_preprocessing imports torch
-    from clipstudio.engine.models.image_preprocessing import resize_center_crop
-
-    crop = np.asarray(resize_center_crop(image, size), dtype=np.uint8)
-    return np.ascontiguousarray(crop.reshape(size, size, 3))
+def _square(crop: ImagePreprocessing, image: Image.Image) -> np.ndarray:
+    size = crop.image_size
+    return np.ascontiguousarray(crop.crop(image), dtype=np.uint8).reshape(size, size, 3)
 
 
 def _result(

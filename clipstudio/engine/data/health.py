@@ -18,6 +18,7 @@ from clipstudio.engine.data.dataset import SPLIT_NAMES, Dataset, Problem
 from clipstudio.engine.data.images import image_size
 from clipstudio.engine.errors import ImageError
 from clipstudio.engine.events import Callback, ProgressUpdated, ShouldStop, never_stop, no_callback
+from clipstudio.engine.plural import plural
 
 IMBALANCE_WARNING_RATIO = 3.0  # largest/smallest class count from which the report warns
 PROGRESS_INTERVAL_S = 0.05  # at most ~20 progress events a second
@@ -283,10 +284,6 @@ def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
 def _warnings(dataset: Dataset, report: HealthReport, *, n_checked: int) -> list[str]:
     out = []
     if not report.complete:
@@ -294,10 +291,10 @@ def _warnings(dataset: Dataset, report: HealthReport, *, n_checked: int) -> list
             f"Check stopped early: {n_checked} of {len({s.path for s in dataset.samples})} files checked"
         )
     if report.n_unreadable:
-        out.append(f"{_plural(report.n_unreadable, 'file', 'files')} could not be read")
+        out.append(f"{plural(report.n_unreadable, 'file', 'files')} could not be read")
     n_skipped = len(dataset.problems)
     if n_skipped:
-        out.append(f"{_plural(n_skipped, 'item was', 'items were')} skipped while reading the dataset")
+        out.append(f"{plural(n_skipped, 'item was', 'items were')} skipped while reading the dataset")
 
     ratio = report.imbalance_ratio
     if ratio is not None and ratio >= IMBALANCE_WARNING_RATIO:
@@ -307,7 +304,7 @@ def _warnings(dataset: Dataset, report: HealthReport, *, n_checked: int) -> list
         out.append(f"Class imbalance {ratio:.1f}:1 ({big} {present[big]}, {small} {present[small]})")
     empty = [name for name, n in report.classes.items() if n == 0]
     if empty:
-        out.append(f"No images for {_plural(len(empty), 'class', 'classes')}: {', '.join(empty)}")
+        out.append(f"No images for {plural(len(empty), 'class', 'classes')}: {', '.join(empty)}")
     for split, counts in report.splits.items():
         if split == _UNASSIGNED or not isinstance(counts, dict):
             continue
@@ -317,13 +314,13 @@ def _warnings(dataset: Dataset, report: HealthReport, *, n_checked: int) -> list
     if _UNASSIGNED in report.splits:
         n = report.splits[_UNASSIGNED]
         n = sum(n.values()) if isinstance(n, dict) else n
-        out.append(f"{_plural(n, 'image has', 'images have')} no split while others do")
+        out.append(f"{plural(n, 'image has', 'images have')} no split while others do")
 
     leaks = Counter(tuple(g.splits) for g in report.duplicates if g.leakage)
     if len(leaks) == 1:
         ((splits, n),) = leaks.items()
         word = "both " if len(splits) == 2 else ""
-        out.append(f"{_plural(n, 'image appears', 'images appear')} in {word}{_join(list(splits))} (leakage)")
+        out.append(f"{plural(n, 'image appears', 'images appear')} in {word}{_join(list(splits))} (leakage)")
     elif leaks:
         detail = ", ".join(f"{n} in {_join(list(s))}" for s, n in leaks.most_common())
         out.append(f"{report.n_leakage} images appear in more than one split (leakage: {detail})")
@@ -331,7 +328,7 @@ def _warnings(dataset: Dataset, report: HealthReport, *, n_checked: int) -> list
     if inside:
         n_files = sum(len(g.paths) for g in inside)
         out.append(
-            f"{_plural(len(inside), 'image is', 'images are')} stored more than once ({n_files} files)"
+            f"{plural(len(inside), 'image is', 'images are')} stored more than once ({n_files} files)"
         )
     labels_of: dict[str, set] = defaultdict(set)
     for sample in dataset.samples:
@@ -339,15 +336,15 @@ def _warnings(dataset: Dataset, report: HealthReport, *, n_checked: int) -> list
     conflicting = sum(len(set().union(*(labels_of[p] for p in g.paths))) > 1 for g in report.duplicates)
     if conflicting:
         out.append(
-            f"{_plural(conflicting, 'duplicated image has', 'duplicated images have')} conflicting labels"
+            f"{plural(conflicting, 'duplicated image has', 'duplicated images have')} conflicting labels"
         )
 
     caps = report.captions
     if caps.get("n_images_without"):
-        out.append(f"{_plural(caps['n_images_without'], 'image has', 'images have')} no caption")
+        out.append(f"{plural(caps['n_images_without'], 'image has', 'images have')} no caption")
     if caps.get("n_over_token_limit"):
         out.append(
-            f"{_plural(caps['n_over_token_limit'], 'caption is', 'captions are')} longer than "
+            f"{plural(caps['n_over_token_limit'], 'caption is', 'captions are')} longer than "
             f"{caps['max_tokens']} tokens and will be truncated"
         )
     return out

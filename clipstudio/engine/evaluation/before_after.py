@@ -128,16 +128,18 @@ def compare_run(
     if wise_alpha == WISE_ON_VALIDATION:
         if source is None:
             raise ConfigError("Choosing the WiSE-FT alpha on validation needs the whole dataset the images came from.")
-        choice = choose_wise_alpha(run_dir, EvaluationPart(dataset, split, split), source, cache=cache,
-                                   batch_size=batch_size, device=device, callback=callback, should_stop=should_stop)
+        validation = _wise_validation_part(run_dir, EvaluationPart(dataset, split, split), source)
+        models = WiseInterpolator(run_dir, device=device)  # loaded once: the choice and the scoring share it
+        choice = choose_alpha(run_dir, validation.dataset, validation.description, models=models, cache=cache,
+                              batch_size=batch_size, callback=callback, should_stop=should_stop)
         if choice is None:
             return BeforeAfter(kind="", split=split, before={}, after={}, before_label=start_spec,
                                after_label=after_label, cancelled=True)
         alpha = choice.alpha
     else:
         alpha = check_alpha(wise_alpha) if wise_alpha is not None else None
+        models = WiseInterpolator(run_dir, device=device)
     prompts = run_prompt_set(run_dir)
-    models = WiseInterpolator(run_dir, device=device)
     kind = models.evaluation_kind_of(dataset)
     if alpha is not None:
         how = f" (chosen on {choice.n} validation images)" if choice is not None else ""
@@ -208,10 +210,17 @@ def choose_wise_alpha(
     """The run's WiSE-FT alpha chosen on its validation part of ``source`` (as the run split it), never on
     the ``report`` images; None when cancelled. No validation images apart from the report's: a ConfigError.
     ``sweep``: ``choose_alpha``'s keyword arguments (cache, batch_size, device, callback, should_stop)."""
+    part = _wise_validation_part(run_dir, report, source)
+    return choose_alpha(run_dir, part.dataset, part.description, **sweep)
+
+
+def _wise_validation_part(run_dir: str | os.PathLike, report: EvaluationPart, source: Dataset) -> EvaluationPart:
+    """The run's validation part of ``source`` to choose the WiSE-FT alpha on; ConfigError when there is none
+    apart from the ``report`` images."""
     part, reason = validation_part(source, read_run_config(run_dir).data, report)
     if part is None:
         raise ConfigError(f"The WiSE-FT alpha can't be chosen on validation: {reason}.")
-    return choose_alpha(run_dir, part.dataset, part.description, **sweep)
+    return part
 
 
 def _paired(before: ZeroShotResult, after: ZeroShotResult) -> PairedComparison | None:

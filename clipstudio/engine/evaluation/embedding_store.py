@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,13 +59,18 @@ class EmbeddingStore:
         batch_size: int = EVAL_BATCH_SIZE,
         callback: Callback = no_callback,
         should_stop: ShouldStop = never_stop,
+        encode: Callable[..., EncodedImages] | None = None,
     ) -> EncodedImages:
-        """The images' embeddings (rows in ``indices`` order, like ``encode_image_files``)."""
+        """The images' embeddings (rows in ``indices`` order, like ``encode_image_files``).
+
+        ``encode``: what encodes images the store lacks, with ``encode_image_files``'s arguments (several
+        processes: their shared version); None: ``encode_image_files`` (looked up at call time).
+        """
         key = (model.image_fingerprint(), tuple(str(p) for p in paths))
         found = self._get(self._images, key)
         if found is not None:
             return found
-        encoded = encode_image_files(
+        encoded = (encode or encode_image_files)(
             model, list(paths), cache=self.disk_cache, batch_size=batch_size, callback=callback,
             should_stop=should_stop,
         )

@@ -124,11 +124,15 @@ def evaluate_retrieval(
     batch_size: int = EVAL_BATCH_SIZE,
     callback: Callback = no_callback,
     should_stop: ShouldStop = never_stop,
+    store: EmbeddingStore | None = None,
 ) -> RetrievalResult:
-    """Retrieve captions from images and images from captions over the whole dataset."""
+    """Retrieve captions from images and images from captions over the whole dataset.
+
+    ``store``: one that may hold the images' embeddings already (default: a new one over ``cache``).
+    """
     if not dataset.has_captions:
         raise DataError(f"{dataset.source or dataset.root}: retrieval needs captions; this dataset has none.")
-    encoded = EmbeddingStore(cache).image_embeddings(
+    encoded = (store or EmbeddingStore(cache)).image_embeddings(
         model, dataset.paths, batch_size=batch_size, callback=callback, should_stop=should_stop
     )
     require_some_images(encoded, dataset)

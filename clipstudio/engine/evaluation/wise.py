@@ -196,6 +196,7 @@ def wise_sweep(
     cache: EmbeddingCache | None = None,
     batch_size: int = EVAL_BATCH_SIZE,
     device: str = "auto",
+    models: WiseInterpolator | None = None,
     callback: Callback = no_callback,
     should_stop: ShouldStop = never_stop,
 ) -> list[dict]:
@@ -205,13 +206,14 @@ def wise_sweep(
     ``i2t_R@K``/``t2i_R@K``/``mean_recall`` (pairs). ``prompts`` default to the run's own.
     Without a ``cache`` a temporary one lives for the sweep, so models whose image encoder is
     unchanged (alpha 0 and the starting model, every alpha of a linear probe) encode the images once.
+    ``models``: the run's models already loaded (else they are loaded on ``device``).
     Stops early (fewer rows) when ``should_stop`` says so.
     """
     alphas = [check_alpha(a) for a in alphas]
     if not alphas:
         raise ConfigError("A WiSE-FT sweep needs at least one alpha.")
     prompts = prompts if prompts is not None else run_prompt_set(run_dir)
-    interpolator = WiseInterpolator(run_dir, device=device)
+    interpolator = models if models is not None else WiseInterpolator(run_dir, device=device)
     kind = interpolator.evaluation_kind_of(dataset)
     rows = []
     with tempfile.TemporaryDirectory(prefix="clipstudio-wise-") as tmp:
@@ -263,7 +265,7 @@ def choose_alpha(
     """The alpha whose WiSE-FT model scores best on ``validation`` (balanced accuracy for class data, mean
     recall for pairs); None when cancelled. A tie goes to the larger alpha, nearer the fine-tuned model
     that was selected on these images already. Never pass the images the result will be reported on.
-    ``sweep``: ``wise_sweep``'s keyword arguments (cache, batch_size, device, callback, should_stop)."""
+    ``sweep``: ``wise_sweep``'s keyword arguments (cache, batch_size, device, models, callback, should_stop)."""
     rows = wise_sweep(run_dir, validation, alphas=alphas, **sweep)
     if len(rows) < len(alphas):
         return None

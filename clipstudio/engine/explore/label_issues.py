@@ -2,8 +2,9 @@
 
 Confident learning (Northcutt et al. 2021, the method behind cleanlab) on out-of-fold predicted
 probabilities: the labelled images are split into ``folds`` stratified parts, a multinomial
-logistic regression (the linear probe's own solver, ``solve_probe``) is fitted on the embeddings
-of all parts but one and predicts the held-out part, so no image is scored by a head that saw it.
+logistic regression (the linear probe's objective, minimised by ``lbfgs.minimise_probe``) is fitted
+on the embeddings of all parts but one and predicts the held-out part, so no image is scored by a
+head that saw it.
 
 * ``label_quality`` is the self-confidence, the out-of-fold probability of the given label
   (cleanlab's default score): near 0 where the model is sure the label is wrong. The list is ranked
@@ -72,9 +73,9 @@ def rank_label_issues(
 
     None when stopped. DataError when fewer than two classes or too few labelled images to hold out.
     """
-    import torch  # deferred: the solver is torch's L-BFGS; the app imports this package at start-up
+    import torch  # deferred: the folds are fitted with torch; the app imports this package at start-up
 
-    from clipstudio.engine.training.methods.linear_probe import solve_probe  # deferred: imports torch
+    from clipstudio.engine.explore.lbfgs import minimise_probe  # deferred: imports torch
 
     labels = np.asarray(labels, dtype=np.int64)
     labelled = np.flatnonzero(labels != UNLABELLED)
@@ -91,20 +92,18 @@ def rank_label_issues(
     xs = torch.from_numpy(np.ascontiguousarray(x[labelled], dtype=np.float32))
     ys = torch.from_numpy(y)
     dim = xs.shape[1]
-    weight = torch.zeros(n_classes, dim, requires_grad=True)
-    bias = torch.zeros(n_classes, requires_grad=True)
-    prior = torch.zeros(n_classes, dim)
+    weight = torch.zeros(n_classes, dim)
+    bias = torch.zeros(n_classes)
     probs = np.zeros((len(labelled), n_classes), np.float32)
     progress = Progress(callback, "check labels", folds)
     for f in range(folds):
         held = fold == f
         train = torch.from_numpy(~held)
         # Warm start from the previous fold's head: the folds share most of their images.
-        if not solve_probe(weight, bias, xs[train], ys[train], prior, strength, should_stop):
+        if not minimise_probe(weight, bias, xs[train], ys[train], strength, should_stop):
             return None
-        with torch.no_grad():
-            logits = xs[torch.from_numpy(held)] @ weight.t() + bias
-            probs[held] = torch.softmax(logits, dim=1).numpy()
+        logits = xs[torch.from_numpy(held)] @ weight.t() + bias
+        probs[held] = torch.softmax(logits, dim=1).numpy()
         progress.update(f + 1)
     progress.update(folds, force=True)
     return _issues(probs, labels, labelled, n_classes)

@@ -85,6 +85,15 @@ with torch.no_grad():
 image_emb = torch.nn.functional.normalize(image_emb, dim=-1)
 text_emb = torch.nn.functional.normalize(text_emb, dim=-1)
 ```
+""" + (OPEN_CLIP_CROP_NOTE if model.crop_offset == "round" else "")
+
+
+OPEN_CLIP_CROP_NOTE = """
+This model comes from open_clip, which centre-crops as torchvision's `CenterCrop` does: the crop starts
+at `int(round(margin / 2))`, where the processor above starts at `margin // 2`. Where the resized image
+leaves an odd margin the two crops differ by one pixel. To get CLIP Studio's embeddings exactly,
+preprocess with torchvision instead: `Resize(size, interpolation=BICUBIC)`, `CenterCrop(size)`,
+`ToTensor()`, `Normalize(processor.image_mean, processor.image_std)`.
 """
 
 

@@ -71,7 +71,7 @@ class _TextEncoder(nn.Module):
 def preprocessing_of(model: ImageTextModel) -> ImagePreprocessing:
     """The model's image preprocessing as plain settings another program can reimplement."""
     if isinstance(model, HFClipModel):
-        settings = CLIPProcessorPreprocessing.from_processor(model.image_processor)
+        settings = model.image_preprocessing()  # with an open_clip model's rounded crop offset
         if settings is None:
             raise ModelError("This CLIP model's image processor does more than resize, crop and normalise; "
                              "its preprocessing can't be described for ONNX export.")

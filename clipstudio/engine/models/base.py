@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,7 +13,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from clipstudio.engine.models.fingerprint import SharedImageEncoder
-    from clipstudio.engine.models.image_preprocessing import ImageInputSpec
+    from clipstudio.engine.models.image_preprocessing import ImageInputSpec, ImagePreprocessing
 
 
 class ImageTextModel(ABC):
@@ -25,6 +27,9 @@ class ImageTextModel(ABC):
     kind: str  # "builtin" | "hf_clip" | "dual_encoder"
     # Set when a run's model is loaded and training left its image encoder as it was (see image_fingerprint).
     shared_image_encoder: SharedImageEncoder | None = None
+    # Learning rates by training method that measured better for this model than the method's default
+    # (config.DEFAULT_LEARNING_RATES); a run that sets no rate uses them (TrainConfig.resolved_learning_rate).
+    recommended_learning_rates: Mapping[str, float] = MappingProxyType({})
 
     @property
     @abstractmethod
@@ -80,6 +85,12 @@ class ImageTextModel(ABC):
     def image_input_spec(self) -> ImageInputSpec:
         """Square input size and mean/std of ``preprocess``, to normalise cached uint8 crops without PIL."""
         raise NotImplementedError(f"{type(self).__name__} does not describe its image input")
+
+    def image_preprocessing(self) -> ImagePreprocessing | None:
+        """``preprocess`` as settings: a per-image uint8 crop plus a per-batch normalisation, or None where the
+        model's preprocessing is not of that plain shape. Training crops its cached pixels with it, so a model
+        trains on the pixels it is evaluated on."""
+        return None
 
     # --- Training hooks (non-abstract so existing implementations keep working) -----------------
     # ``encode_*`` run under inference_mode and return CPU tensors; training needs differentiable

@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from clipstudio.engine.config import BUILTIN_LEARNING_RATES
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.dual_encoder import DualEncoderModel, load_text_encoder
 from clipstudio.engine.models.image_preprocessing import ImagePreprocessing
@@ -99,5 +100,6 @@ def load_builtin(device: str | torch.device = "cpu") -> DualEncoderModel:
             f"The built-in model's text projection can't be read ({exc}); reinstall CLIP Studio."
         ) from None
     model.kind = "builtin"
+    model.recommended_learning_rates = BUILTIN_LEARNING_RATES
     model.module.eval()
     return model.to(device)

@@ -65,3 +65,6 @@ class FrozenBaseModel(ImageTextModel):
 
     def image_input_spec(self):
         return self.base.image_input_spec()
+
+    def image_preprocessing(self):
+        return self.base.image_preprocessing()

@@ -11,8 +11,12 @@ from safetensors import SafetensorError
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.fingerprint import tokenizer_digest
 from clipstudio.engine.models.frozen_files import FrozenFiles
-from clipstudio.engine.models.image_preprocessing import ImageInputSpec
-from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME
+from clipstudio.engine.models.image_preprocessing import (
+    CROP_OFFSETS,
+    CLIPProcessorPreprocessing,
+    ImageInputSpec,
+)
+from clipstudio.engine.models.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest
 from clipstudio.engine.models.torch_model import TorchImageTextModel
 from clipstudio.engine.storage.atomic import atomic_write_json
 from clipstudio.engine.storage.safetensors_io import save_safetensors
@@ -34,16 +38,38 @@ def check_safetensors_folder(folder: Path) -> None:
 
 
 class HFClipModel(TorchImageTextModel):
-    """transformers ``CLIPModel`` + its tokenizer + the PIL-based ``CLIPImageProcessorPil`` (no torchvision)."""
+    """transformers ``CLIPModel`` + its tokenizer + the PIL-based ``CLIPImageProcessorPil`` (no torchvision).
+
+    ``crop_offset="round"`` marks a standard open_clip CLIP (QuiltNet-B-32, ...): it was trained with
+    torchvision's CenterCrop, which rounds an odd margin's half where transformers' processor floors it,
+    so its images are preprocessed by ``CLIPProcessorPreprocessing`` with the processor's settings and
+    the round offset. Hugging Face CLIPs ("floor") keep transformers' own processor.
+    """
 
     kind = "hf_clip"
 
-    def __init__(self, model: Any, tokenizer: Any, image_processor: Any, *, source: str = "") -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        image_processor: Any,
+        *,
+        source: str = "",
+        crop_offset: str = "floor",
+    ) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.source = source
+        if crop_offset not in CROP_OFFSETS:
+            raise ModelError(f"Unknown crop offset {crop_offset!r}; expected one of {list(CROP_OFFSETS)}.")
+        self.crop_offset = crop_offset
+        if crop_offset != "floor" and self.image_preprocessing() is None:
+            raise ModelError(
+                f"{source or 'This CLIP model'}: its image processor does more than resize, crop and normalise, "
+                "so it can't crop as open_clip does."
+            )
         # Saved once per run, not at every checkpoint (see FrozenFiles); re-saved if either is swapped
         # or the processor's settings change.
         self._frozen_files = FrozenFiles(
@@ -58,6 +84,8 @@ class HFClipModel(TorchImageTextModel):
 
         folder = Path(folder)
         check_safetensors_folder(folder)
+        # A CLIP Studio folder of an open_clip model records its crop; a Hugging Face folder has no manifest.
+        manifest = read_manifest(folder) if (folder / MANIFEST_NAME).is_file() else {}
         if not (folder / "preprocessor_config.json").is_file():
             raise ModelError(
                 f"{str(folder)!r} has no preprocessor_config.json (the CLIP image preprocessing)."
@@ -85,7 +113,9 @@ class HFClipModel(TorchImageTextModel):
             # Randomly initialised weights would make embeddings (and fingerprints) differ run to run.
             raise ModelError(f"{str(folder)!r} lacks weights for {sorted(info['missing_keys'])[:5]}.")
         model.eval()
-        return cls(model, tokenizer, processor, source=source or str(folder)).to(device)
+        crop_offset = str(manifest.get("crop_offset", "floor"))
+        loaded = cls(model, tokenizer, processor, source=source or str(folder), crop_offset=crop_offset)
+        return loaded.to(device)
 
     # --- properties ------------------------------------------------------------------------------
     @property
@@ -101,7 +131,12 @@ class HFClipModel(TorchImageTextModel):
         return self.model
 
     # --- encoding --------------------------------------------------------------------------------
+    def image_preprocessing(self) -> CLIPProcessorPreprocessing | None:
+        return CLIPProcessorPreprocessing.from_processor(self.image_processor, crop_offset=self.crop_offset)
+
     def preprocess(self, images: list) -> torch.Tensor:
+        if self.crop_offset != "floor":
+            return self.image_preprocessing()(images)
         if not images:
             crop = self.image_processor.crop_size
             return torch.zeros(0, 3, crop["height"], crop["width"])
@@ -147,11 +182,14 @@ class HFClipModel(TorchImageTextModel):
         return self.model.logit_scale
 
     def _fingerprint_extra(self) -> dict[str, Any]:
-        return {
+        extra = {
             "preprocessing": self.image_processor.to_dict(),
             "tokenizer": tokenizer_digest(self.tokenizer),
             "max_text_tokens": self.max_text_tokens,
         }
+        if self.crop_offset != "floor":  # absent at the default: Hugging Face CLIPs keep their fingerprints
+            extra["crop_offset"] = self.crop_offset
+        return extra
 
     # --- save ------------------------------------------------------------------------------------
     def _save_tokenizer_and_processor(self, folder: str) -> None:
@@ -167,6 +205,8 @@ class HFClipModel(TorchImageTextModel):
         save_safetensors(self.model.state_dict(), folder / "model.safetensors", metadata={"format": "pt"})
         self._frozen_files.write(folder)
         manifest = {"kind": "hf_clip", "format_version": FORMAT_VERSION, "source": self.source}
+        if self.crop_offset != "floor":
+            manifest["crop_offset"] = self.crop_offset
         atomic_write_json(folder / MANIFEST_NAME, manifest)  # last: marks the folder complete
         return folder
 

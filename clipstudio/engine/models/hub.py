@@ -1,7 +1,8 @@
 """Hugging Face Hub ids: use the local HF cache when it has the model, else one quick download attempt.
 
 ``download_model`` fetches a model's files with byte progress (``ProgressUpdated`` events) and stops
-between chunks when asked, for the app's download bar and its Cancel button.
+between chunks when asked, for the app's download bar and its Cancel button: an open_clip model's
+files from other repos too (BiomedCLIP's text encoder config and vocabulary, OpenAI CLIP's tokenizer).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.events import DOWNLOAD_STAGE, ProgressUpdated
+from clipstudio.engine.model_catalogue import NOTHING_CACHED
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Only what an HF CLIP folder needs: configs, tokenizer files, safetensors weights (never .bin/.h5/.msgpack).
@@ -29,6 +31,23 @@ OPEN_CLIP_WEIGHT_NAMES = (
     "open_clip_pytorch_model.safetensors",
     "open_clip_pytorch_model.bin",
 )
+# Files of a text tower's repo an open_clip model needs: its config and tokenizer (never its own weights).
+TEXT_REPO_FILES = [
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+]
+CLIP_TOKENIZER_FILES = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+]
+# open_clip's own CLIP tokenizer is OpenAI's BPE, which this repo publishes in transformers' format.
+OPENAI_TOKENIZER_REPO = "openai/clip-vit-base-patch32"
 _PROGRESS_EVERY_S = 0.2  # at most five progress events a second: the bar needs no more
 
 
@@ -94,28 +113,68 @@ def cached_hub_file(repo_id: str, filename: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
+def _cached(repo_id: str, name: str) -> Path | None:
+    try:
+        return cached_hub_file(repo_id, name)
+    except Exception:  # an odd id or cache layout: counts as not cached
+        return None
+
+
+def has_clip_tokenizer(folder: Path) -> bool:
+    """Whether ``folder`` holds a CLIP BPE tokenizer (tokenizer.json, or vocab.json + merges.txt)."""
+    pair = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+    return (folder / "tokenizer.json").is_file() or pair
+
+
+def companion_repos(open_clip_config: Path) -> list[tuple[str, list[str]]]:
+    """The other Hub repos an open_clip model loads files from, with the file names wanted from each.
+
+    A Hugging Face text tower (BiomedCLIP): its repo's config and tokenizer (and the tokenizer's repo
+    when the config names another). A standard CLIP whose own folder (the config's) holds no
+    tokenizer: OpenAI CLIP's, which open_clip's tokenizer is.
+    """
+    try:
+        text_cfg = json.loads(open_clip_config.read_text(encoding="utf-8"))["model_cfg"].get("text_cfg") or {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    if not isinstance(text_cfg, dict):
+        return []
+    text_repo = text_cfg.get("hf_model_name")
+    if text_repo:
+        repos = dict.fromkeys([text_repo, text_cfg.get("hf_tokenizer_name") or text_repo])
+        return [(r, TEXT_REPO_FILES) for r in repos if isinstance(r, str) and looks_like_hub_id(r)]
+    if has_clip_tokenizer(open_clip_config.parent):
+        return []
+    return [(OPENAI_TOKENIZER_REPO, CLIP_TOKENIZER_FILES)]
+
+
+def _missing_companion_files(repo_id: str, names: list[str]) -> list[str]:
+    """The files of a companion repo that loading needs and the cache lacks: its config, a tokenizer."""
+    if names == CLIP_TOKENIZER_FILES:
+        has_tokenizer = _cached(repo_id, "tokenizer.json") or (
+            _cached(repo_id, "vocab.json") and _cached(repo_id, "merges.txt")
+        )
+        return [] if has_tokenizer else ["vocab.json", "merges.txt"]
+    missing = [] if _cached(repo_id, "config.json") else ["config.json"]
+    if not (_cached(repo_id, "vocab.txt") or _cached(repo_id, "tokenizer.json")):
+        missing.append("vocab.txt")
+    return missing
+
+
 def missing_from_cache(repo_id: str) -> list[str]:
     """What of a CLIP or open_clip model the local HF cache lacks, in plain words ([] = it loads offline)."""
-    def cached(repo: str, name: str) -> Path | None:
-        try:
-            return cached_hub_file(repo, name)
-        except Exception:  # an odd id or cache layout: counts as not cached
-            return None
-
-    open_clip_config = cached(repo_id, "open_clip_config.json")
+    open_clip_config = _cached(repo_id, "open_clip_config.json")
     if open_clip_config is None:
-        if cached(repo_id, "config.json") is None:
-            return ["its configuration and weights"]
+        if _cached(repo_id, "config.json") is None:
+            return [NOTHING_CACHED]
         weights = ("model.safetensors", "model.safetensors.index.json")
-        return [] if any(cached(repo_id, n) for n in weights) else ["its weights"]
-    missing = [] if any(cached(repo_id, n) for n in OPEN_CLIP_WEIGHT_NAMES) else ["its weights"]
-    try:
-        text_cfg = json.loads(open_clip_config.read_text(encoding="utf-8"))["model_cfg"]["text_cfg"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return missing
-    text_repo = text_cfg.get("hf_model_name") if isinstance(text_cfg, dict) else None
-    if isinstance(text_repo, str) and looks_like_hub_id(text_repo) and cached(text_repo, "config.json") is None:
-        missing.append(f"its text encoder's files ({text_repo})")
+        return [] if any(_cached(repo_id, n) for n in weights) else ["its weights"]
+    missing = [] if any(_cached(repo_id, n) for n in OPEN_CLIP_WEIGHT_NAMES) else ["its weights"]
+    for repo, names in companion_repos(open_clip_config):
+        lacking = _missing_companion_files(repo, names)
+        if lacking:
+            what = "tokenizer" if names == CLIP_TOKENIZER_FILES else "text encoder's"
+            missing.append(f"its {what} files ({repo}: {', '.join(lacking)})")
     return missing
 
 
@@ -205,14 +264,24 @@ def download_model(
     """Download what loading ``repo_id`` needs into the HF cache, reporting bytes; None when stopped.
 
     The files: configs and tokenizer files, and the weights (a CLIP's safetensors, or the first
-    open_clip weights file the repo has). Progress comes as ``ProgressUpdated(DOWNLOAD_STAGE, bytes
-    written, bytes expected)``. ``should_stop`` is checked at every chunk: finished files stay in the
-    cache, an unfinished one stays as huggingface_hub's ``.incomplete`` blob that the next download
-    resumes, and the snapshot only counts as cached once it is complete. Fails with a ModelError
-    sentence when the Hub can't be reached.
+    open_clip weights file the repo has), then an open_clip model's files in other repos
+    (``companion_repos``: e.g. BiomedCLIP's text encoder config and vocabulary). Progress comes as
+    ``ProgressUpdated(DOWNLOAD_STAGE, bytes written, bytes expected)``, one count over all the repos.
+    ``should_stop`` is checked at every chunk: finished files stay in the cache, an unfinished one
+    stays as huggingface_hub's ``.incomplete`` blob that the next download resumes, and the snapshot
+    only counts as cached once it is complete. Fails with a ModelError sentence when the Hub can't be
+    reached, and offline with one naming what the cache lacks.
     """
     if hub_offline():
-        raise _offline_error(repo_id)
+        missing = missing_from_cache(repo_id)
+        if not missing:
+            return _cached_snapshot(repo_id, ALLOW_PATTERNS)
+        if missing == [NOTHING_CACHED]:
+            raise _offline_error(repo_id)
+        raise ModelError(
+            f"Model {repo_id!r} can't be loaded: offline mode is on and the local Hugging Face cache lacks "
+            f"{' and '.join(missing)}; connect once to download them, or {FALLBACK_ADVICE}."
+        )
     files = _hub_files(repo_id)
     patterns = list(ALLOW_PATTERNS)
     # A repo with both: the transformers CLIP is what loads (as open_clip_format.is_open_clip_repo decides).
@@ -225,6 +294,35 @@ def download_model(
             f"Model {repo_id!r} publishes no safetensors weights and CLIP Studio never unpickles .bin files; "
             f"{FALLBACK_ADVICE}."
         )
+    latest = [ProgressUpdated(DOWNLOAD_STAGE, 0, 0)]
+
+    def report(event: ProgressUpdated, offset: int = 0) -> None:
+        """Bytes of the later repos count on from the earlier ones', so the bar never goes back."""
+        latest[0] = ProgressUpdated(DOWNLOAD_STAGE, offset + event.done, offset + event.total)
+        callback(latest[0])
+
+    folder = _download_with_progress(repo_id, patterns, report, should_stop, repr(repo_id))
+    if folder is None:
+        return None
+    config = folder / "open_clip_config.json"
+    for repo, names in companion_repos(config) if weights is not None else []:
+        offset = latest[0].done
+        done = _download_with_progress(
+            repo, names, lambda e, o=offset: report(e, o), should_stop, f"{repo!r} (used by {repo_id!r})"
+        )
+        if done is None:
+            return None
+    return folder
+
+
+def _download_with_progress(
+    repo_id: str,
+    patterns: list[str],
+    callback: Callable[[ProgressUpdated], None],
+    should_stop: Callable[[], bool],
+    what: str,
+) -> Path | None:
+    """``snapshot_download`` of ``patterns`` reporting written bytes; None when stopped."""
     from huggingface_hub import snapshot_download
 
     try:
@@ -239,9 +337,7 @@ def download_model(
     except Exception as exc:  # any network failure gets the same advice
         if should_stop():
             return None  # the stop surfaced as another error inside huggingface_hub's threads
-        raise ModelError(
-            f"Downloading {repo_id!r} failed ({type(exc).__name__}: {exc}); {FALLBACK_ADVICE}."
-        ) from None
+        raise ModelError(f"Downloading {what} failed ({type(exc).__name__}: {exc}); {FALLBACK_ADVICE}.") from None
     return Path(folder)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -47,18 +47,6 @@ class ImageInputSpec:
     std: tuple[float, float, float]
 
 
-def resize_center_crop(image: Image.Image, size: int, *, resample: str = "bicubic") -> Image.Image:
-    """Shorter side resized to ``size``, then the centre ``size`` x ``size`` RGB square, as models do."""
-    image = image.convert("RGB")
-    w, h = image.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    if (new_w, new_h) != (w, h):
-        image = image.resize((new_w, new_h), _RESAMPLE[resample])
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    return image.crop((left, top, left + size, top + size))
-
-
 def normalise_uint8(
     crops: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...], *, rescale: float = 1 / 255
 ) -> torch.Tensor:
@@ -90,6 +78,9 @@ class ImagePreprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
     resample: str = "bicubic"
     crop_offset: str = "floor"  # one of CROP_OFFSETS
+    # How the longer side's new length is rounded: CLIP Studio's own models round it, transformers' CLIP
+    # processors and torchvision's Resize truncate it ("floor").
+    longer_side: ClassVar[str] = "round"
 
     def __post_init__(self) -> None:
         if self.resample not in _RESAMPLE:
@@ -119,6 +110,16 @@ class ImagePreprocessing:
         if (new_w, new_h) != (size, size):
             image = image.crop((left, top, left + size, top + size))
         return np.asarray(image)
+
+    def crop_settings(self) -> dict[str, Any]:
+        """What decides ``crop``'s pixels (not the normalisation): equal settings give equal crops."""
+        return {
+            "image_size": self.image_size,
+            "resize_size": self.resize_size or self.image_size,
+            "longer_side": self.longer_side,
+            "resample": self.resample,
+            "crop_offset": self.crop_offset,
+        }
 
     def normalise(self, crops: np.ndarray) -> torch.Tensor:
         """(N, H, W, 3) uint8 crops -> (N, 3, H, W) float32 ``(x / 255 - mean) / std``, for a whole batch at once."""
@@ -157,6 +158,8 @@ _PIL_RESAMPLE_NAMES = {int(mode): name for name, mode in _RESAMPLE.items()}
 class CLIPProcessorPreprocessing(ImagePreprocessing):
     """What a transformers CLIP image processor computes, as ``ImagePreprocessing`` (its longer side is truncated, not rounded)."""
 
+    longer_side: ClassVar[str] = "floor"
+
     def _resized_size(self, w: int, h: int) -> tuple[int, int]:
         short = self.resize_size or self.image_size
         # transformers' get_resize_output_image_size(default_to_square=False), operation for operation.
@@ -165,8 +168,12 @@ class CLIPProcessorPreprocessing(ImagePreprocessing):
         return int(short * w / h), short
 
     @classmethod
-    def from_processor(cls, processor: Any) -> CLIPProcessorPreprocessing | None:
-        """The equivalent of ``processor`` (shortest-edge resize, square centre crop, /255, mean/std), else None."""
+    def from_processor(cls, processor: Any, *, crop_offset: str = "floor") -> CLIPProcessorPreprocessing | None:
+        """The equivalent of ``processor`` (shortest-edge resize, square centre crop, /255, mean/std), else None.
+
+        ``crop_offset="round"``: the same but cropped as torchvision does, for open_clip models whose
+        processor was written by the converter (transformers' own processors always floor).
+        """
 
         def box(name: str) -> dict[str, int]:
             value = getattr(processor, name, None) or {}
@@ -196,6 +203,7 @@ class CLIPProcessorPreprocessing(ImagePreprocessing):
             mean=tuple(float(v) for v in mean),
             std=tuple(float(v) for v in std),
             resample=_PIL_RESAMPLE_NAMES[int(resample)],
+            crop_offset=crop_offset,
         )
 
 

@@ -32,9 +32,13 @@ from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.base import ImageTextModel
 from clipstudio.engine.models.hf_clip import HFClipModel
 from clipstudio.engine.models.hub import (
+    CLIP_TOKENIZER_FILES,
     FALLBACK_ADVICE,
     OPEN_CLIP_WEIGHT_NAMES,
+    OPENAI_TOKENIZER_REPO,
+    TEXT_REPO_FILES,
     cached_hub_file,
+    has_clip_tokenizer,
     hub_file,
     hub_offline,
     hub_snapshot,
@@ -60,24 +64,7 @@ from clipstudio.engine.models.vit_hf_text import ViTHFTextModel, ViTHFTextModule
 from clipstudio.engine.storage.paths import cache_dir
 
 WEIGHT_NAMES = OPEN_CLIP_WEIGHT_NAMES
-# Text repo files a text tower needs: its config and tokenizer (never its own weights).
-TEXT_REPO_FILES = [
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-]
-CLIP_TOKENIZER_FILES = [
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-]
-# open_clip's own CLIP tokenizer is OpenAI's BPE, which this repo publishes in transformers' format.
-OPENAI_TOKENIZER_REPO = "openai/clip-vit-base-patch32"
-CONVERTER_VERSION = 2  # bump when a conversion changes: cached folders of older ones are not reused
+CONVERTER_VERSION = 3  # bump when a conversion changes: cached folders of older ones are not reused
 
 
 @dataclass(frozen=True)
@@ -140,17 +127,12 @@ def _local_or_hub(name: str, patterns: list[str]) -> Path:
 
 def clip_tokenizer_folder(files: OpenClipFiles) -> Path:
     """Where the BPE tokenizer is: the model's own files when it ships them, else OpenAI CLIP's."""
-
-    def has_tokenizer(folder: Path) -> bool:
-        pair = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
-        return (folder / "tokenizer.json").is_file() or pair
-
-    if has_tokenizer(files.folder):
+    if has_clip_tokenizer(files.folder):
         return files.folder
     if not Path(files.source).expanduser().is_dir():
         for name in ("tokenizer.json", "vocab.json", "merges.txt"):
             hub_file(files.source, name)  # the snapshot folder is files.folder: cached files appear there
-        if has_tokenizer(files.folder):
+        if has_clip_tokenizer(files.folder):
             return files.folder
     return hub_snapshot(OPENAI_TOKENIZER_REPO, CLIP_TOKENIZER_FILES)
 
@@ -297,7 +279,8 @@ def build_clip(cfg: OpenClipConfig, state: State, files: OpenClipFiles) -> HFCli
         image_mean=list(p.mean),
         image_std=list(p.std),
     )
-    return HFClipModel(model, tokenizer, processor, source=files.source)
+    # torchvision's CenterCrop rounds the offset of an odd margin; transformers' processor would floor it.
+    return HFClipModel(model, tokenizer, processor, source=files.source, crop_offset=p.crop_offset)
 
 
 # --- the cache of converted models ---------------------------------------------------------------

@@ -18,7 +18,7 @@ from torch import nn
 
 from clipstudio.engine.errors import ModelError
 from clipstudio.engine.models.frozen_files import FrozenFiles
-from clipstudio.engine.models.image_preprocessing import ImageInputSpec
+from clipstudio.engine.models.image_preprocessing import ImageInputSpec, ImagePreprocessing
 from clipstudio.engine.models.manifest import MANIFEST_NAME
 from clipstudio.engine.models.torch_model import TorchImageTextModel
 from clipstudio.engine.storage.atomic import atomic_write_json
@@ -68,6 +68,9 @@ class ProjectedTowersModel(TorchImageTextModel):
     def image_input_spec(self) -> ImageInputSpec:
         p = self.preprocessing
         return ImageInputSpec(size=p.image_size, mean=tuple(p.mean), std=tuple(p.std))
+
+    def image_preprocessing(self) -> ImagePreprocessing:
+        return self.preprocessing
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         # Padded to the longest text, not to the context length: padding is masked, so embeddings are the same.

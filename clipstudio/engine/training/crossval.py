@@ -6,7 +6,8 @@ inside one fold (``data.splits.kfold_indices``). Fold ``i`` trains on the other 
 on fold ``i``, and is a normal run folder ``<output>/fold_<i>/`` (evaluate, export or WiSE it like
 any run). ``<output>/cv_summary.json`` holds each fold's metrics at its best epoch and their mean
 and standard deviation; it is rewritten after every fold, so a crash or a cancel leaves a partial
-summary (``"complete": false``).
+summary (``"complete": false``). With method "auto", each fold and the summary record the method
+Auto picked (for the summary: the folds' picks joined by " / " in the rare case that they differ).
 """
 
 from __future__ import annotations
@@ -122,7 +123,9 @@ def run_cross_validation(
         except Exception:
             _write(root, summary)  # keep what the finished folds showed
             raise
-        summary["folds"].append(_fold_row(i, result, len(train), len(held)))
+        # trainer.cfg: method "auto" replaced by what it picked for this fold's training images.
+        summary["folds"].append(_fold_row(i, result, trainer.cfg.method, len(train), len(held)))
+        summary["method"] = " / ".join(dict.fromkeys(fold["method"] for fold in summary["folds"]))
         summary["monitor"] = summary["monitor"] or result.history.get("monitor_key")
         summary["mean"], summary["std"] = _mean_std(summary["folds"])
         if result.status == TrainingStatus.CANCELLED:
@@ -145,7 +148,7 @@ def _check_output(root: Path) -> None:
         raise ConfigError(f"{str(root)!r} already holds a cross-validation; choose another output folder.")
 
 
-def _fold_row(fold: int, result, n_train: int, n_val: int) -> dict[str, Any]:
+def _fold_row(fold: int, result, method: str, n_train: int, n_val: int) -> dict[str, Any]:
     """A fold's outcome and its validation metrics at the best epoch (else the last one)."""
     history = result.history or {}
     epochs = history.get("epoch", [])
@@ -163,6 +166,7 @@ def _fold_row(fold: int, result, n_train: int, n_val: int) -> dict[str, Any]:
     return {
         "fold": fold,
         "run_dir": str(result.run_dir),
+        "method": method,
         "status": result.status,
         "n_train": n_train,
         "n_val": n_val,

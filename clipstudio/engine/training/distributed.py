@@ -16,9 +16,15 @@ Trainer with these differences:
 - Stop: every process polls Stop once per optimizer step, and the answers are combined (any one
   stops all), so all processes stop after the same step and the first process saves once.
 - Writing: only the first process (rank 0) writes the run folder and emits events.
+- Validation (contrastive methods): each process embeds its block of the validation images, and
+  all gather the rows (``gather_rows``; padding dropped, so no image counts twice); every process
+  then scores the same embeddings, as one process would.
 - Frozen-embedding methods (linear probe, Tip-Adapter): each process encodes its share of the
-  images and all gather them (``encode_image_files_sharded``); every process then solves on the
-  same features.
+  images and all gather them (``encode_image_files_sharded``; only the first process reads and
+  writes the embedding cache); every process then solves on the same features. ``embed``,
+  ``zeroshot`` and ``retrieve`` share their image encoding the same way.
+- BatchNorm: no method trains BatchNorm statistics (the contrastive methods keep every BatchNorm
+  layer in eval mode; the others train no image weights), so SyncBatchNorm is not needed.
 
 A process that raises ends; torchrun then stops the others and reports the failing process's
 one-line error (``record_error``).
@@ -26,10 +32,12 @@ one-line error (``record_error``).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -42,6 +50,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.nn.functional import all_gather as all_gather_with_grad  # keeps gradients
 
+from clipstudio.engine.cache.vectors import EmbeddingCache
+from clipstudio.engine.data.dataset import Problem
 from clipstudio.engine.embeddings import EncodedImages, encode_image_files
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.events import ShouldStop
@@ -136,9 +146,22 @@ def join_process_group(device_spec: str, gpu_id: int = 0) -> tuple[Ranks, int]:
     return current_ranks(), gpu
 
 
-def leave_process_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def leave_process_group(finished: bool = True) -> None:
+    """Tear the process group down; ``finished``: this process ended normally (not with an error).
+
+    First the garbage collector runs: a Trainer left in a reference cycle still holds its
+    DistributedDataParallel wrapper, and with it the group; freed later, during interpreter shutdown,
+    gloo's worker threads were destroyed while still joinable and the process aborted ("terminate
+    called without an active exception", seen in CI). After a normal end every process then waits for
+    the others, so none closes its connections while another still uses them; after an error it
+    doesn't wait (the others may never arrive; torchrun stops them).
+    """
+    if not dist.is_initialized():
+        return
+    gc.collect()
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def _collective_device() -> torch.device:
@@ -190,11 +213,8 @@ def gathered_loss(
     DistributedDataParallel's averaging turns into the global batch's.
     """
     rank, world = dist.get_rank(), dist.get_world_size()
-    # The autograd-aware all-gather open_clip uses: its backward sums each gathered block's gradient back
-    # to its process. (`_functional_collectives.all_gather_single`, used first, returns asynchronous
-    # tensors; a resumed two-process CPU run crashed once in CI with heap corruption while using it.)
-    all_image = torch.cat(all_gather_with_grad(image.float().contiguous()))
-    all_text = torch.cat(all_gather_with_grad(text.float().contiguous()))
+    all_image = _gather_with_grad(image)
+    all_text = _gather_with_grad(text)
     key_parts = [torch.empty_like(keys) for _ in range(world)]
     dist.all_gather(key_parts, keys.contiguous())
     all_keys = torch.cat(key_parts)
@@ -206,6 +226,19 @@ def gathered_loss(
     accuracy = _rows_accuracy(image_rows, keys, all_keys)
     value, accuracy = global_mean([float(local.detach()), accuracy])
     return local + (value - local.detach()), accuracy
+
+
+def _gather_with_grad(features: torch.Tensor) -> torch.Tensor:
+    """Every process's ``features``, concatenated, with the autograd-aware all-gather open_clip uses:
+    its backward sums each gathered block's gradient back to its process.
+
+    torch 2.13 marks it deprecated in favour of ``_functional_collectives.all_gather_single``, which
+    returns asynchronous tensors; that warning would reach users' consoles once per run, so it is
+    silenced here, and only here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*all_gather is deprecated", category=FutureWarning)
+        return torch.cat(all_gather_with_grad(features.float().contiguous()))
 
 
 def _rows_accuracy(image_rows: torch.Tensor, row_keys: torch.Tensor, keys: torch.Tensor) -> float:
@@ -265,28 +298,96 @@ def gather_objects(value: object) -> list[object]:
     return gathered
 
 
-def encode_image_files_sharded(model, paths: list[Path], **options) -> EncodedImages:
-    """``encode_image_files`` with each process encoding every world_size-th image, gathered on all.
+def encode_image_files_sharded(
+    model, paths: list[Path], *, cache: EmbeddingCache | None = None, everywhere: bool = True, **options
+) -> EncodedImages:
+    """``encode_image_files`` with the work shared among the processes; the same result, rows in input order.
 
-    The result is the one a single process gets (rows in input order); each process writes its own
-    images to the shared embedding cache. Stopped on any process: stopped on all.
+    Only the first process uses ``cache``: it looks up the images it already holds, every process
+    encodes every world_size-th of the others, and the first process stores what they encoded (one
+    writer, and the cache may be a file on the first machine only). ``everywhere``: every process
+    gets the whole result (training: all solve on the same features); False: only the first does,
+    and the others get their own share (a command whose first process writes the output).
+    Stopped on any process: stopped on all. ``options``: as ``encode_image_files`` takes them.
     """
     ranks = current_ranks()
-    mine = list(range(ranks.rank, len(paths), ranks.world_size))
+    paths = [Path(p) for p in paths]
+    fingerprint = model.image_fingerprint() if cache is not None else ""
+    hits: dict[int, np.ndarray] = {}
+    if ranks.is_main and cache is not None:
+        # A vector of the wrong width can only come from a damaged cache: encode it again.
+        found = cache.get_many(fingerprint, paths)
+        hits = {i: v for i, v in found.items() if v.shape == (model.embed_dim,)}
+    cached = set(from_first_process(sorted(hits)))
+    mine = [i for i in range(len(paths)) if i not in cached][ranks.rank :: ranks.world_size]
     encoded = encode_image_files(model, [paths[i] for i in mine], **options)
-    part = ([mine[i] for i in encoded.indices], encoded.embeddings, encoded.problems, encoded.cancelled)
-    parts = gather_objects(part)
-    vectors = {i: row for indices, rows, _, _ in parts for i, row in zip(indices, rows, strict=True)}
+    part = _SharedPart([mine[i] for i in encoded.indices], encoded.embeddings, encoded.problems,
+                       encoded.n_encoded, encoded.cancelled)
+    parts = gather_objects(part) if everywhere else _gather_on_first(part)
+    if parts is None:  # not the first process, and only the first needs the whole result
+        parts = [part]
+    new = {i: row for p in parts for i, row in zip(p.indices, p.embeddings, strict=True)}
+    if ranks.is_main and cache is not None and new:
+        cache.put_many(fingerprint, [paths[i] for i in new], np.stack(list(new.values())))
+    if everywhere and cache is not None:
+        hits = from_first_process(hits)  # the others need the first process's cached vectors too
+    vectors = hits | new
     indices = sorted(vectors)
     embeddings = np.stack([vectors[i] for i in indices]) if indices else encoded.embeddings[:0]
+    position = {str(path): i for i, path in enumerate(paths)}
+    problems = sorted((problem for p in parts for problem in p.problems), key=lambda pr: position.get(pr.path, 0))
     return EncodedImages(
         embeddings=embeddings,
         indices=indices,
-        problems=[problem for p in parts for problem in p[2]],
-        n_cached=encoded.n_cached,
-        n_encoded=encoded.n_encoded,
-        cancelled=any(p[3] for p in parts),
+        problems=problems,
+        n_cached=len(hits),
+        n_encoded=sum(p.n_encoded for p in parts),
+        cancelled=any(p.cancelled for p in parts),
     )
+
+
+@dataclass(frozen=True)
+class _SharedPart:
+    """One process's share of ``encode_image_files_sharded``: input positions and their rows."""
+
+    indices: list[int]
+    embeddings: np.ndarray
+    problems: list[Problem]
+    n_encoded: int
+    cancelled: bool
+
+
+def _gather_on_first(value: object) -> list[object] | None:
+    """``value`` from every process, in rank order, on the first process; None on the others."""
+    gathered: list[object] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
+
+
+def rows_of_this_process(n: int) -> range:
+    """This process's block of ``n`` rows (the validation images): ceil(n / processes) rows, the last fewer.
+
+    Blocks follow each other in rank order, so ``gather_rows`` puts the rows back in order.
+    """
+    ranks = current_ranks()
+    per = -(-n // ranks.world_size)
+    return range(min(n, ranks.rank * per), min(n, (ranks.rank + 1) * per))
+
+
+def gather_rows(rows: np.ndarray, n: int) -> np.ndarray:
+    """All ``n`` rows on every process, in order, from each process's ``rows_of_this_process`` block.
+
+    The blocks are padded to one length for the all-gather and the padding is dropped again, so
+    no row counts twice (unlike a padded DistributedSampler's, which would count some twice).
+    """
+    world = dist.get_world_size()
+    per = -(-n // world)
+    device = _collective_device()
+    block = torch.zeros((per, rows.shape[1]), dtype=torch.float32, device=device)
+    block[: len(rows)] = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(device)
+    blocks = [torch.empty_like(block) for _ in range(world)]
+    dist.all_gather(blocks, block)
+    return torch.cat(blocks)[:n].cpu().numpy()
 
 
 def record_error(message: str) -> None:
@@ -310,10 +411,12 @@ __all__ = [
     "encode_image_files_sharded",
     "from_first_process",
     "gather_objects",
+    "gather_rows",
     "gathered_loss",
     "global_mean",
     "join_process_group",
     "launched_by_torchrun",
     "leave_process_group",
     "record_error",
+    "rows_of_this_process",
 ]

@@ -224,6 +224,7 @@ def _contrastive(cfg, model, data: RunData, *, callback, should_stop, device) ->
     decoded = decode_to_array(
         [dataset.samples[i].path for i in wanted],
         size,
+        crop=model.image_preprocessing(),  # the pixels evaluation crops, so training sees the same
         num_workers=cfg.num_workers,
         callback=callback,
         should_stop=should_stop,

@@ -264,7 +264,15 @@ class Trainer:
             self._log(f"This method trains nothing: {fixed} epoch builds it (the epochs setting, {cfg.epochs}, is not used).")
             cfg = self.cfg = dataclasses.replace(cfg, epochs=fixed)
         self.amp: AmpPolicy = self.method.amp
-        self.base_lr = cfg.resolved_learning_rate()
+        # A run that sets no rate takes the model's recommended one for the method, else the method's default,
+        # and records it (config.json) so a resume keeps it. A run from before models recommended rates
+        # recorded none: it resumes at the method's default, the rate it started with.
+        recommended = model.recommended_learning_rates if resume_info is None else {}
+        self.base_lr = cfg.resolved_learning_rate(recommended)
+        if cfg.learning_rate is None and not self.method.full_batch:
+            source = "the model's recommended rate" if cfg.method in recommended else "the method's default"
+            self._log(f"Learning rate {self.base_lr:g}: {source} (set a learning rate to change it).")
+            cfg = self.cfg = dataclasses.replace(cfg, learning_rate=self.base_lr)
         self.optimizer = make_optimizer(
             self.method.trainable(), lr=self.base_lr, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay
         )

@@ -285,7 +285,10 @@ class DataScreen(QWidget):
         count_tokens = getattr(model, "count_tokens", None) if model is not None else None
         max_tokens = getattr(model, "max_text_tokens", None) if model is not None else None
         worker = TaskWorker(
-            load_job(path, image_key, caption_key, count_tokens, max_tokens), name="open dataset", parent=self
+            load_job(path, image_key, caption_key, count_tokens, max_tokens),
+            name="open dataset",
+            parent=self,
+            needs_engine=False,  # reading and checking images needs numpy and PIL only (tested)
         )
         worker.event_emitted.connect(self._on_worker_event_emitted)
         worker.succeeded.connect(self._on_worker_succeeded)

@@ -52,6 +52,7 @@ from clipstudio.engine.explore import (
     find_duplicates,
     training_losses,
 )
+from clipstudio.engine.plural import plural
 from clipstudio.gui.errors import show_error
 from clipstudio.gui.help import explain_links
 from clipstudio.gui.screen_jobs import ScreenJobs
@@ -327,7 +328,7 @@ class ExploreScreen(QWidget):
         n = len(analysis.emb.paths)
         skipped = len(analysis.emb.problems)
         self.progress_label.setText(
-            f"{n:,} images analysed" + (f"; {skipped:,} unreadable left out" if skipped else "") + "."
+            f"{plural(n, 'image')} analysed" + (f"; {skipped:,} unreadable left out" if skipped else "") + "."
         )
         self._set_note(analysis.issues_note)
         self.mark_bar.set_classes(analysis.class_names)
@@ -384,7 +385,7 @@ class ExploreScreen(QWidget):
             for r in scored[:LIST_LIMIT]
         ]
         n_likely = int(np.count_nonzero(issues.likely_mistake))
-        self.mistakes.set_rows(rows, f"{n_likely:,} likely mistakes among {len(scored):,} labelled images")
+        self.mistakes.set_rows(rows, f"{plural(n_likely, 'likely mistake')} among {plural(len(scored), 'labelled image')}")
 
     def _fill_duplicates(self) -> None:
         """Find the near-duplicate groups at the slider's threshold, in the background (checking the
@@ -417,7 +418,7 @@ class ExploreScreen(QWidget):
                          f"{group.max_similarity:.3f}")
                 rows.append(self._image_row(r, cells, alert=group.across_splits, banded=g % 2 == 1))
         across = sum(g.across_splits for g in groups)
-        self.duplicates.set_rows(rows, f"{len(groups):,} groups, {across:,} across splits")
+        self.duplicates.set_rows(rows, f"{plural(len(groups), 'group')}, {across:,} across splits")
         self.duplicates_shown.emit()
 
     def _on_duplicates_finished(self) -> None:
@@ -472,7 +473,7 @@ class ExploreScreen(QWidget):
 
     def _on_map_rect_selected(self, rows: np.ndarray) -> None:
         if self.analysis is not None:
-            self._select_on_map(rows, f"{len(rows):,} images selected on the map.")
+            self._select_on_map(rows, f"{plural(len(rows), 'image')} selected on the map.")
 
     def _select_on_map(self, rows, message: str) -> None:
         """Open the map ``rows`` in the Selection tab, chosen (ringed on the map)."""
@@ -505,8 +506,7 @@ class ExploreScreen(QWidget):
         except (ClipStudioError, OSError) as exc:
             show_error(self, f"Couldn't save your corrections: {exc}", "")
             return
-        self._corrections_saved(f"{len(corrections):,} image{'s' if len(corrections) != 1 else ''} "
-                                f"{corrections[0].describe()}.")
+        self._corrections_saved(f"{plural(len(corrections), 'image')} {corrections[0].describe()}.")
 
     def _on_mark_bar_exclude_requested(self) -> None:
         self._mark([Correction(self.analysis.emb.paths[r], EXCLUDE) for r in self.chosen_rows()])
@@ -522,7 +522,7 @@ class ExploreScreen(QWidget):
         except (ClipStudioError, OSError) as exc:
             show_error(self, f"Couldn't change your corrections: {exc}", "")
             return
-        self._corrections_saved(f"Your changes to {len(paths):,} image{'s' if len(paths) != 1 else ''} undone.")
+        self._corrections_saved(f"Your changes to {plural(len(paths), 'image')} undone.")
 
     def _corrections_saved(self, message: str) -> None:
         self._load_changes()

@@ -80,6 +80,9 @@ def describe_model(model: Any, *, with_fingerprint: bool = True) -> dict[str, st
     return info
 
 
+LOAD_STAGE = "load model"  # after a download: the load job's last part, which Cancel can't stop
+
+
 def load_job(spec: str, device: str):
     """The worker job: load ``spec`` on ``device``, first downloading a Hub model the cache lacks (with
     byte progress; stopping there returns None and the worker reports the load cancelled)."""
@@ -95,10 +98,12 @@ def load_job(spec: str, device: str):
         )
 
         hub_id = looks_like_hub_id(spec) and not Path(spec).expanduser().exists()
-        if hub_id and not hub_offline() and missing_from_cache(spec):
-            callback(MessageLogged("info", f"Downloading {spec} from the Hugging Face Hub…"))
+        if hub_id and missing_from_cache(spec):
+            if not hub_offline():  # offline, download_model says which files the cache lacks
+                callback(MessageLogged("info", f"Downloading {spec} from the Hugging Face Hub…"))
             if download_model(spec, callback, should_stop) is None:
                 return None
+            callback(ProgressUpdated(LOAD_STAGE, 0, 0))  # downloaded: the rest can't be cancelled
         model = load_model(spec, device=device)
         return model, describe_model(model)
 
@@ -415,6 +420,10 @@ class ModelScreen(QWidget):
             line = download_line(event.done, event.total)
             self.load_status.setText(f"{self._loading_spec}: {line}")
             self.gallery.set_downloading(self._loading_spec, event.done, event.total)
+        elif isinstance(event, ProgressUpdated) and event.stage == LOAD_STAGE:
+            self.cancel_button.hide()
+            self.load_progress.setRange(0, 0)  # busy: reading (and, the first time, converting) the weights
+            self.load_status.setText(f"Downloaded {self._loading_spec}; loading it…")
 
     def _on_load_worker_cancelled(self) -> None:
         self._end_loading()

@@ -3,31 +3,25 @@ for a training run, compare it with its starting model and pick a WiSE-FT mix.
 
 The grid and the metrics always show one ``ZeroShotResult`` (``last_result``) of the report images
 (``split_policy.report_part``: test, else val, else all, as ``clipstudio zeroshot`` uses): the
-current model's, the run's fine-tuned model's, or a WiSE-FT mix of the run's two.
+current model's, the run's fine-tuned model's, or a WiSE-FT mix of the run's two. The Metrics tab is
+``widgets.metrics_panel``; the tabs that compare models are ``results_comparisons``; CSV and report
+file choices are ``results_export``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -43,98 +37,32 @@ from clipstudio.engine.evaluation.clinical_scoring import (
     with_operating_point,
     with_subgroups,
 )
-from clipstudio.engine.evaluation.paired import compare_results
 from clipstudio.engine.evaluation.report import check_report_path, render_report
 from clipstudio.engine.evaluation.split_policy import report_part
 from clipstudio.engine.evaluation.zero_shot import score_dataset
+from clipstudio.engine.plural import plural
 from clipstudio.engine.prompts import run_prompt_set
-from clipstudio.engine.runs.layout import is_run_folder, run_start_model_spec
+from clipstudio.engine.runs.layout import is_run_folder
 from clipstudio.engine.storage.atomic import atomic_write_text
 from clipstudio.gui.errors import show_error
-from clipstudio.gui.help import TERMS, explain, explain_links, terms_tooltip
-from clipstudio.gui.score_text import chance_text, class_counts, interval_text
+from clipstudio.gui.help import TERMS
 from clipstudio.gui.screen_jobs import ScreenJobs
-from clipstudio.gui.screens.retrieval_screen import recent_runs
-from clipstudio.gui.settings import AppSettings
+from clipstudio.gui.screens.results_comparisons import BeforeAfterTab, ModelComparison, WiseSweeps
+from clipstudio.gui.screens.results_export import ask_csv_path, ask_report_path, predictions_csv
 from clipstudio.gui.state import AppState
 from clipstudio.gui.widgets.clinical_view import ClinicalPages
-from clipstudio.gui.widgets.confusion_matrix import ConfusionMatrixView
+from clipstudio.gui.widgets.metrics_panel import MetricsPanel, pct
 from clipstudio.gui.widgets.missing_input import MissingInputBanner
-from clipstudio.gui.widgets.model_pair import ModelPairView, paired_summary
+from clipstudio.gui.widgets.model_pair import ModelPairView
 from clipstudio.gui.widgets.prediction_grid import PredictionGrid
-from clipstudio.gui.widgets.run_comparison import BeforeAfterTable, WiseCurve
+from clipstudio.gui.widgets.run_comparison import WiseCurve
 from clipstudio.gui.widgets.subgroup_view import SubgroupView
 from clipstudio.printing import write_report_file
 
 CURRENT, RUN = "current", "run"
 OPERATING_POINT_DEBOUNCE_MS = 150
-REPORT_HTML_FILTER = "Web page, opens offline (*.html)"
-REPORT_PDF_FILTER = "PDF document (*.pdf)"
-ALPHAS = [round(0.1 * i, 1) for i in range(11)]
 SUBGROUPS_HINT = ("Type a pattern that picks each image's subgroup out of its path (a hospital, scanner or sex "
                   "in a folder or file name) and press Show subgroups.")
-SUMMARY_TERMS = {  # the summary's jargon, by the names it uses
-    "balanced_accuracy": "balanced accuracy",
-    "confidence_interval": "95% CI",
-    "auc": "AUC",
-    "calibration": "ECE",
-    "prediction_sets": "prediction sets",
-}
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f} %"
-
-
-def _with_ci(value: float | None, ci: list[float] | None, n: int) -> str:
-    return _pct(value) + interval_text(ci, n)
-
-
-def _clinical_lines(clinical) -> list[str]:
-    """AUC, calibration and prediction-set lines for the metrics summary (empty without clinical metrics)."""
-    if clinical is None:
-        return []
-    blocks = clinical.to_dict()
-    auc = blocks["auc"]["macro"]
-    lines = []
-    if auc.get("value") is not None:
-        ci = auc.get("ci95")
-        what = "AUC" if clinical.binary else "macro AUC (one class vs the rest)"
-        lines.append(f"{what} {auc['value']:.3f}" + (f"  (95% CI {ci[0]:.3f} – {ci[1]:.3f})" if ci else ""))
-    calibration = blocks["calibration"]
-    if calibration.get("ece") is not None:
-        line = f"calibration error (ECE) {_pct(calibration['ece'])}"
-        if calibration.get("ece_after") is not None:
-            line += f" → {_pct(calibration['ece_after'])} after temperature scaling (T = {calibration['temperature']:.2f})"
-        lines.append(line)
-    conformal = blocks["conformal"]
-    if conformal.get("coverage") is not None:
-        lines.append(f"prediction sets: {_pct(conformal['coverage'])} coverage (target "
-                     f"{_pct(conformal['coverage_target'])}), {conformal['mean_set_size']:.2f} classes on average")
-    return lines
-
-
-def predictions_csv(predictions: list[dict]) -> str:
-    """CSV text: path, true, predicted, correct, the top-k class/probability pairs, and the conformal
-    prediction set ("a; b") when the predictions carry one."""
-    k = max((len(p.get("topk") or []) for p in predictions), default=0)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    with_sets = any("set" in p for p in predictions)
-    header = ["path", "true", "predicted", "correct"]
-    for i in range(1, k + 1):
-        header += [f"top{i}_class", f"top{i}_probability"]
-    writer.writerow(header + (["prediction_set"] if with_sets else []))
-    for p in predictions:
-        row = [p["path"], p["true"], p["pred"], "yes" if p["true"] == p["pred"] else "no"]
-        topk = p.get("topk") or []
-        for name, prob in topk:
-            row += [name, f"{prob:.6f}"]
-        row += ["", ""] * (k - len(topk))
-        if with_sets:
-            row.append("; ".join(p.get("set") or []))
-        writer.writerow(row)
-    return "\ufeff" + out.getvalue()  # the BOM makes Excel read the UTF-8 class names and paths right
 
 
 class ResultsScreen(QWidget):
@@ -153,7 +81,6 @@ class ResultsScreen(QWidget):
         self.jobs = ScreenJobs(self)
         self.last_result: Any = None
         self.shown_predictions: list[dict] = []  # what the grid shows (calibrated; at the operating point)
-        self.sweep_rows: list[dict] = []
         self._run_models: dict[str, Any] = {}  # run folder -> fine-tuned model (loaded once)
         self._wise: Any = None  # WiseInterpolator of the selected run (used by one job at a time)
         self._wise_alpha_pending: float | None = None
@@ -222,52 +149,25 @@ class ResultsScreen(QWidget):
         lv.addLayout(cell_row)
         lv.addWidget(self.grid, 1)
 
-        self.accuracy_label = QLabel()  # empty until something is scored
-        big = QFont(self.font())
-        big.setPointSizeF(big.pointSizeF() * 2.2)
-        big.setBold(True)
-        self.accuracy_label.setFont(big)
-        self.summary_label = QLabel()
-        self.summary_label.setWordWrap(True)
-        self.summary_label.setToolTip(terms_tooltip(list(SUMMARY_TERMS)))
-        self.matrix = ConfusionMatrixView()
+        self.metrics = MetricsPanel()
+        # Its parts, by the names the slots below, the walkthrough and the tests use.
+        self.accuracy_label, self.summary_label = self.metrics.accuracy_label, self.metrics.summary_label
+        self.matrix, self.matrix_note = self.metrics.matrix, self.metrics.matrix_note
+        self.metrics_table = self.metrics.metrics_table
         self.matrix.cell_selected.connect(self._on_matrix_cell_selected)
-        self.metrics_table = self._table(["Class", "Precision", "Recall", "F1", "Support"])
-        metrics = QWidget()
-        mv = QVBoxLayout(metrics)
-        row = QHBoxLayout()
-        row.addWidget(self.accuracy_label)
-        row.addWidget(self.summary_label, 1)
-        mv.addLayout(row)
-        mv.addWidget(explain_links(SUMMARY_TERMS))
-        self.matrix_note = QLabel()  # binary tasks: the grid and the matrix call images at the operating point
-        self.matrix_note.setObjectName("hint")
-        self.matrix_note.setWordWrap(True)
-        self.matrix_note.hide()
-        mv.addWidget(self.matrix_note)
-        mv.addWidget(self.matrix, 3)
-        mv.addWidget(self.metrics_table, 2)
 
-        self.compare_button = QPushButton("Compare before / after")
-        self.compare_button.clicked.connect(self.compare_before_after)
-        self.compare_label = QLabel("The run's starting model against its fine-tuned model, same images and prompts.")
-        self.compare_label.setWordWrap(True)
-        self.compare_table = BeforeAfterTable()
-        before_after = QWidget()
-        bv = QVBoxLayout(before_after)
-        bv.addWidget(self.compare_label)
-        compare_row = QHBoxLayout()
-        compare_row.addWidget(self.compare_button)
-        compare_row.addWidget(explain("paired_comparison", self.compare_label))
-        compare_row.addStretch(1)
-        bv.addLayout(compare_row)
-        bv.addWidget(self.compare_table, 1)
+        self.before_after = BeforeAfterTab(self.state, self.jobs, self.progress_label)
+        self.before_after.compare_requested.connect(self.compare_before_after)
+        self.before_after.compared.connect(self.compared)
+        self.compare_label, self.compare_table = self.before_after.compare_label, self.before_after.compare_table
 
         self.wise = WiseCurve()
         self.wise.alpha_changed.connect(self._on_wise_alpha_changed)
-        self.wise.sweep_requested.connect(self.sweep_wise)
-        self.wise.choose_requested.connect(self.choose_wise_alpha)
         self.alpha_slider = self.wise.slider
+        self.wise.sweep_requested.connect(self._on_wise_sweep_requested)
+        self.wise.choose_requested.connect(self._on_wise_choose_requested)
+        self.wise_sweeps = WiseSweeps(self.state, self.jobs, self.wise, self.progress_label, self)
+        self.wise_sweeps.swept.connect(self.swept)
 
         self.clinical_pages = ClinicalPages(self)
         self.clinical_pages.operating_point_changed.connect(self._on_operating_point_changed)
@@ -276,7 +176,8 @@ class ResultsScreen(QWidget):
         self.subgroups = SubgroupView()
         self.subgroups.pattern_submitted.connect(self.show_subgroups)
         self.model_pair = ModelPairView()
-        self.model_pair.compare_requested.connect(self.compare_models)
+        self.comparison = ModelComparison(self.state, self.jobs, self.model_pair, self._run_models, self)
+        self.comparison.compared.connect(self.models_compared)
         self._point_timer = QTimer(self)  # the grid follows the slider once it rests (10k tiles are not free)
         self._point_timer.setSingleShot(True)
         self._point_timer.setInterval(OPERATING_POINT_DEBOUNCE_MS)
@@ -287,17 +188,17 @@ class ResultsScreen(QWidget):
         self._report_source = ""  # the run folder it scored ("" = the current model)
 
         self.tabs = QTabWidget()
-        self.tabs.addTab(metrics, "Metrics")
+        self.tabs.addTab(self.metrics, "Metrics")
         self.tabs.addTab(self.clinical_pages.roc_page, "ROC / PR")
         self.tabs.addTab(self.clinical_pages.calibration_page, "Calibration")
         self.tabs.addTab(self.subgroups, "Subgroups")
-        self.tabs.addTab(before_after, "Before / after")
+        self.tabs.addTab(self.before_after, "Before / after")
         self.tabs.addTab(self.wise, "WiSE-FT")
         self.tabs.addTab(self.model_pair, "Compare")
         self.tabs.currentChanged.connect(self._on_tabs_current_changed)
-        self.tabs.setTabToolTip(self.tabs.indexOf(before_after), TERMS["paired_comparison"].plain)
+        self.tabs.setTabToolTip(self.tabs.indexOf(self.before_after), TERMS["paired_comparison"].plain)
         self.tabs.setTabToolTip(self.tabs.indexOf(self.wise), TERMS["wise_ft"].plain)
-        self._run_tabs = (before_after, self.wise)
+        self._run_tabs = (self.before_after, self.wise)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(self.tabs)
@@ -309,19 +210,6 @@ class ResultsScreen(QWidget):
         layout.addWidget(self.split_label)
         layout.addWidget(splitter, 1)
         self._show_result(None)
-
-    @staticmethod
-    def _table(headers: list[str]) -> QTableWidget:
-        table = QTableWidget(0, len(headers))
-        table.setHorizontalHeaderLabels(headers)
-        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        table.verticalHeader().setVisible(False)
-        header = table.horizontalHeader()
-        # Numbers take what they need; the class name gets the rest (never a clipped "las...").
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setMinimumSectionSize(60)
-        return table
 
     # --- source selection ---------------------------------------------------------------------------
 
@@ -342,7 +230,7 @@ class ResultsScreen(QWidget):
             self.source_combo.setCurrentIndex(self.source_combo.findData(RUN))
         self.source_combo.blockSignals(False)
         self._wise = None
-        self.sweep_rows = []
+        self.wise_sweeps.rows = []
         self.wise.reset()
         self.compare_table.setRowCount(0)
         self._on_source_combo_changed()
@@ -428,8 +316,8 @@ class ResultsScreen(QWidget):
             self.clinical, result = result, result.result
         self.split_label.setText(label)
         self.last_result = result
-        skipped = f"; {len(result.problems)} unreadable image(s) skipped" if result.problems else ""
-        self.progress_label.setText(f"{result.n} images{skipped}.")
+        skipped = f"; {plural(len(result.problems), 'unreadable image')} skipped" if result.problems else ""
+        self.progress_label.setText(f"{plural(result.n, 'image')}{skipped}.")
         self._show_result(result, self.clinical)
         if self.isVisible():  # the status bar said "scoring…" when the user came here
             self.state.post_status(self.status_text())
@@ -447,10 +335,10 @@ class ResultsScreen(QWidget):
             temperature = clinical.calibration.temperature
             point = clinical.operating_point.point if clinical.operating_point is not None else None
             predictions, matrix = calibrated_predictions(result, temperature, point, sets=clinical.conformal.sets)
-            self._show_matrix_note(point)
+            self.metrics.show_matrix_note(point)
             self.clinical_pages.set_scoring(clinical, result.labels, softmax(result.logits, temperature or 1.0))
         else:
-            self._show_matrix_note(None)
+            self.metrics.show_matrix_note(None)
             self.clinical_pages.set_scoring(None)
         if clinical is None or not self.subgroups.pattern():
             self.subgroups.set_report(None)
@@ -460,40 +348,18 @@ class ResultsScreen(QWidget):
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
         self.class_combo.addItem("All classes", None)
-        self.matrix.clear_selection()
-        self.metrics_table.setRowCount(0)
+        self.metrics.show_result(result, matrix, clinical)
         self.export_button.setEnabled(result is not None)
         self.report_button.setEnabled(scoring is not None and scoring.clinical is not None)
         if result is None:
             self.class_combo.blockSignals(False)
             self.grid.set_predictions([])
-            self.matrix.clear()
-            self.accuracy_label.setText("")
-            self.summary_label.setText("Press Evaluate to score the model on the report images.")
             self._on_filters_changed()
             return
         for name in result.class_names:
             self.class_combo.addItem(name, name)
         self.class_combo.blockSignals(False)
         self.grid.set_predictions(predictions)
-        self.matrix.set_matrix(result.class_names, matrix)
-        self.accuracy_label.setText(_pct(result.accuracy))
-        lines = [f"accuracy {_with_ci(result.accuracy, result.ci95.get('accuracy'), result.n)}",
-                 f"balanced accuracy {_with_ci(result.balanced_accuracy, result.ci95.get('balanced_accuracy'), result.n)}"]
-        if result.top5_accuracy is not None:
-            lines.append(f"top-5 accuracy {_pct(result.top5_accuracy)}")
-        lines += _clinical_lines(clinical)
-        lines.append(chance_text(class_counts(result)))
-        self.summary_label.setText("\n".join(lines))
-        for name, m in result.per_class.items():
-            row = self.metrics_table.rowCount()
-            self.metrics_table.insertRow(row)
-            cells = [name, f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}", str(m["support"])]
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if col:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.metrics_table.setItem(row, col, item)
         self._on_filters_changed()
 
     # --- filters ----------------------------------------------------------------------------------
@@ -535,7 +401,7 @@ class ResultsScreen(QWidget):
         self.shown_predictions = predictions
         self.grid.set_predictions(predictions)
         self.matrix.set_matrix(result.class_names, matrix)
-        self._show_matrix_note(metrics.point)
+        self.metrics.show_matrix_note(metrics.point)
         self._on_matrix_cell_selected(-1, -1)
 
     def _on_operating_point_rule_chosen(self, rule: str) -> None:
@@ -556,18 +422,6 @@ class ResultsScreen(QWidget):
         temperature = chosen.clinical.calibration.temperature
         self.clinical_pages.set_scoring(chosen.clinical, result.labels, softmax(result.logits, temperature or 1.0))
 
-    def _show_matrix_note(self, point) -> None:
-        """Say that the grid and the matrix follow the operating point, while the figures above don't."""
-        if point is None:
-            self.matrix_note.hide()
-            return
-        self.matrix_note.setText(
-            f"Grid and confusion matrix: an image is called '{point.positive_class}' when its probability is "
-            f"≥ {point.threshold:.3f} (the operating point; move it on the ROC / PR tab). The figures above "
-            "score the most probable class."
-        )
-        self.matrix_note.show()
-
     # --- export -----------------------------------------------------------------------------------
 
     def export_csv(self, path: str | None = None) -> bool:
@@ -575,12 +429,9 @@ class ResultsScreen(QWidget):
         if self.last_result is None:
             return False
         if path is None:
-            settings = AppSettings()
-            path, _ = QFileDialog.getSaveFileName(self, "Export predictions", settings.dialog_path("predictions.csv"),
-                                                  "CSV files (*.csv)")
-            if not path:
-                return False
-            settings.remember_dialog_path(path)
+            path = ask_csv_path(self)
+        if not path:
+            return False
         try:
             atomic_write_text(path, predictions_csv(self.shown_predictions))
         except OSError as exc:
@@ -596,15 +447,9 @@ class ResultsScreen(QWidget):
         if scoring is None or scoring.clinical is None or part is None or dataset is None:
             return False
         if path is None:
-            settings = AppSettings()
-            path, chosen = QFileDialog.getSaveFileName(
-                self, "Export report", settings.dialog_path("evaluation_report.html"),
-                f"{REPORT_HTML_FILTER};;{REPORT_PDF_FILTER}")
-            if not path:
-                return False
-            if not Path(path).suffix:  # a bare name: the type picked in the dialog
-                path += ".pdf" if chosen == REPORT_PDF_FILTER else ".html"
-            settings.remember_dialog_path(path)
+            path = ask_report_path(self)
+        if not path:
+            return False
         try:
             check_report_path(path)
         except ClipStudioError as exc:
@@ -661,116 +506,17 @@ class ResultsScreen(QWidget):
 
     def _on_tabs_current_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.model_pair:
-            self.refresh_model_choices()
-
-    def refresh_model_choices(self) -> None:
-        """Offer every recent run, fine-tuned and as it started, and the current model; the selected run
-        starts as B against its own starting model as A."""
-        runs = list(dict.fromkeys([*([self.state.run_dir] if is_run_folder(self.state.run_dir or "") else []),
-                                   *recent_runs()]))
-        choices: list[tuple[str, tuple[str, str]]] = []
-        for run in runs:
-            name = Path(run).name
-            choices.append((f"{name} (fine-tuned)", ("run", run)))
-            choices.append((f"{name}: the model it started from (zero-shot, the run's prompts)", ("start", run)))
-        if self.state.model is not None:
-            choices.append((f"Current model: {self.state.model_spec} (zero-shot, the Prompts screen's prompts)",
-                            ("current", "")))
-        a = b = None
-        if runs and self.model_pair.a_combo.count() == 0:
-            a, b = ("start", runs[0]), ("run", runs[0])
-        self.model_pair.set_choices(choices, a, b)
+            self.comparison.refresh_choices()
 
     def compare_models(self, a: tuple[str, str], b: tuple[str, str]) -> None:
         """Score models ``a`` and ``b`` (``(kind, run folder)``) on the report images and compare them paired."""
-        if not self._ready_for_comparison() or self.jobs.busy("pair"):
-            return
-        dataset, split_config, store = self.state.dataset, self.state.split_config(), self.state.embeddings
-        models, current = self._run_models, (self.state.model, self.state.prompts)
-        combo = self.model_pair.a_combo
-        labels = {combo.itemData(i): combo.itemText(i) for i in range(combo.count())}
-
-        def load(kind: str, run: str):
-            from clipstudio.engine.models import load_model, load_run_model  # deferred: imports torch
-
-            if kind == "current":
-                return current
-            key = run if kind == "run" else f"start:{run}"
-            if key not in models:
-                models[key] = load_run_model(run) if kind == "run" else load_model(run_start_model_spec(run))
-            return models[key], run_prompt_set(run)
-
-        def job(callback, should_stop):
-            part = report_part(dataset, split_config)
-            scored = []
-            for kind, run in (a, b):
-                model, prompts = load(kind, run)
-                result = score_dataset(store, model, part.dataset, prompts, with_logits=True, callback=callback,
-                                       should_stop=should_stop)
-                if result.cancelled:
-                    return None
-                scored.append(result)
-            paired = compare_results(*scored, names=("A", "B"))
-            return {"a_label": labels.get(a, a[1]), "b_label": labels.get(b, b[1]), "a": scored[0].to_dict(),
-                    "b": scored[1].to_dict(), "paired": paired.to_dict(), "part": part.description}
-
-        self.model_pair.clear()
-        self.model_pair.set_status("Scoring model A and model B on the report images…")
-        self.jobs.start(job, name="pair", succeeded=self._on_models_compared,
-                        failed=lambda message, _details: self.model_pair.set_status(message))
-
-    def _ready_for_comparison(self) -> bool:
-        if self.state.dataset is None:
-            self.model_pair.set_status("Open a dataset first: both models are scored on its report images.")
-            return False
-        if not self.state.dataset.is_classification:
-            self.model_pair.set_status("This dataset has no class labels, so there is no accuracy to compare.")
-            return False
-        return True
-
-    def _on_models_compared(self, payload: dict | None) -> None:
-        if payload is None:
-            self.model_pair.set_status("Cancelled.")
-            return
-        self.model_pair.show_comparison(payload)
-        self.models_compared.emit(payload)
+        self.comparison.compare(a, b)
 
     # --- before / after ---------------------------------------------------------------------------
 
     def compare_before_after(self) -> None:
         """Score the run's starting model and its fine-tuned model on the report images."""
-        run_dir = self._run_dir()
-        if not run_dir or self.state.dataset is None or self.jobs.busy("compare"):
-            return
-        dataset, split_config, cache = self.state.dataset, self.state.split_config(), self.state.embeddings.disk_cache
-
-        def job(callback, should_stop):
-            from clipstudio.engine.evaluation.before_after import compare_run  # deferred: imports torch
-
-            part = report_part(dataset, split_config)
-            # With the whole dataset as source, class data also gets the paired comparison.
-            ba = compare_run(run_dir, part.dataset, split=part.description, cache=cache, source=dataset,
-                             callback=callback, should_stop=should_stop)
-            if ba.cancelled:
-                return None
-            paired = ba.paired.to_dict() if ba.paired is not None else None
-            return {"before": ba.before, "after": ba.after, "before_label": ba.before_label,
-                    "after_label": ba.after_label, "paired": paired}
-
-        self.compare_label.setText("Scoring the starting and the fine-tuned model…")
-        self.jobs.start(job, name="compare", succeeded=self._on_compare_succeeded)
-
-    def _on_compare_succeeded(self, payload: dict | None) -> None:
-        if payload is None:
-            self.compare_label.setText("Cancelled.")
-            return
-        text = f"Before: {payload['before_label']}\nAfter: {payload['after_label']}"
-        if payload.get("paired"):
-            text += "\n\n" + paired_summary(payload["paired"])
-        self.compare_label.setText(text)
-        self.compare_table.show_payloads(payload["before"], payload["after"])
-        self.progress_label.setText("")
-        self.compared.emit(payload)
+        self.before_after.compare(self._run_dir())
 
     # --- WiSE-FT ----------------------------------------------------------------------------------
 
@@ -811,51 +557,15 @@ class ResultsScreen(QWidget):
         if self._wise_alpha_pending is not None:
             self._evaluate_wise()
 
-    def sweep_wise(self) -> None:
-        """Metrics of the WiSE-FT model at α = 0, 0.1, …, 1 (each α encodes the images once)."""
+    def _on_wise_sweep_requested(self) -> None:
         run_dir = self._run_dir()
-        if not run_dir or not self._ready() or self.jobs.busy("sweep"):
-            return
-        dataset, split_config, cache = self.state.dataset, self.state.split_config(), self.state.embeddings.disk_cache
+        if run_dir and self._ready():
+            self.wise_sweeps.sweep(run_dir)
 
-        def job(callback, should_stop):
-            from clipstudio.engine.evaluation.wise import wise_sweep  # deferred: imports torch
-
-            part = report_part(dataset, split_config)
-            return wise_sweep(run_dir, part.dataset, alphas=ALPHAS, cache=cache, callback=callback,
-                              should_stop=should_stop)
-
-        self.wise.sweep_button.setEnabled(False)
-        self.jobs.start(job, name="sweep", succeeded=self._on_sweep_succeeded, finished=lambda: self.wise.sweep_button.setEnabled(True))
-
-    def choose_wise_alpha(self) -> None:
-        """Choose the WiSE-FT α on the run's validation images and move the slider there."""
+    def _on_wise_choose_requested(self) -> None:
         run_dir = self._run_dir()
-        if not run_dir or not self._ready() or self.jobs.busy("wise-choice"):
-            return
-        dataset, split_config, cache = self.state.dataset, self.state.split_config(), self.state.embeddings.disk_cache
-
-        def job(callback, should_stop):
-            from clipstudio.engine.evaluation.before_after import choose_wise_alpha  # deferred: imports torch
-
-            return choose_wise_alpha(run_dir, report_part(dataset, split_config), dataset, alphas=ALPHAS,
-                                     cache=cache, callback=callback, should_stop=should_stop)
-
-        self.wise.choose_button.setEnabled(False)
-        self.progress_label.setText("Choosing α on the validation images…")
-        self.jobs.start(job, name="wise-choice", succeeded=self._on_wise_chosen,
-                        finished=lambda: self.wise.choose_button.setEnabled(True))
-
-    def _on_wise_chosen(self, choice) -> None:
-        self.progress_label.setText("")
-        if choice is not None:  # None: cancelled
-            self.wise.set_choice(choice)
-
-    def _on_sweep_succeeded(self, rows: list[dict]) -> None:
-        self.sweep_rows = list(rows)
-        self.progress_label.setText("")
-        self.wise.set_rows(self.sweep_rows)
-        self.swept.emit(self.sweep_rows)
+        if run_dir and self._ready():
+            self.wise_sweeps.choose(run_dir)
 
     # --- screen contract -------------------------------------------------------------------------
 
@@ -867,7 +577,7 @@ class ResultsScreen(QWidget):
         if not shown:
             return ""
         if self.last_result is not None:
-            shown += f": accuracy {_pct(self.last_result.accuracy)}"
+            shown += f": accuracy {pct(self.last_result.accuracy)}"
         return f"Results: {shown}"
 
     def busy(self) -> bool:

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from clipstudio.engine.config import CLASS_DATA_METHODS, TrainConfig, to_dict
+from clipstudio.engine.config import BUILTIN_LEARNING_RATES, CLASS_DATA_METHODS, TrainConfig, to_dict
 from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.events import (
     CheckpointSaved,
@@ -63,7 +63,8 @@ from clipstudio.gui.errors import show_error
 from clipstudio.gui.phases import PhaseTracker, format_duration, format_phase, phase_help
 from clipstudio.gui.process_run import ProcessRun
 from clipstudio.gui.style import ERROR, MUTED_TEXT, icon
-from clipstudio.gui.widgets.train_form import METHODS, TrainForm
+from clipstudio.gui.widgets.train_choices import METHODS
+from clipstudio.gui.widgets.train_form import TrainForm
 from clipstudio.gui.workers import TaskWorker
 
 if TYPE_CHECKING:
@@ -217,6 +218,7 @@ class TrainScreen(QWidget):
         self.form.changed.connect(self._update_controls)
         state.dataset_changed.connect(self._on_state_dataset_changed)
         state.run_changed.connect(self._on_state_run_changed)
+        state.model_changed.connect(self._on_state_model_changed)
         self._update_controls()
 
     @property
@@ -593,6 +595,14 @@ class TrainScreen(QWidget):
 
     def _on_state_dataset_changed(self, _dataset: object) -> None:
         self._update_controls()
+
+    def _on_state_model_changed(self, model) -> None:
+        if model is not None:
+            self.form.set_model_rates(model.recommended_learning_rates)
+        elif (self.state.model_spec or "builtin") == "builtin":  # what training then loads (see _config)
+            self.form.set_model_rates(BUILTIN_LEARNING_RATES)
+        else:
+            self.form.set_model_rates({})
 
     def _on_state_run_changed(self, run_dir: str) -> None:
         if run_dir != self._run.get("run_dir"):  # another run was opened: Results shows that one now

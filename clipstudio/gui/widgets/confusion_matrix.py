@@ -10,6 +10,8 @@ from PySide6.QtCore import QPoint, QPointF, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from clipstudio.engine.plural import plural
+
 _LOW = QColor("#f4f7fb")
 _HIGH = QColor("#1f5fa8")
 _MAX_LABEL_PX = 150
@@ -125,7 +127,7 @@ class ConfusionMatrixView(QWidget):
                 count = self._matrix[r][c]
                 total = sum(self._matrix[r]) or 1
                 self.setToolTip(
-                    f"True {self._names[r]}, predicted {self._names[c]}: {count} image(s), "
+                    f"True {self._names[r]}, predicted {self._names[c]}: {plural(count, 'image')}, "
                     f"{count / total:.0%} of the row.\nClick to show them in the grid; click again to clear."
                 )
             self.update()

@@ -7,8 +7,9 @@ margin around it, shown as an ``ImageItem``: panning moves the image, and it is 
 ms, off the GUI thread) only when the view is zoomed or leaves the margin, once the movement
 pauses. Hovering finds the nearest dot with one vectorised distance over the positions, at most
 every ``HOVER_INTERVAL_MS``, never through pyqtgraph's per-point hover machinery. OpenGL is off. Dragging with the left button draws a
-selection rectangle; right-drag moves the map, the wheel zooms. ``focus(row)`` centres one image and
-draws a target around it (an image shown from another screen).
+selection rectangle; right-drag moves the map, the wheel zooms. ``focus(row)`` centres one image,
+zoomed out as far as needed to keep the whole map in view, and draws a target around it (an image
+shown from another screen); chosen dots are drawn over their neighbours, each inside a ring.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ MARGIN = 0.3  # the dot image covers the view plus this fraction of it on every 
 _DOT = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy * dy + dx * dx <= 5]
 _RING = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5) if 9 <= dy * dy + dx * dx <= 16]
 MARK_COLOR = "#d62728"
+FIT_PADDING = 0.04  # blank space around the map when it is fitted to the view, as a fraction of it
 FOCUS_SIZE = 26  # the target drawn around an image shown from another screen ("Show on the map")
 PREVIEW_SIZE = 128
 PREVIEW_TEXT_WIDTH = 200
@@ -102,32 +104,38 @@ def rasterize_dots(
     xy: np.ndarray, groups: list[PointGroup], marked: np.ndarray, rect: QRectF, width: int, height: int
 ) -> np.ndarray:
     """An RGBA image of ``rect`` at ``width`` x ``height`` px (rows = y upwards) with every group's dots,
-    later groups on top, and a ring around each ``marked`` row.
+    later groups on top, and each ``marked`` row's dot on top of all, in a ring.
 
     Each dot is one pixel write; the dots' shape comes from shifting the whole image a dozen times
     (a dilation), which costs the same however many dots there are.
     """
     index = np.zeros((height, width), dtype=np.uint16)  # 0: no dot; k: a dot of group k - 1
+    group_of = np.zeros(len(xy), dtype=np.uint16)
     for k, group in enumerate(groups, start=1):
-        px, py = _pixels(xy[group.rows], rect, width, height)
-        index[py, px] = k
+        group_of[group.rows] = k
+        px, py, inside = _pixels(xy[group.rows], rect, width, height)
+        index[py[inside], px[inside]] = k
     palette = np.zeros(len(groups) + 1, dtype=np.uint32)
     palette[1:] = [_rgba(g.color) for g in groups]
     image = palette[_dilate(index, _DOT)]
     if marked.size:
+        px, py, inside = _pixels(xy[marked], rect, width, height)
+        # The ringed dots drawn again over their neighbours: the ring holds the chosen image's own colour.
+        chosen = np.zeros((height, width), dtype=np.uint16)
+        chosen[py[inside], px[inside]] = group_of[marked[inside]]
+        dots = _dilate(chosen, _DOT)
+        image = np.where(dots > 0, palette[dots], image)
         centres = np.zeros((height, width), dtype=np.uint8)
-        px, py = _pixels(xy[marked], rect, width, height)
-        centres[py, px] = 1
+        centres[py[inside], px[inside]] = 1
         image[_dilate(centres, _RING) > 0] = _rgba(MARK_COLOR)
     return image.view(np.uint8).reshape(height, width, 4)
 
 
-def _pixels(xy: np.ndarray, rect: QRectF, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column and row of each point inside ``rect`` drawn at ``width`` x ``height`` px."""
+def _pixels(xy: np.ndarray, rect: QRectF, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column and row of each point in ``rect`` drawn at ``width`` x ``height`` px, and which are inside it."""
     px = np.floor((xy[:, 0] - rect.left()) * (width / max(rect.width(), 1e-12))).astype(np.int64)
     py = np.floor((xy[:, 1] - rect.top()) * (height / max(rect.height(), 1e-12))).astype(np.int64)
-    inside = (px >= 0) & (px < width) & (py >= 0) & (py < height)
-    return px[inside], py[inside]
+    return px, py, (px >= 0) & (px < width) & (py >= 0) & (py < height)
 
 
 def _dilate(image: np.ndarray, offsets: list[tuple[int, int]]) -> np.ndarray:
@@ -320,12 +328,16 @@ class EmbeddingMap(QWidget):
         self.redraw()
 
     def focus(self, row: int) -> None:
-        """Ring ``row``'s dot alone, with a target around it, and centre the view on it at its zoom."""
+        """Ring ``row``'s dot alone, with a target around it, and centre the view on it, zoomed out just
+        enough to keep the whole map in view (a dot near the map's edge then has the map to one side)."""
         self.set_marked(np.array([row], dtype=np.int64))
         self._set_focused(row)
-        (x0, x1), (y0, y1) = self.view_box.viewRange()
         x, y = float(self.xy[row, 0]), float(self.xy[row, 1])
-        self.view_box.setRange(QRectF(x - (x1 - x0) / 2, y - (y1 - y0) / 2, x1 - x0, y1 - y0), padding=0)
+        lo, hi = self.xy.min(axis=0), self.xy.max(axis=0)
+        half_w = (1 + FIT_PADDING) * max(x - float(lo[0]), float(hi[0]) - x) or 0.5
+        half_h = (1 + FIT_PADDING) * max(y - float(lo[1]), float(hi[1]) - y) or 0.5
+        # The locked aspect widens one side of this range to the view's shape, about the same centre.
+        self.view_box.setRange(QRectF(x - half_w, y - half_h, 2 * half_w, 2 * half_h), padding=0)
 
     def _set_focused(self, row: int) -> None:
         self.focused_row = row
@@ -382,7 +394,7 @@ class EmbeddingMap(QWidget):
         if len(self.xy):
             lo, hi = self.xy.min(axis=0), self.xy.max(axis=0)
             self.view_box.setRange(QRectF(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]) or 1.0,
-                                          float(hi[1] - lo[1]) or 1.0), padding=0.04)
+                                          float(hi[1] - lo[1]) or 1.0), padding=FIT_PADDING)
             self.redraw()
 
     def clear(self) -> None:

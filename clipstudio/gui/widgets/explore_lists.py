@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from clipstudio.engine.plural import plural
 from clipstudio.gui.thumbnails import ThumbnailLoader
 from clipstudio.gui.widgets.image_viewer import ImageInfo, ImageViewer
 
@@ -242,7 +243,7 @@ class MarkBar(QWidget):
         self.class_combo.addItems(names)
 
     def set_chosen(self, n: int, *, has_changes: bool) -> None:
-        self.chosen_label.setText(f"{n:,} image{'s' if n != 1 else ''} chosen" if n else "No images chosen")
+        self.chosen_label.setText(f"{plural(n, 'image')} chosen" if n else "No images chosen")
         self.exclude_button.setEnabled(n > 0)
         can_relabel = n > 0 and self.class_combo.count() > 0
         self.relabel_button.setEnabled(can_relabel)

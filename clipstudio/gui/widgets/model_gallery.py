@@ -7,7 +7,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
-from clipstudio.engine.model_catalogue import KNOWN_MODELS, KnownModel
+from clipstudio.engine.model_catalogue import KNOWN_MODELS, NOTHING_CACHED, KnownModel
 
 COLUMNS = ("Model", "Trained on", "Licence")
 CHECKING, CACHED, NOT_CACHED = "checking the cache…", "✓ cached: works offline", "downloads on first load"
@@ -19,7 +19,7 @@ def status_line(missing: list[str], offline: bool) -> str:
     """The local-copy line for a model the cache lacks ``missing`` of (plain words from the engine)."""
     if not missing:
         return CACHED
-    if missing == ["its configuration and weights"]:
+    if missing == [NOTHING_CACHED]:
         return OFFLINE_NOT_CACHED if offline else NOT_CACHED
     parts = " and ".join(missing)
     return f"offline: missing {parts}" if offline else f"missing {parts}: fetched on load"

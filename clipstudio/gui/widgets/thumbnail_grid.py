@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from clipstudio.engine.plural import plural
 from clipstudio.gui.thumbnails import THUMB_SIZE, DecodeFn, ThumbnailLoader, decode_thumbnail
 from clipstudio.gui.widgets.image_viewer import ImageInfo, ImageViewer
 from clipstudio.gui.widgets.show_on_map import ShowOnMap
@@ -282,7 +283,7 @@ class ThumbnailGrid(QWidget):
     def _on_filter_changed(self, *_args) -> None:
         self.proxy.set_filter(self.class_combo.currentData() or "", self.split_combo.currentData() or "")
         shown, total = self.proxy.rowCount(), self.model.rowCount()
-        self.count_label.setText(f"{shown:,} images" if shown == total else f"{shown:,} of {total:,} images")
+        self.count_label.setText(plural(shown, "image") if shown == total else f"{shown:,} of {total:,} images")
 
     def shutdown(self) -> None:
         self.loader.shutdown()

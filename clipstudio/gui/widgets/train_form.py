@@ -1,4 +1,5 @@
 """The training settings form, bound to ``TrainConfig``: presets, method, schedule, LoRA, early stopping.
+The presets are in ``train_presets``, the methods and the drop-downs' options in ``train_choices``.
 
 ``set_config(cfg)`` fills the fields, ``to_config(base)`` returns a copy of ``base`` with the form's
 values, and ``problem()`` is the ConfigError sentence of the current values ("" when they are valid).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -33,100 +35,35 @@ from PySide6.QtWidgets import (
 
 from clipstudio.engine.config import (
     AUTO_METHOD,
+    BUILTIN_LEARNING_RATES,
     CLASS_DATA_METHODS,
     DEFAULT_LEARNING_RATES,
     TrainConfig,
-    config_field,
     help_for,
 )
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.runs.layout import runs_root
-from clipstudio.engine.training.methods.auto import FULL_FINE_TUNE_FROM
-from clipstudio.engine.training.presets import CLIP_LORA, QKV_TARGETS, clip_lora_steps, preset_settings
+from clipstudio.engine.training.presets import QKV_TARGETS
 from clipstudio.gui.help import TERMS, explain_link
 from clipstudio.gui.settings import AppSettings
-
-METHODS = {  # method -> (label, one-line explanation)
-    AUTO_METHOD: (
-        "Auto (picks for your data)",
-        "Picks the method when training starts, from how many training images each class has: the linear "
-        f"probe when a typical class has fewer than {FULL_FINE_TUNE_FROM}, full fine-tuning when it has more "
-        "(minutes to hours on a CPU). The log says which it picked and why.",
-    ),
-    "full": ("Full fine-tune", "Both towers learn. Most flexible; needs the most images and memory."),
-    "lock_image": ("Lock image tower (LiT)", "The image encoder stays frozen; only the text side learns."),
-    "lock_text": ("Lock text tower", "The text encoder stays frozen; only the image side learns."),
-    "linear_probe": (
-        "Linear probe",
-        "Encoders frozen; fits a class head on their image embeddings (logistic regression), each epoch "
-        "a weaker penalty, the best chosen on validation. Seconds.",
-    ),
-    "lora": ("LoRA adapters", "Small low-rank adapters on the attention layers; good for small datasets."),
-    "tip_adapter": (
-        "Tip-Adapter (no training)",
-        "Encoders frozen; each image is also compared with the training images, and how much that counts "
-        "is chosen on validation. Nothing trains: seconds, good with few images per class.",
-    ),
-    "tip_adapter_f": (
-        "Tip-Adapter-F",
-        "Tip-Adapter whose stored training images are tuned for a few epochs (the paper uses 20). "
-        "Seconds to minutes; often better than Tip-Adapter.",
-    ),
-}
-# Methods that never step an optimizer: their schedule settings do not apply.
-SOLVED_METHODS = ("linear_probe", "tip_adapter")
-AUGMENTATIONS = {
-    "none": "None",
-    "minimal": "Minimal (crop, flip)",
-    "standard": "Standard (+ colour, rotation)",
-}
-LOSSES = {"multi_positive": "Multi-positive (same class = positive)", "clip": "Plain CLIP (diagonal only)"}
-MONITORS = {"val_acc": "validation accuracy / recall", "val_loss": "validation loss"}
-PROBE_PRIORS = {"auto": "automatic", "text": "the prompts", "none": "zero"}  # the tooltip and link explain each
-LORA_TARGETS = {  # which layers get adapters -> label; "custom" only shows a config file's own list
-    "attention": "attention q, k, v and output (default)",
-    "qkv": "attention q, k, v only (CLIP-LoRA)",
-}
-
-CUSTOM = "Custom"
-_DEFAULTS = TrainConfig()
-# The documented defaults are a preset too, so choosing them again is one click, not "Custom".
-DEFAULT_PRESET = f"Defaults ({METHODS[_DEFAULTS.method][0].lower()}, {_DEFAULTS.epochs} epochs)"
-AUTO_PRESET = "Auto (picks the method for your data)"  # what a fresh profile shows
-CLIP_LORA_PRESET = "CLIP-LoRA (published few-shot recipe)"
-# Preset -> (the config fields it sets, by dotted path, a plain tooltip). A preset leaves every other field
-# of PRESET_PATHS at its default, so choosing one after another never mixes the two.
-_PRESETS: dict[str, tuple[dict, str]] = {
-    AUTO_PRESET: (
-        {"method": AUTO_METHOD, "epochs": 10},
-        "Lets the app pick the method from your data when training starts, and say which and why.",
-    ),
-    DEFAULT_PRESET: ({"method": _DEFAULTS.method, "epochs": _DEFAULTS.epochs}, "The documented defaults."),
-    "Quick check (linear probe, 10 epochs)": (
-        {"method": "linear_probe", "epochs": 10},
-        "A classifier on the model's image features: a first result in seconds.",
-    ),
-    "Small dataset (LoRA, 10 epochs)": (
-        {"method": "lora", "epochs": 10},
-        "Small add-on layers learn while the model itself stays as it was.",
-    ),
-    CLIP_LORA_PRESET: (
-        {**preset_settings(CLIP_LORA), "epochs": 10},
-        "CLIP-LoRA as published for few images per class: tiny add-ons on the attention layers, the same "
-        f"fixed settings for every dataset, {clip_lora_steps(None):,} training steps checked on the validation "
-        "images 10 times. Slow on a CPU.",
-    ),
-    "Full fine-tune (5 epochs, lr 1e-5)": (
-        {"method": "full", "epochs": 5, "learning_rate": 1e-5},
-        "Every weight of the model learns, in small steps.",
-    ),
-}
-PRESET_PATHS = sorted({path for settings, _ in _PRESETS.values() for path in settings} | {"learning_rate"})
-PRESETS: dict[str, dict] = {
-    name: {path: settings.get(path, config_field(TrainConfig, path)[1]) for path in PRESET_PATHS}
-    for name, (settings, _) in _PRESETS.items()
-}
-PRESET_TIPS = {name: tip for name, (_, tip) in _PRESETS.items()}
+from clipstudio.gui.widgets.train_choices import (
+    AUGMENTATIONS,
+    LORA_TARGETS,
+    LOSSES,
+    METHODS,
+    MONITORS,
+    PROBE_PRIORS,
+    SOLVED_METHODS,
+)
+from clipstudio.gui.widgets.train_presets import (
+    AUTO_PRESET,
+    CUSTOM,
+    DEFAULT_PRESET,
+    PRESET_TIPS,
+    PRESETS,
+    apply_preset_to,
+    preset_of,
+)
 
 # Form field -> the TrainConfig field(s) it edits; the tooltips are those fields' help texts.
 FIELD_PATHS: dict[str, tuple[str, ...]] = {
@@ -207,6 +144,8 @@ class TrainForm(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._applying = False
+        # The model's own rates where they differ from the methods' defaults (see set_model_rates).
+        self._model_rates: Mapping[str, float] = BUILTIN_LEARNING_RATES
         self.preset = QComboBox()
         self.preset.addItems([*PRESETS, CUSTOM])
         for i, name in enumerate(PRESETS):
@@ -469,26 +408,20 @@ class TrainForm(QWidget):
 
     # --- presets -----------------------------------------------------------------------------------
     def apply_preset(self, name: str) -> None:
-        values = PRESETS.get(name)
-        if values is None:
+        if name not in PRESETS:
             return
         try:
             cfg = self.to_config()
         except ConfigError:  # e.g. a learning rate typed as words: the preset replaces it anyway
             cfg = TrainConfig()
-        for path, value in values.items():
-            _set_path(cfg, path, copy.deepcopy(value))
+        apply_preset_to(cfg, name)
         self.set_config(cfg)  # -> _sync_preset, changed
 
     def _matching_preset(self) -> str:
         try:
-            cfg = self.to_config()
+            return preset_of(self.to_config())
         except ConfigError:
             return CUSTOM
-        for name, values in PRESETS.items():
-            if all(_get_path(cfg, path) == value for path, value in values.items()):
-                return name
-        return CUSTOM
 
     # --- LoRA layers -------------------------------------------------------------------------------
     def _set_lora_targets(self, targets: list[str] | None) -> None:
@@ -522,11 +455,19 @@ class TrainForm(QWidget):
         if self.method.currentData() == AUTO_METHOD:
             self.method_help.setText(f"This run: {reason}")
 
+    def set_model_rates(self, rates: Mapping[str, float]) -> None:
+        """The learning rates the model to train recommends per method (``recommended_learning_rates``):
+        an empty learning-rate field says which rate the run will use."""
+        self._model_rates = rates
+        self._update_method_help()
+
     def _update_method_help(self) -> None:
         method = self.method.currentData()
         self.method_help.setText(METHODS[method][1])
         if method == AUTO_METHOD:
             self.learning_rate.setPlaceholderText("the picked method's default")
+        elif method in self._model_rates:
+            self.learning_rate.setPlaceholderText(f"the model's rate for this method: {self._model_rates[method]:g}")
         else:
             self.learning_rate.setPlaceholderText(f"method default: {DEFAULT_LEARNING_RATES[method]:g}")
         self.lora_group.setVisible(method == "lora")
@@ -565,19 +506,6 @@ class TrainForm(QWidget):
             self.output.setText(folder)
 
 
-def _get_path(cfg: TrainConfig, path: str):
-    target = cfg
-    for name in path.split("."):
-        target = getattr(target, name)
-    return target
-
-
-def _set_path(cfg: TrainConfig, path: str, value) -> None:
-    *parents, name = path.split(".")
-    target = cfg
-    for parent in parents:
-        target = getattr(target, parent)
-    setattr(target, name, value)
 
 
 def _change_signal(widget: QWidget):

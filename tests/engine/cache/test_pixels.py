@@ -214,6 +214,25 @@ def test_rows_reserved_but_never_indexed_are_not_served(images, _isolated_home):
     np.testing.assert_array_equal(out.array[2], _expected_crop(images[2]))
 
 
+def test_a_models_own_crop_is_cached_apart_from_the_default_one(images, tmp_path):
+    from clipstudio.engine.models.image_preprocessing import CLIPProcessorPreprocessing
+
+    root = tmp_path / "cache"
+    # an open_clip model's crop: the longer side truncated, an odd margin's crop starting half a pixel later
+    crop = CLIPProcessorPreprocessing(image_size=SIZE, resize_size=SIZE, crop_offset="round")
+    default = decode_to_array(images, SIZE, cache_root=root)
+    own = decode_to_array(images, SIZE, crop=crop, cache_root=root)
+
+    assert own.n_decoded == len(images)  # not served from the default crop's rows
+    default_store, own_store = sorted(p.name for p in root.iterdir())
+    assert default_store == f"{SIZE}px" and own_store.startswith(f"{SIZE}px-")  # earlier caches stay valid
+    for row, path in zip(own.array, images, strict=True):
+        np.testing.assert_array_equal(row, crop.crop(load_image(path)))
+    assert any(not np.array_equal(a, b) for a, b in zip(own.array, default.array, strict=True))
+    with pytest.raises(ValueError, match="px squares"):
+        decode_to_array(images, SIZE + 1, crop=crop, cache_root=root)
+
+
 def test_explicit_cache_root_is_used(images, tmp_path, _isolated_home):
     root = tmp_path / "elsewhere"
     out = decode_to_array(images[:2], SIZE, cache_root=root)

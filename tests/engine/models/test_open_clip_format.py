@@ -6,7 +6,6 @@ run in a separate reference venv); these tests only use the project's own code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,8 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
+from clipstudio.engine.config import TrainConfig
 from clipstudio.engine.errors import ModelError
+from clipstudio.engine.export.hf import export_hf
 from clipstudio.engine.models import load_model, load_run_model
 from clipstudio.engine.models.hf_clip import HFClipModel
 from clipstudio.engine.models.linear_probe_head import LinearProbeModel
@@ -25,7 +25,8 @@ from clipstudio.engine.models.open_clip_config import CONFIG_NAME, parse_open_cl
 from clipstudio.engine.models.vit_hf_text import ViTHFTextModel
 from clipstudio.engine.storage.paths import cache_dir
 from clipstudio.engine.training.trainer import Trainer
-from tests.fixtures_models import write_clip_vocab
+from tests.fixtures_models import hf_cache_snapshot, write_clip_vocab
+from tests.fixtures_runs import quick_train_config
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "open_clip"
 REFERENCE = ASSETS / "reference"
@@ -57,13 +58,8 @@ def _max_abs_error(model, name: str) -> tuple[float, float]:
 
 
 def _add_repo(cache: Path, repo_id: str, files: list[Path]) -> Path:
-    """A repo as the Hugging Face cache lays it out: refs/main -> snapshots/<commit>/<files>."""
-    root = cache / f"models--{repo_id.replace('/', '--')}"
-    commit = hashlib.sha1(repo_id.encode()).hexdigest()
-    snapshot = root / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (root / "refs").mkdir()
-    (root / "refs" / "main").write_text(commit, encoding="utf-8")
+    """``files`` copied into ``repo_id``'s snapshot in the Hugging Face cache ``cache``."""
+    snapshot = hf_cache_snapshot(cache, repo_id)
     for path in files:
         shutil.copyfile(path, snapshot / path.name)
     return snapshot
@@ -151,6 +147,27 @@ def test_biomedclip_shaped_model_centre_crops_as_torchvision_does(hf_cache):
 
     # open_clip's CenterCrop (torchvision): left = int(round((35 - 32) / 2.0)) = 2; floor would give 1
     assert torch.equal(ours, model.preprocessing.normalise(pixels[None, :, 2:34]))
+
+
+def test_standard_clip_crops_an_odd_margin_as_open_clip_does_also_after_saving(clip_dir, tmp_path):
+    names = json.loads((REFERENCE / "images.json").read_text(encoding="utf-8"))
+    odd = names.index("6_bloodmnist_odd_crop.png")  # 27 x 22 -> 39 x 32: torchvision starts the crop at 4, not 3
+    image = Image.open(REFERENCE / "images" / names[odd])
+    expected = np.load(REFERENCE / "clip_quickgelu_tiny_image.npy")[odd]
+    model = load_model(str(clip_dir), device="cpu")
+    reloaded = load_model(str(model.save(tmp_path / "saved")), device="cpu")  # as a run's checkpoint reloads
+
+    for loaded in (model, reloaded):
+        loaded.bf16_inference = False
+        embedding = loaded.encode_images(loaded.preprocess([image])).numpy()[0]
+        assert loaded.crop_offset == "round"
+        assert np.abs(embedding - expected).max() < TOLERANCE
+    # transformers' own processor floors the offset: one pixel column off, a visibly different embedding
+    floored = model.encode_images(model.image_processor(images=[image], return_tensors="pt")["pixel_values"])
+    assert np.abs(floored.numpy()[0] - expected).max() > 10 * TOLERANCE
+    # exported for plain transformers, whose processor floors: the folder's README says how to crop instead
+    export_hf(model, tmp_path / "exported")
+    assert "CenterCrop" in (tmp_path / "exported" / "README.md").read_text(encoding="utf-8")
 
 
 # --- the .bin is read safely and converted once ---------------------------------------------------
@@ -285,20 +302,7 @@ def test_offline_without_the_text_repo_names_what_is_missing(hf_cache):
 
 
 def _train_cfg(tmp_path: Path, data: Path, model: Path, method: str) -> TrainConfig:
-    return TrainConfig(
-        data=DataConfig(path=str(data), val_fraction=0.34, seed=0),
-        model=ModelConfig(spec=str(model), device="cpu"),
-        output=str(tmp_path / f"run_{method}"),
-        method=method,
-        epochs=1,
-        batch_size=8,
-        learning_rate=1e-3,
-        warmup_steps=1,
-        amp=False,
-        num_workers=1,
-        log_every_steps=1,
-        save_best=False,
-    )
+    return quick_train_config(data, model, tmp_path / f"run_{method}", method=method, epochs=1)
 
 
 @pytest.mark.parametrize("method", ["lora", "linear_probe"])

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from clipstudio.engine.config import DataConfig, ModelConfig, TrainConfig
+from clipstudio.engine.config import TrainConfig
+from tests.fixtures_runs import quick_train_config
 
 
 @pytest.fixture
@@ -29,22 +30,6 @@ def make_cfg(tmp_path):
     """``make_cfg(data, model_dir, **overrides)`` -> a small, fast, deterministic TrainConfig."""
 
     def make(data: Path, model_dir: Path, *, name: str = "run", **overrides) -> TrainConfig:
-        settings = dict(
-            output=str(tmp_path / name),
-            epochs=2,
-            batch_size=8,
-            learning_rate=1e-3,
-            warmup_steps=1,
-            amp=False,
-            num_workers=1,
-            log_every_steps=1,
-            save_best=False,
-        )
-        settings.update(overrides)
-        return TrainConfig(
-            data=DataConfig(path=str(data), val_fraction=0.34, seed=0),
-            model=ModelConfig(spec=str(model_dir), device="cpu"),
-            **settings,
-        )
+        return quick_train_config(data, model_dir, tmp_path / name, **overrides)
 
     return make

@@ -15,7 +15,8 @@ from clipstudio.engine.training.trainer import Trainer
     [
         ([1, 1], "linear_probe"),  # one shot per class
         ([16] * 8, "linear_probe"),  # the largest K-shot measured
-        ([43, 87, 43, 82, 34, 40, 94, 66], "linear_probe"),  # the BloodMNIST subset's 480 training images
+        ([30, 40, 45, 49], "linear_probe"),  # below the smallest class size where full fine-tuning won
+        ([43, 87, 43, 82, 34, 40, 94, 66], "full"),  # the BloodMNIST subset's 480 training images
         ([240, 240], "full"),  # the PneumoniaMNIST subset
         ([3, 150, 150], "full"),  # one rare class does not make the typical class small
         (None, "full"),  # captions, no class labels

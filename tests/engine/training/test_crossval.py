@@ -12,7 +12,7 @@ from clipstudio.engine.data import load_dataset
 from clipstudio.engine.data.splits import apply_group_regex
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.events import TrainEnded
-from clipstudio.engine.runs.layout import CV_SUMMARY_FILE, is_run_folder
+from clipstudio.engine.runs.layout import CV_SUMMARY_FILE, is_run_folder, read_run_info
 from clipstudio.engine.training.crossval import cv_folds, run_cross_validation
 
 
@@ -70,6 +70,20 @@ def test_cancelling_stops_after_the_current_fold_with_a_partial_summary(
     written = json.loads((tmp_path / "cv" / CV_SUMMARY_FILE).read_text(encoding="utf-8"))
     assert written["complete"] is False and written["cancelled"] is True and len(written["folds"]) == 1
     assert summary["std"]["val_balanced_acc"] is None  # one fold: no spread to report
+
+
+def test_with_method_auto_the_summary_names_the_method_auto_picked(tmp_path, make_class_folders, tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"red": 4, "green": 4})
+    cfg = _probe_config(data, tmp_path / "cv", tiny_clip_dir, k=2)
+    cfg.method = "auto"
+
+    summary = run_cross_validation(cfg)
+
+    written = json.loads((tmp_path / "cv" / CV_SUMMARY_FILE).read_text(encoding="utf-8"))
+    # 2 training images per class: Auto picks the linear probe for each fold.
+    assert written["method"] == summary["method"] == "linear_probe"
+    assert [fold["method"] for fold in written["folds"]] == ["linear_probe", "linear_probe"]
+    assert read_run_info(tmp_path / "cv" / "fold_1")["method"] == "linear_probe"
 
 
 def test_folds_keep_patients_together_and_never_use_the_test_split(tmp_path, tiny_png):

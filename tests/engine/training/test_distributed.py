@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -22,7 +23,9 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from clipstudio.engine.errors import ConfigError
+from clipstudio.engine.models import load_model
 from clipstudio.engine.models.image_preprocessing import ImageInputSpec
+from clipstudio.engine.models.torch_model import BF16_INFERENCE_ENV
 from clipstudio.engine.runs.layout import LATEST, find_checkpoint, read_run_info
 from clipstudio.engine.training.augment import BatchTransform
 from clipstudio.engine.training.batches import (
@@ -41,7 +44,11 @@ from clipstudio.engine.training.distributed import (
     leave_process_group,
     resumed_batch_size,
 )
-from clipstudio.engine.training.distributed_launch import torchrun_arguments
+from clipstudio.engine.training.distributed_launch import (
+    config_command,
+    ctrl_break_left_to_workers,
+    torchrun_arguments,
+)
 from clipstudio.engine.training.losses import contrastive_loss, contrastive_loss_of_rows
 from clipstudio.engine.training.trainer import Trainer
 
@@ -61,10 +68,12 @@ def _entry(rank: int, world: int, port: int, target, args: tuple) -> None:
     )
     torch.set_num_threads(1)
     join_process_group("cpu")
+    finished = False
     try:
         target(*args)
+        finished = True
     finally:
-        leave_process_group()
+        leave_process_group(finished)
 
 
 def run_processes(target, *args, world: int = 2) -> None:
@@ -107,8 +116,18 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _validation(run: Path) -> dict[str, list[float]]:
+    history = json.loads((run / "history.json").read_text())
+    return {key: history[key] for key in history["val_keys"]}
+
+
 def assert_same_training(run: Path, reference: Path) -> None:
+    """Same losses, validation metrics and weights (up to float rounding)."""
     assert _losses(run) == pytest.approx(_losses(reference), abs=1e-5)
+    ours, theirs = _validation(run), _validation(reference)
+    assert ours.keys() == theirs.keys()
+    for key, values in theirs.items():
+        assert ours[key] == pytest.approx(values, abs=1e-5), key
     ours, theirs = _weights(run), _weights(reference)
     assert ours.keys() == theirs.keys()
     for key, value in theirs.items():
@@ -236,6 +255,16 @@ def test_the_gathered_loss_is_the_single_process_loss_of_the_whole_batch(tmp_pat
             assert part["accuracy"] == pytest.approx(float(keys[logits.argmax(dim=1)].eq(keys).float().mean()))
 
 
+@pytest.fixture
+def float32_inference(monkeypatch) -> None:
+    """The model's own encoding in float32, here and in the processes spawned (they inherit it).
+
+    Validation encodes its texts at the model's inference precision, bf16 where that is fast (this
+    CPU): 3 significant digits, so weights equal to 2e-7 gave validation losses 3e-3 apart.
+    """
+    monkeypatch.setenv(BF16_INFERENCE_ENV, "0")
+
+
 _METHODS = [
     dict(method="full", loss="multi_positive"),
     dict(method="full", loss="clip", grad_accum=2),
@@ -246,6 +275,7 @@ _METHODS = [
 
 
 @pytest.mark.slow  # two processes, five runs each way
+@pytest.mark.usefixtures("float32_inference")
 def test_two_processes_with_batch_b_train_like_one_process_with_batch_2b(class_data, tiny_clip_dir, make_cfg):
     # 12 training images: steps of 8 then 4 images, 2 epochs; augmentation on (drawn for the global batch).
     common = dict(epochs=2, augmentation="standard", learning_rate=1e-3)
@@ -266,6 +296,7 @@ def test_two_processes_with_batch_b_train_like_one_process_with_batch_2b(class_d
 
 
 @pytest.mark.slow  # three runs, two of them in two processes
+@pytest.mark.usefixtures("float32_inference")
 def test_resuming_across_process_counts_continues_exactly(class_data, tiny_clip_dir, make_cfg):
     common = dict(epochs=2, augmentation="standard", learning_rate=1e-3)
     straight = make_cfg(class_data, tiny_clip_dir, name="straight", batch_size=8, **common)
@@ -285,6 +316,50 @@ def test_resuming_across_process_counts_continues_exactly(class_data, tiny_clip_
     assert_same_training(Path(two.output), Path(straight.output))
 
 
+@pytest.mark.slow  # two processes, two runs each way
+@pytest.mark.usefixtures("float32_inference")
+def test_validation_split_among_processes_scores_as_one_process_does(
+    tmp_path, make_class_folders, make_clip_finetune, tiny_clip_dir, make_cfg
+):
+    # 7 and 5 validation images: the processes' blocks differ in length, and the gather pads them.
+    # 14 and 8 training images: every global batch divides evenly, so the training matches too.
+    classes = make_class_folders(tmp_path / "odd", {"red": 9, "green": 6, "blue": 6})
+    pairs = make_clip_finetune(tmp_path / "pairs", {"train": 8, "val": 5})
+    pairs_of = []
+    for name, data, method in (("classes", classes, "full"), ("pairs", pairs, "lock_image")):
+        settings = dict(epochs=2, method=method, learning_rate=1e-3)
+        one = make_cfg(data, tiny_clip_dir, name=f"one_{name}", batch_size=4, **settings)
+        two = make_cfg(data, tiny_clip_dir, name=f"two_{name}", batch_size=2, **settings)
+        pairs_of.append((one, two))
+    run_processes(_train, [two for _, two in pairs_of])
+    for one, two in pairs_of:
+        Trainer(one).fit()
+        splits = json.loads((Path(two.output) / "splits.json").read_text())
+        assert len(splits["val"]) % 2 == 1
+        assert_same_training(Path(two.output), Path(one.output))
+
+
+_BATCH_NORM_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+@pytest.mark.slow  # two processes, two runs
+def test_batch_norm_statistics_stay_frozen_when_training_on_two_processes(class_data, tiny_dual_dir, make_cfg):
+    # The tiny DualEncoder's image tower is a CNN with BatchNorm, as the built-in EfficientNet is.
+    cfgs = [make_cfg(class_data, tiny_dual_dir, name=method, method=method, batch_size=4, epochs=1)
+            for method in ("full", "lora")]
+    run_processes(_train, cfgs)
+    before = load_model(str(tiny_dual_dir), device="cpu").torch_module.state_dict()
+    statistics = [k for k in before if k.endswith(_BATCH_NORM_STATISTICS)]
+    assert statistics
+    for cfg in cfgs:
+        after = load_model(str(find_checkpoint(Path(cfg.output), LATEST)), device="cpu").torch_module.state_dict()
+        for key in statistics:
+            torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, msg=key)
+    full = load_model(str(find_checkpoint(Path(cfgs[0].output), LATEST)), device="cpu").torch_module.state_dict()
+    norm_weights = [k.replace("running_mean", "weight") for k in statistics if k.endswith("running_mean")]
+    assert any(not torch.equal(full[k], before[k]) for k in norm_weights)  # their scale and shift still train
+
+
 def _raise_on_rank_one(cfg) -> None:
     if torch.distributed.get_rank() == 1:
         raise RuntimeError("rank one could not read its images")
@@ -300,14 +375,28 @@ def test_a_failing_process_stops_the_others_with_its_error(class_data, tiny_clip
     assert time.monotonic() - started < _DEADLINE_S
 
 
-def test_torchrun_runs_the_cli_standalone_here_and_meets_at_the_endpoint_across_machines(tmp_path):
-    config = tmp_path / "config.json"
-    here = torchrun_arguments(config, nproc_per_node=2)
+def test_torchrun_runs_the_cli_standalone_here_and_meets_at_the_endpoint_across_machines(tmp_path, make_cfg):
+    with config_command(make_cfg(tmp_path, tmp_path)) as command:
+        config = Path(command[-1])
+        assert command == ["train", "--config", str(config)] and config.is_file()
+    assert not config.exists()  # the temporary config is gone once the processes have ended
+    here = torchrun_arguments(command, nproc_per_node=2)
     assert here[:5] == ["--nproc-per-node", "2", "--nnodes", "1", "--standalone"]
     assert here[-5:] == ["-m", "clipstudio", "train", "--config", str(config)]
-    across = torchrun_arguments(config, nproc_per_node=8, nnodes="2", node_rank=1, rdzv_endpoint="10.0.0.1:29400")
-    assert "--standalone" not in across
+    embed = ["embed", "data", "--output", "e.npz"]
+    across = torchrun_arguments(embed, nproc_per_node=8, nnodes="2", node_rank=1, rdzv_endpoint="10.0.0.1:29400")
+    assert "--standalone" not in across and across[-6:] == ["-m", "clipstudio", *embed]
     assert across[across.index("--rdzv-endpoint") + 1] == "10.0.0.1:29400"
     assert across[across.index("--node-rank") + 1] == "1"
     with pytest.raises(ConfigError, match="--rdzv-endpoint"):
-        torchrun_arguments(config, nproc_per_node=8, nnodes="2")
+        torchrun_arguments(embed, nproc_per_node=8, nnodes="2")
+
+
+def test_ctrl_break_reaches_the_processes_and_not_their_launcher(monkeypatch):
+    # Windows only: there the app's Stop sends Ctrl+Break (SIGBREAK) to the launcher and its processes.
+    # Here a spare signal stands in for it.
+    monkeypatch.setattr(signal, "SIGBREAK", signal.SIGUSR1, raising=False)
+    before = signal.getsignal(signal.SIGUSR1)
+    with ctrl_break_left_to_workers():
+        signal.raise_signal(signal.SIGUSR1)  # ignored: the launcher waits for its processes to save
+    assert signal.getsignal(signal.SIGUSR1) == before

@@ -49,6 +49,19 @@ def test_the_probe_is_scikit_learns_logistic_regression():
         np.testing.assert_allclose(ours, reference, atol=1e-3)  # our gradient tolerance: 1e-5
 
 
+def test_with_two_classes_the_probe_is_scikit_learns_binary_fit_at_the_same_strength():
+    # scikit-learn fits one row for two classes; a two-row softmax with the same penalty regularised
+    # half as much, so the probe's path meant other strengths than the reference's on binary sets.
+    from sklearn.linear_model import LogisticRegression  # a test-only reference
+
+    x, y = _problem(classes=2, spread=1.2)
+    for c in (0.05, 1.0):
+        weight, bias, _ = _fit(x, y, strength=1.0 / (c * len(y)))
+        ours = torch.softmax(torch.from_numpy(x) @ weight.t() + bias, dim=1).numpy()
+        reference = LogisticRegression(C=c, max_iter=10_000, tol=1e-10).fit(x, y).predict_proba(x)
+        np.testing.assert_allclose(ours, reference, atol=1e-3)
+
+
 def test_a_strong_text_prior_keeps_the_zero_shot_head_and_a_weak_one_fits_the_data():
     x, y = _problem(spread=1.5)
     rng = np.random.default_rng(1)
@@ -128,3 +141,20 @@ def test_auto_leans_on_the_prompts_only_where_they_beat_chance_on_validation():
     bad, why = method._choose_prior("auto", centres[::-1].copy(), 100.0)  # prompts that swap the classes
     assert bad == "none" and "does not lean on them" in why
     assert method._choose_prior("text", centres[::-1].copy(), 100.0) == ("text", "as set")
+
+
+def test_auto_does_not_lean_on_prompts_that_beat_chance_only_by_noise():
+    from clipstudio.engine.training.methods.linear_probe import LinearProbeMethod, ProbeSplit, chance_margin
+
+    # 2 x 20 validation images; "prompts" that get 12 of 20 of each class right: 0.60 balanced accuracy.
+    # That beats chance (0.50), but guessing gets there more often than 1 time in 20 on 40 images.
+    y = np.repeat([0, 1], 20)
+    right = np.tile(np.arange(20) < 12, 2)
+    x = np.zeros((40, 2), np.float32)
+    x[np.arange(40), np.where(right, y, 1 - y)] = 1.0
+    method = object.__new__(LinearProbeMethod)
+    method.val, method.class_names = ProbeSplit(x, y, list(range(40))), ["a", "b"]
+    prior, why = method._choose_prior("auto", np.eye(2, dtype=np.float32), 100.0)
+    assert prior == "none" and "0.60 balanced accuracy" in why and "0.63 would show" in why
+    assert chance_margin(y, 2) == pytest.approx(0.5 + 1.645 * np.sqrt(2 * 0.25 / 20) / 2)
+    assert chance_margin(np.repeat([0, 1], 2000), 2) < 0.52  # on many images a small lead is real

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, QRectF
+from PySide6.QtWidgets import QStackedWidget, QWidget
 
 from clipstudio.gui.widgets.embedding_map import (
     MARK_COLOR,
@@ -90,3 +91,60 @@ def test_nearest_dot_and_rectangle_selection(shown_map):
 
     inside = shown_map.rows_in(QRectF(0, 0, 10, 10))
     assert inside.tolist() == np.flatnonzero((shown_map.xy >= 0).all(axis=1)).tolist()
+
+
+def test_show_on_map_centres_the_view_on_the_image_with_the_whole_map_in_view(shown_map):
+    shown_map.fit()
+    (fx0, fx1), _ = shown_map.view_box.viewRange()
+    row = int(np.argmin(shown_map.xy[:, 0]))  # at the map's left edge: centring it moves the map right
+    point = QPointF(*shown_map.xy[row].tolist())
+
+    shown_map.focus(row)
+
+    centre = shown_map.view_box.sceneBoundingRect().center()
+    at = shown_map.view_box.mapViewToScene(point)
+    assert abs(at.x() - centre.x()) <= 1 and abs(at.y() - centre.y()) <= 1  # the image is in the middle
+    ring = shown_map.focus_item.points()[0]
+    assert shown_map.focus_item.mapToScene(ring.pos()) == at  # the target is drawn around it
+    assert shown_map.marked_rows.tolist() == [row]
+    (x0, x1), (y0, y1) = shown_map.view_box.viewRange()
+    lo, hi = shown_map.xy.min(axis=0), shown_map.xy.max(axis=0)
+    assert x0 <= lo[0] and hi[0] <= x1 and y0 <= lo[1] and hi[1] <= y1  # none of the map is cut off
+    assert x1 - x0 <= 2.2 * (fx1 - fx0)  # and it is no smaller than it must be
+
+
+def test_an_image_shown_while_the_map_is_hidden_is_centred_once_it_appears(qtbot):
+    stack = QStackedWidget()
+    qtbot.addWidget(stack)
+    other, shown = QWidget(), EmbeddingMap()
+    stack.addWidget(other)
+    stack.addWidget(shown)
+    stack.resize(500, 700)
+    stack.show()
+    stack.setCurrentWidget(shown)
+    rng = np.random.default_rng(0)
+    xy = np.c_[rng.normal(0, 3, 900), rng.normal(0, 1, 900)].astype(np.float32)  # wide, as maps often are
+    shown.set_points(xy, [f"/x/{i}.png" for i in range(len(xy))], lambda row: "")
+    stack.setCurrentWidget(other)
+    stack.resize(900, 600)  # the window changed while another screen was showing
+    row = int(np.argmax(xy[:, 0]))
+
+    shown.focus(row)  # what "Show on the map" from another screen does, then switches screens
+    stack.setCurrentWidget(shown)
+    qtbot.waitUntil(lambda: shown.view_box.width() > 800)
+
+    (x0, x1), (y0, y1) = shown.view_box.viewRange()
+    assert np.allclose([(x0 + x1) / 2, (y0 + y1) / 2], xy[row], atol=1e-3 * (x1 - x0))
+    assert x0 <= xy[:, 0].min() and xy[:, 0].max() <= x1 and y0 <= xy[:, 1].min() and xy[:, 1].max() <= y1
+    shown.shutdown()
+
+
+def test_a_ringed_dot_is_drawn_over_the_dots_around_it():
+    xy = np.array([[10.0, 10.0], [11.0, 10.0]], dtype=np.float32)  # overlapping dots
+    groups = [PointGroup("a", "#00ff00", np.array([0])), PointGroup("b", "#0000ff", np.array([1]))]
+
+    plain = rasterize_dots(xy, groups, np.zeros(0, np.int64), QRectF(0, 0, 20, 20), 20, 20)
+    ringed = rasterize_dots(xy, groups, np.array([0]), QRectF(0, 0, 20, 20), 20, 20)
+
+    assert rgba(plain, 10, 10) == (0, 0, 255, 255)  # the later group covers it unless it is chosen
+    assert rgba(ringed, 10, 10) == (0, 255, 0, 255)  # chosen: its own colour in the middle of the ring

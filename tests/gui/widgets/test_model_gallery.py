@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from clipstudio.engine.model_catalogue import KNOWN_MODELS
 from clipstudio.gui.widgets.model_gallery import CACHED, OFFLINE_NOT_CACHED, ModelGallery, check_cache
+from tests.fixtures_models import hf_cache_snapshot
 
 BIOMEDCLIP = next(m for m in KNOWN_MODELS if m.name == "BiomedCLIP")
 PLIP = next(m for m in KNOWN_MODELS if m.name == "PLIP")
@@ -27,13 +27,8 @@ def hf_cache(tmp_path, monkeypatch) -> Path:
 
 
 def _cache_files(cache: Path, repo_id: str, files: dict[str, str]) -> None:
-    """Files of a repo as the HF cache lays them out (refs/main -> snapshots/<commit>/)."""
-    root = cache / f"models--{repo_id.replace('/', '--')}"
-    commit = hashlib.sha1(repo_id.encode()).hexdigest()
-    (root / "refs").mkdir(parents=True, exist_ok=True)
-    (root / "refs" / "main").write_text(commit, encoding="utf-8")
-    snapshot = root / "snapshots" / commit
-    snapshot.mkdir(parents=True, exist_ok=True)
+    """Files of a repo in the Hugging Face cache ``cache``."""
+    snapshot = hf_cache_snapshot(cache, repo_id)
     for name, text in files.items():
         (snapshot / name).write_text(text, encoding="utf-8")
 
@@ -52,7 +47,7 @@ def test_offline_rows_say_what_is_missing(qtbot, hf_cache):
 
     statuses = _statuses(qtbot)
 
-    assert statuses["BiomedCLIP"] == f"offline: missing its text encoder's files ({TEXT_REPO})"
+    assert statuses["BiomedCLIP"] == f"offline: missing its text encoder's files ({TEXT_REPO}: config.json, vocab.txt)"
     assert statuses["PLIP"] == "offline: missing its weights"
     assert statuses["PubMedCLIP"] == OFFLINE_NOT_CACHED
 
@@ -60,12 +55,23 @@ def test_offline_rows_say_what_is_missing(qtbot, hf_cache):
 def test_a_model_with_every_part_cached_works_offline(qtbot, hf_cache):
     config = {"model_cfg": {"text_cfg": {"hf_model_name": TEXT_REPO}}}
     _cache_files(hf_cache, BIOMEDCLIP.repo_id, {"open_clip_config.json": json.dumps(config), "open_clip_pytorch_model.bin": ""})
-    _cache_files(hf_cache, TEXT_REPO, {"config.json": "{}"})
+    _cache_files(hf_cache, TEXT_REPO, {"config.json": "{}", "vocab.txt": "[PAD]"})
     _cache_files(hf_cache, PLIP.repo_id, {"config.json": "{}", "model.safetensors": ""})
 
     statuses = _statuses(qtbot)
 
     assert statuses["BiomedCLIP"] == statuses["PLIP"] == CACHED
+
+
+def test_offline_a_standard_clip_without_a_tokenizer_names_the_files_it_lacks(qtbot, hf_cache):
+    quiltnet = next(m for m in KNOWN_MODELS if m.name == "QuiltNet-B-32")
+    config = {"model_cfg": {"text_cfg": {"context_length": 77}}}  # open_clip's own text tower: OpenAI's BPE
+    _cache_files(hf_cache, quiltnet.repo_id, {"open_clip_config.json": json.dumps(config), "open_clip_pytorch_model.bin": ""})
+
+    statuses = _statuses(qtbot)
+
+    expected = "offline: missing its tokenizer files (openai/clip-vit-base-patch32: vocab.json, merges.txt)"
+    assert statuses["QuiltNet-B-32"] == expected
 
 
 def test_online_a_partial_copy_is_completed_on_load(qtbot, hf_cache, monkeypatch):

@@ -6,13 +6,13 @@ from PySide6.QtCore import Qt
 
 from clipstudio.engine.config import TrainConfig
 from clipstudio.engine.training.presets import QKV_TARGETS
-from clipstudio.gui.widgets.train_form import (
+from clipstudio.gui.widgets.train_form import TrainForm
+from clipstudio.gui.widgets.train_presets import (
     AUTO_PRESET,
     CLIP_LORA_PRESET,
     CUSTOM,
     DEFAULT_PRESET,
     PRESETS,
-    TrainForm,
 )
 
 QUICK = "Quick check (linear probe, 10 epochs)"

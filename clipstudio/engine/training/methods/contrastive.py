@@ -46,7 +46,13 @@ from clipstudio.engine.training.batches import (
     text_rng,
     val_text_rng,
 )
-from clipstudio.engine.training.distributed import current_ranks, data_parallel, gathered_loss
+from clipstudio.engine.training.distributed import (
+    current_ranks,
+    data_parallel,
+    gather_rows,
+    gathered_loss,
+    rows_of_this_process,
+)
 from clipstudio.engine.training.losses import contrastive_loss, in_batch_accuracy
 from clipstudio.engine.training.methods.base import TrainingMethod
 from clipstudio.engine.training.methods.lora import LoraAdapters, apply_lora, merged_copy
@@ -283,28 +289,40 @@ class ContrastiveMethod(TrainingMethod):
                 self.set_train_mode()
 
     def _embed_val_images(self, should_stop: ShouldStop, progress: Callback) -> np.ndarray | None:
-        chunks = []
+        """The validation images' embeddings; several processes embed a block each and gather them."""
+        n, world = len(self.val), self.ranks.world_size
+        rows = rows_of_this_process(n) if self.ranks.distributed else range(n)
+        chunks = [np.zeros((0, self.model.embed_dim), dtype=np.float32)]
         device = self.model.device
-        ticker = Progress(progress, VALIDATE_STAGE, len(self.val))
+        ticker = Progress(progress, VALIDATE_STAGE, n)
         ticker.update(0, force=True)
         with torch.no_grad():
-            for start in range(0, len(self.val), self.cfg.batch_size):
+            for start in range(rows.start, rows.stop, self.cfg.batch_size):
                 if should_stop():
                     return None
-                pixels = self.eval_transform(np.asarray(self.val.array[start : start + self.cfg.batch_size]))
+                stop = min(start + self.cfg.batch_size, rows.stop)
+                pixels = self.eval_transform(np.asarray(self.val.array[start:stop]))
                 with self.amp.autocast():
                     emb = self.model.forward_images(pixels.to(device, non_blocking=True))
                 chunks.append(emb.float().cpu().numpy())
-                ticker.update(start + len(pixels), force=start + len(pixels) >= len(self.val))
-        return l2_normalise(np.concatenate(chunks))
+                done = min(n, (stop - rows.start) * world)  # the first process's share stands for all
+                ticker.update(done, force=stop >= rows.stop)
+        embeddings = np.concatenate(chunks)
+        if self.ranks.distributed:
+            embeddings = gather_rows(embeddings, n)
+        return l2_normalise(embeddings)
 
     def _val_loss(self, image_emb: np.ndarray, text_emb: np.ndarray, texts: TrainingTexts) -> float:
-        """The training loss on validation batches (fixed order and text choice), from embeddings."""
+        """The training loss on validation batches (fixed order and text choice), from embeddings.
+
+        The batches are global batches (``batch_size`` per process), as one process would take them.
+        """
         scale = self.model.logit_scale
         total, count = 0.0, 0
         rows = np.arange(len(self.val))
-        for k, start in enumerate(range(0, len(rows), self.cfg.batch_size)):
-            batch = rows[start : start + self.cfg.batch_size]
+        size = self.cfg.batch_size * self.ranks.world_size
+        for k, start in enumerate(range(0, len(rows), size)):
+            batch = rows[start : start + size]
             if len(batch) < 2:
                 continue
             ids, keys = texts.choose(self.val, batch, val_text_rng(self.cfg.seed, k))
