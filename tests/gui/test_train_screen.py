@@ -111,9 +111,9 @@ def test_every_field_has_a_tooltip_with_its_default(form):
 
 
 def test_presets_fill_the_form_and_edits_make_it_custom(form):
-    form.preset.setCurrentText("Full fine-tune (10 epochs)")
+    form.preset.setCurrentText("Small dataset (LoRA, 10 epochs)")
     cfg = form.to_config()
-    assert (cfg.method, cfg.epochs, cfg.learning_rate) == ("full", 10, None)  # None: the model's own rate
+    assert (cfg.method, cfg.epochs, cfg.learning_rate) == ("lora", 10, None)  # None: the model's or method's rate
     form.epochs.setValue(6)
     assert form.preset.currentText() == CUSTOM
     form.preset.setCurrentText("Quick check (linear probe, 10 epochs)")

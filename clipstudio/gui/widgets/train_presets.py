@@ -31,7 +31,12 @@ _PRESETS: dict[str, tuple[dict, str]] = {
         {"method": AUTO_METHOD, "epochs": 10},
         "Lets the app pick the method from your data when training starts, and say which and why.",
     ),
-    DEFAULT_PRESET: ({"method": _DEFAULTS.method, "epochs": _DEFAULTS.epochs}, "The documented defaults."),
+    DEFAULT_PRESET: (
+        {"method": _DEFAULTS.method, "epochs": _DEFAULTS.epochs},
+        "The documented defaults: every weight of the model learns, at the model's own learning rate where it "
+        f"has one (the built-in model: {BUILTIN_LEARNING_RATES['full']:g}), else "
+        f"{DEFAULT_LEARNING_RATES['full']:g}. Minutes to hours on a CPU.",
+    ),
     "Quick check (linear probe, 10 epochs)": (
         {"method": "linear_probe", "epochs": 10},
         "A classifier on the model's image features: a first result in seconds.",
@@ -45,11 +50,6 @@ _PRESETS: dict[str, tuple[dict, str]] = {
         "CLIP-LoRA as published for few images per class: tiny add-ons on the attention layers, the same "
         f"fixed settings for every dataset, {clip_lora_steps(None):,} training steps checked on the validation "
         "images 10 times. Slow on a CPU.",
-    ),
-    "Full fine-tune (10 epochs)": (
-        {"method": "full", "epochs": 10},
-        "Every weight of the model learns, at the model's own learning rate where it has one (the built-in "
-        f"model: {BUILTIN_LEARNING_RATES['full']:g}), else {DEFAULT_LEARNING_RATES['full']:g}. Minutes to hours on a CPU.",
     ),
 }
 PRESET_PATHS = sorted({path for settings, _ in _PRESETS.values() for path in settings} | {"learning_rate"})
