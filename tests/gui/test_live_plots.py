@@ -64,6 +64,17 @@ def test_epoch_zero_and_validation_points(plots):
     assert legend == ["accuracy", "balanced accuracy"]
 
 
+def test_the_starting_models_validation_loss_sits_at_the_first_step_even_when_it_arrives_late(plots):
+    # Several processes: the starting model's numbers come with the first epoch's history, after its steps.
+    plots.on_event(TrainStarted("run", "full", 2, 3, 6, 12, 6, "2 CPU processes"))
+    for step in range(1, 4):
+        plots.on_event(_step(step))
+    plots.on_event(EvalEnded(epoch=0, metrics=(("val_loss", 2.0), ("val_balanced_acc", 0.4))))
+    plots.on_event(EvalEnded(epoch=1, metrics=(("val_loss", 1.5), ("val_balanced_acc", 0.6))))
+    assert list(plots.buffers["val_loss"].x) == [0, 3]
+    assert list(plots.buffers["val_balanced_acc"].x) == [0, 1]
+
+
 def test_the_axes_span_the_whole_run_from_its_first_point(plots):
     """One point at step 0 used to sit mid-way along a guessed -400..400 axis labelled "(x0.001)"."""
     plots.on_event(TrainStarted("run", "full", 10, 15, 150, 480, 120, "cpu"))

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -54,7 +54,7 @@ def _drop(window: QWidget, paths: list[Path]) -> tuple[bool, bool]:
         Qt.MouseButton.LeftButton,
         Qt.KeyboardModifier.NoModifier,
     )
-    enter = QDragEnterEvent(QPointF(50, 50), actions, mime, button, mods)
+    enter = QDragEnterEvent(QPoint(50, 50), actions, mime, button, mods)  # Qt: QPoint here, QPointF below
     QApplication.sendEvent(window, enter)
     drop = QDropEvent(QPointF(50, 50), actions, mime, button, mods)
     QApplication.sendEvent(window, drop)

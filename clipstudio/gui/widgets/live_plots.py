@@ -77,7 +77,7 @@ class LivePlots(pg.GraphicsLayoutWidget):
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._curve_plot: dict[str, pg.PlotItem] = {}
         self._dirty: set[str] = set()
-        self._last_step = 0
+        self._last_step = self._start_step = 0
         self._pairs = False
         self._closed = False
         self._legend_corner: dict[pg.PlotItem, tuple[int, int]] = {}
@@ -152,7 +152,7 @@ class LivePlots(pg.GraphicsLayoutWidget):
                 plot.removeItem(curve)
             curve.setData([], [])
         self._dirty.clear()
-        self._last_step = 0
+        self._last_step = self._start_step = 0
         self._pairs = False
         self._set_metric_labels()
         self._reset_ranges()
@@ -165,9 +165,12 @@ class LivePlots(pg.GraphicsLayoutWidget):
                 self._append("train_loss", event.step, event.loss)
             self._append("lr", event.step, event.lr)
         elif isinstance(event, EvalEnded):
-            self._add_eval(event.epoch, event.as_dict(), self._last_step)
+            # The starting model (epoch 0) belongs at the run's first step, whenever its numbers arrive: a
+            # run of several processes reports them only with the first epoch's history (process_run.py).
+            step = self._start_step if event.epoch == 0 else self._last_step
+            self._add_eval(event.epoch, event.as_dict(), step)
         elif isinstance(event, TrainStarted):
-            self._last_step = event.start_step
+            self._last_step = self._start_step = event.start_step
             self.set_method(event.method)  # first: a change of log mode re-ranges the linked x axes
             self.set_extent(event.total_steps, event.epochs)
         else:
