@@ -1,13 +1,15 @@
 """Few-shot curves: test balanced accuracy against K training images per class, several seeds.
 
     .venv/bin/python -m bench.kshot [--datasets bloodmnist pneumoniamnist] [--shots 1 2 4 8 16]
-        [--seeds 0 1 2] [--methods probe probe_text probe_none tip_adapter_f]
+        [--seeds 0 1 2] [--methods probe probe_text probe_none tip_adapter_f] [--merge FILE]
 
 Each point runs the real CLI as a user would: `clipstudio train DATA --model builtin --method M
 --shots K --split-seed S` (K training images per class drawn with split seed S; the validation part
 is the one the app carves with that seed), then `clipstudio eval RUN DATA --json` on the test
 split. Zero-shot (no training images) is drawn as a flat line. Writes out/kshot.json, out/kshot.md
 (mean ± std over the seeds) and out/kshot.png (drawn with PIL: no plotting library needed).
+``--merge FILE`` starts from an earlier kshot.json: its rows for the (dataset, method, K) points run
+now are replaced, the others kept (re-running one dataset, or adding a method or a K, keeps the rest).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ METHODS = {  # name -> (train arguments, label)
     "probe_none": (["--method", "linear_probe", "--probe-prior", "none"], "linear probe (no prior)"),
     "tip_adapter": (["--method", "tip_adapter"], "Tip-Adapter"),
     "tip_adapter_f": (["--method", "tip_adapter_f"], "Tip-Adapter-F"),
+    "clip_lora": (["--preset", "clip-lora"], "CLIP-LoRA (preset)"),
+    "full": (["--method", "full"], "full fine-tuning (the model's rate)"),
+    "auto": (["--method", "auto"], "Auto"),
 }
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
 
@@ -60,6 +65,13 @@ def summary(rows: list[dict]) -> list[dict]:
         out.append({"dataset": key[0], "method": key[1], "shots": key[2], "seeds": len(values),
                     "mean": statistics.mean(values), "std": std})
     return out
+
+
+def merged(earlier: dict, rows: list[dict], zero: dict[str, float]) -> tuple[list[dict], dict[str, float]]:
+    """``earlier``'s rows and zero-shot figures, with those of the (dataset, method, K) points in ``rows`` replaced."""
+    fresh = {(r["dataset"], r["method"], r["shots"]) for r in rows}
+    kept = [r for r in earlier.get("rows", []) if (r["dataset"], r["method"], r["shots"]) not in fresh]
+    return kept + rows, {**earlier.get("zero_shot", {}), **zero}
 
 
 def markdown(means: list[dict], zero: dict[str, float]) -> str:
@@ -131,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=["probe", "probe_text", "probe_none", "tip_adapter_f"],
                         choices=list(METHODS))
     parser.add_argument("--runs", type=Path, help="keep the run folders here (default: a temporary folder)")
+    parser.add_argument("--merge", type=Path, metavar="FILE",
+                        help="an earlier kshot.json whose rows of other (dataset, method, K) points are kept")
     args = parser.parse_args(argv)
+    earlier = json.loads(args.merge.read_text(encoding="utf-8")) if args.merge else {}
     rows, zero = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         runs = args.runs or Path(tmp)
@@ -144,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                         row = point(name, method, shots, seed, runs)
                         print(json.dumps(row), flush=True)
                         rows.append(row)
+    rows, zero = merged(earlier, rows, zero)
     means = summary(rows)
     folder = out_dir()
     folder.mkdir(parents=True, exist_ok=True)

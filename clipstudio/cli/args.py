@@ -122,10 +122,18 @@ def add_clinical_args(p: argparse.ArgumentParser, operating_point_default: str =
     p.add_argument("--coverage", type=open_unit_interval, metavar="C", help=field_help(EvalConfig, "coverage"))
     point_help = field_help(EvalConfig, "operating_point", with_default=not operating_point_default)
     p.add_argument("--operating-point", metavar="RULE", help=f"{point_help} {operating_point_default}".rstrip())
-    p.add_argument("--group", metavar="REGEX",
-                   help="subgroups: metrics per value of the first capture group of REGEX, searched in each "
-                        "image's path below the dataset folder, e.g. '^(site\\d+)/'; a subgroup clearly below "
-                        "the overall figure is flagged")
+    grouping = p.add_mutually_exclusive_group()
+    grouping.add_argument("--group", metavar="REGEX",
+                          help="subgroups: metrics per value of the first capture group of REGEX, searched in each "
+                               "image's path below the dataset folder, e.g. '^(site\\d+)/'; a subgroup clearly "
+                               "below the overall figure is flagged")
+    grouping.add_argument("--group-by", metavar="COLUMN",
+                          help="subgroups: metrics per value of a metadata COLUMN (an annotation file's other "
+                               "columns, or --metadata's), e.g. 'sex'; 'patient' groups by the patient column")
+    p.add_argument("--metadata", metavar="CSV",
+                   help="per-image metadata for --group-by: a CSV with an image column (paths below the dataset "
+                        "folder or the CSV's folder, or bare file names) and any other columns, e.g. "
+                        "image,sex,site; needed for class folders; with an annotation file, its columns are added")
     p.add_argument("--report", metavar="FILE",
                    help="also write a report: a self-contained HTML file (charts, example errors; opens offline), "
                         "or a PDF when FILE ends in .pdf")

@@ -16,13 +16,12 @@ from clipstudio.cli.args import (
 )
 from clipstudio.cli.clinical import clinical_lines, paired_lines
 from clipstudio.cli.console import EXIT_OK, ProgressBars, show_result, write_report_file
-from clipstudio.cli.steps import embedding_cache, load_data, pick_split
+from clipstudio.cli.steps import embedding_cache, load_data, pick_split, subgroup_grouping, with_metadata
 from clipstudio.engine.config import WISE_ON_VALIDATION, ModelConfig
 from clipstudio.engine.data.health import health_report
 from clipstudio.engine.errors import ConfigError
 from clipstudio.engine.evaluation.clinical_scoring import with_subgroups
 from clipstudio.engine.evaluation.report import check_report_path, render_report
-from clipstudio.engine.evaluation.subgroups import groups_from_pattern
 from clipstudio.engine.runs.layout import CALIBRATION_FILE, is_run_folder
 
 HELP = "a run's model before and after fine-tuning, on the same images"
@@ -63,13 +62,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("DATA is required: the images to score the run on (after RUN).")
     if args.report:
         check_report_path(args.report)  # before minutes of scoring, not after
-    dataset = load_data(cfg)
-    for flag, given in (("--report", args.report), ("--group", args.group)):
+    dataset = with_metadata(load_data(cfg), args)
+    for flag, given in (("--report", args.report), ("--group", args.group), ("--group-by", args.group_by)):
         if given and not dataset.is_classification:
             raise ConfigError(f"{flag} needs class data; {cfg.data.path} has no class labels.")
     part = pick_split(dataset, cfg)
-    if args.group:  # a pattern that matches none of the images fails now, not after the scoring
-        groups_from_pattern(part.dataset.paths, args.group, dataset.root)
+    grouping, grouped_samples = subgroup_grouping(args, part)
     bars = ProgressBars()
     try:
         result = compare_run(
@@ -91,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if result.operating_point_from == STORED_POINT:
         print(f"Applied the operating point stored in {args.run} ({CALIBRATION_FILE}, chosen on validation); "
               "--operating-point chooses a new one.", file=sys.stderr)
-    if args.group and result.clinical is not None and result.clinical.clinical is not None:
+    if grouping is not None and result.clinical is not None and result.clinical.clinical is not None:
         # Subgroups of the trained model's scoring, on the same calibrated probabilities.
-        result.clinical = with_subgroups(result.clinical, args.group, dataset.root)
+        result.clinical = with_subgroups(result.clinical, grouping, dataset.root, samples=grouped_samples)
         result.after["subgroups"] = result.clinical.clinical.subgroups.to_dict()
     if result.wise_choice is not None:
         choice = result.wise_choice
@@ -108,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
         html = render_report(result.clinical, part, dataset, health=health_report(dataset, check_images=False),
                              run_dir=args.run, comparison=result,
                              settings={"coverage target": cfg.eval.coverage, "operating point from": point,
-                                       "WiSE-FT alpha": _alpha_setting(result), "subgroup pattern": args.group})
+                                       "WiSE-FT alpha": _alpha_setting(result),
+                                       "subgroups by": grouping.by if grouping else None,
+                                       "metadata file": args.metadata})
         write_report_file(args.report, html)
     return EXIT_OK
 

@@ -18,7 +18,8 @@ from clipstudio.cli import demo, embed, explore, export, retrieve, search, train
 from clipstudio.cli import eval as eval_command  # as: the modules are named after commands, not builtins
 from clipstudio.cli import inspect as inspect_command
 from clipstudio.cli.args import CliParser
-from clipstudio.cli.console import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, print_error
+from clipstudio.cli.console import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from clipstudio.cli.processes import print_user_error
 from clipstudio.engine.errors import ClipStudioError
 
 # Each command module has add_parser(subparsers) and run(args) -> exit code.
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command].run(args)
     except ClipStudioError as exc:
-        print_error(str(exc))
+        print_user_error(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("clipstudio: interrupted", file=sys.stderr)

@@ -18,14 +18,14 @@ import argparse
 import contextlib
 import functools
 import os
-import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from clipstudio.cli.args import non_negative_int, positive_int
-from clipstudio.cli.console import ProgressBars
+from clipstudio.cli.args import data_path, non_negative_int, positive_int
+from clipstudio.cli.console import ProgressBars, print_error
+from clipstudio.engine.data.readers import existing_path
 from clipstudio.engine.embeddings import encode_image_files
-from clipstudio.engine.errors import ClipStudioError
+from clipstudio.engine.errors import ClipStudioError, DataError
 
 if TYPE_CHECKING:
     from clipstudio.engine.config import StudioConfig
@@ -51,13 +51,16 @@ def wants_launch(args: argparse.Namespace) -> bool:
     return bool(args.nproc_per_node) and not launched_by_torchrun()
 
 
-def launch(args: argparse.Namespace, command: list[str] | None = None) -> int:
+def launch(args: argparse.Namespace, command: list[str] | None = None, *, data: str | None = None) -> int:
     """Run ``clipstudio COMMAND...`` (default: this command line) as the processes the options ask for.
 
-    Returns the exit code; a failed process's one-line error is printed here.
+    ``data`` (default: the command's DATA) is checked first: a mistyped path is one error line, not N
+    processes started to find it. Returns the exit code; a failed process's one-line error is printed
+    here unless the first process already printed it.
     """
     from clipstudio.engine.training.distributed_launch import INTERRUPTED, run_processes  # deferred: torch
 
+    check_data_path(data or data_path(args))
     outcome = run_processes(
         args.argv if command is None else command,
         nproc_per_node=args.nproc_per_node,
@@ -65,9 +68,32 @@ def launch(args: argparse.Namespace, command: list[str] | None = None) -> int:
         node_rank=args.node_rank,
         rdzv_endpoint=args.rdzv_endpoint,
     )
-    if outcome.exit_code and outcome.exit_code != INTERRUPTED:
-        print(f"clipstudio: error: process {outcome.failed_rank} failed: {outcome.message}", file=sys.stderr)
+    if outcome.exit_code and outcome.exit_code != INTERRUPTED and not outcome.shown:
+        print_error(f"process {outcome.failed_rank} failed: {outcome.message}")
     return outcome.exit_code
+
+
+def check_data_path(path: str | None) -> None:
+    """DataError unless ``path`` (when given) exists and can be read."""
+    if not path:
+        return
+    p = existing_path(path)  # named as the dataset readers name it
+    if not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0)):
+        raise DataError(f"{p}: permission denied")
+
+
+def print_user_error(message: str) -> None:
+    """A user error's one line on stderr. Of several processes only the first prints it; each leaves it
+    for the launcher, which repeats another process's error, not the one already on the console."""
+    if "TORCHELASTIC_ERROR_FILE" not in os.environ:  # not a process torchrun started
+        print_error(message)
+        return
+    from clipstudio.engine.training import distributed  # deferred: torch (loaded already in such a process)
+
+    first = not distributed.launched_by_torchrun() or os.environ.get("RANK") == "0"
+    distributed.record_error(message, shown=first)
+    if first:
+        print_error(message)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -10,7 +11,10 @@ from clipstudio.engine.cache.vectors import EmbeddingCache
 from clipstudio.engine.config import StudioConfig
 from clipstudio.engine.data import Dataset, load_dataset_from_config
 from clipstudio.engine.data.corrections import corrections_file
+from clipstudio.engine.data.dataset import Sample
+from clipstudio.engine.data.metadata import read_metadata
 from clipstudio.engine.evaluation.split_policy import EvaluationPart, report_part
+from clipstudio.engine.evaluation.subgroups import Grouping, spelled_column
 from clipstudio.engine.prompts import PromptSet, prompt_set_from_config
 
 
@@ -26,6 +30,31 @@ def load_data(cfg: StudioConfig, *, quiet: bool = False) -> Dataset:
         print(f"{n} correction{'s' if n != 1 else ''} applied (from {corrections_file(cfg.data.path)}).",
               file=sys.stderr)
     return dataset
+
+
+def with_metadata(dataset: Dataset, args: argparse.Namespace, *, quiet: bool = False) -> Dataset:
+    """The dataset with ``--metadata``'s columns attached (when given), saying on stderr how well they fit
+    (unless ``quiet``: a process other than the first of several)."""
+    if not getattr(args, "metadata", None):
+        return dataset
+    read = read_metadata(args.metadata, dataset)
+    if not quiet:
+        print(read.summary(), file=sys.stderr)
+    return read.dataset
+
+
+def subgroup_grouping(args: argparse.Namespace, part: EvaluationPart) -> tuple[Grouping | None, list[Sample]]:
+    """``--group`` or ``--group-by`` as a Grouping, and the report images' samples it reads, checked on
+    those images now: a bad pattern or a wrong column fails before the model loads, not after the scoring."""
+    if args.group:
+        grouping = Grouping(pattern=args.group)
+    elif args.group_by:
+        grouping = Grouping(column=spelled_column(part.dataset.samples, args.group_by))
+    else:
+        return None, []
+    images = part.dataset
+    grouping.groups(images.paths, root=images.root, samples=images.samples)
+    return grouping, images.samples
 
 
 def pick_split(dataset: Dataset, cfg: StudioConfig) -> EvaluationPart:

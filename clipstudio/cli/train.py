@@ -252,8 +252,8 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
         if worker:
             distributed.leave_process_group(finished)
-    if worker and outcome.run.status is TrainingStatus.FAILED:
-        distributed.record_error(outcome.run.message)
+    if worker and outcome.run.status is TrainingStatus.FAILED:  # the first process prints it (_report_run)
+        distributed.record_error(outcome.run.message, shown=main)
     if not main:
         return _EXIT_BY_STATUS[outcome.run.status]
     if outcome.kind is TrainingKind.SWEEP:
@@ -270,7 +270,7 @@ def _launch_processes(cfg, args: argparse.Namespace) -> int:
     if args.multi_config:
         raise ConfigError("A sweep runs its configs one after another in one process; drop --nproc-per-node.")
     with config_command(cfg) as command:
-        exit_code = launch(args, command)
+        exit_code = launch(args, command, data=cfg.data.path)
     if exit_code == INTERRUPTED:
         print(f"Resume with: clipstudio train --resume-from {cfg.output} --nproc-per-node {args.nproc_per_node}")
     return exit_code

@@ -24,7 +24,15 @@ from clipstudio.cli.console import (
     write_report_file,
 )
 from clipstudio.cli.processes import add_process_args, encode_together, launch, process_group, wants_launch
-from clipstudio.cli.steps import embedding_cache, load_data, load_model, pick_split, prompt_set
+from clipstudio.cli.steps import (
+    embedding_cache,
+    load_data,
+    load_model,
+    pick_split,
+    prompt_set,
+    subgroup_grouping,
+    with_metadata,
+)
 from clipstudio.engine.data.health import health_report
 from clipstudio.engine.errors import DataError
 from clipstudio.engine.evaluation.clinical_scoring import (
@@ -35,7 +43,6 @@ from clipstudio.engine.evaluation.clinical_scoring import (
 )
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.evaluation.report import check_report_path, render_report
-from clipstudio.engine.evaluation.subgroups import groups_from_pattern
 from clipstudio.engine.storage.atomic import atomic_write_text
 
 HELP = "zero-shot classification accuracy with class prompts"
@@ -62,14 +69,14 @@ def run(args: argparse.Namespace) -> int:
     if wants_launch(args):
         return launch(args)
     with process_group(cfg) as ranks:
-        dataset = load_data(cfg)
+        quiet = not ranks.is_main  # of several processes, the first reports on the data
+        dataset = with_metadata(load_data(cfg, quiet=quiet), args, quiet=quiet)
         if not dataset.is_classification:
             raise DataError(f"{dataset.source or dataset.root}: zero-shot needs class labels for at least 2 "
                             f"classes (class folders, or a label column); this dataset has "
                             f"{len(dataset.class_names)}.")
         part = pick_split(dataset, cfg)
-        if args.group:  # a pattern that matches none of the images fails now, not after the scoring
-            groups_from_pattern(part.dataset.paths, args.group, dataset.root)
+        grouping, grouped_samples = subgroup_grouping(args, part)
         prompts = prompt_set(cfg)
         model = load_model(cfg)
         store = EmbeddingStore(embedding_cache(cfg))
@@ -88,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
                                 batch_size=cfg.eval.batch_size, callback=bars)
     finally:
         bars.close()
-    if args.group and scored.clinical is not None:
-        scored = with_subgroups(scored, args.group, dataset.root)
+    if grouping is not None and scored.clinical is not None:
+        scored = with_subgroups(scored, grouping, dataset.root, samples=grouped_samples)
     result = scored.result
     if result.problems:
         report_problems(result.problems, "could not read")
@@ -107,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
                              model_spec=cfg.model.spec, prompts=prompts,
                              settings={"coverage target": cfg.eval.coverage,
                                        "operating point rule": cfg.eval.operating_point,
-                                       "subgroup pattern": args.group})
+                                       "subgroups by": grouping.by if grouping else None,
+                                       "metadata file": args.metadata})
         write_report_file(args.report, html)
     show_result(args.json, payload, lambda: format_zero_shot(payload))
     return EXIT_OK

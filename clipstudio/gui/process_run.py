@@ -376,10 +376,12 @@ def _history_or_empty(run_dir: Path) -> dict:
 
 
 def _error_line(output: str) -> str:
-    """The launcher's one-line error ("clipstudio: error: process 1 failed: ..."), in plain words."""
+    """The run's one-line error, in plain words: the first process's own ("clipstudio: error: training
+    failed: ..." or "clipstudio: error: ..."), or the launcher's about another process or a signal
+    ("clipstudio: error: process 1 failed: ..."), which it prints only when no process printed it."""
     for line in reversed(output.strip().splitlines()):
         if line.startswith("clipstudio: error: "):
-            return line.removeprefix("clipstudio: error: ")
+            return line.removeprefix("clipstudio: error: ").removeprefix("training failed: ")
     return ""
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from bench.adaptation import official_folders
 from bench.common import DATASETS
-from bench.kshot import markdown, plot, summary
+from bench.kshot import markdown, merged, plot, summary
 
 
 @pytest.mark.skipif(not (DATASETS / "breastmnist" / "breastmnist.npz").is_file(), reason="needs ../shared/datasets")
@@ -40,3 +40,16 @@ def test_kshot_summary_table_and_plot(tmp_path):
     assert "| linear probe (automatic prior) | 0.110 ± 0.010 | 0.210 ± 0.010 |" in text and "zero-shot: 0.050" in text
     plot(means, {"d": 0.05}, tmp_path / "k.png")
     assert Image.open(tmp_path / "k.png").size == (520, 470)
+
+
+def test_kshot_merge_replaces_only_the_points_run_again():
+    earlier = {"rows": [{"dataset": "a", "method": "probe", "shots": 1, "seed": 0, "balanced_accuracy": 0.1},
+                        {"dataset": "b", "method": "probe", "shots": 2, "seed": 0, "balanced_accuracy": 0.22},
+                        {"dataset": "b", "method": "probe", "shots": 1, "seed": 0, "balanced_accuracy": 0.2},
+                        {"dataset": "b", "method": "tip_adapter_f", "shots": 1, "seed": 0, "balanced_accuracy": 0.3}],
+               "zero_shot": {"a": 0.05, "b": 0.4}}
+    new = [{"dataset": "b", "method": "probe", "shots": 1, "seed": 0, "balanced_accuracy": 0.25}]
+    rows, zero = merged(earlier, new, {"b": 0.41})
+    assert sorted((r["dataset"], r["method"], r["balanced_accuracy"]) for r in rows) == [
+        ("a", "probe", 0.1), ("b", "probe", 0.22), ("b", "probe", 0.25), ("b", "tip_adapter_f", 0.3)]
+    assert zero == {"a": 0.05, "b": 0.41}

@@ -154,6 +154,29 @@ def test_eval_group_gives_the_trained_models_subgroups(cli, tmp_path, trained):
     assert "subgroups" not in d["before"] and "subgroups" in out and "(no match)" in out
 
 
+@pytest.mark.slow
+def test_eval_group_by_a_metadata_column_gives_the_trained_models_subgroups_and_names_the_column(
+        cli, tmp_path, trained):
+    run = shutil.copytree(trained["full"], tmp_path / "run")
+    data = _binary_data(tmp_path / "data")
+    meta = tmp_path / "meta.csv"  # the test images, below the dataset folder
+    meta.write_text("file,scanner\n" + "".join(f"test/{c}/{c}_{i}.png,{'GE' if i < 2 else 'Siemens'}\n"
+                                                for c in ("blue", "red") for i in range(5)), encoding="utf-8")
+    out_json, report = tmp_path / "eval.json", tmp_path / "report.html"
+    code, _, err = cli("eval", run, data, "--json", out_json, "--device", "cpu", "--metadata", meta,
+                       "--group-by", "scanner", "--report", report)
+    assert code == 0, err
+    subgroups = json.loads(out_json.read_text(encoding="utf-8"))["after"]["subgroups"]
+    assert subgroups["by"] == "column 'scanner'"
+    assert {k: g["n"] for k, g in subgroups["groups"].items()} == {"GE": 4, "Siemens": 6}
+    assert "Subgroups by <b>metadata column &#x27;scanner&#x27;</b>" in report.read_text(encoding="utf-8")
+
+
+def test_eval_refuses_group_with_group_by_in_one_line(cli, tmp_path):
+    code, _, err = cli("eval", tmp_path, tmp_path, "--group", "(x)", "--group-by", "sex")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not allowed with argument --group" in err
+
+
 def _split_colours(root):
     """The run's three colour classes as train/ and test/ folders: validation is carved from train/."""
     colour_classes(root / "train")

@@ -15,8 +15,10 @@ import sys
 import numpy as np
 import pytest
 
+from clipstudio.cli.processes import print_user_error
 from clipstudio.cli.train import StopRequest
 from clipstudio.engine.models.torch_model import BF16_INFERENCE_ENV
+from clipstudio.engine.training import distributed_launch
 
 _TIMEOUT_S = 240
 
@@ -80,17 +82,25 @@ def test_zeroshot_with_two_processes_scores_like_one_process(cli, make_class_fol
     proc = _processes(*common, "--predictions", tmp_path / "two.csv")
 
     ours, theirs = json.loads(proc.stdout), json.loads(out)
-    assert _rounded(ours) == _rounded(theirs)  # metrics, calibration on val, confidence intervals
+    _assert_close(ours, theirs)  # metrics, calibration on val, confidence intervals
     assert (tmp_path / "two.csv").read_text() == (tmp_path / "one.csv").read_text()
 
 
-def _rounded(value: object) -> object:
-    """``value`` (JSON) with its floats rounded to 6 places: float rounding may differ, nothing else may."""
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return round(value, 6) if isinstance(value, float) else value
+def _assert_close(ours: object, theirs: object, where: str = "") -> None:
+    """The same JSON, floats within 1e-6: float rounding may differ (rounding both to 6 places was not
+    enough: 0.7251415 and 0.7251414 round apart), nothing else may."""
+    if isinstance(theirs, dict):
+        assert isinstance(ours, dict) and ours.keys() == theirs.keys(), where
+        for key in theirs:
+            _assert_close(ours[key], theirs[key], f"{where}.{key}")
+    elif isinstance(theirs, list):
+        assert isinstance(ours, list) and len(ours) == len(theirs), where
+        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            _assert_close(a, b, f"{where}[{i}]")
+    elif isinstance(theirs, float):
+        assert ours == pytest.approx(theirs, abs=1e-6), where
+    else:
+        assert ours == theirs, where
 
 
 @pytest.mark.slow  # two processes
@@ -106,6 +116,77 @@ def test_retrieve_with_two_processes_scores_like_one_process(cli, make_clip_fine
     assert ours["n"] == theirs["n"] == 7
     for key in ("image_to_text", "text_to_image", "mean_rank", "median_rank"):
         assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key
+
+
+def test_a_missing_data_folder_is_one_error_line_and_starts_no_process(cli, monkeypatch, tmp_path):
+    def no_processes(*args, **kwargs):
+        raise AssertionError("processes were started")
+
+    monkeypatch.setattr(distributed_launch, "run_processes", no_processes)
+    missing = tmp_path / "nonexistent"
+    code, _, err = cli("zeroshot", missing, "--model", "builtin", "--nproc-per-node", "2")
+    assert code == 2
+    assert err.splitlines() == [f"clipstudio: error: {missing} does not exist."]
+
+
+@pytest.mark.slow  # two processes
+def test_an_error_every_process_meets_is_printed_once(make_class_folders, tiny_clip_dir, tmp_path):
+    one_class = make_class_folders(tmp_path / "one", {"red": 3})
+    command = [sys.executable, "-m", "clipstudio", "zeroshot", str(one_class), "--model", str(tiny_clip_dir),
+               "--device", "cpu", "--nproc-per-node", "2"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT_S)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("clipstudio: error:")]
+    assert len(errors) == 1 and "1 class folder" in errors[0], proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("rank", "printed"), [("0", True), ("1", False)])
+def test_of_several_processes_only_the_first_prints_a_user_error(monkeypatch, tmp_path, capsys, rank, printed):
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    print_user_error("bad labels")
+    assert capsys.readouterr().err == ("clipstudio: error: bad labels\n" if printed else "")
+    recorded = json.loads(error_file.read_text())  # for the launcher, which repeats it only when not printed
+    assert recorded["message"] == "bad labels" and recorded["shown"] is printed
+
+
+def _failure(tmp_path, rank: int, exitcode: int, message: str | None, shown: bool = False):
+    """A failed process as torchrun's agent reports it, from the error file the process left (or none)."""
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    error_file = tmp_path / f"error_{rank}.json"
+    if message is not None:
+        error_file.write_text(json.dumps({"message": message, "timestamp": rank, "shown": shown}))
+    return ProcessFailure(local_rank=rank, pid=1000 + rank, exitcode=exitcode, error_file=str(error_file))
+
+
+@pytest.mark.parametrize(
+    ("failures", "expected"),
+    [
+        # The first process printed its error: nothing to repeat.
+        ([(0, 2, "bad labels", True), (1, 2, "bad labels", False)], []),
+        # Another process's error, not on the console: the launcher names it.
+        ([(1, 2, "it could not read its images", False)], ["process 1 failed: it could not read its images"]),
+        # Killed by a signal: no process could print anything (torchrun words the signal).
+        ([(1, -9, None)], ["process 1 failed: ", "SIGKILL"]),
+    ],
+)
+def test_the_launcher_repeats_only_an_error_no_process_printed(cli, monkeypatch, tmp_path, failures, expected):
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    def failing_run(_args):
+        raise ChildFailedError("clipstudio", {f[0]: _failure(tmp_path, *f) for f in failures})
+
+    monkeypatch.setattr("torch.distributed.run.run", failing_run)
+    code, _, err = cli("embed", tmp_path, "--model", "builtin", "--output", tmp_path / "e.npz",
+                       "--nproc-per-node", "2")
+    assert code != 0
+    lines = err.splitlines()
+    assert len(lines) == (1 if expected else 0)
+    if expected:
+        assert lines[0].startswith(f"clipstudio: error: {expected[0]}") and all(e in lines[0] for e in expected)
 
 
 def test_ctrl_break_stops_training_as_ctrl_c_does(monkeypatch):

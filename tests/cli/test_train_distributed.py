@@ -54,9 +54,9 @@ def test_a_failing_process_ends_the_run_with_its_one_line_error(class_data, tmp_
         capture_output=True, text=True, timeout=_TIMEOUT_S,
     )
     assert proc.returncode == 2
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("clipstudio: error: process ")
-    assert "no-model-here" in last
+    # Every process fails alike; the first prints it, and the launcher does not repeat it.
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("clipstudio: error: ")]
+    assert len(errors) == 1 and "no-model-here" in errors[0], proc.stderr[-2000:]
 
 
 @pytest.mark.slow  # two training processes

@@ -184,3 +184,60 @@ def test_zeroshot_refuses_a_bad_or_unmatched_group_pattern_in_one_line(cli, tmp_
         code, _, err = cli("zeroshot", data, "--model", tiny_clip_dir, "--group", pattern, "--no-cache")
         assert code == 2 and words in err.splitlines()[-1] and err.count("error") == 1, err
         assert "Loading model" not in err  # refused before the model is loaded
+
+
+def test_zeroshot_group_by_a_metadata_column_of_class_folders_says_what_grouped_them(
+        cli, tmp_path, make_class_folders, tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"train": {"normal": 6, "pneumonia": 6},
+                                                   "test": {"normal": 4, "pneumonia": 4}})
+    meta = tmp_path / "meta.csv"  # a made-up site per image; two test images have no row
+    rows = [f"test/{c}/{c}_{i}.png,site{i % 2}" for c in ("normal", "pneumonia") for i in range(3)]
+    meta.write_text("image,site\n" + "\n".join(rows) + "\nelsewhere.png,site9\n", encoding="utf-8")
+    out_json, report = tmp_path / "zs.json", tmp_path / "report.html"
+
+    code, out, err = cli("zeroshot", data, "--model", tiny_clip_dir, "--json", out_json, "--no-cache",
+                         "--metadata", meta, "--group-by", "site", "--report", report)
+
+    assert code == 0, err
+    subgroups = json.loads(out_json.read_text(encoding="utf-8"))["subgroups"]
+    assert subgroups["by"] == "column 'site'"
+    assert {k: g["n"] for k, g in subgroups["groups"].items()} == {"(no value)": 2, "site0": 4, "site1": 2}
+    assert "metadata for 6 of 20 images (columns: site)" in err and "elsewhere.png" in err
+    assert "by metadata column 'site'" in out
+    html = report.read_text(encoding="utf-8")
+    assert "Subgroups by <b>metadata column &#x27;site&#x27;</b>" in html and "subgroups by" in html
+
+
+def test_zeroshot_group_by_a_column_of_the_annotation_file(cli, tmp_path, tiny_png, tiny_clip_dir):
+    lines = ["image,label,sex,split"]
+    for i in range(12):
+        tiny_png(tmp_path / "images" / f"{i}.png", (20 * i, 0, 0))
+        lines.append(f"images/{i}.png,{'normal' if i % 2 else 'pneumonia'},{'FM'[i % 3 == 0]},"
+                     f"{'test' if i < 8 else 'val'}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out_json = tmp_path / "zs.json"
+
+    code, _, err = cli("zeroshot", tmp_path / "labels.csv", "--model", tiny_clip_dir, "--json", out_json,
+                       "--no-cache", "--group-by", "SEX")  # named as the file spells it, whatever the case typed
+
+    assert code == 0, err
+    subgroups = json.loads(out_json.read_text(encoding="utf-8"))["subgroups"]
+    assert subgroups["by"] == "column 'sex'" and {k: g["n"] for k, g in subgroups["groups"].items()} == {
+        "F": 5, "M": 3}
+
+
+def test_zeroshot_refuses_group_with_group_by_and_an_unknown_column_in_one_line(
+        cli, tmp_path, make_class_folders, tiny_clip_dir):
+    data = make_class_folders(tmp_path / "data", {"a": 3, "b": 3})
+    meta = tmp_path / "meta.csv"
+    meta.write_text("image,sex,site\na/a_0.png,F,s1\n", encoding="utf-8")
+
+    code, _, err = cli("zeroshot", data, "--model", tiny_clip_dir, "--group", "(x)", "--group-by", "sex")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--group-by: not allowed with argument --group" in err
+
+    code, _, err = cli("zeroshot", data, "--model", tiny_clip_dir, "--metadata", meta, "--group-by", "age")
+    assert code == 2 and "No metadata column 'age'; columns available: sex, site." in err.splitlines()[-1]
+    assert "Loading model" not in err  # refused before the model is loaded
+
+    code, _, err = cli("zeroshot", data, "--model", tiny_clip_dir, "--group-by", "sex")
+    assert code == 2 and "the images have no metadata" in err.splitlines()[-1]

@@ -199,3 +199,18 @@ def test_a_linear_probe_plots_its_penalty_strengths_on_a_log_axis_not_a_learning
         assert low <= 0 and high >= 10
     plots.on_event(TrainStarted("run", "full", 2, 5, 10, 20, 5, "cpu"))
     assert plots.lr_plot.titleLabel.text == "Learning rate" and not plots.lr_plot.getAxis("left").logMode
+
+
+def test_the_learning_rate_axis_reads_as_rates_are_written(plots):
+    plots.on_event(TrainStarted("run", "full", 2, 5, 10, 20, 5, "cpu"))
+    for step in range(1, 11):
+        plots.on_event(_step(step, lr=1e-4 * step / 10))  # warm-up to 1e-4
+    plots.redraw()
+    axis = plots.lr_plot.getAxis("left")
+    plots.lr_plot.getViewBox().autoRange()
+    assert axis.autoSIPrefixScale == 1.0 and "x1e" not in axis.labelString()  # not "lr (x1e-06)" over 100
+    low, high = plots.lr_plot.viewRange()[1]
+    ticks = [value for _spacing, values in axis.tickValues(low, high, 200) for value in values]
+    strings = axis.tickStrings(ticks, axis.autoSIPrefixScale, ticks[1] - ticks[0])
+    assert "1e-4" in strings and all("e-" in s or s == "0" for s in strings)
+    assert axis.tickStrings([0.0, 2.5e-5, 5e-5, 7.5e-5], 1.0, 2.5e-5) == ["0", "2.5e-5", "5e-5", "7.5e-5"]

@@ -1,4 +1,5 @@
-"""The Results screen's choices on a binary task: the rule that picks the threshold, and subgroups by a pattern."""
+"""The Results screen's choices on a binary task: the rule that picks the threshold, and subgroups by a pattern
+or by a metadata column."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from clipstudio.engine.evaluation.clinical_scoring import with_operating_point
+from clipstudio.gui.screens import results_screen
 from clipstudio.gui.screens.results_screen import ResultsScreen
 from clipstudio.gui.widgets.clinical_view import SLIDER_STEPS
 
@@ -75,6 +77,54 @@ def test_subgroups_by_a_path_pattern_fill_the_table_and_go_into_the_report(qtbot
     view.show_button.click()
     qtbot.waitUntil(lambda: "matches none of the 12 image paths" in view.status_label.text(), timeout=30_000)
     assert view.table.rowCount() == 0 and screen.clinical.clinical.subgroups is None
+
+
+def test_subgroups_by_a_column_of_a_loaded_metadata_file_fill_the_table_and_go_into_the_report(
+        qtbot, screen, tmp_path, monkeypatch):
+    view = screen.subgroups
+    assert not view.column_combo.isEnabled()  # class folders carry no metadata of their own
+    meta = tmp_path / "sites.csv"  # a made-up site per test image, and one row naming no image
+    rows = [f"test/{c}/{c}_{i}.png,{'site1' if i < 4 else 'site2'}" for c in ("normal", "pneumonia") for i in range(6)]
+    meta.write_text("image,site\n" + "\n".join(rows) + "\nnot/there.png,site3\n", encoding="utf-8")
+    folders = []  # where the dialog opens: the dataset's folder, where such a file usually lies
+    monkeypatch.setattr(results_screen, "ask_metadata_path", lambda _parent, folder: folders.append(folder) or str(meta))
+
+    qtbot.mouseClick(view.metadata_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: view.column() == "site", timeout=30_000)
+    assert view.column_radio.isChecked() and folders == [str(screen.state.dataset.root)]
+    status = view.status_label.text()
+    assert "metadata for 12 of 32 images (columns: site)" in status and "1 row names no image" in status
+
+    qtbot.mouseClick(view.show_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: view.table.rowCount() > 0, timeout=30_000)
+
+    assert [view.table.item(r, 0).text() for r in range(view.table.rowCount())] == ["All images", "site1", "site2"]
+    assert [int(view.table.item(r, 1).text()) for r in range(view.table.rowCount())] == [12, 8, 4]
+    assert "by column 'site'" in view.status_label.text()
+    target = tmp_path / "report.html"
+    with qtbot.waitSignal(screen.report_written, timeout=30_000):
+        assert screen.export_report(str(target))
+    html = target.read_text(encoding="utf-8")
+    assert "Subgroups by <b>metadata column &#x27;site&#x27;</b>" in html and str(meta) in html
+
+    # A new scoring keeps the grouping: the figures follow it.
+    with qtbot.waitSignal(screen.evaluated, timeout=30_000):
+        screen.evaluate()
+    qtbot.waitUntil(lambda: screen.clinical.clinical.subgroups is not None, timeout=30_000)
+    assert screen.clinical.clinical.subgroups.by == "column 'site'"
+
+
+def test_the_subgroups_tab_offers_the_columns_of_an_annotation_file(open_screen, state_with, tmp_path, tiny_png):
+    lines = ["image,label,patient_id,sex"]
+    for i in range(4):
+        tiny_png(tmp_path / "images" / f"{i}.png")
+        lines.append(f"images/{i}.png,{'ab'[i % 2]},P{i},{'FM'[i // 2]}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    view = open_screen(ResultsScreen, state_with(tmp_path / "labels.csv")).subgroups
+
+    offered = [view.column_combo.itemData(i) for i in range(view.column_combo.count())]
+    assert offered == ["patient_id", "sex"] and view.column_combo.isEnabled()
 
 
 @pytest.mark.slow

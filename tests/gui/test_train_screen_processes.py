@@ -84,6 +84,22 @@ def test_the_launcher_command_runs_the_config_as_n_processes(tmp_path):
                            "--nproc-per-node", "3"]
 
 
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        # The first process's own line; the launcher prints nothing more then.
+        ("Epoch 1/3\nclipstudio: error: training failed: CUDA out of memory.\n", "CUDA out of memory."),
+        ("clipstudio: error: /data/x does not exist.\n", "/data/x does not exist."),
+        # Another process's error, or a signal: the launcher's line names the process.
+        ("Epoch 1/3\nclipstudio: error: process 1 failed: it could not read its images\n",
+         "process 1 failed: it could not read its images"),
+        ("Epoch 1/3\n", ""),
+    ],
+)
+def test_a_failed_run_reads_as_its_one_error_line(output, message):
+    assert process_run_module._error_line(output) == message
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     """The launcher and its workers (its own session on POSIX)."""
     if hasattr(os, "killpg"):

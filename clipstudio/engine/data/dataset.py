@@ -13,13 +13,15 @@ SPLIT_NAMES = ("train", "val", "test")
 
 @dataclass
 class Sample:
-    """One image, with its optional class label, captions, patient/group id and split."""
+    """One image, with its optional class label, captions, patient/group id, split and metadata."""
 
     path: Path  # absolute path of the image file
     label: int | None = None  # index into Dataset.class_names
     captions: list[str] = field(default_factory=list)
     group: str | None = None  # e.g. patient id; keeps a group inside one split
     split: str | None = None  # "train" | "val" | "test" | None (unassigned)
+    # Other columns of its row (sex, site, scanner, ...), as text; what subgroups are made by.
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

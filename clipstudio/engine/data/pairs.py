@@ -2,6 +2,7 @@
 
 Each entry becomes a Sample or, when it can't be used, a Problem naming ``file:line`` or
 ``file[index]``; only structural faults (unreadable or malformed file, no usable column) raise.
+An entry's other scalar fields (sex, site, the patient column, ...) become the Sample's metadata.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class SampleCollector:
             self.problems.append(Problem(where, str(skip)))
             return
         group = _optional_text(record.get(keys.group)) if keys.group else None
+        metadata = _metadata(record, keys)
         if split is None and keys.split:
             named = _optional_text(record.get(keys.split))
             split = (split_of_folder(named) or named) if named else None
@@ -135,11 +137,13 @@ class SampleCollector:
         i = self._index.get(path)
         if i is None:
             self._index[path] = len(self.samples)
-            self.samples.append(Sample(path=path, captions=captions, group=group, split=split))
+            self.samples.append(Sample(path=path, captions=captions, group=group, split=split, metadata=metadata))
             self._labels.append(label)
             return
         kept = self.samples[i]
         kept.captions += [c for c in captions if c not in kept.captions]
+        for key, value in metadata.items():  # a repeated image's first value of a column stays
+            kept.metadata.setdefault(key, value)
         if label is not None and self._labels[i] is None:
             self._labels[i] = label
         elif label is not None and label != self._labels[i]:
@@ -298,7 +302,7 @@ def _add_jsonl(collector, path, resolver, split, image_key, caption_key) -> None
 def _add_csv(collector, path, resolver, split, image_key, caption_key) -> None:
     text = read_text(path, ANNOTATION_FILE)
     first_line = text.split("\n", 1)[0]
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(first_line)
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else sniff_delimiter(first_line)
     # Long radiology reports exceed the csv module's 128 KiB default field limit.
     csv.field_size_limit(max(csv.field_size_limit(), 16 * 1024 * 1024))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -316,7 +320,8 @@ def _add_csv(collector, path, resolver, split, image_key, caption_key) -> None:
         raise DataError(f"{path}: can't read it as CSV at line {reader.line_num} ({exc}).") from None
 
 
-def _sniff_delimiter(header_line: str) -> str:
+def sniff_delimiter(header_line: str) -> str:
+    """The delimiter a CSV header line uses: comma, tab, semicolon or bar (comma when none)."""
     counts = {d: header_line.count(d) for d in (",", "\t", ";", "|")}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] else ","
@@ -370,6 +375,31 @@ def _label(value: object, key: str) -> str:
     if not value.strip():
         raise SkipEntry(f"'{key}' is empty")
     return value.strip()
+
+
+def _metadata(record: dict, keys: Keys) -> dict[str, str]:
+    """The entry's other scalar fields as text (the group column too: it is a grouping); empty ones left out."""
+    used = {keys.image, keys.caption, keys.label, keys.split}
+    out = {}
+    for key, value in record.items():
+        if key in used or not isinstance(key, str) or not key.strip():
+            continue
+        text = _scalar_text(value)
+        if text is not None:
+            out[key.strip()] = text
+    return out
+
+
+def _scalar_text(value: object) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None  # null, empty, lists and objects: no value
 
 
 def _optional_text(value: object) -> str | None:

@@ -39,7 +39,7 @@ _Files = list[tuple[str | None, Path]]
 
 def detect_format(path: str | Path) -> str:
     """The format (one of FORMATS) of the dataset at ``path``; DataError when none fits."""
-    return _detect(_existing(path))[0]
+    return _detect(existing_path(path))[0]
 
 
 def load_dataset(
@@ -60,7 +60,7 @@ def load_dataset(
     Entries that can't be used are skipped and listed in ``Dataset.problems``. The user's
     corrections kept for this dataset (``data.corrections``) are applied.
     """
-    source = _existing(path)
+    source = existing_path(path)
     dataset = _read(source, image_key, caption_key, images_dir, allow_outside_root)
     return apply_saved_corrections(dataset, source)
 
@@ -109,7 +109,7 @@ def load_dataset_from_config(data: DataConfig) -> Dataset:
     )
 
 
-def _existing(path: str | Path) -> Path:
+def existing_path(path: str | Path) -> Path:
     """The user's path made absolute (not resolved: it's shown back to them); must exist."""
     p = Path(os.path.abspath(Path(path).expanduser()))
     try:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clipstudio.engine.config import EVAL_BATCH_SIZE, DataConfig, operating_point_rule
-from clipstudio.engine.data.dataset import Dataset
+from clipstudio.engine.data.dataset import Dataset, Sample
 from clipstudio.engine.errors import DataError
 from clipstudio.engine.evaluation.calibration import softmax
 from clipstudio.engine.evaluation.clinical import (
@@ -36,7 +36,7 @@ from clipstudio.engine.evaluation.conformal import DEFAULT_COVERAGE
 from clipstudio.engine.evaluation.embedding_store import EmbeddingStore
 from clipstudio.engine.evaluation.operating_point import OperatingPoint
 from clipstudio.engine.evaluation.split_policy import EvaluationPart, selection_part
-from clipstudio.engine.evaluation.subgroups import groups_from_pattern, subgroup_metrics
+from clipstudio.engine.evaluation.subgroups import Grouping, subgroup_metrics
 from clipstudio.engine.evaluation.zero_shot import ZeroShotResult, score_dataset
 from clipstudio.engine.events import Callback, ShouldStop, never_stop, no_callback
 from clipstudio.engine.prompts import PromptSet
@@ -44,6 +44,7 @@ from clipstudio.engine.runs.layout import read_calibration, write_calibration
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Sequence
 
     from clipstudio.engine.models.base import ImageTextModel
 
@@ -203,27 +204,30 @@ def with_operating_point(scoring: ClinicalScoring, rule: str | OperatingPoint) -
 
 def with_subgroups(
     scoring: ClinicalScoring,
-    pattern: str,
+    grouping: str | Grouping,
     root: str | os.PathLike | None = None,
     *,
+    samples: Sequence[Sample] = (),
     n_bootstrap: int = 1000,
 ) -> ClinicalScoring:
-    """The same scoring with subgroups: each report image's subgroup is the first capture group of
-    ``pattern`` searched in its path below ``root`` (``subgroups.groups_from_pattern``).
+    """The same scoring with subgroups of its report images, by ``grouping``: a pattern (a plain string
+    too) whose first capture group is searched in each image's path below ``root``, or a metadata
+    column of ``samples`` (the report images' samples, carrying their metadata).
 
-    The probabilities are the calibrated ones, as in ``clinical_metrics``. A bad pattern, or one that
-    matches no image, is a ConfigError.
+    The probabilities are the calibrated ones, as in ``clinical_metrics``. A bad pattern, one that
+    matches no image, or a column the samples lack is a ConfigError.
     """
+    grouping = Grouping(pattern=grouping) if isinstance(grouping, str) else grouping
     clinical, result = scoring.clinical, scoring.result
     if clinical is None or result.logits is None:
         raise ValueError("subgroups need a scoring with logits that was not cancelled")
     if len(result.predictions) != len(result.labels):
         raise ValueError("subgroups need the scoring's per-image predictions (score with with_predictions=True)")
-    groups = groups_from_pattern([p["path"] for p in result.predictions], pattern, root)
+    groups = grouping.groups([p["path"] for p in result.predictions], root=root, samples=samples)
     report = subgroup_metrics(
         result.labels, softmax(result.logits, clinical.calibration.temperature or 1.0), groups,
         clinical.class_names, positive_class=clinical.auc.positive_class, n_bootstrap=n_bootstrap,
-        grouping=f"pattern '{pattern}' on each image's path",
+        grouping=grouping.words, by=grouping.by,
     )
     return replace(scoring, clinical=replace(clinical, subgroups=report))
 

@@ -231,8 +231,9 @@ def _model(model_spec: str | None, prompts: PromptSet | None, run_dir, settings:
         if prompts.class_texts:
             rows = [[name, "; ".join(texts)] for name, texts in prompts.class_texts.items()]
             out.append("<p>Hand-written class texts:</p>" + table(["class", "texts"], rows))
-    if settings:
-        out.append("<p>Evaluation settings:</p>" + table(["setting", "value"], _flatten(settings)))
+    given = {key: value for key, value in (settings or {}).items() if value is not None}  # not set: not shown
+    if given:
+        out.append("<p>Evaluation settings:</p>" + table(["setting", "value"], _flatten(given)))
     return "".join(out)
 
 
@@ -462,7 +463,8 @@ def _subgroups(scoring: ClinicalScoring) -> str:
             cells.append(f"{_num(e.value)} {_ci(e.ci95)}".strip())
         cells.append(", ".join(m.replace("_", " ") for m in g.flagged))
         rows.append(cells)
-    grouping = f"<p>Subgroups by {escape(report.grouping)}.</p>" if report.grouping else ""
+    by = report.grouping or report.by
+    grouping = f"<p>Subgroups by <b>{escape(by)}</b>.</p>" if by else ""
     flagged = [g.group for g in report.groups if g.flagged]
     verdict = (
         f'<p class="warn">Clearly worse than all images together: {escape(", ".join(flagged))}.</p>'

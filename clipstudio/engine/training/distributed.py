@@ -390,13 +390,16 @@ def gather_rows(rows: np.ndarray, n: int) -> np.ndarray:
     return torch.cat(blocks)[:n].cpu().numpy()
 
 
-def record_error(message: str) -> None:
-    """Leave ``message`` where torchrun reports a failed process's error (TORCHELASTIC_ERROR_FILE)."""
+def record_error(message: str, *, shown: bool = False) -> None:
+    """Leave ``message`` where torchrun reports a failed process's error (TORCHELASTIC_ERROR_FILE).
+
+    ``shown``: this process also printed it as its one error line, so the launcher need not repeat it.
+    """
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if not path:
         return
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump({"message": message, "timestamp": int(time.time())}, handle)
+        json.dump({"message": message, "timestamp": int(time.time()), "shown": shown}, handle)
 
 
 __all__ = [

@@ -36,11 +36,13 @@ INTERRUPTED = 130  # the exit code of a process that Ctrl+C / Stop cancelled
 
 @dataclass(frozen=True)
 class ProcessesOutcome:
-    """How a multi-process run ended: the exit code (0, 130 cancelled, else failed) and, on failure, why."""
+    """How a multi-process run ended: the exit code (0, 130 cancelled, else failed) and, on failure, why,
+    and whether a process already printed that as its error line (the launcher then need not repeat it)."""
 
     exit_code: int
     failed_rank: int | None = None
     message: str = ""
+    shown: bool = False
 
 
 def torchrun_arguments(
@@ -112,7 +114,11 @@ def run_processes(
         if failure.exitcode == INTERRUPTED:
             return ProcessesOutcome(INTERRUPTED)
         message = failure.message if isinstance(failure.message, str) else ""
-        return ProcessesOutcome(failure.exitcode or 1, rank, message or _exit_text(failure))
+        # Another process may have failed with the same error and printed it (the first process prints).
+        shown = bool(message) and any(
+            _printed(other) and other.message == message for other in exc.failures.values()
+        )
+        return ProcessesOutcome(failure.exitcode or 1, rank, message or _exit_text(failure), shown)
     except SignalException:
         return ProcessesOutcome(INTERRUPTED)
     return ProcessesOutcome(0)
@@ -130,6 +136,12 @@ def ctrl_break_left_to_workers() -> Iterator[None]:
         yield
     finally:
         signal.signal(ctrl_break, previous)
+
+
+def _printed(failure) -> bool:
+    """The process printed its error line itself (``distributed.record_error(..., shown=True)``)."""
+    data = failure.error_file_data
+    return isinstance(data, dict) and data.get("shown") is True
 
 
 def _exit_text(failure) -> str:

@@ -1,4 +1,5 @@
-"""What the Results screen exports: the predictions as CSV, and where the user saves them or the report."""
+"""What the Results screen exports: the predictions as CSV, and where the user saves them or the report; and
+the metadata file the user loads for subgroups."""
 
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ def ask_csv_path(parent: QWidget) -> str:
     settings = AppSettings()
     path, _ = QFileDialog.getSaveFileName(parent, "Export predictions", settings.dialog_path("predictions.csv"),
                                           "CSV files (*.csv)")
+    if path:
+        settings.remember_dialog_path(path)
+    return path
+
+
+def ask_metadata_path(parent: QWidget, folder: str = "") -> str:
+    """The metadata CSV the user picks for the dataset's images ("" when cancelled), from ``folder`` (the
+    dataset's, where such a file usually lies) or the last folder used; that folder is remembered."""
+    settings = AppSettings()
+    path, _ = QFileDialog.getOpenFileName(parent, "Load a metadata file", folder or settings.dialog_folder(),
+                                          "CSV files (*.csv *.tsv);;All files (*)")
     if path:
         settings.remember_dialog_path(path)
     return path

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from clipstudio.engine.data.metadata import MetadataRead, metadata_columns, read_metadata
 from clipstudio.engine.errors import ClipStudioError
 from clipstudio.engine.evaluation.calibration import softmax
 from clipstudio.engine.evaluation.clinical_scoring import (
@@ -39,6 +40,7 @@ from clipstudio.engine.evaluation.clinical_scoring import (
 )
 from clipstudio.engine.evaluation.report import check_report_path, render_report
 from clipstudio.engine.evaluation.split_policy import report_part
+from clipstudio.engine.evaluation.subgroups import Grouping
 from clipstudio.engine.evaluation.zero_shot import score_dataset
 from clipstudio.engine.plural import plural
 from clipstudio.engine.prompts import run_prompt_set
@@ -48,7 +50,12 @@ from clipstudio.gui.errors import show_error
 from clipstudio.gui.help import TERMS
 from clipstudio.gui.screen_jobs import ScreenJobs
 from clipstudio.gui.screens.results_comparisons import BeforeAfterTab, ModelComparison, WiseSweeps
-from clipstudio.gui.screens.results_export import ask_csv_path, ask_report_path, predictions_csv
+from clipstudio.gui.screens.results_export import (
+    ask_csv_path,
+    ask_metadata_path,
+    ask_report_path,
+    predictions_csv,
+)
 from clipstudio.gui.state import AppState
 from clipstudio.gui.widgets.clinical_view import ClinicalPages
 from clipstudio.gui.widgets.metrics_panel import MetricsPanel, pct
@@ -62,7 +69,7 @@ from clipstudio.printing import write_report_file
 CURRENT, RUN = "current", "run"
 OPERATING_POINT_DEBOUNCE_MS = 150
 SUBGROUPS_HINT = ("Type a pattern that picks each image's subgroup out of its path (a hospital, scanner or sex "
-                  "in a folder or file name) and press Show subgroups.")
+                  "in a folder or file name), or choose a metadata column, and press Show subgroups.")
 
 
 class ResultsScreen(QWidget):
@@ -88,10 +95,12 @@ class ResultsScreen(QWidget):
         self._wise_timer = QTimer(self, singleShot=True, interval=250)
         self._wise_timer.timeout.connect(self._evaluate_wise)
         self._build()
+        state.dataset_changed.connect(self._on_state_dataset_changed)
         state.dataset_changed.connect(self._on_state_inputs_changed)
         state.model_changed.connect(self._on_state_inputs_changed)
         state.prompts_changed.connect(self._on_state_inputs_changed)
         state.run_changed.connect(self._on_state_run_changed)
+        self._on_state_dataset_changed(state.dataset)
         self._on_state_run_changed(state.run_dir)
 
     # --- layout -------------------------------------------------------------------------------
@@ -174,7 +183,11 @@ class ResultsScreen(QWidget):
         self.clinical_pages.operating_point_rule_chosen.connect(self._on_operating_point_rule_chosen)
         self._chosen_rule: str | None = None  # the user's rule; None: the run's stored point, else Youden's J
         self.subgroups = SubgroupView()
-        self.subgroups.pattern_submitted.connect(self.show_subgroups)
+        self.subgroups.grouping_submitted.connect(self.show_subgroups)
+        self.subgroups.metadata_file_requested.connect(
+            lambda: self.load_metadata(ask_metadata_path(self, self._dataset_folder())))
+        self._metadata: MetadataRead | None = None  # the metadata file loaded for this dataset
+        self._shown_grouping: Grouping | None = None  # the grouping the Subgroups tab shows; follows a new scoring
         self.model_pair = ModelPairView()
         self.comparison = ModelComparison(self.state, self.jobs, self.model_pair, self._run_models, self)
         self.comparison.compared.connect(self.models_compared)
@@ -322,8 +335,8 @@ class ResultsScreen(QWidget):
         if self.isVisible():  # the status bar said "scoring…" when the user came here
             self.state.post_status(self.status_text())
         self.evaluated.emit(result)
-        if self.clinical is not None and self.subgroups.pattern():
-            self.show_subgroups(self.subgroups.pattern())  # the pattern stays; the figures follow the new scoring
+        if self.clinical is not None and self._shown_grouping is not None:
+            self.show_subgroups(self._shown_grouping)  # the grouping stays; the figures follow the new scoring
 
     def _show_result(self, result, scoring: ClinicalScoring | None = None) -> None:
         """Fill the grid, matrix and metrics; with ``scoring``, probabilities are the calibrated ones and
@@ -340,7 +353,7 @@ class ResultsScreen(QWidget):
         else:
             self.metrics.show_matrix_note(None)
             self.clinical_pages.set_scoring(None)
-        if clinical is None or not self.subgroups.pattern():
+        if clinical is None or self._shown_grouping is None:
             self.subgroups.set_report(None)
             self.subgroups.set_status(SUBGROUPS_HINT if clinical is not None else
                                       "Press Evaluate: the subgroups are of the scored report images.")
@@ -457,10 +470,13 @@ class ResultsScreen(QWidget):
             return False
         run_dir, health = self._report_source, self.state.health
         model_spec, prompts = self.state.model_spec, self.state.prompts
+        subgroups = scoring.clinical.subgroups
+        settings = {"subgroups by": subgroups.by if subgroups is not None else None,
+                    "metadata file": str(self._metadata.source) if self._metadata is not None else None}
 
         def job(_callback, _should_stop):
             html = render_report(scoring, part, dataset, health=health, model_spec=None if run_dir else model_spec,
-                                 prompts=None if run_dir else prompts, run_dir=run_dir or None)
+                                 prompts=None if run_dir else prompts, run_dir=run_dir or None, settings=settings)
             return str(write_report_file(path, html))
 
         self.progress_label.setText("Writing the report…")
@@ -474,23 +490,26 @@ class ResultsScreen(QWidget):
 
     # --- subgroups --------------------------------------------------------------------------------
 
-    def show_subgroups(self, pattern: str) -> None:
-        """Figures per subgroup of the report images, each image's subgroup picked out of its path by
-        ``pattern``; in a worker (a bootstrap per subgroup)."""
+    def show_subgroups(self, grouping: Grouping | str) -> None:
+        """Figures per subgroup of the report images, each image's subgroup picked out of its path by a
+        pattern or read from a metadata column; in a worker (a bootstrap per subgroup)."""
+        grouping = Grouping(pattern=grouping) if isinstance(grouping, str) else grouping
         scoring, dataset = self.clinical, self.state.dataset
         if scoring is None or scoring.clinical is None or dataset is None:
             self.subgroups.set_status("Evaluate first: the subgroups are of the scored report images.")
             return
         self.jobs.cancel("subgroups")
-        if scoring.clinical.subgroups is not None:  # the report must not keep another pattern's table
+        self._shown_grouping = grouping
+        if scoring.clinical.subgroups is not None:  # the report must not keep another grouping's table
             scoring = self.clinical = replace(scoring, clinical=replace(scoring.clinical, subgroups=None))
         root = dataset.root
+        samples = (self._metadata.dataset if self._metadata is not None else dataset).samples
 
         def job(_callback, _should_stop):
-            return with_subgroups(scoring, pattern, root)
+            return with_subgroups(scoring, grouping, root, samples=samples)
 
         self.subgroups.set_report(None)
-        self.subgroups.set_status(f"Computing the figures of each subgroup of '{pattern}'…")
+        self.subgroups.set_status(f"Computing the figures of each subgroup by {grouping.by}…")
         self.jobs.start(job, name="subgroups", succeeded=self._on_subgroups_ready,
                         failed=lambda message, _details: self.subgroups.set_status(message))
 
@@ -501,6 +520,38 @@ class ResultsScreen(QWidget):
         # Kept on the shown scoring, so "Export report…" has the subgroup table.
         self.clinical = replace(current, clinical=replace(current.clinical, subgroups=grouped.clinical.subgroups))
         self.subgroups.set_report(grouped.clinical.subgroups)
+
+    def load_metadata(self, path: str) -> None:
+        """Read a metadata CSV for the dataset's images (in a worker); its columns join the Subgroups choice."""
+        dataset = self.state.dataset
+        if not path or dataset is None:
+            return
+
+        def job(_callback, _should_stop):
+            return read_metadata(path, dataset)
+
+        self.subgroups.set_status(f"Reading {path}…")
+        self.jobs.start(job, name="metadata", succeeded=self._on_metadata_read,
+                        failed=lambda message, _details: self.subgroups.set_status(message))
+
+    def _dataset_folder(self) -> str:
+        """The open dataset's folder (an annotation file's folder), or "" when none is open."""
+        dataset = self.state.dataset
+        if dataset is None:
+            return ""
+        source = Path(dataset.source or dataset.root)
+        return str(source if source.is_dir() else source.parent)
+
+    def _on_metadata_read(self, read: MetadataRead) -> None:
+        if self.state.dataset is None or read.dataset.source != self.state.dataset.source:
+            return  # another dataset was opened meanwhile
+        self._metadata = read
+        self.subgroups.set_columns(metadata_columns(read.dataset), choose=read.columns[0] if read.columns else None)
+        self.subgroups.set_status(read.summary())
+
+    def _on_state_dataset_changed(self, dataset) -> None:
+        self._metadata, self._shown_grouping = None, None
+        self.subgroups.set_columns(metadata_columns(dataset) if dataset is not None else [])
 
     # --- compare any two models --------------------------------------------------------------------
 

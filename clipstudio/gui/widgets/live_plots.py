@@ -66,6 +66,38 @@ class SeriesBuffer:
         self.size = 0
 
 
+class RateAxis(pg.AxisItem):
+    """A learning-rate axis that reads as rates are written: 0, 5e-5, 1e-4, not "lr (x1e-06)" over 100.
+
+    pyqtgraph's SI prefix would scale 1e-4 to 100 micro-units; here no prefix, and each tick in the
+    shortest scientific form that tells it from its neighbours. Log mode (the probe's penalty path)
+    keeps pyqtgraph's powers of ten.
+    """
+
+    def __init__(self, orientation: str = "left", **kwargs) -> None:
+        super().__init__(orientation, **kwargs)
+        self.enableAutoSIPrefix(False)
+
+    def tickStrings(self, values, scale, spacing):
+        if self.logMode:
+            return super().tickStrings(values, scale, spacing)
+        return [rate_text(v * scale, spacing * scale) for v in values]
+
+
+def rate_text(value: float, spacing: float) -> str:
+    """``value`` as "1e-4", "2.5e-5" or "0": the fewest significant digits within 1/1000 of ``spacing``."""
+    if value == 0 or abs(value) < spacing * 1e-6:  # a tick at zero computed as 1e-21
+        return "0"
+    for digits in range(4):
+        text = f"{value:.{digits}e}"
+        if abs(float(text) - value) <= abs(spacing) * 1e-3:
+            break
+    mantissa, exponent = text.split("e")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
 class LivePlots(pg.GraphicsLayoutWidget):
     """Three stacked plots: loss (train per logged step, val per epoch), validation metric per epoch, lr."""
 
@@ -86,7 +118,7 @@ class LivePlots(pg.GraphicsLayoutWidget):
         self.metric_plot = self._plot(1, "Validation", "epoch (0 = starting model)", "score", legend="bottom")
         self.metric_plot.setYRange(0.0, 1.0, padding=0.05)
         self.metric_plot.enableAutoRange(axis="y", enable=False)
-        self.lr_plot = self._plot(2, "Learning rate", "optimizer step", "lr", legend=None)
+        self.lr_plot = self._plot(2, "Learning rate", "optimizer step", "lr", legend=None, left=RateAxis())
         self.lr_plot.setXLink(self.loss_plot)
 
         self._add_curve("train_loss", self.loss_plot, "train", PLOT_COLOURS[0], symbol=None)
@@ -102,9 +134,15 @@ class LivePlots(pg.GraphicsLayoutWidget):
 
     # --- construction ------------------------------------------------------------------------------
     def _plot(
-        self, row: int, title: str, x_label: str, y_label: str, legend: str | None = "top"
+        self,
+        row: int,
+        title: str,
+        x_label: str,
+        y_label: str,
+        legend: str | None = "top",
+        left: pg.AxisItem | None = None,
     ) -> pg.PlotItem:
-        plot = self.addPlot(row=row, col=0)
+        plot = self.addPlot(row=row, col=0, axisItems={"left": left} if left else None)
         plot.setTitle(title, color=TEXT, size="10pt")
         plot.setLabel("bottom", x_label, color=MUTED_TEXT)
         plot.setLabel("left", y_label, color=MUTED_TEXT)

@@ -4,6 +4,8 @@ picks it as the Hugging Face model to load; while a load downloads it, its row s
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
@@ -13,6 +15,9 @@ COLUMNS = ("Model", "Trained on", "Licence")
 CHECKING, CACHED, NOT_CACHED = "checking the cache…", "✓ cached: works offline", "downloads on first load"
 OFFLINE_NOT_CACHED = "offline and not downloaded: needs internet once"
 MB = 1024**2
+# "(microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract: config.json, vocab.txt)": a repo id and file
+# names in a status line wrap a 165 px cell to 7 lines; the cell leaves them to the row's tooltip.
+_DETAIL = re.compile(r" \([^()]*\)")
 
 
 def status_line(missing: list[str], offline: bool) -> str:
@@ -40,6 +45,7 @@ class ModelGallery(QTableWidget):
     def __init__(self, models: tuple[KnownModel, ...] = KNOWN_MODELS, parent: QWidget | None = None) -> None:
         super().__init__(len(models), len(COLUMNS), parent)
         self.models = models
+        self._status = [CHECKING] * len(models)
         self.setHorizontalHeaderLabels(COLUMNS)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -55,17 +61,28 @@ class ModelGallery(QTableWidget):
         for row, model in enumerate(models):
             cells = (self._model_cell(model, CHECKING), model.images, model.licence)
             for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                item.setToolTip(f"{model.repo_id}\n{model.images}\nLicence: {model.licence}. {model.note}")
-                self.setItem(row, col, item)
+                self.setItem(row, col, QTableWidgetItem(text))
+            self._set_tooltip(row, CHECKING)
         self.resizeRowsToContents()
         self.cellClicked.connect(self._on_cell_clicked)
 
     def set_cached(self, statuses: dict[str, str]) -> None:
-        """Show each model's local-copy line (``check_cache``'s result); a model not in it is still being checked."""
+        """Show each model's local-copy line (``check_cache``'s result); a model not in it is still being checked.
+
+        The cell shows the line without its bracketed details (which repo, which files); the tooltip has it whole.
+        """
         for row, model in enumerate(self.models):
-            self.item(row, 0).setText(self._model_cell(model, statuses.get(model.repo_id, CHECKING)))
+            self._status[row] = statuses.get(model.repo_id, CHECKING)
+            self.item(row, 0).setText(self._model_cell(model, _DETAIL.sub("", self._status[row])))
+            self._set_tooltip(row, self._status[row])
         self.resizeRowsToContents()
+
+    def _set_tooltip(self, row: int, status: str) -> None:
+        """The Hub id, the whole local-copy line and the model card's terms, on every cell of ``row``."""
+        model = self.models[row]
+        tip = f"{model.repo_id}\n{status}\n{model.images}\nLicence: {model.licence}. {model.note}"
+        for col in range(self.columnCount()):
+            self.item(row, col).setToolTip(tip)
 
     def set_downloading(self, repo_id: str, done: int, total: int) -> None:
         """Show a running download's progress in the row of ``repo_id`` (nothing when it is not listed)."""
@@ -73,6 +90,7 @@ class ModelGallery(QTableWidget):
             if model.repo_id == repo_id:
                 # the percentage only: the bytes would not fit the column (the load status line has them)
                 status = f"downloading… {100 * done // total} %" if total > 0 else "downloading…"
+                self._status[row] = status
                 self.item(row, 0).setText(self._model_cell(model, status))
 
     @staticmethod
@@ -81,8 +99,8 @@ class ModelGallery(QTableWidget):
         return f"{model.name}\n{model.architecture}\n{status}"
 
     def status(self, row: int) -> str:
-        """The local-copy line of ``row``."""
-        return self.item(row, 0).text().splitlines()[-1]
+        """The local-copy line of ``row``, whole (the cell may show it without its details)."""
+        return self._status[row]
 
     def select_repo(self, repo_id: str) -> None:
         """Highlight the row of ``repo_id`` (none when it is not in the list)."""

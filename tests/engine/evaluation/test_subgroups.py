@@ -7,7 +7,14 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from clipstudio.engine.errors import ConfigError
-from clipstudio.engine.evaluation.subgroups import UNMATCHED, groups_from_pattern, subgroup_metrics
+from clipstudio.engine.evaluation.subgroups import (
+    NO_VALUE,
+    UNMATCHED,
+    Grouping,
+    groups_from_column,
+    groups_from_pattern,
+    subgroup_metrics,
+)
 
 
 def _hospitals(seed: int = 0):
@@ -99,3 +106,57 @@ def test_a_path_pattern_names_each_images_subgroup_by_its_first_capture_group(tm
         groups_from_pattern(paths, "(site", tmp_path)
     with pytest.raises(ConfigError, match="matches none of the 3 image paths .e.g. 'site1/normal/a.png'"):
         groups_from_pattern(paths, "hospital", tmp_path)
+
+
+def _samples(tmp_path):
+    from clipstudio.engine.data.dataset import Sample
+
+    return [Sample(tmp_path / "a.png", 0, group="P1", metadata={"sex": "F", "site": "site1"}),
+            Sample(tmp_path / "b.png", 1, group="P2", metadata={"sex": "M"}),
+            Sample(tmp_path / "c.png", 1, group="P2", metadata={"Site": "x"})]
+
+
+def test_a_metadata_column_names_each_images_subgroup_and_images_without_a_value_share_one(tmp_path):
+    samples = _samples(tmp_path)
+
+    assert groups_from_column(samples, "sex") == ["F", "M", NO_VALUE]
+    assert groups_from_column(samples, "site") == ["site1", NO_VALUE, NO_VALUE]  # the exact name wins over "Site"
+    assert groups_from_column(samples, "SEX") == ["F", "M", NO_VALUE]  # else case does not matter
+    assert groups_from_column(samples, "patient") == ["P1", "P2", "P2"]  # each image's patient group
+    # One per path asked for: the report images, in the scoring's order.
+    assert groups_from_column(samples, "sex", [str(tmp_path / "c.png"), tmp_path / "a.png"]) == [NO_VALUE, "F"]
+
+
+def test_patient_means_the_patient_column_however_the_annotation_file_names_it(tmp_path):
+    from clipstudio.engine.data.dataset import Sample
+
+    samples = [Sample(tmp_path / "a.png", 0, group="P1", metadata={"case_id": "P1"}),
+               Sample(tmp_path / "b.png", 1, group="P2", metadata={"case_id": "P2"})]
+
+    assert groups_from_column(samples, "patient") == groups_from_column(samples, "case_id") == ["P1", "P2"]
+
+
+def test_a_column_the_images_lack_or_that_holds_no_value_is_a_config_error_listing_the_columns(tmp_path):
+    from clipstudio.engine.data.dataset import Sample
+
+    samples = _samples(tmp_path)
+    with pytest.raises(ConfigError, match="No metadata column 'age'; columns available: sex, site, Site, patient"):
+        groups_from_column(samples, "age")
+    with pytest.raises(ConfigError, match="the images have no metadata"):
+        groups_from_column([Sample(tmp_path / "a.png", 0)], "sex")
+    with pytest.raises(ConfigError, match="'Site' has no value for any of the 2 images"):
+        groups_from_column(samples, "Site", [tmp_path / "a.png", tmp_path / "b.png"])
+
+
+def test_a_grouping_says_what_grouped_the_images_in_the_report_json(tmp_path):
+    labels, probs, groups = _hospitals()
+    by_column, by_pattern = Grouping(column="site"), Grouping(pattern=r"^(site\d+)/")
+
+    report = subgroup_metrics(labels, probs, groups, ["x", "y", "z"], n_bootstrap=0,
+                              grouping=by_column.words, by=by_column.by)
+
+    assert report.to_dict()["by"] == "column 'site'" and report.to_dict()["grouping"] == "metadata column 'site'"
+    assert by_pattern.by == r"pattern '^(site\d+)/'"
+    assert by_pattern.groups([tmp_path / "site3" / "a.png"], root=tmp_path) == ["site3"]
+    with pytest.raises(ValueError):
+        Grouping(pattern="x", column="y")

@@ -52,6 +52,20 @@ def test_offline_rows_say_what_is_missing(qtbot, hf_cache):
     assert statuses["PubMedCLIP"] == OFFLINE_NOT_CACHED
 
 
+def test_a_long_missing_line_keeps_its_repo_and_files_in_the_tooltip(qtbot):
+    gallery = ModelGallery()
+    qtbot.addWidget(gallery)
+    row = gallery.models.index(BIOMEDCLIP)
+    whole = f"offline: missing its weights and its text encoder's files ({TEXT_REPO}: config.json, vocab.txt)"
+    gallery.set_cached({BIOMEDCLIP.repo_id: whole})
+
+    cell = gallery.item(row, 0)
+    assert cell.text().splitlines() == ["BiomedCLIP", BIOMEDCLIP.architecture,
+                                        "offline: missing its weights and its text encoder's files"]
+    assert whole in cell.toolTip() and BIOMEDCLIP.repo_id in cell.toolTip()
+    assert gallery.status(row) == whole
+
+
 def test_a_model_with_every_part_cached_works_offline(qtbot, hf_cache):
     config = {"model_cfg": {"text_cfg": {"hf_model_name": TEXT_REPO}}}
     _cache_files(hf_cache, BIOMEDCLIP.repo_id, {"open_clip_config.json": json.dumps(config), "open_clip_pytorch_model.bin": ""})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt
 
-from clipstudio.engine.evaluation.subgroups import subgroup_metrics
+from clipstudio.engine.evaluation.subgroups import Grouping, subgroup_metrics
 from clipstudio.gui.widgets.subgroup_view import FLAGGED_BACKGROUND, SubgroupView
 
 
@@ -45,11 +45,49 @@ def test_show_asks_for_the_typed_pattern_and_an_empty_one_asks_for_a_pattern(qtb
     view = SubgroupView()
     qtbot.addWidget(view)
     asked = []
-    view.pattern_submitted.connect(asked.append)
+    view.grouping_submitted.connect(asked.append)
 
     view.show_button.click()
     assert asked == [] and "Type a pattern first" in view.status_label.text()
 
     qtbot.keyClicks(view.pattern_edit, r"^(site\d)/")
     qtbot.keyClick(view.pattern_edit, Qt.Key.Key_Return)
-    assert asked == [r"^(site\d)/"]
+    assert asked == [Grouping(pattern=r"^(site\d)/")]
+
+
+def test_choosing_a_metadata_column_asks_for_that_column_and_without_columns_points_at_the_metadata_file(qtbot):
+    view = SubgroupView()
+    qtbot.addWidget(view)
+    asked = []
+    view.grouping_submitted.connect(asked.append)
+    files = []
+    view.metadata_file_requested.connect(lambda: files.append(True))
+
+    view.column_radio.setChecked(True)
+    view.show_button.click()
+    assert asked == [] and "no metadata columns" in view.status_label.text()
+    assert not view.column_combo.isEnabled()
+    view.metadata_button.click()
+    assert files == [True]
+
+    view.set_columns(["sex", "site"], choose="site")
+    view.show_button.click()
+    assert asked == [Grouping(column="site")] and view.column_radio.isChecked()
+
+    view.column_combo.setCurrentIndex(view.column_combo.findData("sex"))
+    view.set_columns(["age", "sex"])  # another file: the column chosen stays chosen
+    assert view.column() == "sex"
+
+
+def test_the_choices_fit_the_results_screens_right_half_without_cutting_a_label(qtbot):
+    # Seen in a real window at the default size: beside a Show button the radio labels were cut to
+    # "Pattern on the pa" and "Metadata columr".
+    view = SubgroupView()
+    qtbot.addWidget(view)
+    view.set_columns([])  # the longest combo text
+    assert view.minimumSizeHint().width() <= 500
+    view.resize(500, 400)
+    view.show()
+    qtbot.waitExposed(view)
+    for widget in (view.pattern_radio, view.column_radio, view.metadata_button, view.show_button):
+        assert widget.width() >= widget.sizeHint().width(), widget.text()
