@@ -113,6 +113,19 @@ class ImageTextModel(ABC):
         """Differentiable L2-normalised text embeddings on ``self.device`` from ``tokenize`` output."""
         raise NotImplementedError(f"{type(self).__name__} cannot be trained")
 
+    # The image tower as trunk + linear projection: ``forward_images(x)`` equals
+    # ``forward_images_from_trunk(forward_image_trunk(x))``. Training keeps the trunk's outputs when
+    # nothing in the trunk trains and the images are not augmented (``training.trunk_cache``).
+    splits_image_tower: bool = False
+
+    def forward_image_trunk(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The image tower's output before its projection (``splits_image_tower`` models)."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its image tower")
+
+    def forward_images_from_trunk(self, features: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image embeddings from ``forward_image_trunk`` output (the projection only)."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its image tower")
+
     def logit_scale_tensor(self) -> torch.Tensor:
         """exp(learned temperature) as a differentiable tensor, clamped at 100 like CLIP."""
         raise NotImplementedError(f"{type(self).__name__} cannot be trained")

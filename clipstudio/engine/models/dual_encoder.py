@@ -50,8 +50,12 @@ class DualEncoderModule(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale_init)))
         self.text_normalize = text_normalize
 
+    def image_trunk(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The image tower's output before the projection."""
+        return self.image_backbone(pixel_values)
+
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.image_projection(self.image_backbone(pixel_values))
+        return self.image_projection(self.image_trunk(pixel_values))
 
     def pooled_text(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean of the last hidden states over real (non-padding) tokens, as sentence-transformers does."""

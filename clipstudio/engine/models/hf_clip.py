@@ -175,6 +175,16 @@ class HFClipModel(TorchImageTextModel):
         out = self.model.get_image_features(pixel_values=pixel_values.to(self.model.dtype))
         return _features(out)
 
+    # get_image_features is visual_projection(vision_model(x).pooler_output): the trunk and its head.
+    splits_image_tower = True
+
+    def forward_image_trunk(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        pixels = pixel_values.to(self.device, self.model.dtype)
+        return self.model.vision_model(pixel_values=pixels, return_dict=True).pooler_output
+
+    def forward_images_from_trunk(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.model.visual_projection(features.to(self.device)).float(), dim=-1)
+
     def _text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         return _features(self.model.get_text_features(**tokens))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
@@ -37,6 +38,7 @@ class ProjectedTowersModel(TorchImageTextModel):
     """
 
     TOKEN_KEYS: tuple[str, ...] | None = None
+    splits_image_tower = True  # module.image_features(x) == module.image_projection(module.image_trunk(x))
 
     def __init__(self, module: nn.Module, tokenizer: Any, preprocessing: Any, max_text_tokens: int) -> None:
         super().__init__()
@@ -86,6 +88,13 @@ class ProjectedTowersModel(TorchImageTextModel):
 
     def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.module.image_features(pixel_values)
+
+
+    def forward_image_trunk(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.module.image_trunk(pixel_values.to(self.device))
+
+    def forward_images_from_trunk(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.module.image_projection(features.to(self.device)).float(), dim=-1)
 
     def _text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.module.text_features(tokens)

@@ -77,9 +77,12 @@ class ViTHFTextModule(nn.Module):
         self.text_projection_kind = text_projection_kind
         self.text_pooling = text_pooling
 
+    def image_trunk(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The image tower's output before the projection: the class token's last hidden state."""
+        return self.image_tower(pixel_values=pixel_values).last_hidden_state[:, 0]
+
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        hidden = self.image_tower(pixel_values=pixel_values).last_hidden_state
-        return self.image_projection(hidden[:, 0])
+        return self.image_projection(self.image_trunk(pixel_values))
 
     def text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         out = self.text_tower(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])

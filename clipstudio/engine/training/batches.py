@@ -261,6 +261,8 @@ class Batch:
     tokens: dict[str, torch.Tensor]
     keys: torch.Tensor  # (B,) positives share a key
     size: int
+    rows: np.ndarray | None = None  # (B,) the images' rows in their ImageSplit
+    text_ids: np.ndarray | None = None  # (B,) each image's text in the TextPool
 
 
 def split_batch(batch: Batch, size: int) -> list[Batch]:
@@ -273,6 +275,8 @@ def split_batch(batch: Batch, size: int) -> list[Batch]:
             tokens={k: v[i : i + size] for k, v in batch.tokens.items()},
             keys=batch.keys[i : i + size],
             size=min(size, batch.size - i),
+            rows=None if batch.rows is None else batch.rows[i : i + size],
+            text_ids=None if batch.text_ids is None else batch.text_ids[i : i + size],
         )
         for i in range(0, batch.size, size)
     ]
@@ -309,7 +313,7 @@ def make_batch(
     if pin:
         pixels = pixels.pin_memory()
         tokens = {k: v.pin_memory() for k, v in tokens.items()}
-    return Batch(pixels=pixels, tokens=tokens, keys=keys_t, size=len(rows))
+    return Batch(pixels=pixels, tokens=tokens, keys=keys_t, size=len(rows), rows=np.asarray(rows), text_ids=ids)
 
 
 def augment_seed(seed: int, epoch: int, batch: int) -> int:

@@ -56,6 +56,7 @@ from clipstudio.engine.training.distributed import (
 from clipstudio.engine.training.losses import contrastive_loss, in_batch_accuracy
 from clipstudio.engine.training.methods.base import TrainingMethod
 from clipstudio.engine.training.methods.lora import LoraAdapters, apply_lora, merged_copy
+from clipstudio.engine.training.trunk_cache import TrunkCache
 
 if TYPE_CHECKING:
     from clipstudio.engine.config import TrainConfig
@@ -141,6 +142,7 @@ class ContrastiveMethod(TrainingMethod):
         self.train_transform = BatchTransform(cfg.augmentation, spec, train=True, seed=cfg.seed)
         self.eval_transform = BatchTransform("none", spec, train=False)
         self.pin = model.device.type == "cuda"
+        self.trunk_cache = TrunkCache(len(train)) if self._trunk_is_fixed() else None
 
     @property
     def n_train(self) -> int:
@@ -178,6 +180,19 @@ class ContrastiveMethod(TrainingMethod):
             for _, child in towers[locked]:
                 for param in child.parameters():
                     param.requires_grad_(False)
+
+    def _trunk_is_fixed(self) -> bool:
+        """True when the image trunk gives each training image the same features at every step: nothing
+        in it trains (LoRA found no attention there, or the tower is locked) and there is no augmentation."""
+        if (
+            self.cfg.augmentation != "none"
+            or "image" not in self.frozen_towers
+            or self.ranks.distributed
+            or not self.model.splits_image_tower
+        ):
+            return False
+        trunk = [child for name, child in tower_modules(self.module)["image"] if "projection" not in name]
+        return not any(p.requires_grad for child in trunk for p in child.parameters())
 
     @property
     def _no_grad_towers(self) -> list[str]:
@@ -261,14 +276,48 @@ class ContrastiveMethod(TrainingMethod):
             loss, acc = gathered_loss(img, txt, batch.keys.to(device), scale, kind=self.cfg.loss)
             return loss, acc, batch.size
         with self.amp.autocast(), training_attention(self.module, device):
-            with torch.no_grad() if "image" in self._no_grad_towers else nullcontext():
-                img = self.model.forward_images(pixels)
+            img = self._cached_trunk_images(batch, pixels)
+            if img is None:
+                with torch.no_grad() if "image" in self._no_grad_towers else nullcontext():
+                    img = self.model.forward_images(pixels)
             with torch.no_grad() if "text" in self._no_grad_towers else nullcontext():
-                txt = self.model.forward_texts(tokens)
+                txt = self._batch_texts(batch, tokens)
         logits = self.model.logit_scale_tensor().float() * img.float() @ txt.float().t()
         keys = batch.keys.to(device)
         loss = contrastive_loss(logits, keys, kind=self.cfg.loss)
         return loss, in_batch_accuracy(logits, keys), batch.size
+
+    def _batch_texts(self, batch: Batch, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch's text embeddings, each distinct text encoded once.
+
+        Class data pairs every image of a class with the same prompt in a step, so a batch of 32 holds
+        as many distinct texts as classes: the text tower runs on those (as CLIP-LoRA encodes each
+        class's prompt once per step) and their embeddings are repeated. Without dropout this is the
+        same tensor as encoding every row; with it, the copies of one text share a dropout mask.
+        """
+        if batch.text_ids is None:
+            return self.model.forward_texts(tokens)
+        distinct, first, inverse = np.unique(batch.text_ids, return_index=True, return_inverse=True)
+        if len(distinct) == batch.size:
+            return self.model.forward_texts(tokens)
+        index = torch.as_tensor(first, device=self.model.device)
+        once = self.model.forward_texts({k: v.index_select(0, index) for k, v in tokens.items()})
+        return once[torch.as_tensor(inverse.reshape(-1), device=once.device)]
+
+    def _cached_trunk_images(self, batch: Batch, pixels: torch.Tensor) -> torch.Tensor | None:
+        """The batch's image embeddings from kept trunk features (None: the trunk isn't cached)."""
+        if self.trunk_cache is None or batch.rows is None:
+            return None
+
+        def trunk(part: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return self.model.forward_image_trunk(part)
+
+        features = self.trunk_cache.features(batch.rows, pixels, trunk)
+        if features is None:
+            return None
+        with torch.no_grad() if "image" in self._no_grad_towers else nullcontext():
+            return self.model.forward_images_from_trunk(features)
 
     # --- validation ------------------------------------------------------------------------------
     def evaluate(self, should_stop: ShouldStop, progress: Callback = no_callback) -> dict[str, float] | None:
