@@ -98,6 +98,18 @@ def data_folder(name: str, official_root: Path | None) -> Path:
     return DATASETS / name / "folders" if official_root is None else official_folders(name, official_root)
 
 
+def _command(argv: list[str], name: str, data: Path, runs: Path) -> str:
+    """The command as the doc shows it: this machine's folders become OFFICIAL/<name> (the official
+    split's class folders), ../shared/datasets/<name>/folders (a subset) and RUNS (the run folders)."""
+    shown = "OFFICIAL/" + name if data.parent.name == "official" else f"../shared/datasets/{name}/folders"
+
+    def placeholder(arg: str) -> str:
+        arg = arg.replace(str(data), shown)
+        return arg.replace(str(runs), "RUNS")
+
+    return shlex.join(["clipstudio", *(placeholder(a) for a in argv)])
+
+
 def _row(name: str, method: str, scored: dict, seconds: float, command: str) -> dict:
     auc = scored["auc"]["macro"]
     return {
@@ -114,7 +126,7 @@ def zero_shot(name: str, data: Path, runs: Path, epochs: int) -> dict:
     started = time.perf_counter()
     _cli(argv)
     return _row(name, "zero_shot", json.loads(out.read_text(encoding="utf-8")), time.perf_counter() - started,
-                shlex.join(["clipstudio", *argv]))
+                _command(argv, name, data, runs))
 
 
 def _trained(name: str, data: Path, runs: Path, method: str, extra: list[str], label: str, epochs: int) -> dict:
@@ -127,7 +139,7 @@ def _trained(name: str, data: Path, runs: Path, method: str, extra: list[str], l
     out = runs / f"{run.name}.json"
     _cli(["eval", str(run), str(data), "--json", str(out)])
     after = json.loads(out.read_text(encoding="utf-8"))["after"]  # the trained model, on the test split
-    return _row(name, label, after, seconds, shlex.join(["clipstudio", *train]))
+    return _row(name, label, after, seconds, _command(train, name, data, runs))
 
 
 def probe(name: str, data: Path, runs: Path, epochs: int) -> dict:

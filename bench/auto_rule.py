@@ -24,7 +24,8 @@ from clipstudio.engine.training.methods.auto import choose_method
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "adaptation"
 # Benchmark method name -> the TrainConfig.method auto may pick. The probe rows are the default (automatic prior).
-METHOD_OF = {"probe": "linear_probe", "tip_adapter": "tip_adapter", "tip_adapter_f": "tip_adapter_f", "full": "full"}
+METHOD_OF = {"probe": "linear_probe", "tip_adapter": "tip_adapter", "tip_adapter_f": "tip_adapter_f", "full": "full",
+             "clip_lora_none": "clip_lora"}  # the preset, run without augmentation (bench.kshot)
 
 
 def _per_class_training_images(name: str) -> list[int]:
@@ -73,7 +74,7 @@ def markdown(rows: list[dict]) -> str:
                      f"{r['scores'][best]:.3f} |")
     lines += ["", "| fixed method | rows where both were measured | fixed method, mean | auto, mean | auto ahead / level / behind |",
               "|---|---|---|---|---|"]
-    for method in ("linear_probe", "tip_adapter", "tip_adapter_f", "full"):
+    for method in ("linear_probe", "tip_adapter", "tip_adapter_f", "full", "clip_lora"):
         pairs = [(r["scores"][method], r["scores"][choose_method(r["counts"]).method]) for r in rows
                  if method in r["scores"] and choose_method(r["counts"]).method in r["scores"]]
         if not pairs:

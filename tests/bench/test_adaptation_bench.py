@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.adaptation import official_folders
+from bench.adaptation import _command, official_folders
 from bench.common import DATASETS
 from bench.kshot import markdown, merged, plot, summary
 
@@ -53,3 +53,16 @@ def test_kshot_merge_replaces_only_the_points_run_again():
     assert sorted((r["dataset"], r["method"], r["balanced_accuracy"]) for r in rows) == [
         ("a", "probe", 0.1), ("b", "probe", 0.22), ("b", "probe", 0.25), ("b", "tip_adapter_f", 0.3)]
     assert zero == {"a": 0.05, "b": 0.41}
+
+
+def test_the_recorded_commands_name_placeholders_not_this_machines_folders(tmp_path):
+    runs = tmp_path / "runs"
+    official = runs / "official" / "breastmnist"
+    subset = DATASETS / "bloodmnist" / "folders"
+
+    shown_official = _command(["train", str(official), "--output", str(runs / "breastmnist-full")],
+                              "breastmnist", official, runs)  # fmt: skip
+    shown_subset = _command(["zeroshot", str(subset), "--json", str(runs / "b.json")], "bloodmnist", subset, runs)
+
+    assert shown_official == "clipstudio train OFFICIAL/breastmnist --output RUNS/breastmnist-full"
+    assert shown_subset == "clipstudio zeroshot ../shared/datasets/bloodmnist/folders --json RUNS/b.json"
