@@ -10,6 +10,8 @@ split. Zero-shot (no training images) is drawn as a flat line. Writes out/kshot.
 (mean ± std over the seeds) and out/kshot.png (drawn with PIL: no plotting library needed).
 ``--merge FILE`` starts from an earlier kshot.json: its rows for the (dataset, method, K) points run
 now are replaced, the others kept (re-running one dataset, or adding a method or a K, keeps the rest).
+``--combine FILE...`` runs nothing and writes the outputs from several kshot.json files, e.g. seeds run
+in separate processes, each with its own CLIPSTUDIO_BENCH_OUT.
 """
 
 from __future__ import annotations
@@ -75,6 +77,18 @@ def merged(earlier: dict, rows: list[dict], zero: dict[str, float]) -> tuple[lis
     fresh = {(r["dataset"], r["method"], r["shots"]) for r in rows}
     kept = [r for r in earlier.get("rows", []) if (r["dataset"], r["method"], r["shots"]) not in fresh]
     return kept + rows, {**earlier.get("zero_shot", {}), **zero}
+
+
+def combined(parts: list[dict]) -> tuple[list[dict], dict[str, float]]:
+    """The rows and zero-shot figures of several kshot.json files: one row per (dataset, method, K, seed),
+    a later file's row replacing an earlier one's (seeds run in separate processes come together here)."""
+    rows: dict[tuple, dict] = {}
+    zero: dict[str, float] = {}
+    for part in parts:
+        for r in part.get("rows", []):
+            rows[(r["dataset"], r["method"], r["shots"], r["seed"])] = r
+        zero.update(part.get("zero_shot", {}))
+    return list(rows.values()), zero
 
 
 def markdown(means: list[dict], zero: dict[str, float]) -> str:
@@ -148,7 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, help="keep the run folders here (default: a temporary folder)")
     parser.add_argument("--merge", type=Path, metavar="FILE",
                         help="an earlier kshot.json whose rows of other (dataset, method, K) points are kept")
+    parser.add_argument("--combine", nargs="+", type=Path, metavar="FILE",
+                        help="run nothing: write the table and plot from these kshot.json files (one row per "
+                             "dataset, method, K and seed; a later file's row wins)")
     args = parser.parse_args(argv)
+    if args.combine:
+        missing = [str(f) for f in args.combine if not f.is_file()]
+        if missing:
+            parser.error(f"no such file: {', '.join(missing)}")
+        rows, zero = combined([json.loads(f.read_text(encoding="utf-8")) for f in args.combine])
+        return _write(rows, zero)
     earlier = json.loads(args.merge.read_text(encoding="utf-8")) if args.merge else {}
     rows, zero = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -163,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                         print(json.dumps(row), flush=True)
                         rows.append(row)
     rows, zero = merged(earlier, rows, zero)
+    return _write(rows, zero)
+
+
+def _write(rows: list[dict], zero: dict[str, float]) -> int:
     means = summary(rows)
     folder = out_dir()
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from bench.adaptation import _command, official_folders
 from bench.common import DATASETS
-from bench.kshot import markdown, merged, plot, summary
+from bench.kshot import combined, main, markdown, merged, plot, summary
 
 
 @pytest.mark.skipif(not (DATASETS / "breastmnist" / "breastmnist.npz").is_file(), reason="needs ../shared/datasets")
@@ -66,3 +66,27 @@ def test_the_recorded_commands_name_placeholders_not_this_machines_folders(tmp_p
 
     assert shown_official == "clipstudio train OFFICIAL/breastmnist --output RUNS/breastmnist-full"
     assert shown_subset == "clipstudio zeroshot ../shared/datasets/bloodmnist/folders --json RUNS/b.json"
+
+
+def test_kshot_combine_joins_seeds_run_apart_and_a_later_file_wins(tmp_path, monkeypatch, capsys):
+    def row(seed: int, value: float) -> dict:
+        return {"dataset": "b", "method": "clip_lora_none", "shots": 1, "seed": seed, "balanced_accuracy": value}
+
+    first = {"rows": [row(0, 0.5), row(1, 0.6)], "zero_shot": {"b": 0.4}}
+    second = {"rows": [row(1, 0.7), row(2, 0.8)], "zero_shot": {"b": 0.41}}
+    rows, zero = combined([first, second])
+    assert sorted((r["seed"], r["balanced_accuracy"]) for r in rows) == [(0, 0.5), (1, 0.7), (2, 0.8)]
+    assert zero == {"b": 0.41}
+
+    files = []
+    for i, part in enumerate((first, second)):
+        files.append(tmp_path / f"part{i}.json")
+        files[-1].write_text(json.dumps(part), encoding="utf-8")
+    monkeypatch.setenv("CLIPSTUDIO_BENCH_OUT", str(tmp_path / "out"))
+    assert main(["--combine", *map(str, files)]) == 0
+    written = json.loads((tmp_path / "out" / "kshot.json").read_text(encoding="utf-8"))
+    assert len(written["rows"]) == 3 and (tmp_path / "out" / "kshot.png").is_file()
+    assert "0.667 ± 0.153" in (tmp_path / "out" / "kshot.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):
+        main(["--combine", str(tmp_path / "missing.json")])
+    assert "no such file" in capsys.readouterr().err
