@@ -91,6 +91,13 @@ def combined(parts: list[dict]) -> tuple[list[dict], dict[str, float]]:
     return list(rows.values()), zero
 
 
+def _cell(mean: dict) -> str:
+    """mean ± std over the seeds; one seed has no spread to show."""
+    if mean["seeds"] == 1:
+        return f"{mean['mean']:.3f} (1 seed)"
+    return f"{mean['mean']:.3f} ± {mean['std']:.3f}"
+
+
 def markdown(means: list[dict], zero: dict[str, float]) -> str:
     shots = sorted({m["shots"] for m in means})
     lines = [f"Machine: {machine()}\n", "Test balanced accuracy, mean ± std over the seeds.\n"]
@@ -101,7 +108,7 @@ def markdown(means: list[dict], zero: dict[str, float]) -> str:
         for method in dict.fromkeys(m["method"] for m in means if m["dataset"] == name):
             cells = {m["shots"]: m for m in means if m["dataset"] == name and m["method"] == method}
             lines.append(f"| {METHODS[method][1]} | " + " | ".join(
-                f"{cells[k]['mean']:.3f} ± {cells[k]['std']:.3f}" if k in cells else "" for k in shots) + " |")
+                _cell(cells[k]) if k in cells else "" for k in shots) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -72,10 +72,11 @@ def test_kshot_combine_joins_seeds_run_apart_and_a_later_file_wins(tmp_path, mon
     def row(seed: int, value: float) -> dict:
         return {"dataset": "b", "method": "clip_lora_none", "shots": 1, "seed": seed, "balanced_accuracy": value}
 
-    first = {"rows": [row(0, 0.5), row(1, 0.6)], "zero_shot": {"b": 0.4}}
+    first = {"rows": [row(0, 0.5), row(1, 0.6), {**row(0, 0.9), "shots": 2}], "zero_shot": {"b": 0.4}}
     second = {"rows": [row(1, 0.7), row(2, 0.8)], "zero_shot": {"b": 0.41}}
     rows, zero = combined([first, second])
-    assert sorted((r["seed"], r["balanced_accuracy"]) for r in rows) == [(0, 0.5), (1, 0.7), (2, 0.8)]
+    assert sorted((r["shots"], r["seed"], r["balanced_accuracy"]) for r in rows) == [
+        (1, 0, 0.5), (1, 1, 0.7), (1, 2, 0.8), (2, 0, 0.9)]
     assert zero == {"b": 0.41}
 
     files = []
@@ -85,8 +86,9 @@ def test_kshot_combine_joins_seeds_run_apart_and_a_later_file_wins(tmp_path, mon
     monkeypatch.setenv("CLIPSTUDIO_BENCH_OUT", str(tmp_path / "out"))
     assert main(["--combine", *map(str, files)]) == 0
     written = json.loads((tmp_path / "out" / "kshot.json").read_text(encoding="utf-8"))
-    assert len(written["rows"]) == 3 and (tmp_path / "out" / "kshot.png").is_file()
-    assert "0.667 ± 0.153" in (tmp_path / "out" / "kshot.md").read_text(encoding="utf-8")
+    assert len(written["rows"]) == 4 and (tmp_path / "out" / "kshot.png").is_file()
+    table = (tmp_path / "out" / "kshot.md").read_text(encoding="utf-8")
+    assert "| 0.667 ± 0.153 | 0.900 (1 seed) |" in table
     with pytest.raises(SystemExit):
         main(["--combine", str(tmp_path / "missing.json")])
     assert "no such file" in capsys.readouterr().err
