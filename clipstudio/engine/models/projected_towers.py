@@ -89,7 +89,6 @@ class ProjectedTowersModel(TorchImageTextModel):
     def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.module.image_features(pixel_values)
 
-
     def forward_image_trunk(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.module.image_trunk(pixel_values.to(self.device))
 

@@ -268,18 +268,18 @@ class ContrastiveMethod(TrainingMethod):
 
     def step_loss(self, batch: Batch) -> tuple[torch.Tensor, float, int]:
         device = self.model.device
-        pixels = batch.pixels.to(device, non_blocking=True)
         tokens = {k: v.to(device, non_blocking=True) for k, v in batch.tokens.items()}
         if self.parallel is not None:
             with self.amp.autocast(), training_attention(self.module, device):
-                img, txt, scale = self.parallel(pixels, tokens)
+                img, txt, scale = self.parallel(batch.pixels.to(device, non_blocking=True), tokens)
             loss, acc = gathered_loss(img, txt, batch.keys.to(device), scale, kind=self.cfg.loss)
             return loss, acc, batch.size
         with self.amp.autocast(), training_attention(self.module, device):
-            img = self._cached_trunk_images(batch, pixels)
+            # Kept trunk features: only the images not kept yet go to the device.
+            img = self._cached_trunk_images(batch, batch.pixels)
             if img is None:
                 with torch.no_grad() if "image" in self._no_grad_towers else nullcontext():
-                    img = self.model.forward_images(pixels)
+                    img = self.model.forward_images(batch.pixels.to(device, non_blocking=True))
             with torch.no_grad() if "text" in self._no_grad_towers else nullcontext():
                 txt = self._batch_texts(batch, tokens)
         logits = self.model.logit_scale_tensor().float() * img.float() @ txt.float().t()
